@@ -1,0 +1,3 @@
+from dagbox.cli import main
+
+main()

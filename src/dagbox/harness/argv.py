@@ -1,0 +1,126 @@
+"""Render a harness step's ``with:`` into an argv and stdin (dagu-format.md §1.3-1.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dagbox.harness.catalog import Provider
+from dagbox.spec.source import plain_scalar
+
+#: ``with`` keys that are never rendered as flags.
+RESERVED = frozenset({"provider", "fallback", "managed", "prompt", "stdin"})
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What one try runs: ``argv[0]`` is the binary; ``stdin`` is None when nothing is piped."""
+
+    provider: str
+    argv: tuple[str, ...]
+    stdin: str | None
+    prompt: str
+
+
+def trim_prompt(prompt: str) -> str:
+    """A single-line prompt loses surrounding whitespace; a multi-line one is kept as written."""
+    stripped = prompt.strip()
+    return prompt if "\n" in stripped else stripped
+
+
+def _coerce(value: Any) -> Any:
+    """A string that YAML reads as a bool or a number becomes one ("true" -> True, "10" -> 10)."""
+    if isinstance(value, str) and value.strip() and "\n" not in value:
+        parsed = plain_scalar(value)
+        if isinstance(parsed, bool | int | float):
+            return parsed
+    return value
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def flags(provider: Provider, options: Mapping[str, Any]) -> list[str]:
+    """``{model: x, full_auto: true}`` -> ``["--full-auto", "--model", "x"]`` (keys sorted)."""
+    merged: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in RESERVED:
+            continue
+        name = key.replace("_", "-") if provider.builtin else key
+        if name in merged and key != name:
+            continue  # for built-ins the kebab spelling wins over the snake one
+        merged[name] = value
+    for key, value in provider.defaults.items():
+        merged.setdefault(key, value)
+    out: list[str] = []
+    dash = "--" if provider.flag_style == "gnu_long" else "-"
+    for name in sorted(merged):
+        value = _coerce(merged[name])
+        token = provider.option_flags.get(name) or f"{dash}{name}"
+        if value is True:
+            out.append(token)
+        elif value is False or value is None or value == "" or isinstance(value, dict):
+            continue
+        elif isinstance(value, list):
+            for item in value:
+                out += [token, _text(item)]
+        else:
+            out += [token, _text(value)]
+    return out
+
+
+def render(provider: Provider, options: Mapping[str, Any]) -> Invocation:
+    """The argv and stdin for one try of ``provider`` with the step's ``with`` values."""
+    prompt = trim_prompt(str(options.get("prompt", "")))
+    extra = options.get("stdin")
+    extra = extra.strip() if isinstance(extra, str) else None
+    stdin: str | None = None
+    if provider.prompt_mode == "stdin":
+        stdin = prompt if not extra else f"{prompt}\n\n{extra}"
+    elif extra:
+        if provider.stdin == "fold":
+            prompt = f"{prompt}\n\n{extra}"
+        else:
+            stdin = extra
+    rendered = flags(provider, options)
+    if provider.prompt_mode == "stdin":
+        prompt_part: list[str] = []
+    elif provider.prompt_mode == "flag":
+        prompt_part = [provider.prompt_flag or "", prompt]
+    else:
+        prompt_part = [prompt]
+    middle = (
+        prompt_part + rendered
+        if provider.prompt_position == "before_flags"
+        else rendered + prompt_part
+    )
+    argv = (provider.binary, *provider.prefix_args, *middle)
+    return Invocation(provider.name, argv, stdin, prompt)
+
+
+def merge_defaults(step_with: Mapping[str, Any], dag_harness: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Root ``harness:`` defaults under a step's ``with:`` (§1.4): step keys win.
+
+    A step ``fallback`` replaces the DAG's (``[]`` removes it); fallback entries
+    never inherit DAG flags.
+    """
+    merged = dict(step_with)
+    for key, value in (dag_harness or {}).items():
+        if key not in merged:
+            merged[key] = value
+    return merged
+
+
+def tries(options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The primary try and its fallbacks, each a complete ``with`` for :func:`render`."""
+    primary = {k: v for k, v in options.items() if k != "fallback"}
+    out = [primary]
+    for entry in options.get("fallback") or ():
+        out.append({"prompt": options.get("prompt", ""), "stdin": options.get("stdin"), **entry})
+    return out

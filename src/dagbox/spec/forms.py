@@ -1,0 +1,552 @@
+"""The one place where Dagu's flexible value forms become one canonical shape.
+
+Dagu lets most keys be written several ways (``env`` as a map or a list of
+``K=V`` strings, ``depends`` as a string or a list, ``container`` as a name or
+an object, ``pull_policy`` as a word or a boolean, ...). A model field whose
+document form differs from its canonical type is annotated with a
+:class:`Form`: the normaliser turns any accepted document form into the
+canonical value, reporting problems to a :class:`~dagbox.spec.issues.Sink`,
+and ``schema`` says what the document may hold (for ``dagbox schema``).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dagbox.spec.issues import Sink
+
+#: Returned by a normaliser when the value is unusable (the problem is already reported).
+INVALID: Any = type("Invalid", (), {"__repr__": lambda self: "INVALID"})()
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a normaliser may need besides the value: the canonical type and the builder."""
+
+    target: Any
+    build: Callable[[Any, Any, Sink], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    normalise: Callable[[Any, Sink, Context], Any]
+    schema: dict[str, Any]
+
+
+def kind(value: Any) -> str:
+    """How a YAML value reads to a user: 'a string', 'a list', ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__} value"
+
+
+def scalar_text(value: Any) -> str | None:
+    """Text of a YAML scalar as Dagu sees it (``true``, ``10``, ``0.5``, ``2``); None if not a scalar."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        return value
+    return None
+
+
+# --- schemas of the document forms ------------------------------------------------------
+
+_SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
+_ENV_SCHEMA = {
+    "description": "Environment variables: a map, or a list of 'K=V' strings and single-key maps. "
+    "Later entries may use earlier ones (${A}).",
+    "anyOf": [
+        {"type": "object", "additionalProperties": _SCALAR},
+        {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*="},
+                    {"type": "object", "additionalProperties": _SCALAR},
+                ]
+            },
+        },
+    ],
+}
+_STRINGS_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+_INTS_SCHEMA = {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]}
+
+
+# --- normalisers ------------------------------------------------------------------------
+
+
+def _env_entry(name: Any, value: Any, sink: Sink, out: list[tuple[str, str]], *at: str | int) -> None:
+    if not isinstance(name, str) or not ENV_NAME.match(name):
+        sink.error(
+            f"invalid environment variable name {name!r}: use letters, digits and _, not starting with a digit",
+            *at,
+            at_key=True,
+        )
+        return
+    text = scalar_text(value)
+    if text is None:
+        sink.error(f"value of {name} must be a string, number or boolean, not {kind(value)}", *at)
+        return
+    out.append((name, text))
+
+
+def env_vars(value: Any, sink: Sink, ctx: Context) -> Any:
+    out: list[tuple[str, str]] = []
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _env_entry(name, item, sink, out, name)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                name, sep, text = item.partition("=")
+                if not sep:
+                    sink.error(f"{item!r} is not of the form NAME=value", i)
+                    continue
+                _env_entry(name.strip(), text, sink, out, i)
+            elif isinstance(item, dict):
+                for name, text in item.items():
+                    _env_entry(name, text, sink, out, i, name)
+            else:
+                sink.error(f"an env list holds 'NAME=value' strings or mappings, not {kind(item)}", i)
+    else:
+        sink.error(f"env must be a mapping or a list, not {kind(value)}")
+        return INVALID
+    return tuple(out)
+
+
+ENV = Form(env_vars, _ENV_SCHEMA)
+
+
+def _strings(value: Any, sink: Sink, what: str) -> Any:
+    """A string or a list of scalars -> tuple of strings."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        out = []
+        for i, item in enumerate(value):
+            text = scalar_text(item) if item is not None else None
+            if text is None or isinstance(item, bool):
+                sink.error(f"{what} must be a string, not {kind(item)}", i)
+            else:
+                out.append(text)
+        return tuple(out)
+    if scalar_text(value) is not None and value is not None and not isinstance(value, bool):
+        return (scalar_text(value),)
+    sink.error(f"expected a string or a list of strings, not {kind(value)}")
+    return INVALID
+
+
+def strings(value: Any, sink: Sink, ctx: Context) -> Any:
+    return () if value is None else _strings(value, sink, "each item")
+
+
+STRINGS = Form(strings, _STRINGS_SCHEMA)
+
+
+def ints(value: Any, sink: Sink, ctx: Context) -> Any:
+    """An integer or a list of integers -> tuple of ints."""
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, int) and not isinstance(item, bool):
+            out.append(item)
+        else:
+            sink.error(f"expected an integer, not {kind(item)}", *((i,) if isinstance(value, list) else ()))
+    return tuple(out)
+
+
+INTS = Form(ints, _INTS_SCHEMA)
+
+
+def depends(value: Any, sink: Sink, ctx: Context) -> Any:
+    # null counts as an explicit "no dependencies" ([]), which matters for type: chain.
+    return () if value is None else _strings(value, sink, "a dependency")
+
+
+DEPENDS = Form(
+    depends,
+    {
+        "description": "Steps (by name or id) that must finish first: a string or a list.",
+        **_STRINGS_SCHEMA,
+    },
+)
+
+
+def words(value: Any, sink: Sink, ctx: Context) -> Any:
+    """An argv list, or a string split like a shell would (``"sh -c"`` -> ``("sh", "-c")``)."""
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            sink.error(f"cannot split {value!r} into words: {exc}")
+            return INVALID
+    return strings(value, sink, ctx)
+
+
+WORDS = Form(words, _STRINGS_SCHEMA)
+
+
+def struct_or_name(key: str, schema: dict[str, Any]) -> Form:
+    """A field written either as a bare string (stored under ``key``) or as an object."""
+
+    def normalise(value: Any, sink: Sink, ctx: Context) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = {key: value}
+        return ctx.build(value, ctx.target, sink)
+
+    return Form(normalise, schema)
+
+
+def struct_or_list(schema: dict[str, Any], from_string: str) -> Form:
+    """One object, a string (stored under ``from_string``), or a list of either -> tuple."""
+
+    def normalise(value: Any, sink: Sink, ctx: Context) -> Any:
+        if value is None:
+            return ()
+        items = value if isinstance(value, list) else [value]
+        out = []
+        for i, item in enumerate(items):
+            at = sink.at(i) if isinstance(value, list) else sink
+            if isinstance(item, str):
+                item = {from_string: item}
+            built = ctx.build(item, ctx.target, at)
+            if built is not INVALID:
+                out.append(built)
+        return tuple(out)
+
+    return Form(normalise, schema)
+
+
+_GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+PULL_POLICIES = ("always", "missing", "never", "fallback")
+
+
+def pull_policy(value: Any, sink: Sink, ctx: Context) -> Any:
+    if isinstance(value, bool):
+        return "always" if value else "never"
+    if isinstance(value, str):
+        if value in PULL_POLICIES:
+            return value
+        if value in _GO_TRUE:
+            return "always"
+        if value in _GO_FALSE:
+            return "never"
+        hint = f' (did you mean "{value.lower()}"?)' if value.lower() in PULL_POLICIES else ""
+        sink.error(f'invalid pull_policy "{value}": use always, missing, never or fallback{hint}')
+        return INVALID
+    sink.error(f"pull_policy must be always, missing, never, fallback or a boolean, not {kind(value)}")
+    return INVALID
+
+
+PULL_POLICY = Form(
+    pull_policy,
+    {
+        "description": "When to pull the image (default missing). true means always, false never.",
+        "anyOf": [{"enum": list(PULL_POLICIES)}, {"type": "boolean"}],
+    },
+)
+
+
+def volumes(value: Any, sink: Sink, ctx: Context) -> Any:
+    """``src:dst[:ro|rw]`` strings -> Volume(source, target, read_only)."""
+    from dagbox.spec.model import Volume
+
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        sink.error(f"volumes must be a list of 'source:target[:ro|rw]' strings, not {kind(value)}")
+        return INVALID
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            sink.error(f"a volume is a 'source:target[:ro|rw]' string, not {kind(item)}", i)
+            continue
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            sink.error(f"invalid volume {item!r}: use source:target or source:target:ro|rw", i)
+            continue
+        mode = parts[2] if len(parts) == 3 else ""
+        if mode not in ("", "ro", "rw"):
+            sink.error(f"invalid volume mode {mode!r} in {item!r}: use ro or rw", i)
+            continue
+        if not parts[1].startswith("/"):
+            sink.error(f"invalid volume {item!r}: the target must be an absolute path in the container", i)
+            continue
+        out.append(Volume(parts[0], parts[1], mode == "ro"))
+    return tuple(out)
+
+
+VOLUMES = Form(
+    volumes,
+    {
+        "description": "Bind mounts and named volumes: 'source:target[:ro|rw]'. Relative sources "
+        "count from the DAG's working directory; ~ and $VAR are expanded.",
+        "type": "array",
+        "items": {"type": "string", "pattern": "^[^:]+:/[^:]*(:(ro|rw))?$"},
+    },
+)
+
+_PORT = re.compile(r"^(?:(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d{1,5}):)?(?P<port>\d{1,5})(?:/(?P<proto>tcp|udp|sctp))?$")
+
+
+def ports(value: Any, sink: Sink, ctx: Context) -> Any:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for i, item in enumerate(items):
+        at = (i,) if isinstance(value, list) else ()
+        text = scalar_text(item) if not isinstance(item, bool | dict | list) else None
+        match = _PORT.match(text or "")
+        if not match or not all(int(p) <= 65535 for p in (match["host"], match["port"]) if p):
+            sink.error(
+                f"invalid port {item!r}: use PORT, HOST_PORT:PORT or IP:HOST_PORT:PORT, optionally /tcp, /udp or /sctp",
+                *at,
+            )
+            continue
+        out.append(text)
+    return tuple(out)
+
+
+PORTS = Form(ports, {"type": "array", "items": {"type": ["string", "integer"]}})
+
+
+def command(value: Any, sink: Sink, ctx: Context) -> Any:
+    """A command string (one line, or a multi-line script), or an argv list."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        out = _strings(value, sink, "an argv item")
+        if out is not INVALID and not out:
+            sink.error("the argv list is empty")
+            return INVALID
+        return out
+    text = scalar_text(value)
+    if text is not None and not isinstance(value, bool):
+        return text
+    sink.error(f"expected a command string or an argv list, not {kind(value)}")
+    return INVALID
+
+
+COMMAND = Form(
+    command,
+    {
+        "description": "A shell command (a multi-line string is a script), or an argv list exec'd "
+        "without a shell.",
+        **_STRINGS_SCHEMA,
+    },
+)
+
+
+def continue_on(value: Any, sink: Sink, ctx: Context) -> Any:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("failed", "failure", "skipped"):
+            value = {"skipped": True} if word == "skipped" else {"failed": True}
+        else:
+            sink.error(f'continue_on must be "failed", "skipped" or a mapping, not "{value}"')
+            return INVALID
+    if value is None:
+        return ctx.target()
+    return ctx.build(value, ctx.target, sink)
+
+
+CONTINUE_ON = Form(
+    continue_on,
+    {
+        "description": "Let dependents run after this step fails or is skipped: 'failed', "
+        "'skipped', or {failed, skipped, exit_code, output, mark_success}.",
+        "anyOf": [{"enum": ["failed", "skipped"]}, {"type": "object"}],
+    },
+)
+
+
+_PARAM_TOKEN = re.compile(r"""(?:([^\s=]+)=)?("(?:\\"|[^"])*"|`[^`]*`|[^"\s]+)""")
+PARAM_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|[0-9]+)$")
+_RICH_PARAM_KEYS = {
+    "name", "default", "description", "type", "required", "enum", "minimum", "maximum",
+    "min_length", "max_length", "pattern", "eval",
+}
+
+
+def parse_params_text(text: str) -> list[tuple[str | None, str]]:
+    """Split Dagu's params string: ``A=1 B="x y" positional`` -> [(name|None, value)]."""
+    out: list[tuple[str | None, str]] = []
+    for match in _PARAM_TOKEN.finditer(text):
+        name, raw = match[1], match[2]
+        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        elif raw.startswith("`") and raw.endswith("`") and len(raw) >= 2:
+            raw = raw  # backtick spans are kept literally (Dagu evaluates them at run time)
+        out.append((name, raw))
+    return out
+
+
+def params(value: Any, sink: Sink, ctx: Context) -> Any:
+    from dagbox.spec.model import Param
+
+    pairs: list[tuple[str | None, str | None, str | None, tuple[str | int, ...]]] = []
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        for name, text in parse_params_text(value):
+            pairs.append((name, text, None, ()))
+    elif isinstance(value, dict):
+        for name in sorted(value, key=str):  # Dagu sorts map-form params by name
+            text = scalar_text(value[name])
+            if text is None:
+                sink.error(f"value of param {name} must be a scalar, not {kind(value[name])}", name)
+                continue
+            pairs.append((str(name), text, None, (name,)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                name, sep, text = item.partition("=")
+                pairs.append((name, text, None, (i,)) if sep else (None, item, None, (i,)))
+            elif isinstance(item, dict) and "name" in item and len(item) > 1:
+                extra = [k for k in item if k not in _RICH_PARAM_KEYS]
+                for key in extra:
+                    sink.error(f'unknown param field "{key}"', i, key, at_key=True)
+                if "eval" in item:
+                    sink.error('"eval" params are not supported by dagbox', i, "eval", at_key=True)
+                default = scalar_text(item.get("default"))
+                if default is None:
+                    sink.error("a param default must be a scalar", i, "default")
+                desc = item.get("description")
+                pairs.append((scalar_text(item["name"]), default if "default" in item else None,
+                              desc if isinstance(desc, str) else None, (i,)))
+            elif isinstance(item, dict):
+                for name, raw in item.items():
+                    text = scalar_text(raw)
+                    if text is None:
+                        sink.error(f"value of param {name} must be a scalar, not {kind(raw)}", i, name)
+                        continue
+                    pairs.append((str(name), text, None, (i, name)))
+            elif scalar_text(item) is not None:
+                pairs.append((None, scalar_text(item), None, (i,)))
+            else:
+                sink.error(f"a param is 'NAME=value', a mapping or a scalar, not {kind(item)}", i)
+    else:
+        text = scalar_text(value)
+        if text is None:
+            sink.error(f"params must be a string, a list or a mapping, not {kind(value)}")
+            return INVALID
+        pairs.append((None, text, None, ()))
+    out = []
+    seen: set[str] = set()
+    position = 0
+    for name, default, description, at in pairs:
+        if name is None:
+            position += 1
+            name = str(position)
+        if not PARAM_NAME.match(name):
+            sink.error(f"invalid param name {name!r}: use letters, digits and _, starting with a letter", *at)
+            continue
+        if name in seen:
+            sink.error(f"param {name} is defined twice", *at)
+            continue
+        seen.add(name)
+        out.append(Param(name, default, description))
+    return tuple(out)
+
+
+PARAMS = Form(
+    params,
+    {
+        "description": "Parameters: 'A=1 B=2' or positional 'a b', a mapping, or a list of "
+        "'K=V' strings, single-key mappings or {name, default, description} objects.",
+        "anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}],
+    },
+)
+
+
+def steps(value: Any, sink: Sink, ctx: Context) -> Any:
+    """A list of steps (a bare string is a command step), or a mapping of name -> step."""
+    if isinstance(value, dict):
+        items = [(name, {**step, "name": name} if isinstance(step, dict) else step, (name,))
+                 for name, step in sorted(value.items(), key=lambda kv: str(kv[0]))]
+    elif isinstance(value, list):
+        items = [(None, step, (i,)) for i, step in enumerate(value)]
+    else:
+        sink.error(f"steps must be a list of steps, not {kind(value)}")
+        return INVALID
+    if not items:
+        sink.error("steps must not be empty")
+        return INVALID
+    out = []
+    for index, (_, step, at) in enumerate(items):
+        if isinstance(step, str):
+            step = {"command": step}
+        elif isinstance(step, list):
+            sink.error("nested step lists (step groups) are not supported by dagbox", *at)
+            continue
+        built = ctx.build(step, ctx.target, sink.at(*at))
+        if built is INVALID:
+            continue
+        if built.name is None:
+            # As Dagu: the id, else "<kind>_<position>" (cmd_1, harness_2, ...).
+            built.name = built.id or f"{_step_kind(built)}_{index + 1}"
+        out.append(built)
+    return tuple(out)
+
+
+def _step_kind(step: Any) -> str:
+    if step.action is not None:
+        return step.action.split(".")[0]
+    if step.container is not None:
+        return "docker"
+    if step.script is not None:
+        return "script"
+    return "cmd" if step.run is not None or step.command is not None else "step"
+
+
+def dag_type(value: Any, sink: Sink, ctx: Context) -> Any:
+    if value in ("graph", "chain"):
+        return value
+    if value in ("agent", "build", "controller"):
+        sink.error(f'type "{value}" is not supported by dagbox (use graph or chain)')
+    else:
+        sink.error(f"type must be graph or chain, not {value!r}")
+    return INVALID
+
+
+DAG_TYPE = Form(
+    dag_type,
+    {
+        "description": "graph (default): steps run when their depends finish. chain: each step "
+        "follows the previous one.",
+        "enum": ["graph", "chain"],
+    },
+)
+
+
+STEPS = Form(steps, {"type": "array", "minItems": 1})

@@ -1,0 +1,282 @@
+"""The DAG model: what a Dagu-format file means, in one canonical shape.
+
+Field names are the current snake_case keys. Fields annotated with a
+:class:`~dagbox.spec.forms.Form` accept several document forms (see forms.py);
+after loading they always hold the canonical value described by their type.
+Values are kept as written (``${params.X}`` is resolved when the run starts),
+except that structure is normalised and checked here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+
+from dagbox.spec import forms
+from dagbox.spec.build import KeyRules, Model
+
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+EnvVars = Annotated[tuple[tuple[str, str], ...], forms.ENV]
+Strings = Annotated[tuple[str, ...], forms.STRINGS]
+
+_SERVER_ONLY = "is only used by Dagu's server and scheduler; dagbox ignores it"
+
+
+def _server_only(*keys: str) -> dict[str, str]:
+    return {k: f'"{k}" {_SERVER_ONLY}' for k in keys}
+
+
+def _unsupported(**reasons: str) -> dict[str, str]:
+    return {k: f'"{k}" is not supported by dagbox ({why})' for k, why in reasons.items()}
+
+
+class Volume(msgspec.Struct, frozen=True, array_like=True):
+    """``source:target[:ro|rw]``. ``source`` is expanded ($VAR, ~, relative) when the run starts."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
+class Healthcheck(Model, frozen=True, kw_only=True):
+    test: Annotated[tuple[str, ...], forms.STRINGS]
+    interval: str | None = None
+    timeout: str | None = None
+    start_period: str | None = None
+    retries: NonNegative | None = None
+
+
+class Container(Model, frozen=True):
+    """Root-level (one shared container per run) or step-level (one per attempt) container.
+
+    Exactly one of ``image`` (image mode) and ``exec`` (run inside an existing
+    container, which dagbox never creates, stops or removes) is set.
+    """
+
+    image: str | None = None
+    exec: str | None = None
+    name: str | None = None
+    pull_policy: Annotated[str, forms.PULL_POLICY] = "missing"
+    env: EnvVars = ()
+    volumes: Annotated[tuple[Volume, ...], forms.VOLUMES] = ()
+    working_dir: str | None = None
+    user: str | None = None
+    network: str | None = None
+    platform: str | None = None
+    ports: Annotated[tuple[str, ...], forms.PORTS] = ()
+    keep_container: bool = False
+    startup: Literal["keepalive", "entrypoint", "command"] = "keepalive"
+    command: Annotated[tuple[str, ...], forms.WORDS] = ()
+    wait_for: Literal["running", "healthy"] = "running"
+    log_pattern: str | None = None
+    restart_policy: Literal["no", "always", "unless-stopped"] | None = None
+    healthcheck: Healthcheck | None = None
+    shell: Annotated[tuple[str, ...], forms.WORDS] = ()
+
+    keys: ClassVar[KeyRules] = KeyRules(aliases={"auto_remove": "keep_container"})
+
+    def fields_set(self) -> list[str]:
+        """Names of the fields that differ from their defaults, in declaration order."""
+        defaults = Container()
+        return [f for f in self.__struct_fields__ if getattr(self, f) != getattr(defaults, f)]
+
+
+class RetryPolicy(Model, frozen=True):
+    """Retry failed attempts. ``limit`` counts extra attempts; numbers may be ``${...}`` text."""
+
+    limit: int | str = 0
+    interval_sec: int | str = 0
+    exit_code: Annotated[tuple[int, ...], forms.INTS] = ()
+    backoff: bool | float | None = None
+    max_interval_sec: NonNegative | None = None
+
+
+class ContinueOn(Model, frozen=True):
+    """When a failed (or skipped) step lets its dependents run anyway."""
+
+    failed: bool = False
+    skipped: bool = False
+    exit_code: Annotated[tuple[int, ...], forms.INTS] = ()
+    output: Strings = ()
+    mark_success: bool = False
+
+    keys: ClassVar[KeyRules] = KeyRules(aliases={"failure": "failed"})
+
+
+class Condition(Model, frozen=True):
+    """A precondition: a command that must exit 0, or a value that must match ``expected``."""
+
+    condition: str = ""
+    expected: str | None = None
+    negate: bool = False
+
+    keys: ClassVar[KeyRules] = KeyRules(
+        unsupported={"eval": '"eval" is not supported by dagbox (use a command condition)'}
+    )
+
+
+Conditions = Annotated[
+    tuple[Condition, ...],
+    forms.struct_or_list(
+        {"description": "A command (string), a {condition, expected, negate} object, or a list."},
+        from_string="condition",
+    ),
+]
+
+
+class Param(msgspec.Struct, frozen=True):
+    """One DAG parameter. Positional parameters are named "1", "2", ..."""
+
+    name: str
+    default: str | None = None
+    description: str | None = None
+
+
+class HarnessDef(Model, frozen=True, kw_only=True):
+    """A custom agent CLI (``harnesses:``); shadows a built-in provider of the same name."""
+
+    binary: str
+    prefix_args: Strings = ()
+    prompt_mode: Literal["arg", "flag", "stdin"] = "arg"
+    prompt_flag: str | None = None
+    prompt_position: Literal["before_flags", "after_flags"] = "before_flags"
+    flag_style: Literal["gnu_long", "single_dash"] = "gnu_long"
+    option_flags: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+_STEP_SERVER_ONLY = _server_only("mail_on_error", "stdout", "stderr", "log_output", "approval")
+_STEP_UNSUPPORTED = _unsupported(
+    call="sub-DAG calls",
+    parallel="parallel/foreach fan-out",
+    repeat_policy="repeating steps",
+    outputs="declared outputs; use output: NAME",
+    executor="executors; use container: for Docker",
+    type="step executor types; use container: for Docker",
+    worker_selector="distributed workers",
+    agent="agent steps; use action: harness.run",
+    messages="chat steps",
+    llm="chat steps",
+    router="router steps",
+)
+
+
+class Step(Model):
+    """One node of the graph: a shell command, a script, an argv, or an agent CLI (harness.run)."""
+
+    id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    run: Annotated[str | tuple[str, ...] | None, forms.COMMAND] = None
+    command: Annotated[str | tuple[str, ...] | None, forms.COMMAND] = None
+    script: str | None = None
+    shell: str | None = None
+    action: str | None = None
+    with_: dict[str, Any] | None = msgspec.field(default=None, name="with")
+    depends: Annotated[tuple[str, ...] | None, forms.DEPENDS] = None
+    container: Annotated[
+        Container | None,
+        forms.struct_or_name("exec", {"description": "A running container's name, or an object."}),
+    ] = None
+    env: EnvVars = ()
+    working_dir: str | None = None
+    output: str | None = None
+    retry_policy: RetryPolicy | None = None
+    continue_on: Annotated[ContinueOn, forms.CONTINUE_ON] = ContinueOn()
+    timeout_sec: NonNegative = 0
+    preconditions: Conditions = ()
+    signal_on_stop: str | None = None
+
+    keys: ClassVar[KeyRules] = KeyRules(
+        aliases={"dir": "working_dir", "precondition": "preconditions"},
+        ignored=_STEP_SERVER_ONLY,
+        unsupported=_STEP_UNSUPPORTED,
+    )
+
+    @property
+    def key(self) -> str:
+        """The name other steps use in ``depends`` (name, else id)."""
+        return self.name or self.id or ""
+
+
+class HandlerOn(Model, frozen=True):
+    """Steps run after the graph: init before it; success/failure/abort by outcome; exit always."""
+
+    init: Step | None = None
+    success: Step | None = None
+    failure: Step | None = None
+    abort: Step | None = None
+    exit: Step | None = None
+
+    keys: ClassVar[KeyRules] = KeyRules(
+        aliases={"cancel": "abort"},
+        ignored={"wait": '"wait" handlers never run in dagbox (it has no approval steps)'},
+    )
+
+
+_ROOT_SERVER_ONLY = _server_only(
+    "schedule",
+    "skip_if_successful",
+    "restart_wait_sec",
+    "stop_schedule",
+    "restart_schedule",
+    "tags",
+    "group",
+    "queue",
+    "max_active_runs",
+    "hist_retention_days",
+    "log_dir",
+    "log_output",
+    "mail_on",
+    "smtp",
+    "error_mail",
+    "info_mail",
+    "wait_mail",
+    "catchup_window",
+    "overlap_policy",
+    "worker_selector",
+    "run_config",
+    "otel",
+    "max_history_days",
+)
+_ROOT_UNSUPPORTED = _unsupported(
+    retry_policy="whole-run retries",
+    dotenv="dotenv files; use env:",
+    secrets="secrets providers; use env: or container.env",
+    ssh="ssh execution",
+    redis="redis steps",
+    llm="chat steps",
+    resources="resource limits",
+    registry_auths="registry credentials",
+)
+
+
+class Dag(Model, kw_only=True):
+    """A whole DAG file."""
+
+    name: str | None = None
+    description: str | None = None
+    type: Annotated[Literal["graph", "chain"], forms.DAG_TYPE] = "graph"
+    params: Annotated[tuple[Param, ...], forms.PARAMS] = ()
+    env: EnvVars = ()
+    working_dir: str | None = None
+    max_active_steps: NonNegative = 0
+    timeout_sec: NonNegative = 0
+    max_output_size: Annotated[int, msgspec.Meta(gt=0)] = 1024 * 1024
+    max_clean_up_time_sec: NonNegative = 5
+    delay_sec: NonNegative = 0
+    preconditions: Conditions = ()
+    handler_on: HandlerOn = HandlerOn()
+    container: Annotated[
+        Container | None,
+        forms.struct_or_name("exec", {"description": "A running container's name, or an object."}),
+    ] = None
+    harnesses: dict[str, HarnessDef | None] = msgspec.field(default_factory=dict)
+    harness: dict[str, Any] | None = None
+    steps: Annotated[tuple[Step, ...], forms.STEPS]
+
+    keys: ClassVar[KeyRules] = KeyRules(
+        aliases={"precondition": "preconditions"},
+        ignored=_ROOT_SERVER_ONLY,
+        unsupported=_ROOT_UNSUPPORTED,
+    )

@@ -1,0 +1,390 @@
+"""The rules a well-typed DAG must still follow (dagu-format.md §1 and §4.13).
+
+Types and shapes were checked while building the Structs (build.py, forms.py).
+What is left here needs more than one value at a time: exclusive fields,
+identities and references between steps, dependency cycles, harness providers.
+Each check reports to a Sink at the path its Struct was loaded from, so every
+problem in the file is reported in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+from dagbox.harness.argv import RESERVED, merge_defaults
+from dagbox.harness.catalog import BUILTIN
+from dagbox.spec.forms import ENV_NAME, kind
+from dagbox.spec.issues import IssuePath, Sink
+from dagbox.spec.model import Condition, Container, ContinueOn, Dag, HarnessDef, RetryPolicy, Step
+
+STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+DAG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+RESERVED_IDS = frozenset({"env", "params", "args", "stdout", "stderr", "output", "outputs"})
+HARNESS_ACTION = "harness.run"
+_EXEC_MODE_FIELDS = {"exec", "user", "working_dir", "env", "shell"}
+_GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
+_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+class Checker:
+    def __init__(self, dag: Dag, paths: Mapping[int, IssuePath], sink: Sink) -> None:
+        self.dag = dag
+        self.paths = paths
+        self.sink = sink
+        self.providers = sorted(
+            {*BUILTIN, *(n for n, d in dag.harnesses.items() if d is not None)}
+        )
+
+    def at(self, obj: object, *parts: str | int) -> Sink:
+        return Sink(self.sink.issues, (*self.paths.get(id(obj), ()), *parts))
+
+    # --- the whole DAG ------------------------------------------------------------------
+
+    def check(self) -> None:
+        dag = self.dag
+        if dag.name is not None and (not DAG_NAME.match(dag.name) or len(dag.name) > 40):
+            self.sink.error(
+                "a DAG name uses letters, digits, '_', '.' and '-' (at most 40)", "name"
+            )
+        for name, definition in dag.harnesses.items():
+            if definition is not None:
+                self.harness_def(name, definition)
+        if dag.harness is not None:
+            self.root_harness(dag.harness)
+        if dag.container is not None:
+            self.container(dag.container, harness=False, step_level=False)
+        for condition in dag.preconditions:
+            self.condition(condition)
+        for step in dag.steps:
+            self.step(step)
+        for handler in self.handlers():
+            self.step(handler)
+            if handler.depends is not None:
+                self.at(handler, "depends").error("a handler is not part of the graph: remove depends", at_key=True)
+        self.identities()
+        self.dependencies()
+
+    def handlers(self) -> list[Step]:
+        h = self.dag.handler_on
+        return [s for s in (h.init, h.success, h.failure, h.abort, h.exit) if s is not None]
+
+    # --- steps --------------------------------------------------------------------------
+
+    def step(self, step: Step) -> None:
+        at = self.at(step)
+        given = [k for k in ("run", "command", "script") if getattr(step, k) is not None]
+        if step.action is not None:
+            for key in given + (["shell"] if step.shell else []):
+                at.error(f'action cannot be used together with "{key}"', key, at_key=True)
+            if step.action != HARNESS_ACTION:
+                at.error(
+                    f'action "{step.action}" is not supported by dagbox '
+                    f'(it runs shell commands and "{HARNESS_ACTION}")',
+                    "action",
+                )
+            else:
+                self.harness_step(step)
+        else:
+            if step.run is not None and (step.command is not None or step.script is not None):
+                other = "command" if step.command is not None else "script"
+                at.error(f'run cannot be used together with "{other}"', other, at_key=True)
+            for key in ("run", "command"):
+                value = getattr(step, key)
+                if isinstance(value, str) and not value.strip():
+                    at.error("the command is empty", key)
+            if step.script is not None and not step.script.strip():
+                at.error("the script is empty", "script")
+            if isinstance(step.command, tuple) and step.script is not None:
+                at.error("with script, command must be a string naming the interpreter", "command")
+            if not given and (step.container is None or step.container.exec is not None):
+                at.error(
+                    'the step has nothing to run: add "run", "action: harness.run", '
+                    "or a container with an image"
+                )
+            if step.with_ is not None:
+                extra = [k for k in step.with_ if k not in ("shell", "shell_args")]
+                if extra:
+                    at.error(
+                        f'"with" belongs to "action: {HARNESS_ACTION}"; a command step only takes '
+                        f"shell and shell_args there (got {', '.join(map(str, extra))})",
+                        "with",
+                        at_key=True,
+                    )
+        if step.container is not None:
+            self.container(step.container, harness=step.action == HARNESS_ACTION, step_level=True)
+        if step.output is not None and not STEP_ID.match(step.output.lstrip("$")):
+            at.error(f"invalid output name {step.output!r}: use letters, digits and _", "output")
+        if step.retry_policy is not None:
+            self.retry(step.retry_policy)
+        self.continue_on(step.continue_on)
+        for condition in step.preconditions:
+            self.condition(condition)
+        if step.signal_on_stop is not None and _signal(step.signal_on_stop) is None:
+            at.error(f'invalid signal "{step.signal_on_stop}" (use a name such as SIGTERM)', "signal_on_stop")
+
+    def identities(self) -> None:
+        names: dict[str, Step] = {}
+        ids: dict[str, Step] = {}
+        for step in self.dag.steps:
+            at = self.at(step)
+            if step.id is not None:
+                if not STEP_ID.match(step.id):
+                    at.error(f"invalid step id {step.id!r}: use letters, digits and _, starting with a letter", "id")
+                elif len(step.id.encode()) > 40:
+                    at.error("a step id is at most 40 bytes", "id")
+                elif step.id.lower() in RESERVED_IDS:
+                    at.error(f'"{step.id}" is reserved and cannot be a step id', "id")
+                if step.id in ids:
+                    at.error(f'duplicate step id "{step.id}"', "id")
+                ids.setdefault(step.id, step)
+            if step.name is not None:
+                if len(step.name.encode()) > 255:
+                    at.error("a step name is at most 255 bytes", "name")
+                if step.name in names:
+                    at.error(f'step name must be unique: "{step.name}" is used twice', "name")
+                names.setdefault(step.name, step)
+        for step in self.dag.steps:
+            if step.id is not None and step.id in names and names[step.id] is not step:
+                self.at(step, "id").error(f'step id "{step.id}" is another step\'s name')
+
+    def dependencies(self) -> None:
+        steps = self.dag.steps
+        known: dict[str, Step] = {}
+        for step in steps:
+            for key in (step.id, step.name):
+                if key is not None:
+                    known.setdefault(key, step)
+        graph: dict[int, list[Step]] = {}
+        for step in steps:
+            edges = graph.setdefault(id(step), [])
+            if step.depends is None:
+                continue
+            if self.dag.type == "chain":
+                self.at(step, "depends").error(
+                    "depends is not allowed in a DAG of type chain (each step follows the previous one)",
+                    at_key=True,
+                )
+                continue
+            for i, dep in enumerate(step.depends):
+                target = known.get(dep)
+                if target is None:
+                    choices = [k for k in known if k != step.key]
+                    self.at(step, "depends", i).error(
+                        f'depends on unknown step "{dep}"{did_you_mean(dep, choices)}'
+                    )
+                elif target is step:
+                    self.at(step, "depends", i).error("a step cannot depend on itself")
+                else:
+                    edges.append(target)
+        self.cycles(graph)
+
+    def cycles(self, graph: dict[int, list[Step]]) -> None:
+        """Report each dependency cycle once, as ``a -> b -> a``, at its first step in the file."""
+        state: dict[int, int] = {}  # 1 = on the current path, 2 = done
+        reported: set[frozenset[int]] = set()
+        for start in self.dag.steps:
+            if state.get(id(start)):
+                continue
+            path: list[Step] = [start]
+            iters = [iter(graph[id(start)])]
+            state[id(start)] = 1
+            while iters:
+                nxt = next(iters[-1], None)
+                if nxt is None:
+                    state[id(path.pop())] = 2
+                    iters.pop()
+                    continue
+                mark = state.get(id(nxt))
+                if mark == 1:
+                    cycle = path[[id(s) for s in path].index(id(nxt)):]
+                    members = frozenset(id(s) for s in cycle)
+                    if members not in reported:
+                        reported.add(members)
+                        first = min(cycle, key=self.dag.steps.index)
+                        pos = [id(s) for s in cycle].index(id(first))
+                        ordered = cycle[pos:] + cycle[:pos]
+                        # edges point from a step to what it depends on; print in run order
+                        names = [s.key for s in reversed(ordered)]
+                        names = [names[-1], *names[:-1]]
+                        text = " -> ".join([*names, names[0]])
+                        self.at(first, "depends").error(f"dependency cycle: {text}", at_key=True)
+                elif mark is None:
+                    state[id(nxt)] = 1
+                    path.append(nxt)
+                    iters.append(iter(graph[id(nxt)]))
+
+    # --- harness ------------------------------------------------------------------------
+
+    def harness_def(self, name: str, d: HarnessDef) -> None:
+        at = self.at(d)
+        if not d.binary.strip():
+            at.error("binary must not be empty", "binary")
+        if d.prompt_mode == "flag" and not (d.prompt_flag or "").strip():
+            at.error("prompt_flag is required when prompt_mode is flag", "prompt_flag")
+        if d.prompt_mode != "flag" and d.prompt_flag is not None:
+            at.error(f"prompt_flag is only used with prompt_mode: flag (not {d.prompt_mode})", "prompt_flag", at_key=True)
+
+    def root_harness(self, options: dict[str, Any]) -> None:
+        at = Sink(self.sink.issues, ("harness",))
+        for key in ("prompt", "stdin"):
+            if key in options:
+                at.error(f"{key} belongs in each step's with:, not in the root harness defaults", key, at_key=True)
+        if "provider" not in options:
+            at.error('the root harness block must name a "provider"')
+        self.options(options, at, merged=True)
+
+    def harness_step(self, step: Step) -> None:
+        at = self.at(step, "with")
+        options = step.with_
+        if options is None:
+            self.at(step).error(f'"action: {HARNESS_ACTION}" needs a with: block with a prompt')
+            return
+        prompt = options.get("prompt")
+        if "prompt" not in options:
+            at.error("with.prompt is required")
+        elif not isinstance(prompt, str):
+            at.error(f"the prompt must be a string, not {kind(prompt)}", "prompt")
+        elif not prompt.strip():
+            at.error("the prompt is empty", "prompt")
+        if "stdin" in options and not isinstance(options["stdin"], str):
+            at.error(f"with.stdin must be a string, not {kind(options['stdin'])}", "stdin")
+        merged = merge_defaults(options, self.dag.harness)
+        if "provider" not in merged:
+            at.error('with.provider is required (or set a root "harness:" block with a provider)')
+        self.options(options, at, merged=False)
+
+    def options(self, options: dict[str, Any], at: Sink, merged: bool) -> None:
+        """Rules shared by a step's ``with:`` and the root ``harness:`` defaults."""
+        for key in options:
+            if not isinstance(key, str):
+                at.error(f"keys must be strings, not {kind(key)}", str(key), at_key=True)
+        self.provider(options.get("provider"), at.at("provider"), present="provider" in options)
+        for key in ("binary", "prompt_args"):
+            if key in options:
+                at.error(f'"{key}" cannot be set in with:; define a provider under harnesses:', key, at_key=True)
+        fallback = options.get("fallback")
+        if "fallback" not in options or fallback is None:
+            return
+        if not isinstance(fallback, list):
+            at.error(f"fallback must be a list of provider settings, not {kind(fallback)}", "fallback")
+            return
+        for i, entry in enumerate(fallback):
+            entry_at = at.at("fallback", i)
+            if not isinstance(entry, dict):
+                entry_at.error(f"a fallback entry is a mapping with a provider, not {kind(entry)}")
+                continue
+            if "provider" not in entry:
+                entry_at.error("a fallback entry needs a provider")
+            self.provider(entry.get("provider"), entry_at.at("provider"), present="provider" in entry)
+            for key in ("fallback", "prompt", "stdin", "binary", "prompt_args"):
+                if key in entry:
+                    what = "fallback cannot be nested" if key == "fallback" else f'"{key}" cannot be set in a fallback entry'
+                    entry_at.error(what, key, at_key=True)
+
+    def provider(self, value: Any, at: Sink, present: bool) -> None:
+        if not present:
+            return
+        if not isinstance(value, str) or not value.strip():
+            at.error(f"provider must be a provider name, not {kind(value)}")
+        elif "${" in value:
+            return  # resolved when the step runs
+        elif value not in self.providers:
+            at.error(f'unknown provider "{value}"{did_you_mean(value, self.providers)}')
+
+    # --- containers, retries, conditions ------------------------------------------------
+
+    def container(self, c: Container, harness: bool, step_level: bool) -> None:
+        at = self.at(c)
+        if c.image is not None and c.exec is not None:
+            at.error("'exec' and 'image' are mutually exclusive")
+        elif c.image is None and c.exec is None:
+            at.error("either 'exec' or 'image' must be specified")
+        for key in ("image", "exec"):
+            value = getattr(c, key)
+            if value is not None and not value.strip():
+                at.error(f"{key} must not be empty", key)
+        if c.exec is not None and c.image is None:
+            extra = [f for f in c.fields_set() if f not in _EXEC_MODE_FIELDS]
+            if extra:
+                at.error(f"fields [{', '.join(extra)}] cannot be used with 'exec'")
+        if c.exec is not None:
+            return
+        if c.startup == "command" and not c.command:
+            at.error("startup: command needs a non-empty command list", "command")
+        if step_level and harness and c.name is not None:
+            at.error("container.name is not supported for harness steps; use exec: to reuse a container", "name")
+        if c.platform is not None and not _PLATFORM.match(c.platform):
+            at.error(f'invalid platform "{c.platform}": use os/arch[/variant], e.g. linux/amd64', "platform")
+        if c.log_pattern is not None:
+            _regex(c.log_pattern, at.at("log_pattern"))
+        if c.healthcheck is not None:
+            hc, hat = c.healthcheck, self.at(c.healthcheck)
+            first = hc.test[0] if hc.test else ""
+            if first not in ("NONE", "CMD", "CMD-SHELL"):
+                hat.error("healthcheck.test must start with NONE, CMD or CMD-SHELL", "test")
+            elif first == "NONE" and len(hc.test) > 1:
+                hat.error("healthcheck test NONE takes no command", "test")
+            elif first != "NONE" and len(hc.test) < 2:
+                hat.error(f"healthcheck test {first} needs a command", "test")
+            for key in ("interval", "timeout", "start_period"):
+                value = getattr(hc, key)
+                if value is not None and not _GO_DURATION.match(value):
+                    hat.error(f'invalid duration "{value}": use forms such as 5s, 1m30s or 500ms', key)
+
+    def retry(self, r: RetryPolicy) -> None:
+        at = self.at(r)
+        for key in ("limit", "interval_sec"):
+            value = getattr(r, key)
+            if isinstance(value, str) and "${" not in value:
+                at.error(f"{key} must be a number or a ${{...}} reference, not {value!r}", key)
+            elif isinstance(value, int) and value < 0:
+                at.error(f"{key} must be >= 0", key)
+        if isinstance(r.backoff, float | int) and not isinstance(r.backoff, bool) and r.backoff <= 1:
+            at.error("backoff must be greater than 1.0 (or true for 2)", "backoff")
+
+    def continue_on(self, c: ContinueOn) -> None:
+        at = self.at(c)
+        for i, pattern in enumerate(c.output):
+            if pattern.startswith("re:"):
+                _regex(pattern[3:], at.at("output", i))
+
+    def condition(self, c: Condition) -> None:
+        at = self.at(c)
+        if not c.condition.strip():
+            at.error("condition is required")
+        if c.expected is not None and c.expected.startswith("re:"):
+            _regex(c.expected[3:], at.at("expected"))
+
+
+def _regex(pattern: str, at: Sink) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        at.error(f"invalid regular expression: {exc}")
+
+
+def _signal(name: str) -> int | None:
+    text = name.strip().upper()
+    if text.isdigit():
+        return int(text) if 0 < int(text) < signal.NSIG else None
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    value = getattr(signal.Signals, text, None) if text in signal.Signals.__members__ else None
+    return int(value) if value is not None else None
+
+
+def check(dag: Dag, paths: Mapping[int, IssuePath], sink: Sink) -> None:
+    """Report every rule ``dag`` breaks to ``sink``."""
+    Checker(dag, paths, sink).check()
+
+
+__all__ = ["ENV_NAME", "RESERVED", "check"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagbox.harness.catalog import Provider
-from dagbox.spec.source import plain_scalar
+from dagbox.yaml12 import plain_scalar
 
 #: ``with`` keys that are never rendered as flags.
 RESERVED = frozenset({"provider", "fallback", "managed", "prompt", "stdin"})
@@ -104,7 +104,9 @@ def render(provider: Provider, options: Mapping[str, Any]) -> Invocation:
     return Invocation(provider.name, argv, stdin, prompt)
 
 
-def merge_defaults(step_with: Mapping[str, Any], dag_harness: Mapping[str, Any] | None) -> dict[str, Any]:
+def merge_defaults(
+    step_with: Mapping[str, Any], dag_harness: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """Root ``harness:`` defaults under a step's ``with:`` (§1.4): step keys win.
 
     A step ``fallback`` replaces the DAG's (``[]`` removes it); fallback entries

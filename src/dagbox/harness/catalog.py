@@ -52,13 +52,21 @@ BUILTIN: dict[str, Provider] = {
         _flag("aider", "aider", "--message", stdin="fold"),
         _flag("qwen", "qwen", "-p"),
         Provider(
-            "goose", "goose", ("run",), "flag", "--text",
-            defaults={"quiet": True}, stdin="fold", builtin=True,
+            "goose",
+            "goose",
+            ("run",),
+            "flag",
+            "--text",
+            defaults={"quiet": True},
+            stdin="fold",
+            builtin=True,
         ),
         _arg("kiro", "kiro-cli", "chat", "--no-interactive"),
         _arg("droid", "droid", "exec", stdin="fold"),
         _flag("amp", "amp", "-x"),
-        _arg("deepseek", "dsh", "--profile", "headless", prompt_position="after_flags", stdin="fold"),
+        _arg(
+            "deepseek", "dsh", "--profile", "headless", prompt_position="after_flags", stdin="fold"
+        ),
     )
 }
 

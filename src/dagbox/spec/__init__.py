@@ -36,7 +36,10 @@ def load(path: str | os.PathLike[str], text: bytes | str | None = None) -> Loade
     source = read(path, text)
     issues = list(source.issues)
     dag = None
-    if not any(i.severity == "error" and i.line is not None for i in issues) and source.root is not None:
+    if (
+        not any(i.severity == "error" and i.line is not None for i in issues)
+        and source.root is not None
+    ):
         builder = Builder()
         sink = Sink(issues)
         if source.data is None:
@@ -64,7 +67,9 @@ def _locate(source: Source, issues: list[Issue]) -> list[LocatedIssue]:
         else:
             line, col = source.locate(issue.path, issue.at_key)
         out.append(
-            LocatedIssue(str(source.path), line, col, format_path(issue.path), issue.message, issue.severity)
+            LocatedIssue(
+                str(source.path), line, col, format_path(issue.path), issue.message, issue.severity
+            )
         )
     out.sort(key=lambda i: (i.line, i.col))
     return out

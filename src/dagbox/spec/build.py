@@ -115,7 +115,9 @@ def _info(cls: type[Model]) -> _Info:
             if _is_model(value_type):
                 nested, collection = value_type, "dict"
         required = f.default is msgspec.NODEFAULT and f.default_factory is msgspec.NODEFAULT
-        fields[f.encode_name] = _Field(f.name, f.encode_name, hint, form, nested, collection, required)
+        fields[f.encode_name] = _Field(
+            f.name, f.encode_name, hint, form, nested, collection, required
+        )
     aliases = {k: v for k, v in cls.keys.aliases.items()}
     return _Info(fields, aliases, cls.keys)
 
@@ -173,7 +175,9 @@ class Builder:
         seen: dict[str, str] = {}  # field name -> spelling used
         for key, value in raw.items():
             if not isinstance(key, str):
-                sink.error(f"keys must be strings, not {kind(key)} ({key!r})", str(key), at_key=True)
+                sink.error(
+                    f"keys must be strings, not {kind(key)} ({key!r})", str(key), at_key=True
+                )
                 continue
             spec = info.fields.get(key)
             if spec is None:
@@ -190,7 +194,9 @@ class Builder:
                     sink.error(f'unknown key "{key}"{info.suggestion(key)}', key, at_key=True)
                     continue
             if spec.name in seen:
-                sink.error(f'"{key}" and "{seen[spec.name]}" are the same key; keep one', key, at_key=True)
+                sink.error(
+                    f'"{key}" and "{seen[spec.name]}" are the same key; keep one', key, at_key=True
+                )
                 continue
             seen[spec.name] = key
             result = self._field(spec, value, sink.at(key))

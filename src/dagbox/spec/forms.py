@@ -99,7 +99,9 @@ _INTS_SCHEMA = {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type
 # --- normalisers ------------------------------------------------------------------------
 
 
-def _env_entry(name: Any, value: Any, sink: Sink, out: list[tuple[str, str]], *at: str | int) -> None:
+def _env_entry(
+    name: Any, value: Any, sink: Sink, out: list[tuple[str, str]], *at: str | int
+) -> None:
     if not isinstance(name, str) or not ENV_NAME.match(name):
         sink.error(
             f"invalid environment variable name {name!r}: use letters, digits and _, not starting with a digit",
@@ -133,7 +135,9 @@ def env_vars(value: Any, sink: Sink, ctx: Context) -> Any:
                 for name, text in item.items():
                     _env_entry(name, text, sink, out, i, name)
             else:
-                sink.error(f"an env list holds 'NAME=value' strings or mappings, not {kind(item)}", i)
+                sink.error(
+                    f"an env list holds 'NAME=value' strings or mappings, not {kind(item)}", i
+                )
     else:
         sink.error(f"env must be a mapping or a list, not {kind(value)}")
         return INVALID
@@ -177,7 +181,9 @@ def ints(value: Any, sink: Sink, ctx: Context) -> Any:
         if isinstance(item, int) and not isinstance(item, bool):
             out.append(item)
         else:
-            sink.error(f"expected an integer, not {kind(item)}", *((i,) if isinstance(value, list) else ()))
+            sink.error(
+                f"expected an integer, not {kind(item)}", *((i,) if isinstance(value, list) else ())
+            )
     return tuple(out)
 
 
@@ -263,7 +269,9 @@ def pull_policy(value: Any, sink: Sink, ctx: Context) -> Any:
         hint = f' (did you mean "{value.lower()}"?)' if value.lower() in PULL_POLICIES else ""
         sink.error(f'invalid pull_policy "{value}": use always, missing, never or fallback{hint}')
         return INVALID
-    sink.error(f"pull_policy must be always, missing, never, fallback or a boolean, not {kind(value)}")
+    sink.error(
+        f"pull_policy must be always, missing, never, fallback or a boolean, not {kind(value)}"
+    )
     return INVALID
 
 
@@ -299,7 +307,9 @@ def volumes(value: Any, sink: Sink, ctx: Context) -> Any:
             sink.error(f"invalid volume mode {mode!r} in {item!r}: use ro or rw", i)
             continue
         if not parts[1].startswith("/"):
-            sink.error(f"invalid volume {item!r}: the target must be an absolute path in the container", i)
+            sink.error(
+                f"invalid volume {item!r}: the target must be an absolute path in the container", i
+            )
             continue
         out.append(Volume(parts[0], parts[1], mode == "ro"))
     return tuple(out)
@@ -315,7 +325,9 @@ VOLUMES = Form(
     },
 )
 
-_PORT = re.compile(r"^(?:(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d{1,5}):)?(?P<port>\d{1,5})(?:/(?P<proto>tcp|udp|sctp))?$")
+_PORT = re.compile(
+    r"^(?:(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d{1,5}):)?(?P<port>\d{1,5})(?:/(?P<proto>tcp|udp|sctp))?$"
+)
 
 
 def ports(value: Any, sink: Sink, ctx: Context) -> Any:
@@ -342,6 +354,9 @@ PORTS = Form(ports, {"type": "array", "items": {"type": ["string", "integer"]}})
 
 def command(value: Any, sink: Sink, ctx: Context) -> Any:
     """A command string (one line, or a multi-line script), or an argv list."""
+    if isinstance(value, str) and not value.strip():
+        sink.error("the command is empty")
+        return INVALID
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, list):
@@ -393,8 +408,18 @@ CONTINUE_ON = Form(
 _PARAM_TOKEN = re.compile(r"""(?:([^\s=]+)=)?("(?:\\"|[^"])*"|`[^`]*`|[^"\s]+)""")
 PARAM_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|[0-9]+)$")
 _RICH_PARAM_KEYS = {
-    "name", "default", "description", "type", "required", "enum", "minimum", "maximum",
-    "min_length", "max_length", "pattern", "eval",
+    "name",
+    "default",
+    "description",
+    "type",
+    "required",
+    "enum",
+    "minimum",
+    "maximum",
+    "min_length",
+    "max_length",
+    "pattern",
+    "eval",
 }
 
 
@@ -405,8 +430,6 @@ def parse_params_text(text: str) -> list[tuple[str | None, str]]:
         name, raw = match[1], match[2]
         if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
             raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        elif raw.startswith("`") and raw.endswith("`") and len(raw) >= 2:
-            raw = raw  # backtick spans are kept literally (Dagu evaluates them at run time)
         out.append((name, raw))
     return out
 
@@ -442,13 +465,21 @@ def params(value: Any, sink: Sink, ctx: Context) -> Any:
                 if default is None:
                     sink.error("a param default must be a scalar", i, "default")
                 desc = item.get("description")
-                pairs.append((scalar_text(item["name"]), default if "default" in item else None,
-                              desc if isinstance(desc, str) else None, (i,)))
+                pairs.append(
+                    (
+                        scalar_text(item["name"]),
+                        default if "default" in item else None,
+                        desc if isinstance(desc, str) else None,
+                        (i,),
+                    )
+                )
             elif isinstance(item, dict):
                 for name, raw in item.items():
                     text = scalar_text(raw)
                     if text is None:
-                        sink.error(f"value of param {name} must be a scalar, not {kind(raw)}", i, name)
+                        sink.error(
+                            f"value of param {name} must be a scalar, not {kind(raw)}", i, name
+                        )
                         continue
                     pairs.append((str(name), text, None, (i, name)))
             elif scalar_text(item) is not None:
@@ -469,7 +500,10 @@ def params(value: Any, sink: Sink, ctx: Context) -> Any:
             position += 1
             name = str(position)
         if not PARAM_NAME.match(name):
-            sink.error(f"invalid param name {name!r}: use letters, digits and _, starting with a letter", *at)
+            sink.error(
+                f"invalid param name {name!r}: use letters, digits and _, starting with a letter",
+                *at,
+            )
             continue
         if name in seen:
             sink.error(f"param {name} is defined twice", *at)
@@ -492,8 +526,10 @@ PARAMS = Form(
 def steps(value: Any, sink: Sink, ctx: Context) -> Any:
     """A list of steps (a bare string is a command step), or a mapping of name -> step."""
     if isinstance(value, dict):
-        items = [(name, {**step, "name": name} if isinstance(step, dict) else step, (name,))
-                 for name, step in sorted(value.items(), key=lambda kv: str(kv[0]))]
+        items = [
+            (name, {**step, "name": name} if isinstance(step, dict) else step, (name,))
+            for name, step in sorted(value.items(), key=lambda kv: str(kv[0]))
+        ]
     elif isinstance(value, list):
         items = [(None, step, (i,)) for i, step in enumerate(value)]
     else:
@@ -512,6 +548,10 @@ def steps(value: Any, sink: Sink, ctx: Context) -> Any:
         built = ctx.build(step, ctx.target, sink.at(*at))
         if built is INVALID:
             continue
+        from dagbox.spec import legacy
+        from dagbox.spec.model import Container
+
+        legacy.rewrite(built, sink.at(*at), ctx, Container)
         if built.name is None:
             # As Dagu: the id, else "<kind>_<position>" (cmd_1, harness_2, ...).
             built.name = built.id or f"{_step_kind(built)}_{index + 1}"

@@ -145,15 +145,24 @@ class HarnessDef(Model, frozen=True, kw_only=True):
     option_flags: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-_STEP_SERVER_ONLY = _server_only("mail_on_error", "stdout", "stderr", "log_output", "approval")
+_STEP_SERVER_ONLY = _server_only("mail_on_error", "log_output", "worker_selector")
 _STEP_UNSUPPORTED = _unsupported(
+    shell_args="shell_args; put the arguments in shell:",
+    shell_packages="nix-shell packages",
+    exec="exec:; use run: [argv...]",
+    foreach="parallel/foreach fan-out",
+    inputs="declared inputs",
+    dependencies="file dependencies",
+    output_schema="output schemas",
+    value="router steps",
+    routes="router steps",
     call="sub-DAG calls",
     parallel="parallel/foreach fan-out",
     repeat_policy="repeating steps",
     outputs="declared outputs; use output: NAME",
-    executor="executors; use container: for Docker",
-    type="step executor types; use container: for Docker",
-    worker_selector="distributed workers",
+    stdout="redirecting stdout to a file; use output: or the run's log files",
+    stderr="redirecting stderr to a file; use the run's log files",
+    approval="approval steps",
     agent="agent steps; use action: harness.run",
     messages="chat steps",
     llm="chat steps",
@@ -170,7 +179,7 @@ class Step(Model):
     run: Annotated[str | tuple[str, ...] | None, forms.COMMAND] = None
     command: Annotated[str | tuple[str, ...] | None, forms.COMMAND] = None
     script: str | None = None
-    shell: str | None = None
+    shell: Annotated[tuple[str, ...], forms.WORDS] = ()
     action: str | None = None
     with_: dict[str, Any] | None = msgspec.field(default=None, name="with")
     depends: Annotated[tuple[str, ...] | None, forms.DEPENDS] = None
@@ -186,6 +195,10 @@ class Step(Model):
     timeout_sec: NonNegative = 0
     preconditions: Conditions = ()
     signal_on_stop: str | None = None
+    # Older spellings of a Docker step; rewritten to container:/with: on load (legacy.py).
+    executor: str | dict[str, Any] | None = None
+    type: str | None = None
+    config: dict[str, Any] | None = None
 
     keys: ClassVar[KeyRules] = KeyRules(
         aliases={"dir": "working_dir", "precondition": "preconditions"},
@@ -259,6 +272,7 @@ class Dag(Model, kw_only=True):
     type: Annotated[Literal["graph", "chain"], forms.DAG_TYPE] = "graph"
     params: Annotated[tuple[Param, ...], forms.PARAMS] = ()
     env: EnvVars = ()
+    shell: Annotated[tuple[str, ...], forms.WORDS] = ()
     working_dir: str | None = None
     max_active_steps: NonNegative = 0
     timeout_sec: NonNegative = 0

@@ -40,9 +40,7 @@ class Checker:
         self.dag = dag
         self.paths = paths
         self.sink = sink
-        self.providers = sorted(
-            {*BUILTIN, *(n for n, d in dag.harnesses.items() if d is not None)}
-        )
+        self.providers = sorted({*BUILTIN, *(n for n, d in dag.harnesses.items() if d is not None)})
 
     def at(self, obj: object, *parts: str | int) -> Sink:
         return Sink(self.sink.issues, (*self.paths.get(id(obj), ()), *parts))
@@ -69,7 +67,9 @@ class Checker:
         for handler in self.handlers():
             self.step(handler)
             if handler.depends is not None:
-                self.at(handler, "depends").error("a handler is not part of the graph: remove depends", at_key=True)
+                self.at(handler, "depends").error(
+                    "a handler is not part of the graph: remove depends", at_key=True
+                )
         self.identities()
         self.dependencies()
 
@@ -81,7 +81,7 @@ class Checker:
 
     def step(self, step: Step) -> None:
         at = self.at(step)
-        given = [k for k in ("run", "command", "script") if getattr(step, k) is not None]
+        given = [k for k in ("run", "script") if getattr(step, k) is not None]
         if step.action is not None:
             for key in given + (["shell"] if step.shell else []):
                 at.error(f'action cannot be used together with "{key}"', key, at_key=True)
@@ -94,16 +94,9 @@ class Checker:
             else:
                 self.harness_step(step)
         else:
-            if step.run is not None and (step.command is not None or step.script is not None):
-                other = "command" if step.command is not None else "script"
-                at.error(f'run cannot be used together with "{other}"', other, at_key=True)
-            for key in ("run", "command"):
-                value = getattr(step, key)
-                if isinstance(value, str) and not value.strip():
-                    at.error("the command is empty", key)
             if step.script is not None and not step.script.strip():
                 at.error("the script is empty", "script")
-            if isinstance(step.command, tuple) and step.script is not None:
+            if isinstance(step.run, tuple) and step.script is not None:
                 at.error("with script, command must be a string naming the interpreter", "command")
             if not given and (step.container is None or step.container.exec is not None):
                 at.error(
@@ -129,7 +122,10 @@ class Checker:
         for condition in step.preconditions:
             self.condition(condition)
         if step.signal_on_stop is not None and _signal(step.signal_on_stop) is None:
-            at.error(f'invalid signal "{step.signal_on_stop}" (use a name such as SIGTERM)', "signal_on_stop")
+            at.error(
+                f'invalid signal "{step.signal_on_stop}" (use a name such as SIGTERM)',
+                "signal_on_stop",
+            )
 
     def identities(self) -> None:
         names: dict[str, Step] = {}
@@ -138,7 +134,10 @@ class Checker:
             at = self.at(step)
             if step.id is not None:
                 if not STEP_ID.match(step.id):
-                    at.error(f"invalid step id {step.id!r}: use letters, digits and _, starting with a letter", "id")
+                    at.error(
+                        f"invalid step id {step.id!r}: use letters, digits and _, starting with a letter",
+                        "id",
+                    )
                 elif len(step.id.encode()) > 40:
                     at.error("a step id is at most 40 bytes", "id")
                 elif step.id.lower() in RESERVED_IDS:
@@ -205,7 +204,7 @@ class Checker:
                     continue
                 mark = state.get(id(nxt))
                 if mark == 1:
-                    cycle = path[[id(s) for s in path].index(id(nxt)):]
+                    cycle = path[[id(s) for s in path].index(id(nxt)) :]
                     members = frozenset(id(s) for s in cycle)
                     if members not in reported:
                         reported.add(members)
@@ -231,13 +230,21 @@ class Checker:
         if d.prompt_mode == "flag" and not (d.prompt_flag or "").strip():
             at.error("prompt_flag is required when prompt_mode is flag", "prompt_flag")
         if d.prompt_mode != "flag" and d.prompt_flag is not None:
-            at.error(f"prompt_flag is only used with prompt_mode: flag (not {d.prompt_mode})", "prompt_flag", at_key=True)
+            at.error(
+                f"prompt_flag is only used with prompt_mode: flag (not {d.prompt_mode})",
+                "prompt_flag",
+                at_key=True,
+            )
 
     def root_harness(self, options: dict[str, Any]) -> None:
         at = Sink(self.sink.issues, ("harness",))
         for key in ("prompt", "stdin"):
             if key in options:
-                at.error(f"{key} belongs in each step's with:, not in the root harness defaults", key, at_key=True)
+                at.error(
+                    f"{key} belongs in each step's with:, not in the root harness defaults",
+                    key,
+                    at_key=True,
+                )
         if "provider" not in options:
             at.error('the root harness block must name a "provider"')
         self.options(options, at, merged=True)
@@ -270,12 +277,18 @@ class Checker:
         self.provider(options.get("provider"), at.at("provider"), present="provider" in options)
         for key in ("binary", "prompt_args"):
             if key in options:
-                at.error(f'"{key}" cannot be set in with:; define a provider under harnesses:', key, at_key=True)
+                at.error(
+                    f'"{key}" cannot be set in with:; define a provider under harnesses:',
+                    key,
+                    at_key=True,
+                )
         fallback = options.get("fallback")
         if "fallback" not in options or fallback is None:
             return
         if not isinstance(fallback, list):
-            at.error(f"fallback must be a list of provider settings, not {kind(fallback)}", "fallback")
+            at.error(
+                f"fallback must be a list of provider settings, not {kind(fallback)}", "fallback"
+            )
             return
         for i, entry in enumerate(fallback):
             entry_at = at.at("fallback", i)
@@ -284,10 +297,16 @@ class Checker:
                 continue
             if "provider" not in entry:
                 entry_at.error("a fallback entry needs a provider")
-            self.provider(entry.get("provider"), entry_at.at("provider"), present="provider" in entry)
+            self.provider(
+                entry.get("provider"), entry_at.at("provider"), present="provider" in entry
+            )
             for key in ("fallback", "prompt", "stdin", "binary", "prompt_args"):
                 if key in entry:
-                    what = "fallback cannot be nested" if key == "fallback" else f'"{key}" cannot be set in a fallback entry'
+                    what = (
+                        "fallback cannot be nested"
+                        if key == "fallback"
+                        else f'"{key}" cannot be set in a fallback entry'
+                    )
                     entry_at.error(what, key, at_key=True)
 
     def provider(self, value: Any, at: Sink, present: bool) -> None:
@@ -321,9 +340,15 @@ class Checker:
         if c.startup == "command" and not c.command:
             at.error("startup: command needs a non-empty command list", "command")
         if step_level and harness and c.name is not None:
-            at.error("container.name is not supported for harness steps; use exec: to reuse a container", "name")
+            at.error(
+                "container.name is not supported for harness steps; use exec: to reuse a container",
+                "name",
+            )
         if c.platform is not None and not _PLATFORM.match(c.platform):
-            at.error(f'invalid platform "{c.platform}": use os/arch[/variant], e.g. linux/amd64', "platform")
+            at.error(
+                f'invalid platform "{c.platform}": use os/arch[/variant], e.g. linux/amd64',
+                "platform",
+            )
         if c.log_pattern is not None:
             _regex(c.log_pattern, at.at("log_pattern"))
         if c.healthcheck is not None:
@@ -338,7 +363,9 @@ class Checker:
             for key in ("interval", "timeout", "start_period"):
                 value = getattr(hc, key)
                 if value is not None and not _GO_DURATION.match(value):
-                    hat.error(f'invalid duration "{value}": use forms such as 5s, 1m30s or 500ms', key)
+                    hat.error(
+                        f'invalid duration "{value}": use forms such as 5s, 1m30s or 500ms', key
+                    )
 
     def retry(self, r: RetryPolicy) -> None:
         at = self.at(r)
@@ -348,7 +375,11 @@ class Checker:
                 at.error(f"{key} must be a number or a ${{...}} reference, not {value!r}", key)
             elif isinstance(value, int) and value < 0:
                 at.error(f"{key} must be >= 0", key)
-        if isinstance(r.backoff, float | int) and not isinstance(r.backoff, bool) and r.backoff <= 1:
+        if (
+            isinstance(r.backoff, float | int)
+            and not isinstance(r.backoff, bool)
+            and r.backoff <= 1
+        ):
             at.error("backoff must be greater than 1.0 (or true for 2)", "backoff")
 
     def continue_on(self, c: ContinueOn) -> None:

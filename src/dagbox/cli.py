@@ -1,0 +1,224 @@
+"""The ``dagbox`` command line: parse, call, map outcomes to exit codes.
+
+Exit codes (product-decisions.md D8): 0 success; 1 the run failed; 2 usage
+error or invalid DAG file; 3 the container engine or another required piece
+of the environment is unavailable; 130 interrupted.
+
+Commands are synchronous (typer does not await coroutines). Heavy modules are
+imported inside the command that needs them, so ``dagbox validate`` never
+loads aiodocker or aiohttp and starts fast.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dagbox import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    name="dagbox",
+    help="Run Dagu-format YAML DAGs: shell steps and AI coding-agent CLIs, on the host or in Docker.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dagbox {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """dagbox: an asyncio-native executor for Dagu-format YAML DAGs."""
+
+
+DagFile = Annotated[Path, typer.Argument(help="A Dagu-format DAG file (YAML).", show_default=False)]
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _load(file: Path):  # -> Loaded, or exits 2 after printing the problems
+    from dagbox.spec import DagError, load
+
+    try:
+        loaded = load(file)
+    except DagError as exc:
+        for issue in exc.issues:
+            _err(str(issue))
+        raise typer.Exit(EXIT_USAGE) from None
+    for warning in loaded.warnings:
+        _err(str(warning))
+    return loaded
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="DAG files to check.", show_default=False)],
+) -> None:
+    """Check DAG files without running anything.
+
+    Prints one "FILE: ok" line per valid file on stdout, and every problem as
+    FILE:LINE:COL: PATH: MESSAGE on stderr. Exits 2 if any file is invalid.
+    """
+    from dagbox.spec import DagError, load
+
+    failed = False
+    for file in files:
+        try:
+            loaded = load(file)
+        except DagError as exc:
+            failed = True
+            for issue in exc.issues:
+                _err(str(issue))
+            continue
+        for warning in loaded.warnings:
+            _err(str(warning))
+        typer.echo(f"{file}: ok")
+    raise typer.Exit(EXIT_USAGE if failed else EXIT_OK)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the DAG format (for YAML language servers)."""
+    import json
+
+    from dagbox.spec.schema import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
+
+
+def parse_param_overrides(
+    params: str | None, pairs: list[str], trailing: list[str]
+) -> dict[str, str]:
+    """``--params "A=1 B=2"``, ``-p A=1`` and ``FILE -- A=1`` -> {name: value}.
+
+    Positional values (no ``NAME=``) become ``1``, ``2``, ... as in Dagu.
+    """
+    from dagbox.spec.forms import parse_params_text
+
+    out: dict[str, str] = {}
+    position = 0
+    items = parse_params_text(params or "")
+    for pair in [*pairs, *trailing]:
+        name, sep, value = pair.partition("=")
+        items.append((name, value) if sep else (None, pair))
+    for name, value in items:
+        if name is None:
+            position += 1
+            name = str(position)
+        out[name] = value
+    return out
+
+
+@app.command("dry-run")
+def dry_run(
+    file: DagFile,
+    trailing: Annotated[
+        list[str] | None, typer.Argument(help="Params after --, as NAME=value.", show_default=False)
+    ] = None,
+    params: Annotated[
+        str | None, typer.Option("--params", help='Params as one string: "A=1 B=2".')
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("-p", "--param", help="One param, NAME=value; repeatable.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show what a run would do, without running anything.
+
+    Steps in dispatch order with their dependencies, the runtime each uses
+    (host, root container, step container, or exec into a named container),
+    and each harness step's rendered argv per try.
+    """
+    from dagbox import plan as planning
+
+    loaded = _load(file)
+    overrides = parse_param_overrides(params, param or [], trailing or [])
+    plan = planning.build(loaded.dag, overrides)
+    if as_json:
+        import msgspec
+
+        typer.echo(msgspec.json.format(msgspec.json.encode(plan), indent=2).decode())
+        return
+    typer.echo(render_plan(plan, loaded.dag))
+
+
+def render_plan(plan, dag) -> str:  # (Plan, Dag) -> str
+    lines = [
+        f"DAG {plan.dag} ({plan.type}; max_active_steps {plan.max_active_steps or 'unlimited'})"
+    ]
+    if dag.container is not None:
+        c = dag.container
+        what = f"exec into {c.exec}" if c.exec else f"image {c.image} (pull {c.pull_policy})"
+        lines.append(f"root container: {what}")
+    if plan.params:
+        lines.append("params: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.params.items()))
+    lines.append("steps, in dispatch order:")
+    width = max((len(s.name) for s in plan.steps), default=0)
+    for i, step in enumerate(plan.steps, 1):
+        lines.extend(_render_step(f"{i:>3}. {step.name:<{width}}", step))
+    for name, step in plan.handlers.items():
+        if name == next(iter(plan.handlers)):
+            lines.append("handlers:")
+        lines.extend(_render_step(f"     {name:<8}", step))
+    return "\n".join(lines)
+
+
+def _render_step(head: str, step) -> list[str]:
+    where = {
+        "host": "host",
+        "root": f"root container ({step.image})",
+        "step": f"step container ({step.image})",
+        "exec": f"exec in {step.container}",
+    }[step.runtime]
+    after = f"  after {', '.join(step.depends)}" if step.depends else ""
+    out = [f"{head}  [{where}]{after}"]
+    pad = " " * 9
+    if step.kind == "harness":
+        for n, t in enumerate(step.tries, 1):
+            label = "try" if n == 1 else "fallback"
+            stdin = f"  (stdin: {len(t.stdin)} chars)" if t.stdin else ""
+            out.append(f"{pad}{label} {n} {t.provider}: {shlex.join(t.argv)}{stdin}")
+        if step.error:
+            out.append(f"{pad}will fail: {step.error}")
+    elif step.kind == "argv":
+        out.append(f"{pad}argv: {shlex.join(step.command)}")
+    elif step.kind == "image":
+        out.append(
+            f"{pad}image command: {shlex.join(step.command) if step.command else '(image default)'}"
+        )
+    else:
+        text = str(step.command)
+        if "\n" in text.strip():
+            out.append(f"{pad}script:")
+            out.extend(f"{pad}  {line}" for line in text.rstrip("\n").split("\n"))
+        else:
+            out.append(f"{pad}run: {text.strip()}")
+    return out
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -45,6 +45,9 @@ class Model(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     keys: ClassVar[KeyRules] = KeyRules()
 
+    def finish(self, sink: Sink, ctx: Context) -> None:
+        """Called once built: rewrite older spellings into the canonical fields."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Field:
@@ -138,7 +141,11 @@ _TYPE_WORDS = {
 def _report_msgspec(exc: msgspec.ValidationError, sink: Sink) -> None:
     match = _MSGSPEC_PATH.match(str(exc))
     assert match is not None
-    message = re.sub(r"`([^`]*)`", lambda m: _TYPE_WORDS.get(m[1], m[1]), match["msg"])
+    message = re.sub(
+        r"`([^`]*)`",
+        lambda m: " or ".join(_TYPE_WORDS.get(w.strip(), w.strip()) for w in m[1].split("|")),
+        match["msg"],
+    )
     message = message[:1].lower() + message[1:]
     parts: list[str | int] = []
     for key, index in _PATH_PART.findall(match["path"] or ""):
@@ -149,7 +156,16 @@ def _report_msgspec(exc: msgspec.ValidationError, sink: Sink) -> None:
 
 
 def _leaf(value: Any, hint: Any, sink: Sink) -> Any:
-    base, _ = _strip_optional(hint)
+    base, optional = _strip_optional(hint)
+    if typing.get_origin(base) is typing.Literal and not (optional and value is None):
+        choices = [str(c) for c in typing.get_args(base)]
+        if value in choices:
+            return value
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+        hint_text = f' (did you mean "{close[0]}"?)' if close else ""
+        listed = ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+        sink.error(f'invalid value "{value}": use {listed}{hint_text}')
+        return INVALID
     if base is str and isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)  # Go's YAML reads `name: 123` into a string field; so do we
     try:
@@ -205,10 +221,11 @@ class Builder:
         missing = [f.name for f in info.fields.values() if f.required and f.name not in seen]
         for name in missing:
             sink.error(f'missing required key "{name}"')
-        if missing:
-            return INVALID
+        if any(f.required and f.attr not in values for f in info.fields.values()):
+            return INVALID  # reported above, or where the required value was rejected
         obj = cls(**values)
         self.paths[id(obj)] = sink.path
+        obj.finish(sink, Context(cls, self.build))
         return obj
 
     def _field(self, spec: _Field, value: Any, sink: Sink) -> Any:

@@ -548,10 +548,6 @@ def steps(value: Any, sink: Sink, ctx: Context) -> Any:
         built = ctx.build(step, ctx.target, sink.at(*at))
         if built is INVALID:
             continue
-        from dagbox.spec import legacy
-        from dagbox.spec.model import Container
-
-        legacy.rewrite(built, sink.at(*at), ctx, Container)
         if built.name is None:
             # As Dagu: the id, else "<kind>_<position>" (cmd_1, harness_2, ...).
             built.name = built.id or f"{_step_kind(built)}_{index + 1}"

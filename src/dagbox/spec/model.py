@@ -13,8 +13,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from dagbox.spec import forms
+from dagbox.spec import forms, legacy
 from dagbox.spec.build import KeyRules, Model
+from dagbox.spec.forms import Context
+from dagbox.spec.issues import Sink
 
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 EnvVars = Annotated[tuple[tuple[str, str], ...], forms.ENV]
@@ -206,13 +208,16 @@ class Step(Model):
         unsupported=_STEP_UNSUPPORTED,
     )
 
+    def finish(self, sink: Sink, ctx: Context) -> None:
+        legacy.rewrite(self, sink, ctx, Container)
+
     @property
     def key(self) -> str:
         """The name other steps use in ``depends`` (name, else id)."""
         return self.name or self.id or ""
 
 
-class HandlerOn(Model, frozen=True):
+class HandlerOn(Model):
     """Steps run after the graph: init before it; success/failure/abort by outcome; exit always."""
 
     init: Step | None = None
@@ -225,6 +230,12 @@ class HandlerOn(Model, frozen=True):
         aliases={"cancel": "abort"},
         ignored={"wait": '"wait" handlers never run in dagbox (it has no approval steps)'},
     )
+
+    def finish(self, sink: Sink, ctx: Context) -> None:
+        for key in ("init", "success", "failure", "abort", "exit"):
+            step = getattr(self, key)
+            if step is not None and step.name is None:
+                step.name = "on" + key.capitalize()  # Dagu's handler step names
 
 
 _ROOT_SERVER_ONLY = _server_only(
@@ -280,7 +291,7 @@ class Dag(Model, kw_only=True):
     max_clean_up_time_sec: NonNegative = 5
     delay_sec: NonNegative = 0
     preconditions: Conditions = ()
-    handler_on: HandlerOn = HandlerOn()
+    handler_on: HandlerOn = msgspec.field(default_factory=HandlerOn)
     container: Annotated[
         Container | None,
         forms.struct_or_name("exec", {"description": "A running container's name, or an object."}),

@@ -180,6 +180,9 @@ class Builder:
 
     def __init__(self) -> None:
         self.paths: dict[int, IssuePath] = {}
+        #: ids of Structs that had a key or value rejected: rules that check for
+        #: something missing skip them, so one typo does not report twice.
+        self.flawed: set[int] = set()
 
     def build(self, raw: Any, cls: type[Model], sink: Sink) -> Any:
         """Build ``cls`` from ``raw``; INVALID if ``raw`` is not a mapping at all."""
@@ -187,6 +190,7 @@ class Builder:
             sink.error(f"expected a mapping, not {kind(raw)}")
             return INVALID
         info = _info(cls)
+        issues_before = sink.count
         values: dict[str, Any] = {}
         seen: dict[str, str] = {}  # field name -> spelling used
         for key, value in raw.items():
@@ -225,6 +229,8 @@ class Builder:
             return INVALID  # reported above, or where the required value was rejected
         obj = cls(**values)
         self.paths[id(obj)] = sink.path
+        if sink.count != issues_before:
+            self.flawed.add(id(obj))
         obj.finish(sink, Context(cls, self.build))
         return obj
 

@@ -90,5 +90,5 @@ class Sink:
 
     @property
     def count(self) -> int:
-        """Number of issues recorded so far (all positions); compare before and after a check."""
+        """Issues recorded so far, anywhere; compare before and after a check."""
         return len(self.issues)

@@ -113,9 +113,7 @@ class Condition(Model, frozen=True):
     expected: str | None = None
     negate: bool = False
 
-    keys: ClassVar[KeyRules] = KeyRules(
-        unsupported={"eval": '"eval" is not supported by dagbox (use a command condition)'}
-    )
+    keys: ClassVar[KeyRules] = KeyRules(aliases={"eval": "condition"})
 
 
 Conditions = Annotated[
@@ -262,6 +260,9 @@ _ROOT_SERVER_ONLY = _server_only(
     "run_config",
     "otel",
     "max_history_days",
+    "labels",
+    "hist_retention_runs",
+    "webhook",
 )
 _ROOT_UNSUPPORTED = _unsupported(
     retry_policy="whole-run retries",
@@ -272,6 +273,15 @@ _ROOT_UNSUPPORTED = _unsupported(
     llm="chat steps",
     resources="resource limits",
     registry_auths="registry credentials",
+    consts="consts",
+    defaults="step defaults; set the keys on each step",
+    tasks="agent DAGs",
+    step_types="custom step types",
+    actions="custom actions",
+    artifacts="artifact directories",
+    s3="S3 steps",
+    kubernetes="Kubernetes execution",
+    tools="tool installation",
 )
 
 

@@ -24,7 +24,9 @@ def test_env_forms(env):
 
 
 def test_env_keeps_order_and_repeats_and_scalar_text():
-    dag = load_text("env: [A=1, 'B=${A}x', A=2, {T: true}, {F: 1.0}, {N: null}]\nsteps: [{run: echo}]\n").dag
+    dag = load_text(
+        "env: [A=1, 'B=${A}x', A=2, {T: true}, {F: 1.0}, {N: null}]\nsteps: [{run: echo}]\n"
+    ).dag
     assert dag.env == (("A", "1"), ("B", "${A}x"), ("A", "2"), ("T", "true"), ("F", "1"), ("N", ""))
 
 
@@ -34,10 +36,17 @@ def test_env_value_keeps_equals_signs():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("depends: a", ("a",)), ("depends: [a, b]", ("a", "b")), ("depends: []", ()), ("depends:", ())],
+    [
+        ("depends: a", ("a",)),
+        ("depends: [a, b]", ("a", "b")),
+        ("depends: []", ()),
+        ("depends:", ()),
+    ],
 )
 def test_depends_forms(text, expected):
-    dag = load_text(f"steps:\n  - id: a\n    run: x\n  - id: b\n    run: x\n  - id: c\n    run: x\n    {text}\n").dag
+    dag = load_text(
+        f"steps:\n  - id: a\n    run: x\n  - id: b\n    run: x\n  - id: c\n    run: x\n    {text}\n"
+    ).dag
     assert dag.steps[2].depends == expected
 
 
@@ -52,30 +61,54 @@ def test_container_string_is_exec_mode():
 
 def test_container_object_defaults():
     c = step_of("run: x\ncontainer: {image: alpine}").container
-    assert (c.pull_policy, c.startup, c.wait_for, c.keep_container) == ("missing", "keepalive", "running", False)
+    assert (c.pull_policy, c.startup, c.wait_for, c.keep_container) == (
+        "missing",
+        "keepalive",
+        "running",
+        False,
+    )
 
 
 @pytest.mark.parametrize(
     ("value", "policy"),
     [
-        ("always", "always"), ("missing", "missing"), ("never", "never"), ("fallback", "fallback"),
-        ("true", "always"), ("false", "never"), ("'true'", "always"), ("'0'", "never"), ("t", "always"),
-        ("F", "never"), ("'TRUE'", "always"), ("'False'", "never"),
+        ("always", "always"),
+        ("missing", "missing"),
+        ("never", "never"),
+        ("fallback", "fallback"),
+        ("true", "always"),
+        ("false", "never"),
+        ("'true'", "always"),
+        ("'0'", "never"),
+        ("t", "always"),
+        ("F", "never"),
+        ("'TRUE'", "always"),
+        ("'False'", "never"),
     ],
 )
 def test_pull_policy_forms(value, policy):
-    assert step_of(f"run: x\ncontainer: {{image: a, pull_policy: {value}}}").container.pull_policy == policy
+    assert (
+        step_of(f"run: x\ncontainer: {{image: a, pull_policy: {value}}}").container.pull_policy
+        == policy
+    )
 
 
 def test_volumes_parsed():
-    c = step_of("run: x\ncontainer: {image: a, volumes: ['.:/w', '/a:/b:ro', 'cache:/root/.cache:rw', '~/x:/x']}").container
+    c = step_of(
+        "run: x\ncontainer: {image: a, volumes: ['.:/w', '/a:/b:ro', 'cache:/root/.cache:rw', '~/x:/x']}"
+    ).container
     assert c.volumes == (
-        Volume(".", "/w"), Volume("/a", "/b", True), Volume("cache", "/root/.cache"), Volume("~/x", "/x")
+        Volume(".", "/w"),
+        Volume("/a", "/b", True),
+        Volume("cache", "/root/.cache"),
+        Volume("~/x", "/x"),
     )
 
 
 def test_ports_forms():
-    c = step_of("run: x\ncontainer: {image: a, ports: ['80', '80/udp', '8080:80', '127.0.0.1:8080:80', 443]}").container
+    c = step_of(
+        "run: x\ncontainer: {image: a, ports: ['80', '80/udp', '8080:80', '127.0.0.1:8080:80', 443]}"
+    ).container
     assert c.ports == ("80", "80/udp", "8080:80", "127.0.0.1:8080:80", "443")
 
 
@@ -91,8 +124,10 @@ def test_container_shell_and_command_accept_a_string_or_a_list():
         ("continue_on: Skipped", ContinueOn(skipped=True)),
         ("continue_on: {failure: true}", ContinueOn(failed=True)),
         ("continue_on: {exit_code: 3}", ContinueOn(exit_code=(3,))),
-        ("continue_on: {exit_code: [1, 2], output: 're:warn.*', mark_success: true}",
-         ContinueOn(exit_code=(1, 2), output=("re:warn.*",), mark_success=True)),
+        (
+            "continue_on: {exit_code: [1, 2], output: 're:warn.*', mark_success: true}",
+            ContinueOn(exit_code=(1, 2), output=("re:warn.*",), mark_success=True),
+        ),
         ("continue_on: {output: [a, b]}", ContinueOn(output=("a", "b"))),
     ],
 )
@@ -104,10 +139,14 @@ def test_continue_on_forms(text, expected):
     ("text", "expected"),
     [
         ("preconditions: test -f x", (Condition("test -f x"),)),
-        ("preconditions: [test -f x, {condition: '$A', expected: 'yes'}]",
-         (Condition("test -f x"), Condition("$A", "yes"))),
-        ("preconditions: {condition: '`date`', expected: 're:20.*', negate: true}",
-         (Condition("`date`", "re:20.*", True),)),
+        (
+            "preconditions: [test -f x, {condition: '$A', expected: 'yes'}]",
+            (Condition("test -f x"), Condition("$A", "yes")),
+        ),
+        (
+            "preconditions: {condition: '`date`', expected: 're:20.*', negate: true}",
+            (Condition("`date`", "re:20.*", True),),
+        ),
         ("precondition: test -d /", (Condition("test -d /"),)),
     ],
 )
@@ -120,7 +159,10 @@ def test_precondition_forms(text, expected):
     [
         ("params: 'A=1 B=\"x y\"'", (Param("A", "1"), Param("B", "x y"))),
         ("params: 'one two'", (Param("1", "one"), Param("2", "two"))),
-        ("params: 'first A=1 second'", (Param("1", "first"), Param("A", "1"), Param("2", "second"))),
+        (
+            "params: 'first A=1 second'",
+            (Param("1", "first"), Param("A", "1"), Param("2", "second")),
+        ),
         ("params: {B: 2, A: 1}", (Param("A", "1"), Param("B", "2"))),
         ("params: [{B: 2}, {A: 1}]", (Param("B", "2"), Param("A", "1"))),
         ("params: ['A=1', 'B=']", (Param("A", "1"), Param("B", ""))),
@@ -134,8 +176,16 @@ def test_params_forms(text, expected):
 
 
 def test_retry_policy_forms():
-    r = step_of("run: x\nretry_policy: {limit: '${params.N}', interval_sec: 2, backoff: true, exit_code: 3, max_interval_sec: 9}").retry_policy
-    assert (r.limit, r.interval_sec, r.backoff, r.exit_code, r.max_interval_sec) == ("${params.N}", 2, True, (3,), 9)
+    r = step_of(
+        "run: x\nretry_policy: {limit: '${params.N}', interval_sec: 2, backoff: true, exit_code: 3, max_interval_sec: 9}"
+    ).retry_policy
+    assert (r.limit, r.interval_sec, r.backoff, r.exit_code, r.max_interval_sec) == (
+        "${params.N}",
+        2,
+        True,
+        (3,),
+        9,
+    )
 
 
 @pytest.mark.parametrize(
@@ -191,7 +241,9 @@ def test_generated_names_follow_dagu():
 
 
 def test_handlers_get_dagu_names():
-    dag = load_text("handler_on: {exit: {run: echo}, cancel: {run: echo}}\nsteps: [{run: echo}]\n").dag
+    dag = load_text(
+        "handler_on: {exit: {run: echo}, cancel: {run: echo}}\nsteps: [{run: echo}]\n"
+    ).dag
     assert (dag.handler_on.exit.name, dag.handler_on.abort.name) == ("onExit", "onAbort")
 
 
@@ -201,8 +253,16 @@ def test_string_fields_accept_numbers_as_text():
 
 
 def test_harness_with_values_are_kept_as_written():
-    s = step_of("action: harness.run\nwith: {provider: codex, prompt: hi, max_turns: 3, tags: [a, b], opts: {x: 1}}")
-    assert s.with_ == {"provider": "codex", "prompt": "hi", "max_turns": 3, "tags": ["a", "b"], "opts": {"x": 1}}
+    s = step_of(
+        "action: harness.run\nwith: {provider: codex, prompt: hi, max_turns: 3, tags: [a, b], opts: {x: 1}}"
+    )
+    assert s.with_ == {
+        "provider": "codex",
+        "prompt": "hi",
+        "max_turns": 3,
+        "tags": ["a", "b"],
+        "opts": {"x": 1},
+    }
 
 
 def test_harnesses_null_entry_is_kept():
@@ -216,9 +276,13 @@ def test_root_shell():
 
 def test_defaults_of_an_empty_dag():
     dag = load_text("steps: [{run: echo}]\n", name="my-dag.yaml").dag
-    assert (dag.name, dag.type, dag.max_active_steps, dag.max_output_size, dag.max_clean_up_time_sec) == (
-        "my-dag", "graph", 0, 1048576, 5
-    )
+    assert (
+        dag.name,
+        dag.type,
+        dag.max_active_steps,
+        dag.max_output_size,
+        dag.max_clean_up_time_sec,
+    ) == ("my-dag", "graph", 0, 1048576, 5)
 
 
 @pytest.mark.parametrize(
@@ -232,7 +296,11 @@ def test_defaults_of_an_empty_dag():
 )
 def test_older_docker_spellings_become_a_step_container(legacy):
     s = step_of("run: echo hi\n" + legacy)
-    assert (s.container.image, s.container.keep_container, s.container.pull_policy) == ("alpine", True, "never")
+    assert (s.container.image, s.container.keep_container, s.container.pull_policy) == (
+        "alpine",
+        True,
+        "never",
+    )
     assert (s.with_, s.executor, s.type, s.action) == (None, None, None, None)
 
 
@@ -243,7 +311,11 @@ def test_docker_api_objects_map_to_container_fields():
         "    host: {Binds: ['/h:/c:ro'], NetworkMode: none}"
     ).container
     assert (c.env, c.working_dir, c.user, c.volumes, c.network) == (
-        (("A", "1"),), "/w", "1000", (Volume("/h", "/c", True),), "none"
+        (("A", "1"),),
+        "/w",
+        "1000",
+        (Volume("/h", "/c", True),),
+        "none",
     )
 
 
@@ -266,5 +338,7 @@ def test_config_is_an_alias_of_with():
 
 
 def test_with_and_config_together_is_an_error():
-    issue = one_problem("steps:\n  - action: harness.run\n    with: {provider: claude, prompt: hi}\n    config: {x: 1}\n")
+    issue = one_problem(
+        "steps:\n  - action: harness.run\n    with: {provider: claude, prompt: hi}\n    config: {x: 1}\n"
+    )
     assert issue.path == "steps[0].config"

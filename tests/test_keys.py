@@ -40,24 +40,55 @@ def test_dagu1_file_loads_unchanged():
               healthcheck: {test: [CMD, x], startPeriod: 5s}
         """
     ).dag
-    assert (dag.max_active_steps, dag.timeout_sec, dag.max_clean_up_time_sec, dag.max_output_size) == (2, 60, 3, 100)
+    assert (
+        dag.max_active_steps,
+        dag.timeout_sec,
+        dag.max_clean_up_time_sec,
+        dag.max_output_size,
+    ) == (2, 60, 3, 100)
     assert (dag.delay_sec, dag.working_dir) == (1, "/tmp")
     assert dag.handler_on.failure.run == "echo failed"
     assert dag.handler_on.abort.run == "echo cancelled"
     a, b = dag.steps
     assert (a.working_dir, a.timeout_sec, a.signal_on_stop) == ("/var", 5, "SIGINT")
-    assert (a.retry_policy.interval_sec, a.retry_policy.max_interval_sec, a.retry_policy.exit_code) == (2, 4, (1,))
-    assert (a.continue_on.failed, a.continue_on.exit_code, a.continue_on.mark_success) == (True, (2,), True)
+    assert (
+        a.retry_policy.interval_sec,
+        a.retry_policy.max_interval_sec,
+        a.retry_policy.exit_code,
+    ) == (2, 4, (1,))
+    assert (a.continue_on.failed, a.continue_on.exit_code, a.continue_on.mark_success) == (
+        True,
+        (2,),
+        True,
+    )
     assert a.preconditions[0].condition == "test -d /"
     c = b.container
-    assert (c.pull_policy, c.keep_container, c.working_dir, c.wait_for) == ("never", True, "/w", "healthy")
-    assert (c.log_pattern, c.restart_policy, c.healthcheck.start_period) == ("ready", "always", "5s")
+    assert (c.pull_policy, c.keep_container, c.working_dir, c.wait_for) == (
+        "never",
+        True,
+        "/w",
+        "healthy",
+    )
+    assert (c.log_pattern, c.restart_policy, c.healthcheck.start_period) == (
+        "ready",
+        "always",
+        "5s",
+    )
 
 
 @pytest.mark.parametrize(
     "key",
-    ["schedule: '0 * * * *'", "tags: [a]", "group: g", "queue: q", "hist_retention_days: 3",
-     "mail_on: {failure: true}", "histRetentionDays: 3", "max_active_runs: 1", "labels: [x]"],
+    [
+        "schedule: '0 * * * *'",
+        "tags: [a]",
+        "group: g",
+        "queue: q",
+        "hist_retention_days: 3",
+        "mail_on: {failure: true}",
+        "histRetentionDays: 3",
+        "max_active_runs: 1",
+        "labels: [x]",
+    ],
 )
 def test_server_only_keys_load_with_one_warning(key):
     loaded = load_text(key + "\nsteps: [{run: echo}]\n")
@@ -118,5 +149,7 @@ def test_examples_all_validate():
 
 
 def test_eval_is_a_condition_spelling():
-    dag = load_text("steps:\n  - run: x\n    preconditions: [{eval: '$(date)', expected: 're:.+'}]\n").dag
+    dag = load_text(
+        "steps:\n  - run: x\n    preconditions: [{eval: '$(date)', expected: 're:.+'}]\n"
+    ).dag
     assert dag.steps[0].preconditions[0].condition == "$(date)"

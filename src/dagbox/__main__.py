@@ -1,3 +1,3 @@
-from dagbox.cli import main
+from dagbox.entry import main
 
 main()

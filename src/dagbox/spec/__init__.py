@@ -47,7 +47,7 @@ def load(path: str | os.PathLike[str], text: bytes | str | None = None) -> Loade
         else:
             dag = builder.build(source.data, Dag, sink)
             if dag is not INVALID:
-                rules.check(dag, builder.paths, builder.flawed, sink)
+                rules.check(dag, builder.sinks, builder.flawed, sink)
     elif source.root is None and not issues:
         issues.append(Issue((), "the file is empty: a DAG needs at least a steps: list"))
     located = _locate(source, issues)

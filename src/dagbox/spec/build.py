@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from dagbox.spec.forms import INVALID, Context, Form, kind
-from dagbox.spec.issues import IssuePath, Sink
+from dagbox.spec.issues import Sink
 
 
 @dataclass(frozen=True)
@@ -45,19 +45,25 @@ class Model(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     keys: ClassVar[KeyRules] = KeyRules()
 
-    def finish(self, sink: Sink, ctx: Context) -> None:
+    def finish(self, sink: Sink, builder: Builder) -> None:
         """Called once built: rewrite older spellings into the canonical fields."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Field:
+    """How to read one field; everything that does not depend on the value is worked out once."""
+
     attr: str
     name: str
-    hint: Any  # type without Annotated wrappers that are ours
+    hint: Any  # the field type, without a Form annotation
     form: Form | None
-    nested: type[Model] | None  # Struct (possibly optional)
-    container: str | None  # "list" or "dict" when nested items are Structs
+    nested: type[Model] | None  # a Struct, or the Struct items of a list/dict
+    container: str | None  # "list" or "dict" when the nested Structs are items
     required: bool
+    optional: bool  # None is a valid value
+    plain: type | None  # str/bool when a value of exactly that type needs no conversion
+    choices: tuple[str, ...] | None  # the values of a Literal type
+    target: Any  # what a Form builds: the nested Struct, else the type without Optional
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,7 @@ class _Info:
     fields: dict[str, _Field]
     aliases: dict[str, str]
     rules: KeyRules
+    required: tuple[_Field, ...]
 
     def suggestion(self, key: str) -> str:
         names = [*self.fields, *self.rules.ignored, *self.rules.unsupported]
@@ -107,7 +114,7 @@ def _info(cls: type[Model]) -> _Info:
             form = next((m for m in meta if isinstance(m, Form)), None)
             if form is not None:
                 hint = base
-        inner, _ = _strip_optional(hint)
+        inner, optional = _strip_optional(hint)
         nested = inner if _is_model(inner) else None
         collection = None
         origin = typing.get_origin(inner)
@@ -118,11 +125,22 @@ def _info(cls: type[Model]) -> _Info:
             if _is_model(value_type):
                 nested, collection = value_type, "dict"
         required = f.default is msgspec.NODEFAULT and f.default_factory is msgspec.NODEFAULT
+        choices = tuple(map(str, typing.get_args(inner))) if origin is typing.Literal else None
         fields[f.encode_name] = _Field(
-            f.name, f.encode_name, hint, form, nested, collection, required
+            attr=f.name,
+            name=f.encode_name,
+            hint=hint,
+            form=form,
+            nested=nested,
+            container=collection,
+            required=required,
+            optional=optional,
+            plain=inner if inner in (str, bool) else None,
+            choices=choices,
+            target=nested or inner,
         )
-    aliases = {k: v for k, v in cls.keys.aliases.items()}
-    return _Info(fields, aliases, cls.keys)
+    required = tuple(f for f in fields.values() if f.required)
+    return _Info(fields, dict(cls.keys.aliases), cls.keys, required)
 
 
 _MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -155,95 +173,119 @@ def _report_msgspec(exc: msgspec.ValidationError, sink: Sink) -> None:
     sink.error(message, *parts)
 
 
-def _leaf(value: Any, hint: Any, sink: Sink) -> Any:
-    base, optional = _strip_optional(hint)
-    if typing.get_origin(base) is typing.Literal and not (optional and value is None):
-        choices = [str(c) for c in typing.get_args(base)]
-        if value in choices:
+def _leaf(spec: _Field, value: Any, sink: Sink) -> Any:
+    if spec.plain is not None and type(value) is spec.plain:
+        return value  # the common case, without a trip through msgspec
+    if value is None and spec.optional:
+        return None
+    if spec.choices is not None:
+        if value in spec.choices:
             return value
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(value), spec.choices, n=1, cutoff=0.6)
         hint_text = f' (did you mean "{close[0]}"?)' if close else ""
-        listed = ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+        *first, last = spec.choices
+        listed = f"{', '.join(first)} or {last}" if first else last
         sink.error(f'invalid value "{value}": use {listed}{hint_text}')
         return INVALID
-    if base is str and isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)  # Go's YAML reads `name: 123` into a string field; so do we
+    if spec.plain is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # Go's YAML reads `name: 123` into a string field; so do we
     try:
-        return msgspec.convert(value, hint)
+        return msgspec.convert(value, spec.hint)
     except msgspec.ValidationError as exc:
         _report_msgspec(exc, sink)
         return INVALID
 
 
+class _LazySink:
+    """A Sink one key deeper, made only if a leaf value turns out to be wrong."""
+
+    __slots__ = ("key", "parent")
+
+    def __init__(self, parent: Sink, key: str) -> None:
+        self.parent, self.key = parent, key
+
+    def error(self, message: str, *parts: str | int, at_key: bool = False) -> None:
+        self.parent.error(message, self.key, *parts, at_key=at_key)
+
+
 class Builder:
-    """One load's walk. ``paths`` remembers where each built Struct came from (by id)."""
+    """One load's walk. ``sinks`` remembers where each built Struct came from (by id)."""
 
     def __init__(self) -> None:
-        self.paths: dict[int, IssuePath] = {}
+        self.sinks: dict[int, Sink] = {}
         #: ids of Structs that had a key or value rejected: rules that check for
         #: something missing skip them, so one typo does not report twice.
         self.flawed: set[int] = set()
+        self._contexts: dict[int, Context] = {}
 
     def build(self, raw: Any, cls: type[Model], sink: Sink) -> Any:
         """Build ``cls`` from ``raw``; INVALID if ``raw`` is not a mapping at all."""
-        if not isinstance(raw, dict):
+        if type(raw) is not dict:
             sink.error(f"expected a mapping, not {kind(raw)}")
             return INVALID
         info = _info(cls)
-        issues_before = sink.count
+        fields = info.fields
+        issues_before = len(sink.issues)
         values: dict[str, Any] = {}
-        seen: dict[str, str] = {}  # field name -> spelling used
+        spelled: dict[str, str] = {}  # field -> the other spelling used, when one was
         for key, value in raw.items():
-            if not isinstance(key, str):
-                sink.error(
-                    f"keys must be strings, not {kind(key)} ({key!r})", str(key), at_key=True
-                )
-                continue
-            spec = info.fields.get(key)
+            spec = fields.get(key)
             if spec is None:
-                target = info.aliases.get(key) or _camel_alias(key, info)
-                if target is not None:
-                    spec = info.fields[target]
-                elif (word := _rule_key(key, info.rules.ignored)) is not None:
-                    sink.warn(info.rules.ignored[word], key, at_key=True)
+                spec = self._other_spelling(key, raw, info, spelled, sink)
+                if spec is None:
                     continue
-                elif (word := _rule_key(key, info.rules.unsupported)) is not None:
-                    sink.error(info.rules.unsupported[word], key, at_key=True)
+            if spec.form is None and spec.nested is None:
+                if spec.plain is not None and type(value) is spec.plain:
+                    values[spec.attr] = value  # the common case, checked inline for speed
                     continue
-                else:
-                    sink.error(f'unknown key "{key}"{info.suggestion(key)}', key, at_key=True)
-                    continue
-            if spec.name in seen:
-                sink.error(
-                    f'"{key}" and "{seen[spec.name]}" are the same key; keep one', key, at_key=True
-                )
-                continue
-            seen[spec.name] = key
-            result = self._field(spec, value, sink.at(key))
+                result = _leaf(spec, value, _LazySink(sink, key))
+            else:
+                result = self._field(spec, value, sink.at(key))
             if result is not INVALID:
                 values[spec.attr] = result
-        missing = [f.name for f in info.fields.values() if f.required and f.name not in seen]
-        for name in missing:
-            sink.error(f'missing required key "{name}"')
-        if any(f.required and f.attr not in values for f in info.fields.values()):
-            return INVALID  # reported above, or where the required value was rejected
+        for spec in info.required:
+            if spec.attr not in values:
+                if spec.name not in raw and spec.name not in spelled:
+                    sink.error(f'missing required key "{spec.name}"')
+                return INVALID  # reported above, or where the required value was rejected
         obj = cls(**values)
-        self.paths[id(obj)] = sink.path
-        if sink.count != issues_before:
+        self.sinks[id(obj)] = sink
+        if len(sink.issues) != issues_before:
             self.flawed.add(id(obj))
-        obj.finish(sink, Context(cls, self.build))
+        obj.finish(sink, self)
         return obj
+
+    def _other_spelling(
+        self, key: Any, raw: dict[Any, Any], info: _Info, spelled: dict[str, str], sink: Sink
+    ) -> _Field | None:
+        """The field an alias stands for; None after reporting any other key."""
+        if not isinstance(key, str):
+            sink.error(f"keys must be strings, not {kind(key)} ({key!r})", str(key), at_key=True)
+            return None
+        target = info.aliases.get(key) or _camel_alias(key, info)
+        if target is not None:
+            other = target if target in raw else spelled.get(target)
+            if other is not None:
+                sink.error(f'"{key}" and "{other}" are the same key; keep one', key, at_key=True)
+                return None
+            spelled[target] = key
+            return info.fields[target]
+        if (word := _rule_key(key, info.rules.ignored)) is not None:
+            sink.warn(info.rules.ignored[word], key, at_key=True)
+        elif (word := _rule_key(key, info.rules.unsupported)) is not None:
+            sink.error(info.rules.unsupported[word], key, at_key=True)
+        else:
+            sink.error(f'unknown key "{key}"{info.suggestion(key)}', key, at_key=True)
+        return None
 
     def _field(self, spec: _Field, value: Any, sink: Sink) -> Any:
         if spec.form is not None:
-            target = _strip_optional(spec.hint)[0]
-            if spec.nested is not None:
-                target = spec.nested
-            return spec.form.normalise(value, sink, Context(target, self.build))
-        if spec.nested is None:
-            return _leaf(value, spec.hint, sink)
+            ctx = self._contexts.get(id(spec))
+            if ctx is None:
+                ctx = self._contexts[id(spec)] = Context(spec.target, self.build)
+            return spec.form.normalise(value, sink, ctx)
         if spec.container is None:
-            if value is None and _strip_optional(spec.hint)[1]:
+            if value is None and spec.optional:
                 return None
             return self.build(value, spec.nested, sink)
         if spec.container == "list":

@@ -15,7 +15,7 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dagbox.spec.issues import Sink
 
@@ -25,8 +25,7 @@ INVALID: Any = type("Invalid", (), {"__repr__": lambda self: "INVALID"})()
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(NamedTuple):
     """What a normaliser may need besides the value: the canonical type and the builder."""
 
     target: Any

@@ -70,17 +70,30 @@ class Sink:
     """Collects issues at a position in the document; ``at(...)`` moves deeper.
 
     Normalisers and checks receive a Sink instead of raising, so that one pass
-    reports every problem in the file rather than the first.
+    reports every problem in the file rather than the first. A Sink made by
+    ``at`` works out its path only when asked (on an error, or to remember
+    where a Struct came from), which keeps the valid-file path cheap.
     """
 
-    __slots__ = ("issues", "path")
+    __slots__ = ("_parent", "_parts", "_path", "issues")
 
     def __init__(self, issues: list[Issue], path: IssuePath = ()) -> None:
         self.issues = issues
-        self.path = path
+        self._path: IssuePath | None = path
+        self._parent: Sink | None = None
+        self._parts: IssuePath = ()
+
+    @property
+    def path(self) -> IssuePath:
+        if self._path is None:
+            assert self._parent is not None
+            self._path = (*self._parent.path, *self._parts)
+        return self._path
 
     def at(self, *parts: str | int) -> Sink:
-        return Sink(self.issues, (*self.path, *parts))
+        child = Sink.__new__(Sink)
+        child.issues, child._path, child._parent, child._parts = self.issues, None, self, parts
+        return child
 
     def error(self, message: str, *parts: str | int, at_key: bool = False) -> None:
         self.issues.append(Issue((*self.path, *parts), message, at_key=at_key))

@@ -76,13 +76,19 @@ def docker_config(config: Any, sink: Sink) -> dict[str, Any] | None:
     return out
 
 
-def rewrite(step: Any, sink: Sink, ctx: Context, container_type: Any) -> None:
+def rewrite(step: Any, sink: Sink, ctx: Context) -> None:
     """Rewrite the older spellings of ``step`` in place, so the rest sees one form.
 
     After this, ``command`` is folded into ``run``, ``config`` into ``with``,
     and executor/type/docker actions into ``container``.
     """
-    _executor(step, sink, ctx, container_type)
+    if (
+        step.executor is not None
+        or step.type is not None
+        or step.config is not None
+        or (step.action in DOCKER_ACTIONS or step.action == "exec")
+    ):
+        _executor(step, sink, ctx)
     if step.command is not None:
         if step.run is not None:
             sink.error('run cannot be used together with "command"', "command", at_key=True)
@@ -96,7 +102,7 @@ def rewrite(step: Any, sink: Sink, ctx: Context, container_type: Any) -> None:
         step.with_ = None
 
 
-def _executor(step: Any, sink: Sink, ctx: Context, container_type: Any) -> None:
+def _executor(step: Any, sink: Sink, ctx: Context) -> None:
     if step.config is not None:
         if step.with_ is not None:
             sink.error(
@@ -148,13 +154,16 @@ def _executor(step: Any, sink: Sink, ctx: Context, container_type: Any) -> None:
             return
         step.run = tuple(str(a) for a in argv)
         return
-    if kind_ is None or (isinstance(kind_, str) and kind_.lower() in COMMAND_TYPES):
+    where = "executor" if executor is not None else "type"
+    if kind_ is not None and not isinstance(kind_, str):
+        sink.error(f"an executor type is a name, not {kind(kind_)}", where)
+        return
+    if kind_ is None or kind_.lower() in COMMAND_TYPES:
         return
     if kind_ == "harness":
         step.action = "harness.run"
         return
     if kind_ not in DOCKER_TYPES:
-        where = "executor" if executor is not None else "type"
         sink.error(
             f'executor type "{kind_}" is not supported by dagbox (use container: for Docker)', where
         )
@@ -175,6 +184,6 @@ def _executor(step: Any, sink: Sink, ctx: Context, container_type: Any) -> None:
         step.command = config.pop("command") if isinstance(config.get("command"), str) else None
     mapped = docker_config(config, at)
     if mapped is not None:
-        built = ctx.build(mapped, container_type, at)
+        built = ctx.build(mapped, ctx.target, at)
         if built is not INVALID:
             step.container = built

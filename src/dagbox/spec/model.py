@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 
 from dagbox.spec import forms, legacy
-from dagbox.spec.build import KeyRules, Model
+from dagbox.spec.build import Builder, KeyRules, Model
 from dagbox.spec.forms import Context
 from dagbox.spec.issues import Sink
 
@@ -206,8 +206,8 @@ class Step(Model):
         unsupported=_STEP_UNSUPPORTED,
     )
 
-    def finish(self, sink: Sink, ctx: Context) -> None:
-        legacy.rewrite(self, sink, ctx, Container)
+    def finish(self, sink: Sink, builder: Builder) -> None:
+        legacy.rewrite(self, sink, Context(Container, builder.build))
 
     @property
     def key(self) -> str:
@@ -229,7 +229,7 @@ class HandlerOn(Model):
         ignored={"wait": '"wait" handlers never run in dagbox (it has no approval steps)'},
     )
 
-    def finish(self, sink: Sink, ctx: Context) -> None:
+    def finish(self, sink: Sink, builder: Builder) -> None:
         for key in ("init", "success", "failure", "abort", "exit"):
             step = getattr(self, key)
             if step is not None and step.name is None:

@@ -18,7 +18,7 @@ from typing import Any
 from dagbox.harness.argv import RESERVED, merge_defaults
 from dagbox.harness.catalog import BUILTIN
 from dagbox.spec.forms import ENV_NAME, kind
-from dagbox.spec.issues import IssuePath, Sink
+from dagbox.spec.issues import Sink
 from dagbox.spec.model import Condition, Container, ContinueOn, Dag, HarnessDef, RetryPolicy, Step
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -36,17 +36,16 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 
 
 class Checker:
-    def __init__(
-        self, dag: Dag, paths: Mapping[int, IssuePath], flawed: set[int], sink: Sink
-    ) -> None:
+    def __init__(self, dag: Dag, sinks: Mapping[int, Sink], flawed: set[int], sink: Sink) -> None:
         self.dag = dag
-        self.paths = paths
+        self.sinks = sinks
         self.flawed = flawed
         self.sink = sink
         self.providers = sorted({*BUILTIN, *(n for n, d in dag.harnesses.items() if d is not None)})
 
     def at(self, obj: object, *parts: str | int) -> Sink:
-        return Sink(self.sink.issues, (*self.paths.get(id(obj), ()), *parts))
+        found = self.sinks.get(id(obj), self.sink)
+        return found.at(*parts) if parts else found
 
     # --- the whole DAG ------------------------------------------------------------------
 
@@ -420,9 +419,9 @@ def _signal(name: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def check(dag: Dag, paths: Mapping[int, IssuePath], flawed: set[int], sink: Sink) -> None:
-    """Report every rule ``dag`` breaks to ``sink``."""
-    Checker(dag, paths, flawed, sink).check()
+def check(dag: Dag, sinks: Mapping[int, Sink], flawed: set[int], sink: Sink) -> None:
+    """Report every rule ``dag`` breaks; each at the Sink its Struct was built at."""
+    Checker(dag, sinks, flawed, sink).check()
 
 
 __all__ = ["ENV_NAME", "RESERVED", "check"]

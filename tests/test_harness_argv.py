@@ -1,0 +1,204 @@
+"""Harness argv rendering (dagu-format.md §1.3-1.5, §2)."""
+
+import pytest
+
+from dagbox.harness.argv import merge_defaults, render, tries, trim_prompt
+from dagbox.harness.catalog import BUILTIN, Provider, registry
+from dagbox.spec.model import HarnessDef
+
+CUSTOM_ARG = Provider("mine", "mine")
+
+
+def test_worked_example_of_the_reference():
+    options = {
+        "prompt": "do it",
+        "verbose": True,
+        "quiet": False,
+        "model": "small",
+        "max_turns": 3,
+        "temperature": 0.5,
+        "tag": ["a", "b"],
+        "dry_run": "true",
+        "empty": "",
+    }
+    assert render(CUSTOM_ARG, options).argv[1:] == (
+        "do it",
+        "--dry_run",
+        "--max_turns",
+        "3",
+        "--model",
+        "small",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+        "--temperature",
+        "0.5",
+        "--verbose",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "argv"),
+    [
+        ("claude", ["claude", "-p", "P"]),
+        ("codex", ["codex", "exec", "P", "--skip-git-repo-check"]),
+        ("copilot", ["copilot", "-p", "P"]),
+        ("opencode", ["opencode", "run", "P"]),
+        ("pi", ["pi", "-p", "P"]),
+        ("gemini", ["gemini", "-p", "P"]),
+        ("cursor", ["cursor-agent", "-p", "P", "--output-format", "text"]),
+        ("cline", ["cline", "P"]),
+        ("aider", ["aider", "--message", "P"]),
+        ("qwen", ["qwen", "-p", "P"]),
+        ("goose", ["goose", "run", "--text", "P", "--quiet"]),
+        ("kiro", ["kiro-cli", "chat", "--no-interactive", "P"]),
+        ("droid", ["droid", "exec", "P"]),
+        ("amp", ["amp", "-x", "P"]),
+        ("deepseek", ["dsh", "--profile", "headless", "P"]),
+    ],
+)
+def test_every_builtin_provider(name, argv):
+    assert list(render(BUILTIN[name], {"prompt": "P"}).argv) == argv
+
+
+def test_catalog_has_the_fifteen_providers():
+    assert len(BUILTIN) == 15
+
+
+def test_builtins_put_flags_after_the_prompt_unless_after_flags():
+    assert render(BUILTIN["cline"], {"prompt": "P", "model": "m"}).argv == (
+        "cline",
+        "--model",
+        "m",
+        "P",
+    )
+    assert render(BUILTIN["deepseek"], {"prompt": "P", "x": 1}).argv == (
+        "dsh",
+        "--profile",
+        "headless",
+        "--x",
+        "1",
+        "P",
+    )
+    assert render(BUILTIN["claude"], {"prompt": "P", "model": "m"}).argv == (
+        "claude",
+        "-p",
+        "P",
+        "--model",
+        "m",
+    )
+
+
+def test_builtin_keys_become_kebab_case_and_kebab_wins():
+    argv = render(
+        BUILTIN["codex"], {"prompt": "P", "full_auto": True, "skip_git_repo_check": False}
+    ).argv
+    assert argv == ("codex", "exec", "P", "--full-auto")  # step's false overrides the default
+    argv = render(BUILTIN["claude"], {"prompt": "P", "max_turns": 2, "max-turns": 5}).argv
+    assert argv == ("claude", "-p", "P", "--max-turns", "5")
+
+
+def test_custom_keys_keep_their_spelling():
+    assert render(CUSTOM_ARG, {"prompt": "P", "max_turns": 2}).argv == (
+        "mine",
+        "P",
+        "--max_turns",
+        "2",
+    )
+
+
+def test_values_are_coerced_from_yaml_text():
+    argv = render(
+        CUSTOM_ARG, {"prompt": "P", "a": "10", "b": "5.5", "c": "false", "d": "yes", "e": 2.0}
+    ).argv
+    assert argv == ("mine", "P", "--a", "10", "--b", "5.5", "--d", "yes", "--e", "2")
+
+
+def test_maps_and_nulls_are_dropped():
+    assert render(CUSTOM_ARG, {"prompt": "P", "m": {"x": 1}, "n": None}).argv == ("mine", "P")
+
+
+def test_reserved_keys_are_never_flags():
+    argv = render(
+        CUSTOM_ARG, {"prompt": "P", "provider": "x", "fallback": [], "managed": True, "stdin": "s"}
+    ).argv
+    assert argv == ("mine", "P")
+
+
+def _custom(**kw):
+    return registry({"c": HarnessDef(binary=" tool ", **kw)})["c"]
+
+
+def test_custom_flag_mode_and_positions():
+    p = _custom(prompt_mode="flag", prompt_flag="--prompt", prefix_args=(" run ",))
+    assert render(p, {"prompt": "P", "v": True}).argv == ("tool", "run", "--prompt", "P", "--v")
+    p = _custom(prompt_mode="flag", prompt_flag="-m", prompt_position="after_flags")
+    assert render(p, {"prompt": "P", "v": True}).argv == ("tool", "--v", "-m", "P")
+    p = _custom(prompt_position="after_flags")
+    assert render(p, {"prompt": "P", "v": True}).argv == ("tool", "--v", "P")
+
+
+def test_single_dash_and_option_flags():
+    p = _custom(flag_style="single_dash", option_flags={"model": "--model-name", "blank": " "})
+    assert render(p, {"prompt": "P", "model": "m", "blank": "b", "x": 1}).argv == (
+        "tool",
+        "P",
+        "-blank",
+        "b",
+        "--model-name",
+        "m",
+        "-x",
+        "1",
+    )
+
+
+def test_stdin_mode_sends_the_prompt_on_stdin():
+    p = _custom(prompt_mode="stdin")
+    inv = render(p, {"prompt": "hey\nyou", "v": True})
+    assert (inv.argv, inv.stdin) == (("tool", "--v"), "hey\nyou")
+    inv = render(p, {"prompt": "P", "stdin": "  more  "})
+    assert inv.stdin == "P\n\nmore"
+
+
+def test_with_stdin_is_piped_or_folded_per_provider():
+    piped = render(BUILTIN["claude"], {"prompt": "P", "stdin": "ctx"})
+    assert (piped.argv, piped.stdin) == (("claude", "-p", "P"), "ctx")
+    folded = render(BUILTIN["aider"], {"prompt": "P", "stdin": "ctx"})
+    assert (folded.argv, folded.stdin) == (("aider", "--message", "P\n\nctx"), None)
+
+
+def test_prompt_trimming():
+    assert trim_prompt("  one line  ") == "one line"
+    assert trim_prompt("line one\n  line two\n") == "line one\n  line two\n"
+
+
+def test_null_harness_entry_reexposes_the_builtin_and_definitions_shadow():
+    assert registry({"claude": None})["claude"] is BUILTIN["claude"]
+    shadow = registry({"codex": HarnessDef(binary="my-codex")})["codex"]
+    assert render(shadow, {"prompt": "P", "full_auto": True}).argv == (
+        "my-codex",
+        "P",
+        "--full_auto",
+    )
+
+
+def test_root_harness_defaults_merge_under_the_step():
+    merged = merge_defaults(
+        {"prompt": "P", "model": "a"}, {"provider": "claude", "model": "b", "x": 1}
+    )
+    assert merged == {"prompt": "P", "model": "a", "provider": "claude", "x": 1}
+    with_fallback = merge_defaults({"fallback": []}, {"fallback": [{"provider": "codex"}]})
+    assert with_fallback["fallback"] == []
+
+
+def test_tries_are_primary_then_fallbacks_without_inherited_flags():
+    options = {
+        "provider": "claude",
+        "prompt": "P",
+        "model": "m",
+        "fallback": [{"provider": "codex"}],
+    }
+    first, second = tries(options)
+    assert first == {"provider": "claude", "prompt": "P", "model": "m"}
+    assert second == {"provider": "codex", "prompt": "P", "stdin": None}

@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from dagbox import __version__
+from dagbox.terminal import OutputMode
 from dagbox.entry import EXIT_USAGE
 
 app = typer.Typer(
@@ -114,6 +115,66 @@ def parse_param_overrides(
             name = str(position)
         out[name] = value
     return out
+
+
+@app.command()
+def run(
+    file: DagFile,
+    trailing: Annotated[
+        list[str] | None, typer.Argument(help="Params after --, as NAME=value.", show_default=False)
+    ] = None,
+    params: Annotated[
+        str | None,
+        typer.Option("--params", help='Params as one string: "A=1 B=2" (or positional "a b").'),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("-p", "--param", help="One param, NAME=value; repeatable.")
+    ] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="Use this run id instead of a generated one.")
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "-j",
+            "--jobs",
+            min=0,
+            help="Run at most N steps at once (overrides max_active_steps; 0: no limit).",
+        ),
+    ] = None,
+    output: Annotated[
+        OutputMode,
+        typer.Option("--output", "-o", help="How to show step output.", case_sensitive=False),
+    ] = OutputMode.prefix,
+) -> None:
+    """Run a DAG and stream its output.
+
+    Exits 0 when the run succeeded (or its preconditions were not met), 1 when it
+    failed, 2 for an invalid DAG or usage error, 130 when interrupted.
+    """
+    import anyio
+
+    from dagbox.layout import RUN_ID, RunLayout, new_run_id
+    from dagbox.runner import RunRequest, execute
+    from dagbox.terminal import Terminal
+
+    loaded = _load(file)
+    if run_id is not None:
+        if not RUN_ID.match(run_id):
+            _err(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
+            raise typer.Exit(EXIT_USAGE)
+        if RunLayout.for_run(loaded.dag.name or "", run_id).dir.exists():
+            _err(f"a run with id {run_id} already exists for {loaded.dag.name}")
+            raise typer.Exit(EXIT_USAGE)
+    request = RunRequest(
+        loaded=loaded,
+        run_id=run_id or new_run_id(),
+        params=parse_param_overrides(params, param or [], trailing or []),
+        max_active=jobs,
+        sinks=[Terminal(output)],
+    )
+    result = anyio.run(execute, request)
+    raise typer.Exit(result.exit_code)
 
 
 @app.command("dry-run")

@@ -1,0 +1,87 @@
+"""What the engine says while a run goes on. Sinks subscribe; the engine never renders.
+
+Events are msgspec Structs, tagged by their ``event`` name so that the JSON
+form of each is self-describing (``{"event": "step.finished", ...}``). Output
+travels as raw bytes (:class:`StepOutput`); each sink decides whether it
+wants lines (the terminal) or bytes (the log files).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+StepStatus = Literal[
+    "not_started", "running", "succeeded", "failed", "aborted", "skipped", "retrying"
+]
+RunStatus = Literal["running", "succeeded", "failed", "aborted", "partially_succeeded"]
+
+
+def now_iso() -> str:
+    """An ISO 8601 UTC timestamp with milliseconds: ``2026-11-29T00:45:01.123+00:00``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class Event(msgspec.Struct, tag_field="event", kw_only=True, frozen=True):
+    run_id: str
+    ts: str = msgspec.field(default_factory=now_iso)
+
+
+class RunStarted(Event, tag="run.started"):
+    dag: str
+    file: str
+    params: dict[str, str]
+    steps: list[str]
+    handlers: list[str]
+    record_dir: str | None = None
+
+
+class StepStarted(Event, tag="step.started"):
+    step: str
+    attempt: int
+    handler: str | None = None
+    stdout_file: str | None = None
+    stderr_file: str | None = None
+
+
+class StepOutput(Event, tag="step.output"):
+    """A chunk of a step's output, as the process wrote it (not line-aligned)."""
+
+    step: str
+    attempt: int
+    stream: Literal["stdout", "stderr"]
+    data: bytes
+
+
+class StepRetrying(Event, tag="step.retrying"):
+    step: str
+    attempt: int  # the attempt that failed
+    exit_code: int
+    delay_sec: float
+
+
+class StepFinished(Event, tag="step.finished"):
+    """A step reached its final status: run to the end, or skipped/aborted without running."""
+
+    step: str
+    status: StepStatus
+    exit_code: int | None = None
+    attempts: int = 0
+    handler: str | None = None
+    started_at: str | None = None
+    duration_sec: float | None = None
+    error: str | None = None
+    outputs: dict[str, str] = msgspec.field(default_factory=dict)
+    stdout_file: str | None = None
+    stderr_file: str | None = None
+
+
+class RunFinished(Event, tag="run.finished"):
+    status: RunStatus
+    duration_sec: float
+    error: str | None = None
+
+
+AnyEvent = RunStarted | StepStarted | StepOutput | StepRetrying | StepFinished | RunFinished

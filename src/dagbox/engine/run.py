@@ -1,0 +1,675 @@
+"""The scheduler: one DAG run, from preconditions to the exit handler.
+
+Ready steps are dispatched first in, first out, in file order, up to
+``max_active_steps`` at a time; each runs in its own task, and reports back
+to the dispatcher when it reaches a final status. The dispatcher then settles
+the step's dependents (ready, skipped or aborted, per dagu-format.md §4.3).
+The engine knows statuses, values and timing; processes are the runtime's
+business, and everything the user sees or finds on disk comes from the events
+it emits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from dagbox.engine.events import (
+    AnyEvent,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    StepFinished,
+    StepOutput,
+    StepRetrying,
+    StepStarted,
+    StepStatus,
+    now_iso,
+)
+from dagbox.engine.lines import LineSplitter
+from dagbox.layout import RunLayout
+from dagbox.plan import params_of
+from dagbox.runtimes import Command, Exit, Runtime, Stop
+from dagbox.runtimes.host import with_errexit
+from dagbox.spec.model import Condition, Dag, RetryPolicy, Step
+from dagbox.values import expand, substitute_commands
+
+HANDLERS = ("init", "success", "failure", "abort", "exit")
+TIMEOUT_EXIT = 124
+Emit = Callable[[AnyEvent], None]
+
+
+@dataclass
+class RunOptions:
+    run_id: str
+    file: Path
+    params: Mapping[str, str] = field(default_factory=dict)  # overrides of the DAG's params
+    max_active: int | None = None  # -j; None keeps max_active_steps
+    layout: RunLayout | None = None  # None: no log files (tests, benchmarks)
+    host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass(eq=False)
+class StepRun:
+    """One step (or handler) of this run, and what became of it."""
+
+    step: Step
+    handler: str | None = None
+    status: StepStatus = "not_started"
+    exit_code: int | None = None
+    attempts: int = 0
+    started_at: str | None = None
+    started: float | None = None
+    error: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    stdout_file: str | None = None
+    stderr_file: str | None = None
+    continued: bool = False  # failed, but continue_on lets dependents run
+    deps: list[StepRun] = field(default_factory=list)
+    dependents: list[StepRun] = field(default_factory=list)
+    waiting: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.step.key
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("succeeded", "failed", "aborted", "skipped")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: RunStatus
+    steps: list[StepRun]
+    handlers: dict[str, StepRun]
+    error: str | None = None
+    precondition_unmet: bool = False
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """D8: 0 succeeded (or DAG precondition not met), 130 interrupted, 1 otherwise."""
+        if self.interrupted:
+            return 130
+        if self.status == "succeeded" or self.precondition_unmet:
+            return 0
+        return 1
+
+
+class Interrupt:
+    """Lets a signal handler stop a run: once gracefully, a second time at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.scope: anyio.CancelScope | None = None
+        self.now = anyio.Event()
+
+    def request(self) -> None:
+        if self.requested:
+            self.now.set()
+        self.requested = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class Engine:
+    def __init__(self, dag: Dag, runtime: Runtime, emit: Emit, options: RunOptions) -> None:
+        self.dag = dag
+        self.runtime = runtime
+        self.emit = emit
+        self.options = options
+        self.run_id = options.run_id
+        self.params = params_of(dag, options.params)
+        self.interrupt = Interrupt()
+        self.steps = [StepRun(s) for s in dag.steps]
+        self.handlers = {
+            kind: StepRun(step, handler=kind)
+            for kind in HANDLERS
+            if (step := getattr(dag.handler_on, kind)) is not None
+        }
+        self._link()
+        self.work_dir = _work_dir(dag, options.file)
+        self.env: dict[str, str] = {}  # params and DAG env, once evaluated
+        self.has_outputs = any(s.output for s in dag.steps)
+        limit = dag.max_active_steps if options.max_active is None else options.max_active
+        self.limit = limit if limit > 0 else math.inf
+        self.timed_out = False
+
+    def _link(self) -> None:
+        by_key: dict[str, StepRun] = {}
+        for run in self.steps:
+            for key in (run.step.id, run.step.name):
+                if key is not None:
+                    by_key.setdefault(key, run)
+        for i, run in enumerate(self.steps):
+            if self.dag.type == "chain":
+                deps = [self.steps[i - 1]] if i else []
+            else:
+                deps = list(dict.fromkeys(by_key[d] for d in run.step.depends or ()))
+            run.deps, run.waiting = deps, len(deps)
+            for dep in deps:
+                dep.dependents.append(run)
+
+    # --- the whole run -----------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        started = time.monotonic()
+        self.emit(
+            RunStarted(
+                run_id=self.run_id,
+                dag=self.dag.name or "",
+                file=str(self.options.file.resolve()),
+                params=self.params,
+                steps=[s.name for s in self.steps],
+                handlers=list(self.handlers),
+                record_dir=str(self.options.layout.dir) if self.options.layout else None,
+            )
+        )
+        error: str | None = None
+        status: RunStatus | None = None
+        unmet = False
+        with anyio.CancelScope() as scope:
+            self.interrupt.scope = scope
+            if self.interrupt.requested:
+                scope.cancel()
+            try:
+                self.env = await self._dag_env()
+                init = self.handlers.get("init")
+                if not await self._conditions(self.dag.preconditions, self.env):
+                    unmet, status, error = True, "aborted", "the DAG's preconditions were not met"
+                elif init is not None and await self._run_handler(init, "running") != "succeeded":
+                    status, error = "aborted", "the init handler failed"
+                else:
+                    with anyio.move_on_after(self.dag.timeout_sec or math.inf) as timer:
+                        await self._graph()
+                    if timer.cancelled_caught:
+                        status, error = "failed", f"the DAG timed out after {self.dag.timeout_sec}s"
+                        for run in self.steps:
+                            if not run.done:
+                                self._finish(run, "aborted", error=error)
+            except _ConditionError as exc:
+                status, error = "failed", str(exc)
+        self.interrupt.scope = None
+        if self.interrupt.requested:
+            status, error = "aborted", "interrupted"
+        elif status is None:
+            status = self._status()
+        status = await self._closing_handlers(status)
+        self.emit(
+            RunFinished(
+                run_id=self.run_id,
+                status=status,
+                duration_sec=round(time.monotonic() - started, 3),
+                error=error,
+            )
+        )
+        return RunResult(
+            self.run_id,
+            status,
+            self.steps,
+            self.handlers,
+            error,
+            precondition_unmet=unmet,
+            interrupted=self.interrupt.requested,
+        )
+
+    def _status(self) -> RunStatus:
+        statuses = [r.status for r in self.steps]
+        if any(r.status == "failed" and not r.continued for r in self.steps):
+            return "failed"
+        if "aborted" in statuses:
+            return "failed"
+        if any(r.status == "failed" for r in self.steps):
+            return "partially_succeeded" if "succeeded" in statuses else "failed"
+        return "succeeded"
+
+    async def _closing_handlers(self, status: RunStatus) -> RunStatus:
+        """success | failure | abort, then exit; a failing handler fails a succeeded run."""
+        kind = {"succeeded": "success", "partially_succeeded": "success", "failed": "failure"}.get(
+            status, "abort"
+        )
+        for name in (kind, "exit"):
+            handler = self.handlers.get(name)
+            if handler is None:
+                continue
+            with anyio.CancelScope() as scope:
+                self.interrupt.scope = scope
+                if self.interrupt.now.is_set():
+                    scope.cancel()
+                outcome = await self._run_handler(handler, status)
+            self.interrupt.scope = None
+            if outcome != "succeeded" and status in ("succeeded", "partially_succeeded"):
+                status = "failed"
+        return status
+
+    async def _run_handler(self, run: StepRun, status: str) -> StepStatus:
+        await self._run_step(run, extra={"DAG_RUN_STATUS": status})
+        return run.status
+
+    # --- the graph ---------------------------------------------------------------------
+
+    async def _graph(self) -> None:
+        send, receive = anyio.create_memory_object_stream[StepRun](max_buffer_size=math.inf)
+        ready = deque(r for r in self.steps if r.waiting == 0)
+        remaining = len(self.steps)
+        active = 0
+        async with send, receive, anyio.create_task_group() as tg:
+            while remaining:
+                while ready and active < self.limit:
+                    run = ready.popleft()
+                    active += 1
+                    tg.start_soon(self._step_task, run, send)
+                    if self.dag.delay_sec:
+                        await anyio.sleep(self.dag.delay_sec)
+                run = await receive.receive()
+                active -= 1
+                remaining -= 1 + self._settle(run, ready)
+
+    async def _step_task(self, run: StepRun, done: anyio.abc.ObjectSendStream[StepRun]) -> None:
+        try:
+            await self._run_step(run)
+        finally:
+            done.send_nowait(run)
+
+    def _settle(self, finished: StepRun, ready: deque[StepRun]) -> int:
+        """Decide the dependents of ``finished``; returns how many were settled without running."""
+        settled = 0
+        queue = deque([finished])
+        while queue:
+            upstream = queue.popleft()
+            if upstream.status in ("succeeded",) or (
+                upstream.status == "failed" and upstream.continued
+            ):
+                verdict = None
+            elif upstream.status == "skipped":
+                verdict = None if upstream.step.continue_on.skipped else "skipped"
+            else:
+                verdict = "aborted"
+            for dependent in upstream.dependents:
+                if dependent.done:
+                    continue
+                dependent.waiting -= 1
+                if verdict is not None:
+                    reason = "upstream failed" if verdict == "aborted" else "upstream skipped"
+                    self._finish(dependent, verdict, error=f"{reason} ({upstream.name})")
+                    settled += 1
+                    queue.append(dependent)
+                elif dependent.waiting == 0:
+                    ready.append(dependent)
+        return settled
+
+    # --- one step ----------------------------------------------------------------------
+
+    async def _run_step(self, run: StepRun, extra: Mapping[str, str] | None = None) -> None:
+        step = run.step
+        run.started, run.started_at = time.monotonic(), now_iso()
+        try:
+            env = await self._step_env(run, extra or {})
+            if not await self._conditions(step.preconditions, env):
+                self._finish(run, "skipped", error="preconditions not met")
+                return
+            await self._attempts(run, env)
+        except _ConditionError as exc:
+            self._finish(run, "failed", exit_code=1, error=str(exc))
+        except anyio.get_cancelled_exc_class():
+            if not run.done:
+                self._finish(run, "aborted", error="the run was stopped")
+            raise
+
+    async def _attempts(self, run: StepRun, env: dict[str, str]) -> None:
+        step = run.step
+        policy = step.retry_policy
+        limit = self._number(policy.limit, env) if policy else 0
+        while True:
+            run.attempts += 1
+            result = await self._attempt(run, env)
+            if result.timed_out or result.exit.code == 0 or result.failed_early:
+                break
+            if not policy or run.attempts > limit:
+                break
+            if policy.exit_code and result.exit.code not in policy.exit_code:
+                break
+            delay = self._retry_delay(policy, run.attempts, env)
+            run.status = "retrying"
+            self.emit(
+                StepRetrying(
+                    run_id=self.run_id,
+                    step=run.name,
+                    attempt=run.attempts,
+                    exit_code=result.exit.code,
+                    delay_sec=delay,
+                )
+            )
+            await anyio.sleep(delay)  # the step keeps its slot while it waits (as Dagu)
+        self._conclude(run, result)
+
+    def _retry_delay(self, policy: RetryPolicy, attempt: int, env: Mapping[str, str]) -> float:
+        """``interval × backoff^(attempt-1)``, capped by ``max_interval_sec``."""
+        interval = float(self._number(policy.interval_sec, env))
+        backoff = policy.backoff
+        factor = 2.0 if backoff is True else float(backoff) if backoff else 1.0
+        delay = interval * factor ** (attempt - 1)
+        if policy.max_interval_sec is not None:
+            delay = min(delay, float(policy.max_interval_sec))
+        return delay
+
+    def _number(self, value: int | str, env: Mapping[str, str]) -> int:
+        if isinstance(value, int):
+            return value
+        text = expand(value, self.params, env, plain=True)
+        try:
+            return int(text)
+        except ValueError:
+            raise _ConditionError(
+                f"retry_policy value {value!r} is not a number ({text!r})"
+            ) from None
+
+    async def _attempt(self, run: StepRun, env: dict[str, str]) -> _Attempt:
+        step = run.step
+        layout = self.options.layout
+        stdout_file = str(layout.log(run.name, run.attempts, "stdout")) if layout else None
+        stderr_file = str(layout.log(run.name, run.attempts, "stderr")) if layout else None
+        run.stdout_file, run.stderr_file = stdout_file, stderr_file
+        env = dict(env)
+        if stdout_file and stderr_file:
+            env["DAG_RUN_STEP_STDOUT_FILE"], env["DAG_RUN_STEP_STDERR_FILE"] = (
+                stdout_file,
+                stderr_file,
+            )
+        run.status = "running"
+        self.emit(
+            StepStarted(
+                run_id=self.run_id,
+                step=run.name,
+                attempt=run.attempts,
+                handler=run.handler,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+            )
+        )
+        capture = (
+            _Capture(self.dag.max_output_size) if step.output or step.continue_on.output else None
+        )
+        attempt = run.attempts
+
+        def on_output(stream: str, data: bytes) -> None:
+            if capture is not None and stream == "stdout":
+                capture.add(data)
+            self.emit(
+                StepOutput(
+                    run_id=self.run_id, step=run.name, attempt=attempt, stream=stream, data=data
+                )
+            )
+
+        try:
+            command = self._command(run, env)
+        except _ConditionError as exc:
+            return _Attempt(Exit(1, str(exc)), capture, failed_early=True)
+        stop = Stop(
+            _signal_number(step.signal_on_stop),
+            float(self.dag.max_clean_up_time_sec),
+            self.interrupt.now,
+        )
+        timeout = step.timeout_sec or math.inf
+        with anyio.move_on_after(timeout) as timer:
+            exit_ = await self.runtime.run(command, on_output, stop)
+        if timer.cancelled_caught:
+            return _Attempt(
+                Exit(TIMEOUT_EXIT, f"step timed out after {step.timeout_sec}s"),
+                capture,
+                timed_out=True,
+            )
+        return _Attempt(exit_, capture, failed_early=exit_.error is not None)
+
+    def _conclude(self, run: StepRun, result: _Attempt) -> None:
+        step, exit_ = run.step, result.exit
+        code = exit_.code
+        if code == 0:
+            if step.output and result.capture is not None:
+                if result.capture.overflow:
+                    self._finish(
+                        run,
+                        "failed",
+                        exit_code=code,
+                        error=f"output exceeded maximum size limit of {self.dag.max_output_size} bytes",
+                    )
+                    return
+                run.outputs[step.output.lstrip("$")] = result.capture.text().strip()
+            self._finish(run, "succeeded", exit_code=code)
+            return
+        error = exit_.error or f"exit code {code}"
+        rule = step.continue_on
+        allowed = not result.timed_out and (
+            rule.failed
+            or code in rule.exit_code
+            or (
+                bool(rule.output)
+                and result.capture is not None
+                and _output_matches(rule.output, result.capture)
+            )
+        )
+        if allowed and rule.mark_success:
+            self._finish(run, "succeeded", exit_code=code, error=error)
+            return
+        run.continued = allowed
+        self._finish(run, "failed", exit_code=code, error=error)
+
+    def _finish(
+        self,
+        run: StepRun,
+        status: StepStatus,
+        *,
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        run.status, run.error = status, error
+        if exit_code is not None:
+            run.exit_code = exit_code
+        self.emit(
+            StepFinished(
+                run_id=self.run_id,
+                step=run.name,
+                status=status,
+                exit_code=run.exit_code,
+                attempts=run.attempts,
+                handler=run.handler,
+                started_at=run.started_at,
+                duration_sec=round(time.monotonic() - run.started, 3) if run.started else None,
+                error=error,
+                outputs=run.outputs,
+                stdout_file=run.stdout_file,
+                stderr_file=run.stderr_file,
+            )
+        )
+
+    # --- values ------------------------------------------------------------------------
+
+    async def _dag_env(self) -> dict[str, str]:
+        """Params (exported by name) and the DAG's env, evaluated in order."""
+        scope = {k: v for k, v in self.params.items() if not k.isdigit()}
+        host = self.options.host_env
+        for name, raw in self.dag.env:
+            scope[name] = await self._value(raw, {**host, **scope})
+        return scope
+
+    async def _value(self, raw: str, scope: Mapping[str, str]) -> str:
+        text = expand(raw, self.params, scope, plain=True)
+        try:
+            return await substitute_commands(text, scope, cwd=str(self.work_dir))
+        except ValueError as exc:
+            raise _ConditionError(f"cannot evaluate {raw!r}: {exc}") from None
+
+    async def _step_env(self, run: StepRun, extra: Mapping[str, str]) -> dict[str, str]:
+        """The process env of a host step: host env, params, DAG env, outputs, step env, run vars."""
+        env = {**self.options.host_env, **self.env}
+        if self.has_outputs and run.handler is None:
+            env.update(self._ancestor_outputs(run))
+        elif run.handler is not None:
+            for other in self.steps:
+                env.update(other.outputs)
+        for name, raw in run.step.env:
+            env[name] = await self._value(raw, env)
+        cwd = self._cwd(run, env)
+        env.update(
+            {
+                "DAG_NAME": self.dag.name or "",
+                "DAG_RUN_ID": self.run_id,
+                "DAG_RUN_STEP_NAME": run.name,
+                "DAG_PARAMS_JSON": json.dumps(self.params),
+                "DAG_RUN_WORK_DIR": str(self.work_dir),
+                "PWD": cwd,
+            }
+        )
+        if self.options.layout is not None:
+            env["DAG_RUN_LOG_FILE"] = str(self.options.layout.events)
+        env.update(extra)
+        return env
+
+    def _ancestor_outputs(self, run: StepRun) -> dict[str, str]:
+        """Outputs of every step ``run`` depends on, directly or not (later in BFS wins)."""
+        out: dict[str, str] = {}
+        seen: set[int] = set()
+        queue = deque(run.deps)
+        while queue:
+            dep = queue.popleft()
+            if id(dep) in seen:
+                continue
+            seen.add(id(dep))
+            out.update(dep.outputs)
+            queue.extend(dep.deps)
+        return out
+
+    def _cwd(self, run: StepRun, env: Mapping[str, str]) -> str:
+        if run.step.working_dir:
+            path = Path(expand(run.step.working_dir, self.params, env, plain=True)).expanduser()
+            return str(path if path.is_absolute() else self.work_dir / path)
+        return str(self.work_dir)
+
+    def _command(self, run: StepRun, env: dict[str, str]) -> Command:
+        step = run.step
+        cwd = env["PWD"]
+        shell = step.shell or (with_errexit(self.dag.shell) if self.dag.shell else ())
+        if step.script is not None:
+            if isinstance(step.run, str):  # command: python3 + script: the interpreter form
+                return Command(
+                    script=step.script, interpreter=step.run, env=env, cwd=cwd, name=run.name
+                )
+            return Command(script=step.script, shell=shell, env=env, cwd=cwd, name=run.name)
+        if isinstance(step.run, tuple):
+            argv = tuple(expand(a, self.params, env, plain=True) for a in step.run)
+            return Command(argv=argv, env=env, cwd=cwd, name=run.name)
+        if step.run is None:
+            raise _ConditionError(
+                "this step runs in a container; the Docker runtime is not available yet"
+            )
+        text = expand(step.run, self.params, env, plain=False)
+        return Command(script=text, shell=shell, env=env, cwd=cwd, name=run.name)
+
+    # --- preconditions -----------------------------------------------------------------
+
+    async def _conditions(self, conditions: tuple[Condition, ...], env: Mapping[str, str]) -> bool:
+        """All conditions met (an AND, in order). Raises _ConditionError if one cannot be evaluated."""
+        scope = {**self.options.host_env, **env}
+        for condition in conditions:
+            met = await self._condition(condition, scope)
+            if met == condition.negate:
+                return False
+        return True
+
+    async def _condition(self, condition: Condition, env: Mapping[str, str]) -> bool:
+        text = expand(condition.condition, self.params, env, plain=condition.expected is not None)
+        cwd = str(self.work_dir)
+        if condition.expected is None:
+            result = await anyio.run_process(
+                ["sh", "-c", text], env=dict(env), cwd=cwd, check=False
+            )
+            return result.returncode == 0
+        # An unquoted here-document: the shell expands $VAR, $(cmd) and `cmd` in the text
+        # without the quoting pitfalls of building a printf command line.
+        script = f"cat <<__DAGBOX_EOF__\n{text}\n__DAGBOX_EOF__\n"
+        result = await anyio.run_process(["sh", "-c", script], env=dict(env), cwd=cwd, check=False)
+        if result.returncode != 0:
+            raise _ConditionError(
+                f"cannot evaluate precondition {condition.condition!r}: "
+                + result.stderr.decode(errors="replace").strip()
+            )
+        value = result.stdout.decode(errors="replace").rstrip("\n")
+        expected = condition.expected
+        if expected.startswith("re:"):
+            pattern = re.compile(expected[3:])
+            return any(pattern.search(line) for line in value.split("\n"))
+        return value.strip() == expected or expected in value.split("\n")
+
+
+@dataclass
+class _Capture:
+    """A step's stdout kept for ``output:`` and ``continue_on.output``, up to the size limit."""
+
+    limit: int
+    data: bytearray = field(default_factory=bytearray)
+    overflow: bool = False
+
+    def add(self, chunk: bytes) -> None:
+        room = self.limit - len(self.data)
+        if len(chunk) > room:
+            self.overflow = True
+            chunk = chunk[: max(room, 0)]
+        self.data += chunk
+
+    def text(self) -> str:
+        return self.data.decode(errors="replace")
+
+
+@dataclass
+class _Attempt:
+    exit: Exit
+    capture: _Capture | None
+    timed_out: bool = False
+    failed_early: bool = False  # could not start: retrying would not help
+
+
+class _ConditionError(Exception):
+    """A value or precondition that cannot be evaluated: the step (or run) fails."""
+
+
+def _output_matches(patterns: tuple[str, ...], capture: _Capture) -> bool:
+    splitter = LineSplitter()
+    lines = splitter.feed(bytes(capture.data)) + splitter.flush()
+    for pattern in patterns:
+        if pattern.startswith("re:"):
+            regex = re.compile(pattern[3:])
+            if any(regex.search(line) for line in lines):
+                return True
+        elif any(pattern in line for line in lines):
+            return True
+    return False
+
+
+def _signal_number(name: str | None) -> int:
+    if not name:
+        return signal.SIGTERM
+    text = name.strip().upper()
+    if text.isdigit():
+        return int(text)
+    return int(signal.Signals[text if text.startswith("SIG") else "SIG" + text])
+
+
+def _work_dir(dag: Dag, file: Path) -> Path:
+    """D2: the DAG's working_dir (relative to the file's folder), else the file's folder."""
+    base = file.resolve().parent
+    if dag.working_dir:
+        path = Path(os.path.expandvars(dag.working_dir)).expanduser()
+        return path if path.is_absolute() else (base / path).resolve()
+    return base

@@ -1,0 +1,279 @@
+"""Run records on disk: ``run.json``, ``events.jsonl`` and the step log files.
+
+:class:`RecordWriter` is a sink: it follows the engine's events and keeps the
+files of one run. ``run.json`` is rewritten atomically (write, then rename)
+when the run's state changes, at most every ``interval`` seconds while steps
+keep changing and always at the end, so a reader sees a whole file that is
+never more than a fraction of a second old. ``events.jsonl`` gets one line per
+event through structlog and is flushed line by line. Log files receive the
+bytes exactly as the process wrote them.
+
+The functions at the end read records back for ``dagbox status``, ``logs``
+and ``history``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+import msgspec
+import structlog
+
+from dagbox import __version__
+from dagbox.engine.events import (
+    AnyEvent,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepOutput,
+    StepRetrying,
+    StepStarted,
+    now_iso,
+)
+from dagbox.layout import RunLayout, home, safe_name
+
+
+class StepRecord(msgspec.Struct):
+    name: str
+    id: str | None = None
+    status: str = "not_started"
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    retry_count: int = 0
+    outputs: dict[str, str] = msgspec.field(default_factory=dict)
+    error: str | None = None
+    stdout_file: str | None = None
+    stderr_file: str | None = None
+
+
+class HandlerRecord(msgspec.Struct):
+    status: str = "not_started"
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    stdout_file: str | None = None
+    stderr_file: str | None = None
+
+
+class RunRecord(msgspec.Struct):
+    """The schema of ``run.json``."""
+
+    run_id: str
+    dag: str
+    file: str
+    status: str
+    params: dict[str, str]
+    started_at: str
+    finished_at: str | None = None
+    error: str | None = None
+    steps: list[StepRecord] = msgspec.field(default_factory=list)
+    handlers: dict[str, HandlerRecord] = msgspec.field(default_factory=dict)
+    duration_sec: float | None = None
+    pid: int = 0
+    dagbox_version: str = __version__
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _json_line(_: Any, __: str, event_dict: dict[str, Any]) -> bytes:
+    return _encoder.encode(event_dict)
+
+
+class RecordWriter:
+    """Sink that keeps one run's record directory."""
+
+    def __init__(
+        self, layout: RunLayout, step_ids: dict[str, str | None], interval: float = 0.25
+    ) -> None:
+        self.layout = layout
+        self.step_ids = step_ids
+        self.interval = interval
+        self.record: RunRecord | None = None
+        self._steps: dict[str, StepRecord] = {}
+        self._files: dict[tuple[str, str], IO[bytes]] = {}
+        self._events: IO[bytes] | None = None
+        self._log: Any = None
+        self._dirty = False
+        self._written = 0.0
+        self._wake = anyio.Event()
+
+    # --- events ------------------------------------------------------------------------
+
+    def __call__(self, event: AnyEvent) -> None:
+        if isinstance(event, StepOutput):
+            handle = self._files.get((event.step, event.stream))
+            if handle is not None:
+                handle.write(event.data)
+            return
+        if isinstance(event, RunStarted):
+            self._start(event)
+        else:
+            assert self.record is not None
+            self._update(event)
+        fields = msgspec.structs.asdict(event)
+        name = fields.pop("event", None) or type(event).__struct_config__.tag
+        self._log.info(name, **fields)
+        if isinstance(event, RunFinished):
+            self.close()
+        else:
+            self._changed()
+
+    def _start(self, event: RunStarted) -> None:
+        self.layout.dir.mkdir(parents=True, exist_ok=True)
+        self.record = RunRecord(
+            run_id=event.run_id,
+            dag=event.dag,
+            file=event.file,
+            status="running",
+            params=event.params,
+            started_at=event.ts,
+            pid=os.getpid(),
+            steps=[StepRecord(name=n, id=self.step_ids.get(n)) for n in event.steps],
+            handlers={h: HandlerRecord() for h in event.handlers},
+        )
+        self._steps = {s.name: s for s in self.record.steps}
+        self._events = self.layout.events.open("ab")
+        self._log = structlog.wrap_logger(
+            structlog.BytesLogger(self._events),
+            processors=[_json_line],
+            wrapper_class=structlog.BoundLogger,
+        )
+        self._write()
+
+    def _update(self, event: AnyEvent) -> None:
+        assert self.record is not None
+        if isinstance(event, StepStarted):
+            self._close_files(event.step)
+            for stream, path in (("stdout", event.stdout_file), ("stderr", event.stderr_file)):
+                if path is not None:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                    self._files[(event.step, stream)] = Path(path).open("wb")  # noqa: SIM115
+            target = self._target(event.step, event.handler)
+            target.status = "running"
+            target.started_at = target.started_at or event.ts
+            target.stdout_file, target.stderr_file = event.stdout_file, event.stderr_file
+        elif isinstance(event, StepRetrying):
+            self._close_files(event.step)
+            step = self._steps[event.step]
+            step.status, step.retry_count, step.exit_code = (
+                "retrying",
+                event.attempt,
+                event.exit_code,
+            )
+        elif isinstance(event, StepFinished):
+            self._close_files(event.step)
+            target = self._target(event.step, event.handler)
+            target.status, target.exit_code, target.error = (
+                event.status,
+                event.exit_code,
+                event.error,
+            )
+            target.started_at = event.started_at or target.started_at
+            target.finished_at = event.ts
+            target.stdout_file = event.stdout_file or target.stdout_file
+            target.stderr_file = event.stderr_file or target.stderr_file
+            if isinstance(target, StepRecord):
+                target.outputs = dict(event.outputs)
+                target.retry_count = max(event.attempts - 1, 0)
+        elif isinstance(event, RunFinished):
+            self.record.status = event.status
+            self.record.error = event.error
+            self.record.finished_at = event.ts
+            self.record.duration_sec = event.duration_sec
+
+    def _target(self, step: str, handler: str | None) -> StepRecord | HandlerRecord:
+        assert self.record is not None
+        return self.record.handlers[handler] if handler is not None else self._steps[step]
+
+    def _close_files(self, step: str) -> None:
+        for stream in ("stdout", "stderr"):
+            handle = self._files.pop((step, stream), None)
+            if handle is not None:
+                handle.close()
+
+    # --- run.json ----------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._dirty = True
+        if time.monotonic() - self._written >= self.interval:
+            self._write()
+        else:
+            self._wake.set()
+
+    def _write(self) -> None:
+        assert self.record is not None
+        data = msgspec.json.format(_encoder.encode(self.record), indent=2)
+        tmp = self.layout.record.with_suffix(".json.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, self.layout.record)
+        self._dirty = False
+        self._written = time.monotonic()
+
+    async def keep_fresh(self) -> None:
+        """Run beside the engine: writes changes that arrived too soon after the last write."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await anyio.sleep(max(0.0, self.interval - (time.monotonic() - self._written)))
+            if self._dirty and self.record is not None:
+                self._write()
+
+    def close(self) -> None:
+        for key in list(self._files):
+            self._close_files(key[0])
+        if self.record is not None:
+            self._write()
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+
+# --- reading records back --------------------------------------------------------------
+
+
+def read_record(path: Path) -> RunRecord:
+    return msgspec.json.decode(path.read_bytes(), type=RunRecord)
+
+
+def all_runs(dag: str | None = None, root: Path | None = None) -> list[tuple[RunRecord, Path]]:
+    """Records of every run (of one DAG), oldest first."""
+    base = (root or home()) / "runs"
+    folders = (
+        [base / safe_name(dag)]
+        if dag
+        else ([p for p in base.iterdir() if p.is_dir()] if base.is_dir() else [])
+    )
+    found = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for run_dir in folder.iterdir():
+            record_file = run_dir / "run.json"
+            if record_file.is_file():
+                try:
+                    found.append((read_record(record_file), run_dir))
+                except (msgspec.DecodeError, OSError):
+                    continue
+    found.sort(key=lambda pair: (pair[0].started_at, pair[0].run_id))
+    return found
+
+
+def find_run(run_id: str, root: Path | None = None) -> tuple[RunRecord, Path] | None:
+    base = (root or home()) / "runs"
+    if not base.is_dir():
+        return None
+    for folder in base.iterdir():
+        record_file = folder / run_id / "run.json"
+        if record_file.is_file():
+            return read_record(record_file), record_file.parent
+    return None
+
+
+__all__ = ["RecordWriter", "RunRecord", "all_runs", "find_run", "now_iso", "read_record"]

@@ -1,0 +1,67 @@
+"""One ``dagbox run``: wires a loaded DAG to a runtime, the sinks and the signals.
+
+Kept apart from the CLI so that tests and ``dagbox bench`` can run DAGs the
+same way without going through argument parsing.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from dagbox.engine.events import AnyEvent
+from dagbox.engine.run import Engine, RunOptions, RunResult
+from dagbox.layout import RunLayout
+from dagbox.records import RecordWriter
+from dagbox.runtimes.host import HostRuntime
+from dagbox.spec import Loaded
+
+Sink = Callable[[AnyEvent], None]
+
+
+@dataclass
+class RunRequest:
+    loaded: Loaded
+    run_id: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    max_active: int | None = None
+    home: Path | None = None
+    sinks: list[Sink] = field(default_factory=list)
+
+
+async def execute(request: RunRequest) -> RunResult:
+    """Run the DAG once, recording it, until it ends or SIGINT/SIGTERM stop it."""
+    dag = request.loaded.dag
+    layout = RunLayout.for_run(dag.name or "dag", request.run_id, request.home)
+    writer = RecordWriter(layout, {s.key: s.id for s in dag.steps})
+    sinks = [writer, *request.sinks]
+
+    def emit(event: AnyEvent) -> None:
+        for sink in sinks:
+            sink(event)
+
+    options = RunOptions(
+        run_id=request.run_id,
+        file=request.loaded.path,
+        params=request.params,
+        max_active=request.max_active,
+        layout=layout,
+    )
+    engine = Engine(dag, HostRuntime(layout.dir), emit, options)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, engine)
+        tg.start_soon(writer.keep_fresh)
+        result = await engine.run()
+        tg.cancel_scope.cancel()
+    return result
+
+
+async def _watch_signals(engine: Engine) -> None:
+    """First SIGINT/SIGTERM: stop the run gracefully. Second: stop processes at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            engine.interrupt.request()

@@ -1,0 +1,173 @@
+"""Run steps as processes on this machine, with ``anyio.open_process``.
+
+Each step gets its own process group (a new session), so that cancelling it
+reaches whatever it started too: the stop signal goes to the whole group,
+then SIGKILL after the grace period. When the step's main process exits but
+something it left in the background still holds its stdout or stderr open,
+the group is killed after a short drain, so no process outlives its step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shlex
+import signal
+import subprocess
+from pathlib import Path
+
+import anyio
+import anyio.abc
+
+from dagbox.runtimes import Command, Exit, OnOutput, Stop, Stream
+
+#: How long output may keep flowing after the main process exited (background children).
+DRAIN_SECONDS = 1.0
+_UNIX_SHELLS = {"sh", "bash", "zsh", "ksh", "ash", "dash", "mksh", "busybox"}
+
+
+def default_shell(env: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
+    """``$DAGU_DEFAULT_SHELL``, else ``$SHELL``, else ``sh``; with ``-e`` for Unix shells."""
+    text = env.get("DAGU_DEFAULT_SHELL") or env.get("SHELL") or "sh"
+    return with_errexit(tuple(shlex.split(text)))
+
+
+def with_errexit(shell: tuple[str, ...]) -> tuple[str, ...]:
+    """Add ``-e`` to a Unix-like shell that does not have it (Dagu's rule for default shells)."""
+    if shell and Path(shell[0]).name in _UNIX_SHELLS and "-e" not in shell:
+        return (*shell, "-e")
+    return shell
+
+
+class HostRuntime:
+    """Processes on the host. ``scratch`` holds script files for multi-line steps."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        self._counter = itertools.count(1)
+
+    def argv(self, command: Command) -> list[str]:
+        """The argv that runs ``command`` (writes a script file for multi-line scripts)."""
+        if command.argv:
+            return list(command.argv)
+        text = command.script or ""
+        if command.interpreter is not None:
+            return [*shlex.split(command.interpreter), str(self._script_file(command, text))]
+        shell = list(command.shell or default_shell(command.env))
+        if "\n" not in text.strip():
+            return [*shell, text] if shell[-1:] == ["-c"] else [*shell, "-c", text]
+        if shell[-1:] == ["-c"]:
+            shell = shell[:-1]
+        path = self._script_file(command, text)
+        if text.startswith("#!") and not command.shell:
+            path.chmod(0o700)
+            return [str(path)]
+        return [*shell, str(path)]
+
+    def _script_file(self, command: Command, text: str) -> Path:
+        folder = self.scratch / "scripts"
+        folder.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in command.name)[:80]
+        path = folder / f"{safe}-{next(self._counter)}.sh"
+        path.write_text(text)
+        return path
+
+    async def run(self, command: Command, on_output: OnOutput, stop: Stop) -> Exit:
+        argv = self.argv(command)
+        if command.cwd is not None and not await anyio.Path(command.cwd).is_dir():
+            return Exit(1, f"working directory {command.cwd} does not exist")
+        try:
+            process = await anyio.open_process(
+                argv,
+                stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=command.cwd,
+                env=dict(command.env),
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            return Exit(127, f"command not found: {argv[0]}")
+        except PermissionError:
+            return Exit(126, f"permission denied: {argv[0]}")
+        except OSError as exc:
+            return Exit(126, f"cannot start {argv[0]}: {exc.strerror or exc}")
+        try:
+            return await _supervise(process, command, on_output)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await _stop(process, stop)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await process.aclose()
+
+
+async def _supervise(process: anyio.abc.Process, command: Command, on_output: OnOutput) -> Exit:
+    streams_done = anyio.Event()
+    open_streams = 2
+
+    async def pump(stream: anyio.abc.ByteReceiveStream | None, name: Stream) -> None:
+        nonlocal open_streams
+        try:
+            if stream is not None:
+                async for chunk in stream:
+                    on_output(name, chunk)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+        finally:
+            open_streams -= 1
+            if open_streams == 0:
+                streams_done.set()
+
+    async def feed() -> None:
+        assert process.stdin is not None and command.stdin is not None
+        try:
+            await process.stdin.send(command.stdin)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the process did not read all of its stdin; that is its business
+        finally:
+            await process.stdin.aclose()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pump, process.stdout, "stdout")
+        tg.start_soon(pump, process.stderr, "stderr")
+        if command.stdin is not None:
+            tg.start_soon(feed)
+        code = await process.wait()
+        with anyio.move_on_after(DRAIN_SECONDS):
+            await streams_done.wait()
+        if not streams_done.is_set():
+            _signal_group(process, signal.SIGKILL)  # background leftovers hold the pipes
+            with anyio.move_on_after(DRAIN_SECONDS):
+                await streams_done.wait()
+            tg.cancel_scope.cancel()
+    return Exit(128 - code if code < 0 else code)
+
+
+def _signal_group(process: anyio.abc.Process, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+async def _stop(process: anyio.abc.Process, stop: Stop) -> None:
+    """Stop signal to the group, then SIGKILL after the grace period (or at once on ``stop.now``)."""
+    if process.returncode is None and not stop.now.is_set():
+        _signal_group(process, stop.signal)
+
+        async def exited() -> None:
+            await process.wait()
+            tg.cancel_scope.cancel()
+
+        async def forced() -> None:
+            await stop.now.wait()
+            tg.cancel_scope.cancel()
+
+        with anyio.move_on_after(stop.grace):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(exited)
+                tg.start_soon(forced)
+    _signal_group(process, signal.SIGKILL)  # the group, even if the leader already exited
+    with anyio.move_on_after(5):
+        await process.wait()

@@ -19,8 +19,8 @@ from typing import Annotated
 import typer
 
 from dagbox import __version__
-from dagbox.terminal import OutputMode
 from dagbox.entry import EXIT_USAGE
+from dagbox.terminal import OutputMode
 
 app = typer.Typer(
     name="dagbox",
@@ -175,6 +175,105 @@ def run(
     )
     result = anyio.run(execute, request)
     raise typer.Exit(result.exit_code)
+
+
+def _dag_name_of(file: Path) -> str:
+    """The DAG name a file runs under, even if the file no longer validates."""
+    from dagbox.spec import DagError, load
+
+    try:
+        return load(file).dag.name or file.stem
+    except DagError:
+        return file.stem
+
+
+def _pick_run(run_id: str | None, last: Path | None):  # -> (RunRecord, Path)
+    from dagbox.records import all_runs, find_run
+
+    if run_id is not None:
+        found = find_run(run_id)
+        if found is None:
+            _err(f"no run with id {run_id}")
+            raise typer.Exit(EXIT_USAGE)
+        return found
+    runs = all_runs(_dag_name_of(last) if last is not None else None)
+    if not runs:
+        _err("no runs recorded yet" + (f" for {last}" if last else ""))
+        raise typer.Exit(EXIT_USAGE)
+    return runs[-1]
+
+
+@app.command()
+def status(
+    run_id: Annotated[
+        str | None, typer.Argument(help="A run id (default: the latest run).")
+    ] = None,
+    last: Annotated[
+        Path | None,
+        typer.Option("--last", help="The latest run of this DAG file.", show_default=False),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the run record (run.json).")
+    ] = False,
+) -> None:
+    """Show a run's record: its status and every step's."""
+    record, run_dir = _pick_run(run_id, last)
+    if as_json:
+        typer.echo((run_dir / "run.json").read_text().rstrip())
+        return
+    took = f" in {record.duration_sec:.2f}s" if record.duration_sec is not None else ""
+    typer.echo(f"run {record.run_id} of {record.dag}: {record.status}{took}")
+    typer.echo(f"  file: {record.file}\n  started: {record.started_at}")
+    if record.error:
+        typer.echo(f"  error: {record.error}")
+    width = max((len(s.name) for s in record.steps), default=4)
+    rows = [(s.name, s) for s in record.steps] + [(f"({k})", h) for k, h in record.handlers.items()]
+    for name, step in rows:
+        code = f"exit {step.exit_code}" if step.exit_code is not None else ""
+        retries = getattr(step, "retry_count", 0)
+        extra = f"  {retries} retries" if retries else ""
+        why = f"  {step.error}" if step.error and step.status != "succeeded" else ""
+        typer.echo(f"  {name:<{width}}  {step.status:<19} {code:<8}{extra}{why}")
+    typer.echo(f"  record: {run_dir}")
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="A run id.", show_default=False)],
+    step: Annotated[str | None, typer.Argument(help="One step (default: every step).")] = None,
+    stderr: Annotated[
+        bool, typer.Option("--stderr", help="Show stderr instead of stdout.")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")
+    ] = False,
+) -> None:
+    """Print the logs of a run's steps (the attempt that decided each step's status)."""
+    from dagbox.logview import show_logs
+
+    raise typer.Exit(show_logs(run_id, step, "stderr" if stderr else "stdout", follow))
+
+
+@app.command()
+def history(
+    file: Annotated[Path | None, typer.Argument(help="Only runs of this DAG file.")] = None,
+    limit: Annotated[int, typer.Option("-n", min=1, help="How many runs, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
+) -> None:
+    """List recorded runs, newest first."""
+    import msgspec
+
+    from dagbox.records import all_runs
+
+    runs = all_runs(_dag_name_of(file) if file is not None else None)[-limit:][::-1]
+    for record, _ in runs:
+        if as_json:
+            typer.echo(msgspec.json.encode(record).decode())
+            continue
+        took = f"{record.duration_sec:.2f}s" if record.duration_sec is not None else "-"
+        typer.echo(
+            f"{record.run_id}  {record.dag:<20} {record.status:<19} {record.started_at}  {took}"
+        )
 
 
 @app.command("dry-run")

@@ -212,7 +212,7 @@ class RecordWriter:
         data = msgspec.json.format(_encoder.encode(self.record), indent=2)
         tmp = self.layout.record.with_suffix(".json.tmp")
         tmp.write_bytes(data)
-        os.replace(tmp, self.layout.record)
+        tmp.replace(self.layout.record)
         self._dirty = False
         self._written = time.monotonic()
 

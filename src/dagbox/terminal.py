@@ -19,7 +19,7 @@ import os
 import sys
 import zlib
 from collections import deque
-from enum import Enum
+from enum import StrEnum
 from typing import TextIO
 
 import msgspec
@@ -36,7 +36,7 @@ from dagbox.engine.events import (
 from dagbox.engine.lines import LineSplitter
 
 
-class OutputMode(str, Enum):
+class OutputMode(StrEnum):
     prefix = "prefix"
     grouped = "grouped"
     failures = "failures"

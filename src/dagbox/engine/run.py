@@ -37,6 +37,9 @@ from dagbox.engine.events import (
     now_iso,
 )
 from dagbox.engine.lines import LineSplitter
+from dagbox.harness.argv import merge_defaults
+from dagbox.harness.catalog import registry
+from dagbox.harness.tries import run_tries
 from dagbox.layout import RunLayout
 from dagbox.plan import params_of
 from dagbox.runtimes import Command, Exit, Runtime, Stop
@@ -145,7 +148,7 @@ class Engine:
         self.has_outputs = any(s.output for s in dag.steps)
         limit = dag.max_active_steps if options.max_active is None else options.max_active
         self.limit = limit if limit > 0 else math.inf
-        self.timed_out = False
+        self.providers = registry(dag.harnesses)
 
     def _link(self) -> None:
         by_key: dict[str, StepRun] = {}
@@ -424,7 +427,19 @@ class Engine:
         )
         timeout = step.timeout_sec or math.inf
         with anyio.move_on_after(timeout) as timer:
-            exit_ = await self.runtime.run(command, on_output, stop)
+            if step.action is None:
+                exit_ = await self.runtime.run(command, on_output, stop)
+            else:
+                exit_ = await run_tries(
+                    merge_defaults(step.with_ or {}, self.dag.harness),
+                    self.providers,
+                    self.runtime,
+                    command,
+                    on_output,
+                    stop,
+                    resolve=lambda text: expand(text, self.params, env, plain=True),
+                    on_try=lambda index, provider: capture.reset() if capture else None,
+                )
         if timer.cancelled_caught:
             return _Attempt(
                 Exit(TIMEOUT_EXIT, f"step timed out after {step.timeout_sec}s"),
@@ -570,6 +585,8 @@ class Engine:
         if isinstance(step.run, tuple):
             argv = tuple(expand(a, self.params, env, plain=True) for a in step.run)
             return Command(argv=argv, env=env, cwd=cwd, name=run.name)
+        if step.action is not None:
+            return Command(env=env, cwd=cwd, name=run.name)  # the harness fills in argv per try
         if step.run is None:
             raise _ConditionError(
                 "this step runs in a container; the Docker runtime is not available yet"
@@ -630,6 +647,11 @@ class _Capture:
 
     def text(self) -> str:
         return self.data.decode(errors="replace")
+
+    def reset(self) -> None:
+        """A new harness try: only the successful try's stdout counts (D4)."""
+        self.data.clear()
+        self.overflow = False
 
 
 @dataclass

@@ -112,7 +112,12 @@ class RunResult:
 
 
 class Interrupt:
-    """Lets a signal handler stop a run: once gracefully, a second time at once."""
+    """Lets a signal handler stop a run.
+
+    Every signal cancels what is running now (the graph, or a handler). From the
+    second signal on, processes are killed at once instead of after the grace
+    period. Handlers that start after the graph was stopped still run.
+    """
 
     def __init__(self) -> None:
         self.requested = False
@@ -247,10 +252,9 @@ class Engine:
             handler = self.handlers.get(name)
             if handler is None:
                 continue
+            outcome: StepStatus = "aborted"
             with anyio.CancelScope() as scope:
                 self.interrupt.scope = scope
-                if self.interrupt.now.is_set():
-                    scope.cancel()
                 outcome = await self._run_handler(handler, status)
             self.interrupt.scope = None
             if outcome != "succeeded" and status in ("succeeded", "partially_succeeded"):

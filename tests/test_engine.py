@@ -1,0 +1,665 @@
+"""The scheduler against real host processes: order, concurrency, failures, retries, values.
+
+Concurrency is proved by rendezvous (each step waits, with a bound, for the
+other's marker file), never by sleeping in the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+from pathlib import Path
+
+import anyio
+import pytest
+
+from dagbox.engine.events import StepFinished, StepRetrying, StepStarted
+from dagbox.runner import RunRequest, execute
+from dagbox.spec import load
+
+WAIT_FOR = 'for i in $(seq 200); do [ -f "{f}" ] && break; sleep 0.05; done; [ -f "{f}" ]'
+
+
+class Ran:
+    def __init__(self, result, events, home: Path):
+        self.result, self.events, self.home = result, events, home
+        self.record = json.loads(next(home.glob("runs/*/*/run.json")).read_text())
+
+    def status(self, name: str) -> str:
+        return next(s.status for s in self.result.steps if s.name == name)
+
+    def step(self, name: str):
+        return next(s for s in self.result.steps if s.name == name)
+
+    def stdout(self, name: str) -> str:
+        return Path(self.step(name).stdout_file).read_text()
+
+    def of(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def run_text(tmp_path: Path, text: str, params=None, max_active=None, run_id="r1") -> Ran:
+    path = tmp_path / "dag.yaml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    events: list = []
+    request = RunRequest(
+        loaded=load(path),
+        run_id=run_id,
+        params=params or {},
+        max_active=max_active,
+        home=tmp_path / "home",
+        sinks=[events.append],
+    )
+    result = anyio.run(execute, request)
+    return Ran(result, events, tmp_path / "home")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is not alive for our purposes
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_independent_steps_start_together(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        steps:
+          - id: a
+            run: touch a.on; {WAIT_FOR.format(f="b.on")}
+          - id: b
+            run: touch b.on; {WAIT_FOR.format(f="a.on")}
+        """,
+    )
+    assert ran.result.status == "succeeded"
+
+
+def test_a_dependent_starts_after_its_dependency_ends(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: second
+            depends: first
+            run: test -f first.done && echo ok
+          - id: first
+            run: touch first.done
+        """,
+    )
+    assert ran.result.status == "succeeded"
+    started = [e.step for e in ran.of(StepStarted)]
+    assert started == ["first", "second"]
+
+
+def test_max_active_steps_runs_one_at_a_time_in_file_order(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        max_active_steps: 1
+        steps:
+          - {id: a, run: 'test ! -f running && touch running && rm running'}
+          - {id: b, run: 'test ! -f running && touch running && rm running'}
+          - {id: c, depends: a, run: 'test ! -f running && touch running && rm running'}
+          - {id: d, run: 'test ! -f running && touch running && rm running'}
+        """,
+    )
+    assert ran.result.status == "succeeded"
+    assert [e.step for e in ran.of(StepStarted)] == ["a", "b", "d", "c"]
+
+
+def test_jobs_option_overrides_max_active_steps(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        max_active_steps: 1
+        steps:
+          - id: a
+            run: touch a.on; {WAIT_FOR.format(f="b.on")}
+          - id: b
+            run: touch b.on; {WAIT_FOR.format(f="a.on")}
+        """,
+        max_active=0,
+    )
+    assert ran.result.status == "succeeded"
+
+
+def test_chain_runs_in_file_order(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        type: chain
+        steps:
+          - {id: a, run: echo a >> order}
+          - {id: b, run: echo b >> order}
+          - {id: c, run: echo c >> order}
+        """,
+    )
+    assert (tmp_path / "order").read_text() == "a\nb\nc\n"
+    assert ran.result.status == "succeeded"
+
+
+def test_failure_aborts_dependents_transitively_and_spares_other_branches(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: bad, run: exit 3}
+          - {id: child, depends: bad, run: echo never}
+          - {id: grandchild, depends: child, run: echo never}
+          - {id: other, run: echo fine}
+        """,
+    )
+    assert [ran.status(n) for n in ("bad", "child", "grandchild", "other")] == [
+        "failed",
+        "aborted",
+        "aborted",
+        "succeeded",
+    ]
+    assert ran.step("bad").exit_code == 3
+    assert ran.result.status == "failed"
+    assert ran.result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("rule", "status", "run_status"),
+    [
+        ("continue_on: failed", "failed", "partially_succeeded"),
+        ("continue_on: {exit_code: [3]}", "failed", "partially_succeeded"),
+        ("continue_on: {output: 're:^warn(ing)?$'}", "failed", "partially_succeeded"),
+        ("continue_on: {output: 'warn'}", "failed", "partially_succeeded"),
+        ("continue_on: {failed: true, mark_success: true}", "succeeded", "succeeded"),
+        ("continue_on: {exit_code: [4]}", "failed", "failed"),
+    ],
+)
+def test_continue_on(tmp_path, rule, status, run_status):
+    ran = run_text(
+        tmp_path,
+        f"""
+        steps:
+          - id: flaky
+            run: echo warn; exit 3
+            {rule}
+          - id: next
+            depends: flaky
+            run: echo next
+        """,
+    )
+    assert ran.status("flaky") == status
+    assert ran.result.status == run_status
+    assert ran.status("next") == ("aborted" if run_status == "failed" else "succeeded")
+
+
+def test_nothing_succeeded_means_failed_even_with_continue_on(tmp_path):
+    ran = run_text(tmp_path, "steps:\n  - {id: a, run: exit 1, continue_on: failed}\n")
+    assert ran.result.status == "failed"
+
+
+def test_skipped_propagates_unless_continue_on_skipped(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: gate, run: echo, preconditions: 'test -f nope'}
+          - {id: after, depends: gate, run: echo}
+          - {id: gate2, run: echo, preconditions: 'test -f nope', continue_on: skipped}
+          - {id: after2, depends: gate2, run: echo}
+        """,
+    )
+    assert [ran.status(n) for n in ("gate", "after", "gate2", "after2")] == [
+        "skipped",
+        "skipped",
+        "skipped",
+        "succeeded",
+    ]
+    assert ran.result.status == "succeeded"
+
+
+def test_retries_with_exit_code_filter_and_backoff(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: flaky
+            run: n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n; [ $n -ge 2 ] || exit 7
+            retry_policy: {limit: 3, interval_sec: 0, backoff: true, exit_code: [7]}
+          - id: filtered
+            run: exit 5
+            retry_policy: {limit: 3, exit_code: [7]}
+        """,
+    )
+    assert ran.status("flaky") == "succeeded"
+    assert (tmp_path / "n").read_text() == "3\n"
+    retries = [e for e in ran.of(StepRetrying) if e.step == "flaky"]
+    assert [e.attempt for e in retries] == [1, 2]
+    assert ran.step("filtered").attempts == 1
+    record = {s["name"]: s for s in ran.record["steps"]}
+    assert record["flaky"]["retry_count"] == 2
+    assert record["flaky"]["stdout_file"].endswith("/3.stdout")
+
+
+def test_retry_limit_is_extra_attempts_and_delays_follow_backoff(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: always
+            run: exit 1
+            retry_policy: {limit: 2, interval_sec: 0, backoff: 3, max_interval_sec: 0}
+        """,
+    )
+    assert ran.step("always").attempts == 3
+    assert [e.delay_sec for e in ran.of(StepRetrying)] == [0.0, 0.0]
+
+
+def test_retry_delay_arithmetic():
+    from dagbox.engine.run import Engine
+    from dagbox.spec.model import RetryPolicy
+
+    engine = Engine.__new__(Engine)
+    engine.params = {}
+    policy = RetryPolicy(limit=5, interval_sec=2, backoff=True, max_interval_sec=10)
+    assert [engine._retry_delay(policy, n, {}) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 10.0]
+    policy = RetryPolicy(limit=5, interval_sec="${X}", backoff=1.5)
+    assert engine._retry_delay(policy, 3, {"X": "4"}) == 9.0
+
+
+def test_step_timeout_fails_with_124_kills_the_group_and_is_not_retried(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        max_clean_up_time_sec: 1
+        steps:
+          - id: slow
+            timeout_sec: 1
+            retry_policy: {limit: 2}
+            run: sleep 60 & echo $! > child; echo $$ > pid; trap '' TERM; wait
+        """,
+    )
+    step = ran.step("slow")
+    assert (step.status, step.exit_code, step.attempts) == ("failed", 124, 1)
+    assert "timed out" in step.error
+    for name in ("pid", "child"):
+        assert not alive(int((tmp_path / name).read_text())), name
+
+
+def test_signal_on_stop_is_sent_first(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: s
+            timeout_sec: 1
+            signal_on_stop: SIGINT
+            run: trap 'echo got-int > sig; exit 0' INT; touch ready; while true; do sleep 0.05; done
+        """,
+    )
+    assert ran.step("s").exit_code == 124
+    assert (tmp_path / "sig").read_text() == "got-int\n"
+
+
+def test_dag_timeout_aborts_running_steps_and_still_runs_handlers(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        timeout_sec: 1
+        handler_on:
+          failure: {run: echo failure-ran > failure.txt}
+          exit: {run: echo "$DAG_RUN_STATUS" > exit.txt}
+        steps:
+          - {id: slow, run: sleep 30}
+          - {id: later, depends: slow, run: echo never}
+        """,
+    )
+    assert ran.result.status == "failed"
+    assert (ran.status("slow"), ran.status("later")) == ("aborted", "aborted")
+    assert (tmp_path / "failure.txt").exists()
+    assert (tmp_path / "exit.txt").read_text() == "failed\n"
+
+
+def test_handlers_order_and_status(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        handler_on:
+          init: {run: echo init >> order}
+          success: {run: echo "success $DAG_RUN_STATUS" >> order}
+          failure: {run: echo failure >> order}
+          exit: {run: echo "exit $DAG_RUN_STATUS" >> order}
+        steps:
+          - {id: a, run: echo a >> order}
+        """,
+    )
+    assert (tmp_path / "order").read_text() == "init\na\nsuccess succeeded\nexit succeeded\n"
+    assert ran.record["handlers"]["exit"]["status"] == "succeeded"
+
+
+def test_init_failure_aborts_without_running_steps(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        handler_on:
+          init: {run: exit 1}
+          abort: {run: touch abort.txt}
+          exit: {run: touch exit.txt}
+        steps:
+          - {id: a, run: touch a.txt}
+        """,
+    )
+    assert ran.result.status == "aborted"
+    assert ran.status("a") == "not_started"
+    assert (tmp_path / "abort.txt").exists() and (tmp_path / "exit.txt").exists()
+    assert not (tmp_path / "a.txt").exists()
+
+
+def test_failing_exit_handler_fails_a_succeeded_run(tmp_path):
+    ran = run_text(
+        tmp_path, "handler_on: {exit: {run: exit 2}}\nsteps:\n  - {id: a, run: 'true'}\n"
+    )
+    assert ran.result.status == "failed"
+
+
+def test_dag_precondition_not_met_aborts_but_exits_zero(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        preconditions:
+          - condition: "$(echo no)"
+            expected: "yes"
+        handler_on:
+          abort: {run: touch abort.txt}
+        steps:
+          - {id: a, run: touch a.txt}
+        """,
+    )
+    assert ran.result.status == "aborted"
+    assert ran.result.exit_code == 0
+    assert (tmp_path / "abort.txt").exists() and not (tmp_path / "a.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("condition", "runs"),
+    [
+        ("preconditions: 'test -d /'", True),
+        ("preconditions: 'test -d /nonexistent'", False),
+        ("preconditions: [{condition: 'test -d /nonexistent', negate: true}]", True),
+        ("preconditions: [{condition: '`echo abc`', expected: 'abc'}]", True),
+        ("preconditions: [{condition: '$MODE', expected: 're:^pro'}]", True),
+        ("preconditions: [{condition: '$MODE', expected: 're:^dev', negate: true}]", True),
+        ("preconditions: [{condition: '${params.P}', expected: 'x'}]", True),
+        ("preconditions: ['test -d /', 'test -d /nonexistent']", False),
+    ],
+)
+def test_step_preconditions(tmp_path, condition, runs):
+    ran = run_text(
+        tmp_path,
+        f"""
+        params: [P=x]
+        env: [MODE=production]
+        steps:
+          - id: a
+            run: echo ran
+            {condition}
+        """,
+    )
+    assert ran.status("a") == ("succeeded" if runs else "skipped")
+
+
+def test_outputs_are_trimmed_and_visible_only_downstream(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: make, run: 'printf "  value\\n\\n"', output: VALUE}
+          - {id: direct, depends: make, run: 'echo "[$VALUE]"'}
+          - {id: indirect, depends: direct, run: 'echo "[$VALUE]"'}
+          - {id: unrelated, run: 'echo "[${VALUE:-unset}]"'}
+          - id: json
+            run: 'echo "{\\"a\\": {\\"b\\": 7}}"'
+            output: DOC
+          - {id: field, depends: json, action: harness.run, with: {provider: echoer, prompt: 'b=${DOC.a.b}'}}
+        harnesses:
+          echoer: {binary: echo}
+        """,
+    )
+    assert ran.step("make").outputs == {"VALUE": "value"}
+    assert ran.stdout("direct") == "[value]\n"
+    assert ran.stdout("indirect") == "[value]\n"
+    assert ran.stdout("unrelated") == "[unset]\n"
+    assert ran.stdout("field") == "b=7\n"
+    assert {s["name"]: s["outputs"] for s in ran.record["steps"]}["make"] == {"VALUE": "value"}
+
+
+def test_output_larger_than_max_output_size_fails_the_step(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        max_output_size: 10
+        steps:
+          - {id: big, run: 'echo 0123456789abcdef', output: BIG}
+        """,
+    )
+    assert ran.status("big") == "failed"
+    assert "output exceeded maximum size limit of 10 bytes" in ran.step("big").error
+
+
+def test_params_env_and_expansion_rules(tmp_path):
+    ran = run_text(
+        tmp_path,
+        r"""
+        params: "WHO=world COUNT=2"
+        env:
+          - BASE: /opt
+          - TOOLS: ${BASE}/tools
+          - TODAY: "`echo 2026`"
+        steps:
+          - id: show
+            env:
+              - LOCAL=${TOOLS}/bin
+            run: echo "${params.WHO} $WHO $COUNT ${env.TOOLS} $LOCAL $TODAY" '\${params.WHO}' "$DAG_NAME $DAG_RUN_ID $DAG_RUN_STEP_NAME"
+        """,
+        params={"WHO": "there"},
+    )
+    assert (
+        ran.stdout("show")
+        == "there there 2 /opt/tools /opt/tools/bin 2026 ${params.WHO} dag r1 show\n"
+    )
+
+
+def test_positional_params_and_argv_steps(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        params: "first second"
+        env: [X=from-env]
+        steps:
+          - {id: argv, run: [printf, '%s|%s|%s', '${params.1}', '$X', '$NOPE']}
+        """,
+    )
+    assert ran.stdout("argv") == "first|from-env|$NOPE"
+
+
+def test_working_dir_defaults_to_the_dag_folder(tmp_path):
+    (tmp_path / "sub").mkdir()
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: here, run: pwd}
+          - {id: there, working_dir: sub, run: pwd}
+        """,
+    )
+    assert ran.stdout("here").strip() == str(tmp_path)
+    assert ran.stdout("there").strip() == str(tmp_path / "sub")
+
+
+def test_shell_choice_and_errexit(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: default_e
+            run: |
+              false
+              echo not-reached
+          - id: own_shell
+            shell: sh
+            run: |
+              false
+              echo reached
+          - id: bash
+            shell: bash
+            run: echo "${BASH_VERSION:+bash}"
+          - id: interp
+            command: python3
+            script: print(6 * 7)
+          - id: shebang
+            script: |
+              #!/usr/bin/env python3
+              print("from python")
+        """,
+    )
+    assert ran.status("default_e") == "failed"
+    assert ran.stdout("own_shell") == "reached\n"
+    assert ran.stdout("bash") == "bash\n"
+    assert ran.stdout("interp") == "42\n"
+    assert ran.stdout("shebang") == "from python\n"
+
+
+def test_stdin_is_closed(tmp_path):
+    ran = run_text(tmp_path, "steps:\n  - {id: a, run: cat}\n")
+    assert ran.status("a") == "succeeded"
+
+
+def test_missing_program_and_missing_working_dir(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: nope, run: [no-such-program-xyz]}
+          - {id: nodir, working_dir: /nonexistent/dir, run: echo}
+        """,
+    )
+    assert (ran.step("nope").exit_code, ran.status("nope")) == (127, "failed")
+    assert "command not found" in ran.step("nope").error
+    assert "does not exist" in ran.step("nodir").error
+
+
+def test_logs_keep_every_byte_and_records_are_final(tmp_path):
+    ran = run_text(
+        tmp_path,
+        r"""
+        steps:
+          - id: bytes
+            run: printf 'a\nb\xff\nno-newline'; printf 'err' >&2
+        """,
+    )
+    step = ran.step("bytes")
+    assert Path(step.stdout_file).read_bytes() == b"a\nb\xff\nno-newline"
+    assert Path(step.stderr_file).read_bytes() == b"err"
+    record = ran.record
+    assert record["status"] == "succeeded" and record["finished_at"]
+    assert set(record) >= {
+        "run_id",
+        "dag",
+        "file",
+        "status",
+        "params",
+        "started_at",
+        "finished_at",
+        "error",
+        "steps",
+        "handlers",
+    }
+    events = [
+        json.loads(line)
+        for line in next(ran.home.glob("runs/*/*/events.jsonl")).read_text().splitlines()
+    ]
+    assert [e["event"] for e in events] == [
+        "run.started",
+        "step.started",
+        "step.finished",
+        "run.finished",
+    ]
+    assert all(e["ts"].endswith("+00:00") for e in events)
+
+
+def test_harness_fallback_keeps_only_the_successful_try_stdout(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        harnesses:
+          broken: {binary: sh, prefix_args: [-c, 'echo primary-out; echo primary-err >&2; exit 1', x]}
+          good: {binary: echo}
+        steps:
+          - id: agent
+            action: harness.run
+            output: OUT
+            with:
+              provider: broken
+              prompt: hello
+              fallback: [{provider: good}]
+        """,
+    )
+    step = ran.step("agent")
+    assert step.status == "succeeded"
+    assert step.outputs == {"OUT": "hello"}
+    stderr = Path(step.stderr_file).read_text()
+    assert "primary-err" in stderr
+    assert (
+        "harness: attempt 1/2 with broken failed (exit 1); trying fallback 2/2 with good" in stderr
+    )
+
+
+def test_missing_harness_binary_on_the_host(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: agent, action: harness.run, with: {provider: claude, prompt: hi}}
+        """,
+    )
+    step = ran.step("agent")
+    assert (step.status, step.exit_code) == ("failed", 1)
+    assert step.error == 'harness: "claude" CLI not found in PATH; install it first'
+
+
+def test_ten_thousand_steps_with_the_fake_runtime(tmp_path):
+    """The engine alone (no processes) gets through a large DAG with exact statuses."""
+    from dagbox.engine.run import Engine, RunOptions
+    from dagbox.runtimes import Exit
+    from tests.conftest import load_text
+
+    class Instant:
+        async def run(self, command, on_output, stop):
+            return Exit(0)
+
+    steps = "\n".join(
+        f"  - {{id: s{i}, run: 'true'{', depends: s' + str(i - 1) if i % 10 else ''}}}"
+        for i in range(10_000)
+    )
+    dag = load_text("steps:\n" + steps + "\n").dag
+    events: list = []
+    result = anyio.run(
+        Engine(
+            dag, Instant(), events.append, RunOptions(run_id="big", file=tmp_path / "d.yaml")
+        ).run
+    )
+    assert result.status == "succeeded"
+    assert sum(isinstance(e, StepFinished) for e in events) == 10_000
+
+
+def test_signal_numbers():
+    from dagbox.engine.run import _signal_number
+
+    assert _signal_number(None) == signal.SIGTERM
+    assert _signal_number("int") == signal.SIGINT
+    assert _signal_number("SIGKILL") == signal.SIGKILL
+    assert _signal_number("15") == 15

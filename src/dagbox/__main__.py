@@ -1,3 +1,3 @@
-from dagbox.entry import main
+from dagbox.cli import main
 
 main()

@@ -19,8 +19,9 @@ from typing import Annotated
 import typer
 
 from dagbox import __version__
-from dagbox.entry import EXIT_USAGE
 from dagbox.terminal import OutputMode
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 app = typer.Typer(
     name="dagbox",
@@ -79,9 +80,21 @@ def validate(
     Prints one "FILE: ok" line per valid file on stdout, and every problem as
     FILE:LINE:COL: PATH: MESSAGE on stderr. Exits 2 if any file is invalid.
     """
-    from dagbox.entry import validate_files
+    from dagbox.spec import DagError, load
 
-    raise typer.Exit(validate_files(files))
+    failed = False
+    for file in files:
+        try:
+            loaded = load(file)
+        except DagError as exc:
+            failed = True
+            for issue in exc.issues:
+                _err(str(issue))
+            continue
+        for warning in loaded.warnings:
+            _err(str(warning))
+        typer.echo(f"{file}: ok")
+    raise typer.Exit(EXIT_USAGE if failed else EXIT_OK)
 
 
 @app.command()
@@ -364,4 +377,4 @@ def _render_step(head: str, step) -> list[str]:
 
 
 def main() -> None:
-    app()
+    app(prog_name="dagbox")

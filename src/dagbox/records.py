@@ -21,7 +21,6 @@ from typing import IO, Any
 
 import anyio
 import msgspec
-import structlog
 
 from dagbox import __version__
 from dagbox.engine.events import (
@@ -35,6 +34,7 @@ from dagbox.engine.events import (
     now_iso,
 )
 from dagbox.layout import RunLayout, home, safe_name
+from dagbox.lazy import import_structlog
 
 
 class StepRecord(msgspec.Struct):
@@ -140,6 +140,7 @@ class RecordWriter:
         )
         self._steps = {s.name: s for s in self.record.steps}
         self._events = self.layout.events.open("ab")
+        structlog = import_structlog()
         self._log = structlog.wrap_logger(
             structlog.BytesLogger(self._events),
             processors=[_json_line],

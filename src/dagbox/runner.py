@@ -6,7 +6,10 @@ same way without going through argument parsing.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,7 @@ class RunRequest:
 
 async def execute(request: RunRequest) -> RunResult:
     """Run the DAG once, recording it, until it ends or SIGINT/SIGTERM stop it."""
+    use_pidfd_child_watcher()
     dag = request.loaded.dag
     layout = RunLayout.for_run(dag.name or "dag", request.run_id, request.home)
     writer = RecordWriter(layout, {s.key: s.id for s in dag.steps})
@@ -58,6 +62,28 @@ async def execute(request: RunRequest) -> RunResult:
         result = await engine.run()
         tg.cancel_scope.cancel()
     return result
+
+
+def use_pidfd_child_watcher() -> None:
+    """On Python 3.11, wait for child processes with pidfds instead of a thread each.
+
+    3.11's default child watcher starts one thread per process; with 100
+    steps at once that cost about 40 ms of a 200 ms run. Python 3.12 and later
+    use pidfds by default, and deprecate this API, so this only acts on 3.11.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    import asyncio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError:
+            return  # kernel without pidfd support
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
 
 
 async def _watch_signals(engine: Engine) -> None:

@@ -62,9 +62,13 @@ class RunOptions:
     host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class StepRun:
     """One step (or handler) of this run, and what became of it."""
+
+    def __repr__(self) -> str:
+        # Not the dataclass repr: that would walk deps/dependents through the whole graph.
+        return f"<StepRun {self.name} {self.status}>"
 
     step: Step
     handler: str | None = None

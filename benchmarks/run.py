@@ -55,7 +55,7 @@ def engine_overhead(steps: int = 10_000) -> float:
     dag = load(Path("overhead.yaml"), text).dag
     events: list[object] = []
     engine = Engine(
-        dag, Instant(), events.append, RunOptions(run_id="bench", file=Path("overhead.yaml"))
+        dag, {"host": Instant()}, events.append, RunOptions(run_id="bench", file=Path("overhead.yaml"))
     )
     started = time.perf_counter()
     result = anyio.run(engine.run)

@@ -649,7 +649,7 @@ def test_ten_thousand_steps_with_the_fake_runtime(tmp_path):
     events: list = []
     result = anyio.run(
         Engine(
-            dag, Instant(), events.append, RunOptions(run_id="big", file=tmp_path / "d.yaml")
+            dag, {"host": Instant()}, events.append, RunOptions(run_id="big", file=tmp_path / "d.yaml")
         ).run
     )
     assert result.status == "succeeded"
@@ -663,3 +663,45 @@ def test_signal_numbers():
     assert _signal_number("int") == signal.SIGINT
     assert _signal_number("SIGKILL") == signal.SIGKILL
     assert _signal_number("15") == 15
+
+
+def test_delay_sec_staggers_step_starts(tmp_path):
+    from datetime import datetime
+
+    ran = run_text(
+        tmp_path,
+        """
+        delay_sec: 1
+        steps:
+          - {id: a, run: 'true'}
+          - {id: b, run: 'true'}
+        """,
+    )
+    starts = [datetime.fromisoformat(e.ts) for e in ran.of(StepStarted)]
+    assert (starts[1] - starts[0]).total_seconds() >= 0.9
+
+
+def test_an_unusable_dag_precondition_fails_the_run(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        preconditions: [{condition: '$(exit 3)x${BROKEN', expected: 'x'}]
+        steps:
+          - {id: a, run: 'true'}
+        """,
+    )
+    assert ran.result.status == "failed"
+    assert "cannot evaluate precondition" in ran.result.error
+
+
+def test_container_steps_fail_clearly_without_a_container_runtime(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: boxed, run: 'true', container: {image: alpine}}
+          - {id: free, run: 'true'}
+        """,
+    )
+    assert (ran.status("boxed"), ran.status("free")) == ("failed", "succeeded")
+    assert "cannot run containers yet" in ran.step("boxed").error

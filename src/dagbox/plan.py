@@ -96,7 +96,8 @@ def dispatch_order(dag: Dag) -> list[tuple[Step, tuple[str, ...]]]:
     return order
 
 
-def _runtime(step: Step, root: Container | None) -> tuple[Runtime, Container | None]:
+def runtime_of(step: Step, root: Container | None) -> tuple[Runtime, Container | None]:
+    """Where ``step`` runs, and the container configuration that applies to it."""
     container = step.container or root
     if container is None:
         return "host", None
@@ -108,7 +109,7 @@ def _runtime(step: Step, root: Container | None) -> tuple[Runtime, Container | N
 def plan_step(
     dag: Dag, step: Step, depends: tuple[str, ...], params: Mapping[str, str]
 ) -> PlannedStep:
-    runtime, container = _runtime(step, dag.container)
+    runtime, container = runtime_of(step, dag.container)
     fields: dict[str, Any] = {
         "name": step.key,
         "id": step.id,

@@ -55,7 +55,7 @@ async def execute(request: RunRequest) -> RunResult:
         max_active=request.max_active,
         layout=layout,
     )
-    engine = Engine(dag, HostRuntime(layout.dir), emit, options)
+    engine = Engine(dag, {"host": HostRuntime(layout.dir)}, emit, options)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_watch_signals, engine)
         tg.start_soon(writer.keep_fresh)

@@ -41,7 +41,7 @@ from dagbox.harness.argv import merge_defaults
 from dagbox.harness.catalog import registry
 from dagbox.harness.tries import run_tries
 from dagbox.layout import RunLayout
-from dagbox.plan import params_of
+from dagbox.plan import params_of, runtime_of
 from dagbox.runtimes import Command, Exit, Runtime, Stop
 from dagbox.runtimes.host import with_errexit
 from dagbox.spec.model import Condition, Dag, RetryPolicy, Step
@@ -137,9 +137,11 @@ class Interrupt:
 
 
 class Engine:
-    def __init__(self, dag: Dag, runtime: Runtime, emit: Emit, options: RunOptions) -> None:
+    def __init__(
+        self, dag: Dag, runtimes: Mapping[str, Runtime], emit: Emit, options: RunOptions
+    ) -> None:
         self.dag = dag
-        self.runtime = runtime
+        self.runtimes = runtimes  # by plan.runtime_of kind: host, root, step, exec
         self.emit = emit
         self.options = options
         self.run_id = options.run_id
@@ -433,15 +435,25 @@ class Engine:
             float(self.dag.max_clean_up_time_sec),
             self.interrupt.now,
         )
+        kind, _ = runtime_of(step, self.dag.container)
+        runtime = self.runtimes.get(kind)
+        if runtime is None:
+            where = {
+                "root": "the DAG's container",
+                "step": "its own container",
+                "exec": "a named container",
+            }
+            message = f"this step runs in {where.get(kind, kind)}, and this dagbox cannot run containers yet"
+            return _Attempt(Exit(1, message), capture, failed_early=True)
         timeout = step.timeout_sec or math.inf
         with anyio.move_on_after(timeout) as timer:
             if step.action is None:
-                exit_ = await self.runtime.run(command, on_output, stop)
+                exit_ = await runtime.run(command, on_output, stop)
             else:
                 exit_ = await run_tries(
                     merge_defaults(step.with_ or {}, self.dag.harness),
                     self.providers,
-                    self.runtime,
+                    runtime,
                     command,
                     on_output,
                     stop,
@@ -595,10 +607,8 @@ class Engine:
             return Command(argv=argv, env=env, cwd=cwd, name=run.name)
         if step.action is not None:
             return Command(env=env, cwd=cwd, name=run.name)  # the harness fills in argv per try
-        if step.run is None:
-            raise _ConditionError(
-                "this step runs in a container; the Docker runtime is not available yet"
-            )
+        if step.run is None:  # a container that runs its image's own command
+            return Command(env=env, cwd=cwd, name=run.name)
         text = expand(step.run, self.params, env, plain=False)
         return Command(script=text, shell=shell, env=env, cwd=cwd, name=run.name)
 

@@ -649,7 +649,10 @@ def test_ten_thousand_steps_with_the_fake_runtime(tmp_path):
     events: list = []
     result = anyio.run(
         Engine(
-            dag, {"host": Instant()}, events.append, RunOptions(run_id="big", file=tmp_path / "d.yaml")
+            dag,
+            {"host": Instant()},
+            events.append,
+            RunOptions(run_id="big", file=tmp_path / "d.yaml"),
         ).run
     )
     assert result.status == "succeeded"

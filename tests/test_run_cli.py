@@ -66,7 +66,7 @@ def test_lines_stream_live(tmp_path, env):
         f"""
         steps:
           - id: talk
-            run: echo first; for i in $(seq 400); do [ -f {tmp_path}/go ] && break; sleep 0.05; done; echo second
+            run: echo first; for i in $(seq 400); do [ -f {tmp_path}/go ] && break; sleep 0.05; done; test -f {tmp_path}/go; echo second
         """,
     )
     proc = subprocess.Popen([*DAGBOX, "run", str(dag)], stdout=subprocess.PIPE, text=True, env=env)
@@ -262,3 +262,43 @@ def test_second_interrupt_skips_the_grace_period(tmp_path, env):
     assert time.monotonic() - started < 20  # far below the 60 s grace
     assert not alive(int((tmp_path / "pid").read_text()))
     assert (tmp_path / "exit.ran").read_text() == "aborted\n"  # handlers still run
+
+
+def test_logs_follow_prints_while_the_run_goes_on(tmp_path, env):
+    dag = write(
+        tmp_path,
+        f"""
+        steps:
+          - id: talk
+            run: echo early; for i in $(seq 400); do [ -f {tmp_path}/go ] && break; sleep 0.05; done; test -f {tmp_path}/go; echo late
+        """,
+    )
+    run = subprocess.Popen(
+        [*DAGBOX, "run", str(dag), "--run-id", "live"], stdout=subprocess.DEVNULL, env=env
+    )
+    follow = None
+    try:
+        wait_for(
+            lambda: _statuses_of(tmp_path, "live").get("talk") == "running", what="the step to run"
+        )
+        follow = subprocess.Popen(
+            [*DAGBOX, "logs", "live", "--follow"], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "talk | early\n"
+        (tmp_path / "go").touch()
+        assert follow.stdout.readline() == "talk | late\n"
+        assert follow.wait(timeout=30) == 0
+        assert run.wait(timeout=30) == 0
+    finally:
+        run.kill()
+        if follow is not None:
+            follow.kill()
+
+
+def _statuses_of(tmp_path, run_id) -> dict[str, str]:
+    try:
+        record = json.loads(next((tmp_path / "home").glob(f"runs/*/{run_id}/run.json")).read_text())
+    except (StopIteration, ValueError):
+        return {}
+    return {s["name"]: s["status"] for s in record["steps"]}

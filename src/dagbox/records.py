@@ -155,7 +155,8 @@ class RecordWriter:
             for stream, path in (("stdout", event.stdout_file), ("stderr", event.stderr_file)):
                 if path is not None:
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
-                    self._files[(event.step, stream)] = Path(path).open("wb")  # noqa: SIM115
+                    # unbuffered: `dagbox logs -f` and tail -f see each chunk as it comes
+                    self._files[(event.step, stream)] = Path(path).open("wb", buffering=0)  # noqa: SIM115
             target = self._target(event.step, event.handler)
             target.status = "running"
             target.started_at = target.started_at or event.ts

@@ -186,7 +186,13 @@ def run(
         max_active=jobs,
         sinks=[Terminal(output)],
     )
-    result = anyio.run(execute, request)
+    from dagbox.runtimes.engine import EngineUnavailable
+
+    try:
+        result = anyio.run(execute, request)
+    except EngineUnavailable as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
     raise typer.Exit(result.exit_code)
 
 
@@ -287,6 +293,31 @@ def history(
         typer.echo(
             f"{record.run_id}  {record.dag:<20} {record.status:<19} {record.started_at}  {took}"
         )
+
+
+@app.command()
+def gc() -> None:
+    """Remove containers left behind by dagbox processes that are gone (e.g. killed with SIGKILL).
+
+    Containers of running dagbox processes, and of other hosts, are left alone.
+    """
+    import anyio
+
+    from dagbox.runtimes.engine import EngineUnavailable, connect, endpoint
+    from dagbox.runtimes.gc import reap
+
+    async def main() -> list[tuple[str, str]]:
+        async with connect(endpoint()) as client:
+            return await reap(client)
+
+    try:
+        removed = anyio.run(main)
+    except EngineUnavailable as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
+    for container, run_id in removed:
+        typer.echo(f"removed {container} (run {run_id})")
+    typer.echo(f"{len(removed)} container{'s' if len(removed) != 1 else ''} removed")
 
 
 @app.command("dry-run")

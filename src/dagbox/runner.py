@@ -6,6 +6,7 @@ same way without going through argument parsing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -19,9 +20,11 @@ import anyio
 from dagbox.engine.events import AnyEvent
 from dagbox.engine.run import Engine, RunOptions, RunResult
 from dagbox.layout import RunLayout
+from dagbox.plan import runtime_of
 from dagbox.records import RecordWriter
+from dagbox.runtimes import Runtime
 from dagbox.runtimes.host import HostRuntime
-from dagbox.spec import Loaded
+from dagbox.spec import Dag, Loaded
 
 Sink = Callable[[AnyEvent], None]
 
@@ -55,13 +58,42 @@ async def execute(request: RunRequest) -> RunResult:
         max_active=request.max_active,
         layout=layout,
     )
-    engine = Engine(dag, {"host": HostRuntime(layout.dir)}, emit, options)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_watch_signals, engine)
-        tg.start_soon(writer.keep_fresh)
-        result = await engine.run()
-        tg.cancel_scope.cancel()
+    runtimes: dict[str, Runtime] = {"host": HostRuntime(layout.dir)}
+    async with contextlib.AsyncExitStack() as stack:
+        if uses_containers(dag):
+            runtimes.update(await _container_runtimes(stack, request.run_id, emit))
+        engine = Engine(dag, runtimes, emit, options)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, engine)
+            tg.start_soon(writer.keep_fresh)
+            result = await engine.run()
+            tg.cancel_scope.cancel()
     return result
+
+
+def uses_containers(dag: Dag) -> bool:
+    handlers = [getattr(dag.handler_on, k) for k in ("init", "success", "failure", "abort", "exit")]
+    steps = [*dag.steps, *(h for h in handlers if h is not None)]
+    return any(runtime_of(step, dag.container)[0] != "host" for step in steps)
+
+
+async def _container_runtimes(
+    stack: contextlib.AsyncExitStack, run_id: str, emit: Callable[[AnyEvent], None]
+) -> dict[str, Runtime]:
+    """Connect to the engine (EngineUnavailable if it does not answer), reap orphans."""
+    from dagbox.engine.events import Notice
+    from dagbox.runtimes.docker import DockerRuntime
+    from dagbox.runtimes.engine import connect, endpoint
+    from dagbox.runtimes.gc import reap
+
+    def notify(message: str) -> None:
+        emit(Notice(run_id=run_id, message=message))
+
+    client = await stack.enter_async_context(connect(endpoint()))
+    for container, owner_run in await reap(client):
+        notify(f"removed container {container} left behind by run {owner_run}")
+    docker = DockerRuntime(client, run_id, notify)
+    return {"step": docker, "exec": docker, "root": docker}
 
 
 def use_pidfd_child_watcher() -> None:

@@ -26,6 +26,7 @@ import msgspec
 
 from dagbox.engine.events import (
     AnyEvent,
+    Notice,
     RunFinished,
     RunStarted,
     StepFinished,
@@ -133,6 +134,9 @@ class Terminal:
             self._flush_lines(event.step)
             self.finished[event.step] = event
             self._step_finished(event)
+        elif isinstance(event, Notice):
+            if self.mode is not OutputMode.quiet:
+                self._write(self._paint(f"dagbox: {event.message}", 2) + "\n")
         elif isinstance(event, RunFinished):
             self._summary(event)
         self.out.flush()

@@ -78,10 +78,19 @@ class StepFinished(Event, tag="step.finished"):
     stderr_file: str | None = None
 
 
+class Notice(Event, tag="run.notice"):
+    """Something dagbox itself has to say: an image being pulled, a fallback taken."""
+
+    message: str
+    step: str | None = None
+
+
 class RunFinished(Event, tag="run.finished"):
     status: RunStatus
     duration_sec: float
     error: str | None = None
 
 
-AnyEvent = RunStarted | StepStarted | StepOutput | StepRetrying | StepFinished | RunFinished
+AnyEvent = (
+    RunStarted | StepStarted | StepOutput | StepRetrying | StepFinished | Notice | RunFinished
+)

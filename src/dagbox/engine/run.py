@@ -11,6 +11,8 @@ it emits.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -24,8 +26,10 @@ from pathlib import Path
 
 import anyio
 
+from dagbox.engine.containers import ContainerValueError, container_spec
 from dagbox.engine.events import (
     AnyEvent,
+    Notice,
     RunFinished,
     RunStarted,
     RunStatus,
@@ -42,7 +46,7 @@ from dagbox.harness.catalog import registry
 from dagbox.harness.tries import run_tries
 from dagbox.layout import RunLayout
 from dagbox.plan import params_of, runtime_of
-from dagbox.runtimes import Command, Exit, Runtime, Stop
+from dagbox.runtimes import Command, ContainerSpec, Exit, Runtime, SetupError, Stop
 from dagbox.runtimes.host import with_errexit
 from dagbox.spec.model import Condition, Dag, RetryPolicy, Step
 from dagbox.values import expand, substitute_commands
@@ -160,6 +164,9 @@ class Engine:
         limit = dag.max_active_steps if options.max_active is None else options.max_active
         self.limit = limit if limit > 0 else math.inf
         self.providers = registry(dag.harnesses)
+        self.root: Runtime | None = None  # the shared container, once it runs
+        self.root_spec: ContainerSpec | None = None
+        self.setup_failed = False
 
     def _link(self) -> None:
         by_key: dict[str, StepRun] = {}
@@ -194,33 +201,52 @@ class Engine:
         error: str | None = None
         status: RunStatus | None = None
         unmet = False
-        with anyio.CancelScope() as scope:
-            self.interrupt.scope = scope
+        async with contextlib.AsyncExitStack() as stack:  # closes the shared container last
+            with anyio.CancelScope() as scope:
+                self.interrupt.scope = scope
+                if self.interrupt.requested:
+                    scope.cancel()
+                try:
+                    self.env = await self._dag_env()
+                    await self._open_root(stack)
+                    init = self.handlers.get("init")
+                    if not await self._conditions(self.dag.preconditions, self.env):
+                        unmet, status, error = (
+                            True,
+                            "aborted",
+                            "the DAG's preconditions were not met",
+                        )
+                    elif (
+                        init is not None and await self._run_handler(init, "running") != "succeeded"
+                    ):
+                        status, error = "aborted", "the init handler failed"
+                    else:
+                        with anyio.move_on_after(self.dag.timeout_sec or math.inf) as timer:
+                            await self._graph()
+                        if timer.cancelled_caught:
+                            status, error = (
+                                "failed",
+                                f"the DAG timed out after {self.dag.timeout_sec}s",
+                            )
+                            for run in self.steps:
+                                if not run.done:
+                                    self._finish(run, "aborted", error=error)
+                except _ConditionError as exc:
+                    status, error = "failed", str(exc)
+                except SetupError as exc:  # no step and no handler runs (§3.1)
+                    status, error = "failed", str(exc)
+                    self.setup_failed = True
+            self.interrupt.scope = None
             if self.interrupt.requested:
-                scope.cancel()
-            try:
-                self.env = await self._dag_env()
-                init = self.handlers.get("init")
-                if not await self._conditions(self.dag.preconditions, self.env):
-                    unmet, status, error = True, "aborted", "the DAG's preconditions were not met"
-                elif init is not None and await self._run_handler(init, "running") != "succeeded":
-                    status, error = "aborted", "the init handler failed"
-                else:
-                    with anyio.move_on_after(self.dag.timeout_sec or math.inf) as timer:
-                        await self._graph()
-                    if timer.cancelled_caught:
-                        status, error = "failed", f"the DAG timed out after {self.dag.timeout_sec}s"
-                        for run in self.steps:
-                            if not run.done:
-                                self._finish(run, "aborted", error=error)
-            except _ConditionError as exc:
-                status, error = "failed", str(exc)
-        self.interrupt.scope = None
-        if self.interrupt.requested:
-            status, error = "aborted", "interrupted"
-        elif status is None:
-            status = self._status()
-        status = await self._closing_handlers(status)
+                status, error = "aborted", "interrupted"
+            elif status is None:
+                status = self._status()
+            if not self.setup_failed and (
+                self.dag.container is None
+                or self.root is not None
+                or self.dag.container.exec is not None
+            ):
+                status = await self._closing_handlers(status)
         self.emit(
             RunFinished(
                 run_id=self.run_id,
@@ -238,6 +264,28 @@ class Engine:
             precondition_unmet=unmet,
             interrupted=self.interrupt.requested,
         )
+
+    async def _open_root(self, stack: contextlib.AsyncExitStack) -> None:
+        """Start the DAG's shared container (image mode) before preconditions and steps."""
+        container = self.dag.container
+        if container is None or container.exec is not None:
+            return
+        provider = self.runtimes.get("root")
+        if provider is None or not hasattr(provider, "shared"):
+            raise SetupError(
+                "this DAG runs in a container, and this dagbox cannot run containers yet"
+            )
+        try:
+            spec = container_spec(
+                container, self.params, self.env, self.work_dir, self.options.host_env
+            )
+        except ContainerValueError as exc:
+            raise SetupError(str(exc)) from None
+        self.root_spec = spec
+        self.root = await stack.enter_async_context(provider.shared(spec, self._notice))
+
+    def _notice(self, message: str, step: str | None = None) -> None:
+        self.emit(Notice(run_id=self.run_id, message=message, step=step))
 
     def _status(self) -> RunStatus:
         statuses = [r.status for r in self.steps]
@@ -436,7 +484,7 @@ class Engine:
             self.interrupt.now,
         )
         kind, _ = runtime_of(step, self.dag.container)
-        runtime = self.runtimes.get(kind)
+        runtime = self.root if kind == "root" else self.runtimes.get(kind)
         if runtime is None:
             where = {
                 "root": "the DAG's container",
@@ -547,28 +595,32 @@ class Engine:
             raise _ConditionError(f"cannot evaluate {raw!r}: {exc}") from None
 
     async def _step_env(self, run: StepRun, extra: Mapping[str, str]) -> dict[str, str]:
-        """The process env of a host step: host env, params, DAG env, outputs, step env, run vars."""
-        env = {**self.options.host_env, **self.env}
+        """A step's process env: params, DAG env, outputs, step env and run variables.
+
+        On the host these overlay dagbox's own environment. In a container they
+        overlay the container's env instead, and host paths stay out (D3).
+        """
+        on_host = runtime_of(run.step, self.dag.container)[0] == "host"
+        env = {**self.options.host_env, **self.env} if on_host else dict(self.env)
         if self.has_outputs and run.handler is None:
             env.update(self._ancestor_outputs(run))
         elif run.handler is not None:
             for other in self.steps:
                 env.update(other.outputs)
         for name, raw in run.step.env:
-            env[name] = await self._value(raw, env)
-        cwd = self._cwd(run, env)
+            env[name] = await self._value(raw, {**self.options.host_env, **env})
         env.update(
             {
                 "DAG_NAME": self.dag.name or "",
                 "DAG_RUN_ID": self.run_id,
                 "DAG_RUN_STEP_NAME": run.name,
                 "DAG_PARAMS_JSON": json.dumps(self.params),
-                "DAG_RUN_WORK_DIR": str(self.work_dir),
-                "PWD": cwd,
             }
         )
-        if self.options.layout is not None:
-            env["DAG_RUN_LOG_FILE"] = str(self.options.layout.events)
+        if on_host:
+            env.update({"DAG_RUN_WORK_DIR": str(self.work_dir), "PWD": self._cwd(run, env)})
+            if self.options.layout is not None:
+                env["DAG_RUN_LOG_FILE"] = str(self.options.layout.events)
         env.update(extra)
         return env
 
@@ -594,7 +646,25 @@ class Engine:
 
     def _command(self, run: StepRun, env: dict[str, str]) -> Command:
         step = run.step
-        cwd = env["PWD"]
+        command = self._host_command(run, env)
+        kind, container = runtime_of(step, self.dag.container)
+        if kind == "host":
+            return command
+        spec = self.root_spec if kind == "root" else None
+        if spec is None and container is not None:
+            try:
+                spec = container_spec(
+                    container, self.params, env, Path(self._cwd(run, env)), self.options.host_env
+                )
+            except ContainerValueError as exc:
+                raise _ConditionError(str(exc)) from None
+        return dataclasses.replace(
+            command, cwd=None, shell=step.shell, container=spec, entrypoint=step.action is not None
+        )
+
+    def _host_command(self, run: StepRun, env: dict[str, str]) -> Command:
+        step = run.step
+        cwd = env.get("PWD")
         shell = step.shell or (with_errexit(self.dag.shell) if self.dag.shell else ())
         if step.script is not None:
             if isinstance(step.run, str):  # command: python3 + script: the interpreter form

@@ -20,12 +20,46 @@ OnOutput = Callable[[Stream, bytes], None]
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """A container to run in, with every value already resolved (no ``${...}`` left).
+
+    ``image`` set: create a container from it (per attempt, or the shared one).
+    ``target`` set: exec into that existing container (by name or id), which is
+    never created, stopped or removed.
+    """
+
+    image: str | None = None
+    target: str | None = None
+    name: str | None = None
+    pull_policy: str = "missing"
+    env: tuple[tuple[str, str], ...] = ()
+    binds: tuple[str, ...] = ()  # "source:target:ro|rw" or "volume:target:ro|rw"
+    working_dir: str | None = None
+    user: str | None = None
+    network: str | None = None
+    platform: str | None = None
+    ports: tuple[str, ...] = ()
+    keep: bool = False
+    startup: str = "keepalive"
+    command: tuple[str, ...] = ()
+    wait_for: str = "running"
+    log_pattern: str | None = None
+    restart_policy: str | None = None
+    healthcheck: Mapping[str, object] | None = None
+    shell: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
-    """What to run. Exactly one of ``argv`` (exec'd directly) and ``script`` (shell text).
+    """What to run. At most one of ``argv`` (exec'd directly) and ``script`` (shell text).
 
     ``shell`` is the step's or DAG's shell (words); empty means the runtime's
     default. With ``interpreter`` set, ``script`` is a file for that program
-    (Dagu's ``command: python3`` plus ``script:``).
+    (Dagu's ``command: python3`` plus ``script:``). ``container`` says where a
+    container runtime runs it; with ``entrypoint`` the first argv word replaces
+    the image's entrypoint (agent CLIs). Neither argv nor script: the image's own
+    command runs.
     """
 
     argv: tuple[str, ...] = ()
@@ -35,7 +69,9 @@ class Command:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
     stdin: bytes | None = None
-    name: str = "step"  # used for scratch file names only
+    name: str = "step"  # scratch file names and container labels
+    container: ContainerSpec | None = None
+    entrypoint: bool = False
 
 
 @dataclass(slots=True)
@@ -57,6 +93,19 @@ class Exit:
 
     code: int
     error: str | None = None  # set when the process could not be started at all
+    #: Why it failed when that is not the step's fault: "infra_image", "infra_engine", "oom".
+    failure_class: str | None = None
+
+
+class SetupError(Exception):
+    """A runtime could not prepare what a run needs (an image, the shared container)."""
+
+    def __init__(self, message: str, failure_class: str = "infra_engine") -> None:
+        super().__init__(message)
+        self.failure_class = failure_class
+
+
+Notify = Callable[[str], None]
 
 
 class Runtime(Protocol):

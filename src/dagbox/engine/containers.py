@@ -1,0 +1,93 @@
+"""From a DAG ``container:`` to a runtime :class:`ContainerSpec`, values resolved.
+
+Container fields are resolved when the container is about to be used
+(dagu-format.md §1.1): ``${params.X}``, ``${env.X}`` and ``$X``/``${X}`` from the
+run's scope. Volume sources are then expanded from dagbox's own environment
+(``$VAR``, ``~``) and relative ones are joined to the working directory (D2).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from dagbox.runtimes import ContainerSpec
+from dagbox.spec.model import Container, Volume
+from dagbox.values import expand
+
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+class ContainerValueError(ValueError):
+    """A container field that cannot be resolved (an unset variable in a volume source)."""
+
+
+def is_host_path(source: str) -> bool:
+    """Dagu's rule: absolute, or starting with . or ~, or containing a slash is a host path."""
+    return source.startswith(("/", ".", "~")) or "/" in source or "\\" in source
+
+
+def bind(volume: Volume, base: Path, host_env: Mapping[str, str], resolve) -> str:
+    source = resolve(volume.source)
+    if is_host_path(source):
+
+        def variable(match: re.Match[str]) -> str:
+            name = match[1] or match[2]
+            if name not in host_env:
+                raise ContainerValueError(f"volume {volume.source!r}: ${name} is not set")
+            return host_env[name]
+
+        source = _VAR.sub(variable, source)
+        path = Path(source).expanduser()
+        source = str(path if path.is_absolute() else (base / path).resolve())
+    return f"{source}:{resolve(volume.target)}:{'ro' if volume.read_only else 'rw'}"
+
+
+def container_spec(
+    container: Container,
+    params: Mapping[str, str],
+    scope: Mapping[str, str],
+    base: Path,
+    host_env: Mapping[str, str] = os.environ,
+) -> ContainerSpec:
+    """Resolve ``container`` for use now; raises ContainerValueError."""
+
+    def resolve(text: str) -> str:
+        return expand(text, params, scope, plain=True)
+
+    env: dict[str, str] = {}
+    for name, raw in container.env:
+        env[name] = expand(raw, params, {**scope, **env}, plain=True)
+    health = None
+    if container.healthcheck is not None:
+        h = container.healthcheck
+        health = {
+            "test": list(h.test),
+            "interval": h.interval,
+            "timeout": h.timeout,
+            "start_period": h.start_period,
+            "retries": h.retries,
+        }
+    return ContainerSpec(
+        image=resolve(container.image) if container.image else None,
+        target=resolve(container.exec) if container.exec else None,
+        name=resolve(container.name) if container.name else None,
+        pull_policy=container.pull_policy,
+        env=tuple(env.items()),
+        binds=tuple(bind(v, base, host_env, resolve) for v in container.volumes),
+        working_dir=resolve(container.working_dir) if container.working_dir else None,
+        user=resolve(container.user) if container.user else None,
+        network=resolve(container.network) if container.network else None,
+        platform=resolve(container.platform) if container.platform else None,
+        ports=tuple(resolve(p) for p in container.ports),
+        keep=container.keep_container,
+        startup=container.startup,
+        command=tuple(resolve(c) for c in container.command),
+        wait_for=container.wait_for,
+        log_pattern=container.log_pattern,
+        restart_policy=container.restart_policy,
+        healthcheck=health,
+        shell=tuple(resolve(s) for s in container.shell),
+    )

@@ -1,0 +1,568 @@
+"""Run steps in containers through aiodocker: per-attempt containers, execs, the shared one.
+
+- A step with its own ``container: {image: ...}`` gets a fresh container per
+  attempt: created, attached *before* start (attach is the only API that keeps
+  stdout and stderr apart, and attaching after exit hangs), waited on, read for
+  its exit code and ``OOMKilled``, then removed unless ``keep_container``.
+- A step in the DAG's shared container, or in a named container, is an exec.
+  Docker cannot kill an exec, so each exec is started through a tiny ``sh``
+  wrapper that reports its process id first (on stderr, stripped again here);
+  a second exec then signals that process group, as D9 asks.
+- Cleanup (kill, remove) always runs shielded from cancellation and bounded in
+  time, so Ctrl-C, SIGTERM and timeouts leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal as signals
+import socket
+from collections.abc import Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from dagbox.runtimes import Command, ContainerSpec, Exit, Notify, OnOutput, SetupError, Stop
+from dagbox.runtimes.engine import EngineError, call, message_of, status_of
+from dagbox.runtimes.images import Images
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import aiodocker
+    from aiodocker.containers import DockerContainer
+
+LABEL_RUN = "dagbox.run_id"
+LABEL_STEP = "dagbox.step"
+LABEL_OWNER = "dagbox.owner"
+LABEL_OWNER_START = "dagbox.owner_start"
+#: How long a container may take to be ready (running, healthy, log pattern), and how
+#: long an exec target may take to be running: Dagu's budget.
+READY_TIMEOUT = 120.0
+CLEANUP_TIMEOUT = 30.0
+_MARK = b"\x1edagbox-pid "
+_WRAPPER = 'printf "\\036dagbox-pid %s\\n" "$$" >&2; exec "$@"'
+_KEEPALIVE = ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
+
+
+def owner_labels() -> dict[str, str]:
+    """Who owns the containers of this process: host and pid, plus the pid's start time."""
+    return {
+        LABEL_OWNER: f"{socket.gethostname()}:{os.getpid()}",
+        LABEL_OWNER_START: _start_time(os.getpid()),
+    }
+
+
+def _start_time(pid: int) -> str:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: PTH123, SIM115
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_alive(owner: str, start: str) -> bool:
+    """False when the owner process is gone from this host (or its pid was reused)."""
+    host, _, pid_text = owner.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # not ours to judge
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not start or _start_time(pid) == start
+
+
+class DockerRuntime:
+    """Steps in per-attempt containers and in named containers (exec)."""
+
+    def __init__(self, client: aiodocker.Docker, run_id: str, notify: Notify) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.images = Images(client, notify)
+        self.labels = {LABEL_RUN: run_id, **owner_labels()}
+
+    # --- the runtime protocol ------------------------------------------------------------
+
+    async def run(self, command: Command, on_output: OnOutput, stop: Stop) -> Exit:
+        spec = command.container
+        assert spec is not None, "a container step without a container spec"
+        try:
+            if spec.target is not None:
+                container = await self._running(spec.target)
+                return await exec_in(container, command, spec, on_output, stop)
+            return await self._fresh(command, spec, on_output, stop)
+        except SetupError as exc:
+            return Exit(1, str(exc), exc.failure_class)
+        except EngineError as exc:
+            return Exit(1, str(exc), "infra_engine")
+
+    async def _running(self, target: str, budget: float = READY_TIMEOUT) -> DockerContainer:
+        """The named container, once it is running (polls for up to ``budget`` seconds)."""
+        deadline = anyio.current_time() + budget
+        last = "not found"
+        while True:
+            try:
+                container = await call(self.client.containers.get(target), f"inspecting {target}")
+                state = container["State"]
+                if state.get("Running") and not state.get("Paused"):
+                    return container
+                last = state.get("Status", "not running")
+            except EngineError:
+                raise
+            except Exception as exc:
+                if status_of(exc) != 404:
+                    raise SetupError(
+                        f"cannot inspect container {target}: {message_of(exc)}"
+                    ) from None
+            if anyio.current_time() >= deadline:
+                raise SetupError(f"container {target} is not running ({last}) after {budget:g}s")
+            await anyio.sleep(0.5)
+
+    async def _fresh(
+        self, command: Command, spec: ContainerSpec, on_output: OnOutput, stop: Stop
+    ) -> Exit:
+        def note(message: str) -> None:
+            on_output("stderr", f"dagbox: {message}\n".encode())
+
+        assert spec.image is not None
+        if spec.name:
+            existing = await self._existing(spec.name)
+            if existing is not None:
+                return await exec_in(existing, command, spec, on_output, stop)
+        await self.images.ensure(spec.image, spec.pull_policy, spec.platform, note)
+        config = container_config(spec, {**self.labels, LABEL_STEP: command.name, **spec.labels})
+        config.update(_program(command, spec))
+        config["Env"] = _env_list({**command.env, **dict(spec.env)})  # container env wins
+        stdin = command.stdin is not None
+        config.update(AttachStdin=stdin, OpenStdin=stdin, StdinOnce=stdin)
+        container = await create(self.client, config, spec)
+        try:
+            return await _attached(container, command, on_output, stop)
+        finally:
+            if not spec.keep:
+                await _remove(container)
+
+    async def _existing(self, name: str) -> DockerContainer | None:
+        """Dagu's rule for a named step container: a running one is exec'd into, a stopped one replaced."""
+        try:
+            container = await call(self.client.containers.get(name), f"inspecting {name}")
+        except EngineError:
+            raise
+        except Exception as exc:
+            if status_of(exc) == 404:
+                return None
+            raise SetupError(f"cannot inspect container {name}: {message_of(exc)}") from None
+        if container["State"].get("Running"):
+            return container
+        await _remove(container)
+        return None
+
+    # --- the shared container ------------------------------------------------------------
+
+    @asynccontextmanager
+    async def shared(self, spec: ContainerSpec, notify: Notify) -> AsyncIterator[SharedContainer]:
+        """The DAG's root container for the length of a run (image mode)."""
+        assert spec.image is not None
+        await self.images.ensure(spec.image, spec.pull_policy, spec.platform, notify)
+        config = container_config(spec, {**self.labels, LABEL_STEP: "(root)", **spec.labels})
+        config["Env"] = _env_list(dict(spec.env))
+        if spec.startup == "keepalive":
+            config.update(Entrypoint=[], Cmd=_KEEPALIVE)
+        elif spec.startup == "command":
+            config["Cmd"] = list(spec.command)
+        if spec.name:
+            try:
+                await call(self.client.containers.get(spec.name), f"inspecting {spec.name}")
+            except EngineError:
+                raise
+            except Exception as exc:
+                if status_of(exc) != 404:
+                    raise SetupError(
+                        f"cannot inspect container {spec.name}: {message_of(exc)}"
+                    ) from None
+            else:
+                raise SetupError(f"a container named {spec.name} already exists")
+        container = await create(self.client, config, spec)
+        try:
+            await call(container.start(), f"starting the shared container ({spec.image})")
+            await _ready(container, spec, notify)
+            yield SharedContainer(container, spec)
+        finally:
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(CLEANUP_TIMEOUT),
+                contextlib.suppress(Exception),  # gone already, or the engine is gone
+            ):
+                await container.stop(t=5)
+            if not spec.keep:
+                await _remove(container)
+
+
+class SharedContainer:
+    """Runs commands as execs in the DAG's root container."""
+
+    def __init__(self, container: DockerContainer, spec: ContainerSpec) -> None:
+        self.container = container
+        self.spec = spec
+
+    async def run(self, command: Command, on_output: OnOutput, stop: Stop) -> Exit:
+        try:
+            return await exec_in(self.container, command, self.spec, on_output, stop)
+        except EngineError as exc:
+            return Exit(1, str(exc), "infra_engine")
+
+
+# --- containers ----------------------------------------------------------------------------
+
+
+def container_config(spec: ContainerSpec, labels: Mapping[str, str]) -> dict[str, Any]:
+    host: dict[str, Any] = {"Init": True, "AutoRemove": False}
+    if spec.binds:
+        host["Binds"] = list(spec.binds)
+    if spec.network:
+        host["NetworkMode"] = spec.network
+    if spec.restart_policy:
+        host["RestartPolicy"] = {"Name": spec.restart_policy}
+    config: dict[str, Any] = {
+        "Image": spec.image,
+        "Labels": dict(labels),
+        "Tty": False,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "HostConfig": host,
+    }
+    if spec.working_dir:
+        config["WorkingDir"] = spec.working_dir
+    if spec.user:
+        config["User"] = spec.user
+    if spec.ports:
+        exposed, bindings = _ports(spec.ports)
+        config["ExposedPorts"] = exposed
+        host["PortBindings"] = bindings
+    if spec.healthcheck:
+        config["Healthcheck"] = _healthcheck(spec.healthcheck)
+    return config
+
+
+def _program(command: Command, spec: ContainerSpec) -> dict[str, Any]:
+    """Entrypoint and Cmd of a per-attempt container for ``command`` (D1)."""
+    if command.entrypoint and command.argv:  # an agent CLI: never doubled with an image entrypoint
+        return {"Entrypoint": [command.argv[0]], "Cmd": list(command.argv[1:])}
+    if command.argv:
+        return {"Cmd": list(command.argv)}
+    if command.script is not None:
+        return {"Entrypoint": [], "Cmd": _shell_argv(command, spec)}
+    if spec.command:
+        return {"Cmd": list(spec.command)}
+    return {}
+
+
+def _shell_argv(command: Command, spec: ContainerSpec) -> list[str]:
+    """A ``run:`` string or script through the container's shell, else ``sh -c`` (D1)."""
+    text = command.script or ""
+    if command.interpreter is not None:
+        return [*command.interpreter.split(), "-c", text]
+    shell = list(command.shell or spec.shell or ("sh",))
+    return [*shell, text] if shell[-1:] == ["-c"] else [*shell, "-c", text]
+
+
+async def create(
+    client: aiodocker.Docker, config: dict[str, Any], spec: ContainerSpec
+) -> DockerContainer:
+    from aiodocker.containers import DockerContainer
+
+    params = {"name": spec.name} if spec.name else {}
+    if spec.platform:
+        params["platform"] = spec.platform
+    try:
+        data = await call(
+            client._query_json(  # create() has no platform parameter
+                "containers/create", method="POST", data=json.dumps(config).encode(), params=params
+            ),
+            f"creating a container from {spec.image}",
+        )
+    except EngineError:
+        raise
+    except Exception as exc:
+        status = status_of(exc)
+        kind = "infra_image" if status == 404 else "infra_engine"
+        raise SetupError(
+            f"cannot create a container from {spec.image}: {message_of(exc)}", kind
+        ) from None
+    return DockerContainer(client, id=data["Id"])
+
+
+async def _attached(
+    container: DockerContainer, command: Command, on_output: OnOutput, stop: Stop
+) -> Exit:
+    stream = container.attach(stdout=True, stderr=True, stdin=command.stdin is not None)
+    try:
+        async with stream:
+            try:
+                await call(container.start(), "starting a step container")
+            except EngineError:
+                raise
+            except Exception as exc:
+                return Exit(1, f"cannot start the container: {message_of(exc)}", "infra_engine")
+            async with anyio.create_task_group() as tg:
+                if command.stdin is not None:
+                    tg.start_soon(_feed, stream, command.stdin)
+                while (message := await stream.read_out()) is not None:
+                    on_output("stdout" if message.stream == 1 else "stderr", message.data)
+        await call(container.wait(), "waiting for a step container")
+        state = (await call(container.show(), "inspecting a step container"))["State"]
+    except BaseException:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(stop.grace + CLEANUP_TIMEOUT):
+            await _kill_container(container, stop)
+        raise
+    if state.get("OOMKilled"):
+        return Exit(
+            int(state.get("ExitCode") or 137), "the container ran out of memory (OOMKilled)", "oom"
+        )
+    return Exit(int(state.get("ExitCode", 1)), state.get("Error") or None)
+
+
+async def _kill_container(container: DockerContainer, stop: Stop) -> None:
+    """Stop signal, then SIGKILL after the grace period (or at once when ``stop.now``)."""
+    try:
+        if not stop.now.is_set():
+            await container.kill(signal=signals.Signals(stop.signal).name)
+            with anyio.move_on_after(stop.grace):
+                async with anyio.create_task_group() as tg:
+
+                    async def exited() -> None:
+                        await container.wait()
+                        tg.cancel_scope.cancel()
+
+                    async def forced() -> None:
+                        await stop.now.wait()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(exited)
+                    tg.start_soon(forced)
+        await container.kill(signal="SIGKILL")
+    except Exception as exc:
+        if status_of(exc) not in (404, 409):
+            return
+
+
+async def _remove(container: DockerContainer) -> None:
+    with (
+        anyio.CancelScope(shield=True),
+        anyio.move_on_after(CLEANUP_TIMEOUT),
+        contextlib.suppress(Exception),  # removed already
+    ):
+        await container.delete(force=True, v=True)
+
+
+async def _ready(container: DockerContainer, spec: ContainerSpec, notify: Notify) -> None:
+    """Running (or healthy), then the log pattern, within READY_TIMEOUT."""
+    try:
+        with anyio.fail_after(READY_TIMEOUT):
+            warned = False
+            while True:
+                state = (await container.show())["State"]
+                if not state.get("Running"):
+                    if state.get("Status") in ("exited", "dead"):
+                        logs = await container.log(stdout=True, stderr=True, tail=20)
+                        tail = "".join(logs).strip().splitlines()[-1:] or [""]
+                        raise SetupError(
+                            f"the shared container exited with {state.get('ExitCode')} before it was ready"
+                            + (f": {tail[0]}" if tail[0] else "")
+                        )
+                elif spec.wait_for != "healthy":
+                    break
+                elif "Health" not in state:
+                    if not warned:
+                        notify(
+                            "wait_for: healthy, but the image has no healthcheck; waiting for running"
+                        )
+                    break
+                elif state["Health"].get("Status") == "healthy":
+                    break
+                elif state["Health"].get("Status") == "unhealthy":
+                    raise SetupError("the shared container is unhealthy")
+                await anyio.sleep(0.2)
+            if spec.log_pattern:
+                pattern = re.compile(spec.log_pattern)
+                async for line in container.log(stdout=True, stderr=True, follow=True):
+                    if pattern.search(line):
+                        break
+    except TimeoutError:
+        raise SetupError(f"the shared container was not ready within {READY_TIMEOUT:g}s") from None
+
+
+# --- execs -----------------------------------------------------------------------------------
+
+
+async def exec_in(
+    container: DockerContainer,
+    command: Command,
+    spec: ContainerSpec,
+    on_output: OnOutput,
+    stop: Stop,
+) -> Exit:
+    """Run ``command`` as an exec in ``container``; a cancel kills its process group."""
+    if command.argv:
+        argv = list(command.argv)
+    elif command.script is not None:
+        argv = _shell_argv(command, spec)
+    else:
+        return Exit(1, "nothing to run in the container: give the step a run: command")
+    env = {**dict(spec.env), **command.env} if spec.target is not None else dict(command.env)
+    execution = await call(
+        container.exec(
+            ["sh", "-c", _WRAPPER, "dagbox", *argv],
+            stdout=True,
+            stderr=True,
+            stdin=command.stdin is not None,
+            user=spec.user or "",
+            environment=env,
+            workdir=spec.working_dir,
+        ),
+        "creating an exec",
+    )
+    pid: list[int] = []
+    try:
+        stream = execution.start(detach=False)
+        async with stream, anyio.create_task_group() as tg:
+            if command.stdin is not None:
+                tg.start_soon(_feed, stream, command.stdin)
+            pending: bytes | None = b""
+            while (message := await stream.read_out()) is not None:
+                data = message.data
+                if message.stream == 2 and pending is not None:
+                    pending += data
+                    if b"\n" not in pending and len(pending) < 64:
+                        continue
+                    data, pending = _strip_marker(pending, pid), None
+                    if not data:
+                        continue
+                on_output("stdout" if message.stream == 1 else "stderr", data)
+            if pending:
+                on_output("stderr", pending)
+        info = await call(execution.inspect(), "inspecting an exec")
+        with anyio.move_on_after(10):
+            while info.get("Running"):
+                await anyio.sleep(0.02)
+                info = await call(execution.inspect(), "inspecting an exec")
+    except BaseException:
+        if pid:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(stop.grace + CLEANUP_TIMEOUT):
+                await _kill_exec(container, execution, pid[0], stop)
+        raise
+    return Exit(int(info.get("ExitCode") or 0))
+
+
+def _strip_marker(data: bytes, pid: list[int]) -> bytes:
+    if data.startswith(_MARK):
+        line, _, rest = data.partition(b"\n")
+        text = line[len(_MARK) :].decode(errors="replace")
+        if text.isdigit():
+            pid.append(int(text))
+        return rest
+    return data
+
+
+async def _kill_exec(container: DockerContainer, execution: Any, pid: int, stop: Stop) -> None:
+    """Signal the exec's process group from a second exec; SIGKILL after the grace period."""
+
+    async def signal_group(name: str) -> None:
+        try:
+            killer = await container.exec(
+                ["sh", "-c", f"kill -{name} -- -{pid} 2>/dev/null || kill -{name} {pid}"],
+                stdout=False,
+                stderr=False,
+            )
+            await killer.start(detach=True)
+        except Exception:
+            pass
+
+    async def running() -> bool:
+        try:
+            return bool((await execution.inspect()).get("Running"))
+        except Exception:
+            return False
+
+    if not stop.now.is_set():
+        await signal_group(signals.Signals(stop.signal).name.removeprefix("SIG"))
+        with anyio.move_on_after(stop.grace):
+            while await running() and not stop.now.is_set():
+                await anyio.sleep(0.05)
+    await signal_group("KILL")
+    with anyio.move_on_after(5):
+        while await running():
+            await anyio.sleep(0.05)
+
+
+async def _feed(stream: Any, data: bytes) -> None:
+    """Write stdin, then half-close it so the process sees EOF and can still answer (D5)."""
+    try:
+        await stream.write_in(data)
+        transport = stream._resp.connection.transport  # aiodocker has no public half-close
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+    except (RuntimeError, ConnectionError, AttributeError):
+        pass  # the process ended without reading all of its stdin
+
+
+# --- small translations ------------------------------------------------------------------------
+
+
+def _env_list(env: Mapping[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def _ports(ports: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    exposed: dict[str, Any] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for text in ports:
+        spec, _, proto = text.partition("/")
+        parts = spec.rsplit(":", 2)
+        port = parts[-1]
+        host_port = parts[-2] if len(parts) >= 2 else ""
+        host_ip = parts[0].strip("[]") if len(parts) == 3 else ""
+        key = f"{port}/{proto or 'tcp'}"
+        exposed[key] = {}
+        bindings.setdefault(key, []).append({"HostIp": host_ip, "HostPort": host_port})
+    return exposed, bindings
+
+
+_UNITS = {
+    "ns": 1,
+    "us": 10**3,
+    "µs": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
+
+
+def go_duration_ns(text: str) -> int:
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text):
+        total += float(number) * _UNITS[unit]
+    return int(total)
+
+
+def _healthcheck(health: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"Test": list(health.get("test", ()))}
+    for key, api in (
+        ("interval", "Interval"),
+        ("timeout", "Timeout"),
+        ("start_period", "StartPeriod"),
+    ):
+        if health.get(key):
+            out[api] = go_duration_ns(str(health[key]))
+    if health.get("retries") is not None:
+        out["Retries"] = int(health["retries"])
+    return out

@@ -30,16 +30,14 @@ def is_host_path(source: str) -> bool:
 
 
 def bind(volume: Volume, base: Path, host_env: Mapping[str, str], resolve) -> str:
-    source = resolve(volume.source)
+    def variable(match: re.Match[str]) -> str:
+        name = match[1] or match[2]
+        if name not in host_env:
+            raise ContainerValueError(f"volume {volume.source!r}: ${name} is not set")
+        return host_env[name]
+
+    source = _VAR.sub(variable, resolve(volume.source))
     if is_host_path(source):
-
-        def variable(match: re.Match[str]) -> str:
-            name = match[1] or match[2]
-            if name not in host_env:
-                raise ContainerValueError(f"volume {volume.source!r}: ${name} is not set")
-            return host_env[name]
-
-        source = _VAR.sub(variable, source)
         path = Path(source).expanduser()
         source = str(path if path.is_absolute() else (base / path).resolve())
     return f"{source}:{resolve(volume.target)}:{'ro' if volume.read_only else 'rw'}"

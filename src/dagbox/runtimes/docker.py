@@ -104,8 +104,9 @@ class DockerRuntime:
         except EngineError as exc:
             return Exit(1, str(exc), "infra_engine")
 
-    async def _running(self, target: str, budget: float = READY_TIMEOUT) -> DockerContainer:
-        """The named container, once it is running (polls for up to ``budget`` seconds)."""
+    async def _running(self, target: str) -> DockerContainer:
+        """The named container, once it is running (polls for up to READY_TIMEOUT seconds)."""
+        budget = READY_TIMEOUT
         deadline = anyio.current_time() + budget
         last = "not found"
         while True:

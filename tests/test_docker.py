@@ -1,0 +1,511 @@
+"""The Docker runtime against the real engine: shared, per-step and named containers.
+
+The offline test image stands in for every image; ``alpine:3.20`` is that image
+under another tag (no registry is reachable here), made by the fixture below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_engine import run_text
+from tests.test_run_cli import wait_for
+
+pytestmark = pytest.mark.docker
+DAGBOX = [sys.executable, "-m", "dagbox"]
+IMAGE = "dagbox-test/busybox:latest"
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=120, check=check
+    )
+
+
+def dagbox_containers() -> list[str]:
+    return docker("ps", "-aq", "--filter", "label=dagbox.run_id").stdout.split()
+
+
+@pytest.fixture(scope="session")
+def alpine_stand_in(docker_engine):
+    """``alpine:3.20`` for the seed example: the offline image under that tag (a test stand-in)."""
+    had = docker("image", "inspect", "alpine:3.20", check=False).returncode == 0
+    docker("tag", docker_engine, "alpine:3.20")
+    yield "alpine:3.20"
+    if not had:
+        docker("rmi", "alpine:3.20", check=False)
+
+
+@pytest.fixture
+def named_container(docker_engine):
+    name = f"dagbox-test-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        name,
+        docker_engine,
+        "sh",
+        "-c",
+        "while :; do sleep 3600; done",
+    )
+    yield name
+    docker("rm", "-f", name, check=False)
+
+
+def test_seed_example_end_to_end(tmp_path, alpine_stand_in):
+    shutil.copy(REPO / "examples" / "docker-sandbox.yaml", tmp_path / "docker-sandbox.yaml")
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
+    out = subprocess.run(
+        [*DAGBOX, "run", "docker-sandbox.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "read_file  | from command step" in out.stdout
+    assert (tmp_path / "shared.txt").read_text() == "from command step\n"
+    assert dagbox_containers() == []
+
+
+def test_redirect_in_the_shared_container_writes_the_workspace(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        container: {{image: {IMAGE}, volumes: ['.:/workspace'], working_dir: /workspace}}
+        steps:
+          - id: write
+            run: echo "a | b" > out.txt && echo piped | tr a-z A-Z >> out.txt
+        """,
+    )
+    assert ran.result.status == "succeeded", ran.step("write").error
+    assert (tmp_path / "out.txt").read_text() == "a | b\nPIPED\n"
+
+
+def test_root_and_step_containers_are_isolated(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        type: chain
+        container: {{image: {IMAGE}}}
+        steps:
+          - {{id: mark, run: touch /tmp/root-mark}}
+          - {{id: own, run: 'test ! -e /tmp/root-mark && echo isolated', container: {{image: {IMAGE}}}}}
+          - {{id: again, run: 'test -e /tmp/root-mark && echo shared'}}
+        """,
+    )
+    assert ran.result.status == "succeeded", [(s.name, s.error) for s in ran.result.steps]
+    assert (ran.stdout("own"), ran.stdout("again")) == ("isolated\n", "shared\n")
+
+
+def test_exec_mode_runs_in_the_named_container_and_leaves_it(tmp_path, named_container):
+    ran = run_text(
+        tmp_path,
+        f"""
+        steps:
+          - id: inside
+            container: {named_container}
+            run: hostname
+          - id: as_nobody
+            container: {{exec: {named_container}, user: '65534', working_dir: /tmp, env: [X=1]}}
+            run: echo "$(id -u) $(pwd) $X"
+        """,
+    )
+    assert ran.result.status == "succeeded"
+    assert ran.stdout("as_nobody") == "65534 /tmp 1\n"
+    assert docker("inspect", "-f", "{{.State.Running}}", named_container).stdout.strip() == "true"
+
+
+def test_root_exec_mode(tmp_path, named_container):
+    ran = run_text(
+        tmp_path, f"container: {named_container}\nsteps:\n  - {{id: a, run: 'echo in-named'}}\n"
+    )
+    assert ran.stdout("a") == "in-named\n"
+
+
+def test_exec_mode_waits_for_a_container_that_never_runs(tmp_path, docker_engine, monkeypatch):
+    from dagbox.runtimes import docker as docker_runtime
+
+    monkeypatch.setattr(docker_runtime, "READY_TIMEOUT", 1.0)
+    ran = run_text(tmp_path, "steps:\n  - {id: a, container: no-such-container-xyz, run: 'true'}\n")
+    assert ran.status("a") == "failed"
+    assert "container no-such-container-xyz is not running" in ran.step("a").error
+
+
+@pytest.mark.parametrize(
+    ("policy", "image", "ok", "message"),
+    [
+        ("never", IMAGE, True, None),
+        ("missing", IMAGE, True, None),
+        ("false", IMAGE, True, None),
+        (
+            "never",
+            "dagbox-test/absent:1",
+            False,
+            "image dagbox-test/absent:1 is not present and pull_policy is never",
+        ),
+        ("missing", "dagbox-test/absent:1", False, "cannot pull dagbox-test/absent:1"),
+        ("always", IMAGE, False, f"cannot pull {IMAGE}"),
+        ("true", IMAGE, False, f"cannot pull {IMAGE}"),
+        ("fallback", IMAGE, True, None),
+        ("fallback", "dagbox-test/absent:1", False, "cannot pull dagbox-test/absent:1"),
+    ],
+)
+def test_pull_policies(tmp_path, policy, image, ok, message):
+    ran = run_text(
+        tmp_path,
+        f"steps:\n  - id: a\n    run: echo ran\n    container: {{image: '{image}', pull_policy: {policy}}}\n",
+    )
+    step = ran.step("a")
+    assert (step.status == "succeeded") == ok, step.error
+    if message:
+        assert message in step.error
+        assert step.error.count("\n") == 0
+
+
+def test_shared_container_setup_failure_fails_the_run_before_any_step(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        container: {image: 'dagbox-test/absent:1', pull_policy: never}
+        handler_on: {exit: {run: 'true'}}
+        steps:
+          - {id: a, run: 'true'}
+        """,
+    )
+    assert ran.result.status == "failed"
+    assert "image dagbox-test/absent:1 is not present" in ran.result.error
+    assert ran.status("a") == "not_started"
+    assert ran.record["handlers"]["exit"]["status"] == "not_started"
+
+
+def test_volume_forms(tmp_path, docker_engine, monkeypatch):
+    volume = f"dagbox-test-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.txt").write_text("from-host\n")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    try:
+        ran = run_text(
+            tmp_path,
+            f"""
+            type: chain
+            steps:
+              - id: relative
+                container: {{image: {IMAGE}, volumes: ['./data:/d:ro']}}
+                run: cat /d/in.txt && ! touch /d/nope 2>/dev/null
+              - id: variable
+                container: {{image: {IMAGE}, volumes: ['$DATA_DIR:/d', '~/data:/h']}}
+                run: cat /d/in.txt /h/in.txt && echo written > /d/out.txt
+              - id: named_write
+                container: {{image: {IMAGE}, volumes: ['{volume}:/v']}}
+                run: echo kept > /v/file
+              - id: named_read
+                container: {{image: {IMAGE}, volumes: ['{volume}:/v:ro']}}
+                run: cat /v/file
+            """,
+        )
+        assert ran.result.status == "succeeded", [(s.name, s.error) for s in ran.result.steps]
+        assert ran.stdout("relative") == "from-host\n"
+        assert ran.stdout("variable") == "from-host\nfrom-host\n"
+        assert (tmp_path / "data" / "out.txt").read_text() == "written\n"
+        assert ran.stdout("named_read") == "kept\n"
+    finally:
+        docker("volume", "rm", "-f", volume, check=False)
+
+
+def test_unset_variable_in_a_volume_source_fails_the_step(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"steps:\n  - {{id: a, run: 'true', container: {{image: {IMAGE}, volumes: ['$NOPE_NOT_SET/x:/x']}}}}\n",
+    )
+    assert "$NOPE_NOT_SET is not set" in ran.step("a").error
+
+
+def test_network_none_and_user(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        steps:
+          - id: net
+            container: {{image: {IMAGE}, network: none}}
+            run: ls /sys/class/net
+          - id: user
+            container: {{image: {IMAGE}, user: '65534:65534'}}
+            run: id -u; id -g
+        """,
+    )
+    assert ran.stdout("net") == "lo\n"
+    assert ran.stdout("user") == "65534\n65534\n"
+
+
+def test_env_precedence(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOST_ONLY", "leak")
+    ran = run_text(
+        tmp_path,
+        f"""
+        params: [P=param]
+        env: [SHARED=dag, DAGVAR=dag]
+        container:
+          image: {IMAGE}
+          env: [SHARED=container, CONTAINER_ONLY=c]
+        steps:
+          - id: root
+            env: [STEPVAR=step]
+            run: echo "$SHARED $DAGVAR $CONTAINER_ONLY $STEPVAR $P $DAG_RUN_STEP_NAME [${{HOST_ONLY:-}}] [${{DAG_RUN_WORK_DIR:-}}]"
+          - id: own
+            env: [SHARED=step, STEPVAR=step]
+            container: {{image: {IMAGE}, env: [SHARED=container]}}
+            run: echo "$SHARED $DAGVAR $STEPVAR $P [${{HOST_ONLY:-}}]"
+        """,
+    )
+    assert (
+        ran.stdout("root") == "dag dag c step param root [] []\n"
+    )  # exec env overlays the container's
+    assert (
+        ran.stdout("own") == "container dag step param []\n"
+    )  # in a step container, container env wins
+
+
+def test_stdin_in_a_step_container_and_in_the_shared_container(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        container: {{image: {IMAGE}}}
+        harnesses:
+          catter: {{binary: cat, prompt_mode: stdin}}
+        steps:
+          - id: shared
+            action: harness.run
+            with: {{provider: catter, prompt: "line one\\nline two", stdin: extra}}
+          - id: own
+            action: harness.run
+            container: {{image: {IMAGE}}}
+            with: {{provider: catter, prompt: hello}}
+        """,
+    )
+    assert ran.stdout("shared") == "line one\nline two\n\nextra"
+    assert ran.stdout("own") == "hello"
+
+
+def test_timeout_leaves_no_process_in_the_shared_container(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        max_clean_up_time_sec: 1
+        container: {{image: {IMAGE}}}
+        handler_on:
+          exit: {{run: ps -o args}}
+        steps:
+          - id: slow
+            timeout_sec: 1
+            run: trap '' TERM; sleep 300 & sleep 301; wait
+        """,
+    )
+    assert (ran.status("slow"), ran.step("slow").exit_code) == ("failed", 124)
+    ps = Path(ran.record["handlers"]["exit"]["stdout_file"]).read_text()
+    assert "sleep 30" not in ps, ps
+    assert dagbox_containers() == []
+
+
+def test_timeout_kills_and_removes_a_step_container(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        steps:
+          - id: slow
+            timeout_sec: 1
+            container: {{image: {IMAGE}}}
+            run: sleep 300
+        """,
+    )
+    assert ran.step("slow").exit_code == 124
+    assert dagbox_containers() == []
+
+
+def test_keep_container_keeps_it(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"steps:\n  - {{id: a, run: 'true', container: {{image: {IMAGE}, keep_container: true}}}}\n",
+        run_id="keep-me",
+    )
+    assert ran.result.status == "succeeded"
+    kept = docker("ps", "-aq", "--filter", "label=dagbox.run_id=keep-me").stdout.split()
+    assert len(kept) == 1
+    docker("rm", "-f", *kept)
+
+
+def test_container_labels(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"steps:\n  - {{id: a, run: 'true', container: {{image: {IMAGE}, keep_container: true}}}}\n",
+        run_id="labelled",
+    )
+    assert ran.result.status == "succeeded"
+    (cid,) = docker("ps", "-aq", "--filter", "label=dagbox.run_id=labelled").stdout.split()
+    labels = json.loads(docker("inspect", "-f", "{{json .Config.Labels}}", cid).stdout)
+    docker("rm", "-f", cid)
+    assert labels["dagbox.step"] == "a"
+    assert labels["dagbox.owner"].endswith(f":{os.getpid()}")
+
+
+def test_missing_binary_in_a_container(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"steps:\n  - id: a\n    action: harness.run\n    container: {{image: {IMAGE}}}\n    with: {{provider: claude, prompt: hi}}\n",
+    )
+    assert ran.status("a") == "failed"
+    assert ran.step("a").exit_code in (126, 127)
+
+
+def test_engine_unreachable_exits_3(tmp_path):
+    dag = tmp_path / "d.yaml"
+    dag.write_text(f"steps:\n  - {{id: a, run: 'true', container: {{image: {IMAGE}}}}}\n")
+    env = {
+        **os.environ,
+        "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+        "DAGBOX_HOME": str(tmp_path / "home"),
+    }
+    out = subprocess.run(
+        [*DAGBOX, "run", str(dag)], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert out.returncode == 3
+    assert out.stderr.strip().splitlines() == [
+        "dagbox: cannot reach the docker engine at unix:///nonexistent/docker.sock: "
+        + out.stderr.split(": ", 2)[2].strip()
+    ]
+
+
+def _ten_containers(tmp_path) -> Path:
+    steps = "\n".join(
+        f"  - {{id: s{i}, run: 'sleep 300', container: {{image: {IMAGE}}}}}" for i in range(10)
+    )
+    dag = tmp_path / "ten.yaml"
+    dag.write_text(
+        textwrap.dedent(
+            f"""
+            container: {{image: {IMAGE}}}
+            steps:
+              - {{id: shared, run: 'sleep 300'}}
+            """
+        ).lstrip()
+        + steps
+        + "\n"
+    )
+    return dag
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signals_leave_no_container(tmp_path, sig):
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [*DAGBOX, "run", str(_ten_containers(tmp_path)), "--run-id", "ten"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        wait_for(lambda: len(dagbox_containers()) == 11, timeout=90, what="11 running containers")
+        wait_for(
+            lambda: (
+                docker(
+                    "ps", "-q", "--filter", "label=dagbox.run_id=ten", "--filter", "status=running"
+                ).stdout.count("\n")
+                == 11
+            ),
+            timeout=60,
+            what="all running",
+        )
+        proc.send_signal(sig)
+        assert proc.wait(timeout=90) == 130
+    finally:
+        proc.kill()
+    assert dagbox_containers() == []
+    record = json.loads(next((tmp_path / "home").glob("runs/*/ten/run.json")).read_text())
+    assert {s["status"] for s in record["steps"]} == {"aborted"}
+
+
+def test_gc_reaps_containers_of_a_killed_runner_only(tmp_path, docker_engine):
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home")}
+    dag = tmp_path / "one.yaml"
+    dag.write_text(f"steps:\n  - {{id: s, run: 'sleep 300', container: {{image: {IMAGE}}}}}\n")
+    proc = subprocess.Popen(
+        [*DAGBOX, "run", str(dag), "--run-id", "killed"], stdout=subprocess.DEVNULL, env=env
+    )
+    wait_for(
+        lambda: docker("ps", "-q", "--filter", "label=dagbox.run_id=killed").stdout.strip() != "",
+        timeout=60,
+        what="the container",
+    )
+    proc.kill()
+    proc.wait(timeout=30)
+    assert docker("ps", "-aq", "--filter", "label=dagbox.run_id=killed").stdout.strip()
+    # a container "owned" by a live process (this test) must survive gc
+    import socket
+
+    live = docker(
+        "create",
+        "--label",
+        "dagbox.run_id=alive",
+        "--label",
+        f"dagbox.owner={socket.gethostname()}:{os.getpid()}",
+        docker_engine,
+        "true",
+    ).stdout.strip()
+    try:
+        out = subprocess.run(
+            [*DAGBOX, "gc"], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+        assert out.returncode == 0, out.stderr
+        assert "run killed" in out.stdout
+        assert docker("ps", "-aq", "--filter", "label=dagbox.run_id=killed").stdout.strip() == ""
+        assert docker("ps", "-aq", "--filter", "label=dagbox.run_id=alive").stdout.strip() != ""
+    finally:
+        docker("rm", "-f", live, check=False)
+
+
+def test_startup_command_and_healthy_fallback(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        container:
+          image: {IMAGE}
+          startup: command
+          command: [sh, -c, 'echo ready; while :; do sleep 3600; done']
+          wait_for: healthy
+          log_pattern: ^ready$
+        steps:
+          - {{id: a, run: echo ok}}
+        """,
+    )
+    assert ran.result.status == "succeeded", ran.result.error
+    notices = [e.message for e in ran.events if type(e).__name__ == "Notice"]
+    assert any("no healthcheck" in m for m in notices)
+
+
+def test_many_parallel_step_containers(tmp_path):
+    steps = "\n".join(
+        f"  - {{id: s{i}, run: 'echo {i}', container: {{image: {IMAGE}, network: none}}}}"
+        for i in range(20)
+    )
+    started = time.monotonic()
+    ran = run_text(tmp_path, "steps:\n" + steps + "\n")
+    assert ran.result.status == "succeeded"
+    assert [ran.stdout(f"s{i}") for i in range(20)] == [f"{i}\n" for i in range(20)]
+    assert time.monotonic() - started < 120

@@ -151,3 +151,24 @@ def test_console_script_is_installed():
     )
     assert out.returncode == 0
     assert "validate" in out.stdout
+
+
+def test_dry_run_hides_secret_values(tmp_path):
+    dag = tmp_path / "s.yaml"
+    dag.write_text(
+        "params: [API_KEY=pk-1234567890]\nenv: [GH_TOKEN=ghp-abcdefgh]\nsteps:\n"
+        "  - action: harness.run\n    with: {provider: claude, prompt: 'use ${params.API_KEY}', token: ghp-abcdefgh}\n"
+    )
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-zzzzzzzz"}
+    for extra in ([], ["--json"]):
+        out = subprocess.run(
+            [*DAGBOX, "dry-run", str(dag), *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "pk-1234567890" not in out.stdout and "ghp-abcdefgh" not in out.stdout
+        assert "***" in out.stdout

@@ -342,15 +342,20 @@ def dry_run(
     """
     from dagbox import plan as planning
 
+    import os
+
+    from dagbox.secrets import Redactor, dag_secrets
+
     loaded = _load(file)
     overrides = parse_param_overrides(params, param or [], trailing or [])
     plan = planning.build(loaded.dag, overrides)
+    redactor = Redactor(dag_secrets(loaded.dag, plan.params, os.environ))
     if as_json:
         import msgspec
 
-        typer.echo(msgspec.json.format(msgspec.json.encode(plan), indent=2).decode())
+        typer.echo(redactor.text(msgspec.json.format(msgspec.json.encode(plan), indent=2).decode()))
         return
-    typer.echo(render_plan(plan, loaded.dag))
+    typer.echo(redactor.text(render_plan(plan, loaded.dag)))
 
 
 def render_plan(plan, dag) -> str:  # (Plan, Dag) -> str

@@ -3,7 +3,6 @@
     $DAGBOX_HOME/runs/<dag>/<run-id>/run.json
                                     /events.jsonl
                                     /logs/<step>/<attempt>.stdout|.stderr
-                                    /scripts/...   (multi-line scripts of host steps)
 
 ``$DAGBOX_HOME`` defaults to ``$XDG_DATA_HOME/dagbox``, that is
 ``~/.local/share/dagbox``.

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -58,8 +59,10 @@ async def execute(request: RunRequest) -> RunResult:
         max_active=request.max_active,
         layout=layout,
     )
-    runtimes: dict[str, Runtime] = {"host": HostRuntime(layout.dir)}
     async with contextlib.AsyncExitStack() as stack:
+        # Script files hold expanded values (secrets too): private, and gone after the run.
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="dagbox-"))
+        runtimes: dict[str, Runtime] = {"host": HostRuntime(Path(scratch))}
         if uses_containers(dag):
             runtimes.update(await _container_runtimes(stack, request.run_id, emit))
         engine = Engine(dag, runtimes, emit, options)

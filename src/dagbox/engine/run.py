@@ -48,6 +48,7 @@ from dagbox.layout import RunLayout
 from dagbox.plan import params_of, runtime_of
 from dagbox.runtimes import Command, ContainerSpec, Exit, Runtime, SetupError, Stop
 from dagbox.runtimes.host import with_errexit
+from dagbox.secrets import MASK, MIN_LENGTH, Redactor, is_secret_name, secret_values
 from dagbox.spec.model import Condition, Dag, RetryPolicy, Step
 from dagbox.values import expand, substitute_commands
 
@@ -164,6 +165,11 @@ class Engine:
         limit = dag.max_active_steps if options.max_active is None else options.max_active
         self.limit = limit if limit > 0 else math.inf
         self.providers = registry(dag.harnesses)
+        self.secrets = secret_values(options.host_env) | {
+            v for k, v in self.params.items() if is_secret_name(k) and len(v) >= MIN_LENGTH
+        }
+        self._redactor_for: set[str] = set()
+        self._cached_redactor = Redactor()
         self.root: Runtime | None = None  # the shared container, once it runs
         self.root_spec: ContainerSpec | None = None
         self.setup_failed = False
@@ -192,7 +198,10 @@ class Engine:
                 run_id=self.run_id,
                 dag=self.dag.name or "",
                 file=str(self.options.file.resolve()),
-                params=self.params,
+                params={
+                    k: MASK if is_secret_name(k) else self._redact(v) or ""
+                    for k, v in self.params.items()
+                },
                 steps=[s.name for s in self.steps],
                 handlers=list(self.handlers),
                 record_dir=str(self.options.layout.dir) if self.options.layout else None,
@@ -208,6 +217,7 @@ class Engine:
                     scope.cancel()
                 try:
                     self.env = await self._dag_env()
+                    self._learn_secrets(self.env)
                     await self._open_root(stack)
                     init = self.handlers.get("init")
                     if not await self._conditions(self.dag.preconditions, self.env):
@@ -234,7 +244,7 @@ class Engine:
                 except _ConditionError as exc:
                     status, error = "failed", str(exc)
                 except SetupError as exc:  # no step and no handler runs (§3.1)
-                    status, error = "failed", str(exc)
+                    status, error = "failed", self._redact(str(exc))
                     self.setup_failed = True
             self.interrupt.scope = None
             if self.interrupt.requested:
@@ -282,10 +292,11 @@ class Engine:
         except ContainerValueError as exc:
             raise SetupError(str(exc)) from None
         self.root_spec = spec
+        self._learn_secrets(dict(spec.env))
         self.root = await stack.enter_async_context(provider.shared(spec, self._notice))
 
     def _notice(self, message: str, step: str | None = None) -> None:
-        self.emit(Notice(run_id=self.run_id, message=message, step=step))
+        self.emit(Notice(run_id=self.run_id, message=self._redact(message) or "", step=step))
 
     def _status(self) -> RunStatus:
         statuses = [r.status for r in self.steps]
@@ -465,19 +476,42 @@ class Engine:
         )
         attempt = run.attempts
 
-        def on_output(stream: str, data: bytes) -> None:
-            if capture is not None and stream == "stdout":
-                capture.add(data)
-            self.emit(
-                StepOutput(
-                    run_id=self.run_id, step=run.name, attempt=attempt, stream=stream, data=data
-                )
-            )
-
         try:
             command = self._command(run, env)
         except _ConditionError as exc:
-            return _Attempt(Exit(1, str(exc)), capture, failed_early=True)
+            return _Attempt(Exit(1, self._redact(str(exc))), capture, failed_early=True)
+        self._learn_secrets(env, dict(command.container.env) if command.container else {})
+        redactor = self._redactor()
+        streams = {"stdout": redactor.stream(), "stderr": redactor.stream()}
+
+        def emit_output(stream: str, data: bytes) -> None:
+            if data:
+                self.emit(
+                    StepOutput(
+                        run_id=self.run_id, step=run.name, attempt=attempt, stream=stream, data=data
+                    )
+                )
+
+        def on_output(stream: str, data: bytes) -> None:
+            if capture is not None and stream == "stdout":
+                capture.add(data)  # the real bytes: a dependent gets the real output value
+            emit_output(stream, streams[stream].feed(data))
+
+        try:
+            return await self._execute(run, env, command, capture, on_output)
+        finally:
+            for stream, redacting in streams.items():
+                emit_output(stream, redacting.flush())
+
+    async def _execute(
+        self,
+        run: StepRun,
+        env: dict[str, str],
+        command: Command,
+        capture: _Capture | None,
+        on_output: Callable[[str, bytes], None],
+    ) -> _Attempt:
+        step = run.step
         stop = Stop(
             _signal_number(step.signal_on_stop),
             float(self.dag.max_clean_up_time_sec),
@@ -519,35 +553,47 @@ class Engine:
     def _conclude(self, run: StepRun, result: _Attempt) -> None:
         step, exit_ = run.step, result.exit
         code = exit_.code
-        if code == 0:
-            if step.output and result.capture is not None:
-                if result.capture.overflow:
-                    self._finish(
-                        run,
-                        "failed",
-                        exit_code=code,
-                        error=f"output exceeded maximum size limit of {self.dag.max_output_size} bytes",
-                    )
-                    return
-                run.outputs[step.output.lstrip("$")] = result.capture.text().strip()
-            self._finish(run, "succeeded", exit_code=code)
-            return
-        error = exit_.error or f"exit code {code}"
+        error = None if code == 0 else exit_.error or f"exit code {code}"
         rule = step.continue_on
-        allowed = not result.timed_out and (
-            rule.failed
-            or code in rule.exit_code
-            or (
-                bool(rule.output)
-                and result.capture is not None
-                and _output_matches(rule.output, result.capture)
+        allowed = (
+            code != 0
+            and not result.timed_out
+            and (
+                rule.failed
+                or code in rule.exit_code
+                or (
+                    bool(rule.output)
+                    and result.capture is not None
+                    and _output_matches(rule.output, result.capture)
+                )
             )
         )
-        if allowed and rule.mark_success:
+        if code == 0 or (allowed and rule.mark_success):
+            if step.output and result.capture is not None:
+                if result.capture.overflow:
+                    limit = self.dag.max_output_size
+                    error = f"output exceeded maximum size limit of {limit} bytes"
+                    self._finish(run, "failed", exit_code=code, error=error)
+                    return
+                run.outputs[step.output.lstrip("$")] = result.capture.text().strip()
             self._finish(run, "succeeded", exit_code=code, error=error)
             return
         run.continued = allowed
         self._finish(run, "failed", exit_code=code, error=error)
+
+    # --- secrets -----------------------------------------------------------------------
+
+    def _learn_secrets(self, *envs: Mapping[str, str]) -> None:
+        self.secrets |= secret_values(*envs)
+
+    def _redactor(self) -> Redactor:
+        if self._redactor_for != self.secrets:
+            self._redactor_for = set(self.secrets)
+            self._cached_redactor = Redactor(self.secrets)
+        return self._cached_redactor
+
+    def _redact(self, text: str | None) -> str | None:
+        return self._redactor().text(text) if text else text
 
     def _finish(
         self,
@@ -570,8 +616,8 @@ class Engine:
                 handler=run.handler,
                 started_at=run.started_at,
                 duration_sec=round(time.monotonic() - run.started, 3) if run.started else None,
-                error=error,
-                outputs=run.outputs,
+                error=self._redact(error),
+                outputs={k: self._redact(v) or "" for k, v in run.outputs.items()},
                 stdout_file=run.stdout_file,
                 stderr_file=run.stderr_file,
             )

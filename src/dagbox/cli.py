@@ -340,10 +340,9 @@ def dry_run(
     (host, root container, step container, or exec into a named container),
     and each harness step's rendered argv per try.
     """
-    from dagbox import plan as planning
-
     import os
 
+    from dagbox import plan as planning
     from dagbox.secrets import Redactor, dag_secrets
 
     loaded = _load(file)

@@ -44,32 +44,75 @@ def one_problem(text: str) -> LocatedIssue:
     return found[0]
 
 
-def _engine_problem() -> str | None:
-    if shutil.which("docker") is None:
-        return "no docker client on PATH"
-    try:
-        info = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
-    except subprocess.TimeoutExpired:
-        return "docker info timed out"
-    if info.returncode != 0:
-        return "no Docker engine answers (run scripts/ensure-docker)"
-    image = subprocess.run(
-        ["docker", "image", "inspect", TEST_IMAGE], capture_output=True, timeout=20, check=False
-    )
-    if image.returncode != 0:
-        return f"test image {TEST_IMAGE} is missing (run scripts/ensure-docker)"
-    return None
+PODMAN_SOCKET = "/run/podman/podman.sock"
+
+
+class Engine:
+    """A container engine the tests run against: its CLI, and the env that makes dagbox use it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.env = {"DAGU_CONTAINER_RUNTIME": name}
+        if name == "podman":
+            self.env["DAGU_PODMAN_HOST"] = f"unix://{PODMAN_SOCKET}"
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.name, *args], capture_output=True, text=True, timeout=120, check=check
+        )
+
+    def problem(self) -> str | None:
+        script = f"scripts/ensure-{self.name}"
+        if shutil.which(self.name) is None:
+            return f"no {self.name} client on PATH (run {script})"
+        probe = (
+            ["docker", "info"]
+            if self.name == "docker"
+            else ["podman", "--remote", "--url", f"unix://{PODMAN_SOCKET}", "version"]
+        )
+        try:
+            answered = (
+                subprocess.run(probe, capture_output=True, timeout=20, check=False).returncode == 0
+            )
+        except subprocess.TimeoutExpired:
+            answered = False
+        if not answered:
+            return f"no {self.name} engine answers (run {script})"
+        if self("image", "inspect", TEST_IMAGE, check=False).returncode != 0:
+            return f"test image {TEST_IMAGE} is missing from {self.name} (run {script})"
+        return None
+
+    def required(self) -> bool:
+        flag = "DAGBOX_REQUIRE_DOCKER" if self.name == "docker" else "DAGBOX_REQUIRE_PODMAN"
+        return os.environ.get(flag) == "1"
+
+    def labelled(self, label: str = "dagbox.run_id") -> list[str]:
+        return self("ps", "-aq", "--filter", f"label={label}").stdout.split()
+
+
+ENGINES = {name: Engine(name) for name in ("docker", "podman")}
+
+
+def _usable(engine: Engine) -> Engine:
+    problem = engine.problem()
+    if problem is not None:
+        if engine.required():
+            pytest.fail(f"{engine.name} is required here but {problem}", pytrace=False)
+        pytest.skip(problem)
+    return engine
 
 
 @pytest.fixture(scope="session")
 def docker_engine() -> str:
-    """The test image name, once an engine is known to answer."""
-    problem = _engine_problem()
-    if problem is not None:
-        if os.environ.get("DAGBOX_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"DAGBOX_REQUIRE_DOCKER=1 but {problem}", pytrace=False)
-        pytest.skip(problem)
+    """The test image name, once a Docker engine is known to answer."""
+    _usable(ENGINES["docker"])
     return TEST_IMAGE
+
+
+@pytest.fixture(scope="session", params=sorted(ENGINES))
+def container_engine(request: pytest.FixtureRequest) -> Engine:
+    """Each engine in turn (Docker, then Podman), once it is known to answer."""
+    return _usable(ENGINES[request.param])
 
 
 @pytest.fixture(autouse=True)
@@ -78,23 +121,15 @@ def _needs_engine(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("docker_engine")
 
 
-def _dagbox_containers() -> list[str]:
-    out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", "label=dagbox.run_id"],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
-    return out.stdout.split()
-
-
 @pytest.fixture(scope="session", autouse=True)
-def no_leaked_containers(request: pytest.FixtureRequest):
-    """After the session, no dagbox-labelled container may remain on the engine."""
+def no_leaked_containers():
+    """After the session, no dagbox-labelled container may remain on either engine."""
     yield
-    if _engine_problem() is None:
-        left = _dagbox_containers()
-        if left:
-            subprocess.run(["docker", "rm", "-f", *left], capture_output=True, check=False)
-            pytest.fail(f"tests leaked {len(left)} dagbox-labelled containers: {left}")
+    for engine in ENGINES.values():
+        if engine.problem() is None:
+            left = engine.labelled()
+            if left:
+                engine("rm", "-f", *left, check=False)
+                pytest.fail(
+                    f"tests leaked {len(left)} dagbox-labelled {engine.name} containers: {left}"
+                )

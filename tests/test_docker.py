@@ -1,7 +1,9 @@
-"""The Docker runtime against the real engine: shared, per-step and named containers.
+"""The container runtime against real engines: shared, per-step and named containers.
 
-The offline test image stands in for every image; ``alpine:3.20`` is that image
-under another tag (no registry is reachable here), made by the fixture below.
+Every test runs twice: against Docker, and against Podman's Docker-compatible
+API (``DAGU_CONTAINER_RUNTIME=podman``). The offline test image stands in for
+every image; ``alpine:3.20`` is that image under another tag (no registry is
+reachable here), made by the fixture below.
 """
 
 from __future__ import annotations
@@ -19,49 +21,48 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_IMAGE, Engine
 from tests.test_engine import run_text
 from tests.test_run_cli import wait_for
 
 pytestmark = pytest.mark.docker
 DAGBOX = [sys.executable, "-m", "dagbox"]
-IMAGE = "dagbox-test/busybox:latest"
+IMAGE = TEST_IMAGE
+_current: list[Engine] = []
+
+
+@pytest.fixture(autouse=True)
+def engine(container_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """Point dagbox (in process and in subprocesses) at the engine under test."""
+    for key, value in container_engine.env.items():
+        monkeypatch.setenv(key, value)
+    _current[:] = [container_engine]
+    return container_engine
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=120, check=check
-    )
+    """The CLI of the engine under test (docker or podman)."""
+    return _current[0](*args, check=check)
 
 
 def dagbox_containers() -> list[str]:
-    return docker("ps", "-aq", "--filter", "label=dagbox.run_id").stdout.split()
+    return _current[0].labelled()
 
 
-@pytest.fixture(scope="session")
-def alpine_stand_in(docker_engine):
+@pytest.fixture
+def alpine_stand_in(engine):
     """``alpine:3.20`` for the seed example: the offline image under that tag (a test stand-in)."""
     had = docker("image", "inspect", "alpine:3.20", check=False).returncode == 0
-    docker("tag", docker_engine, "alpine:3.20")
+    docker("tag", IMAGE, "alpine:3.20")
     yield "alpine:3.20"
     if not had:
         docker("rmi", "alpine:3.20", check=False)
 
 
 @pytest.fixture
-def named_container(docker_engine):
+def named_container(engine):
     name = f"dagbox-test-{uuid.uuid4().hex[:8]}"
-    docker(
-        "run",
-        "-d",
-        "--init",
-        "--name",
-        name,
-        docker_engine,
-        "sh",
-        "-c",
-        "while :; do sleep 3600; done",
-    )
+    docker("run", "-d", "--init", "--name", name, IMAGE, "sh", "-c", "while :; do sleep 3600; done")
     yield name
     docker("rm", "-f", name, check=False)
 
@@ -139,7 +140,7 @@ def test_root_exec_mode(tmp_path, named_container):
     assert ran.stdout("a") == "in-named\n"
 
 
-def test_exec_mode_waits_for_a_container_that_never_runs(tmp_path, docker_engine, monkeypatch):
+def test_exec_mode_waits_for_a_container_that_never_runs(tmp_path, monkeypatch):
     from dagbox.runtimes import docker as docker_runtime
 
     monkeypatch.setattr(docker_runtime, "READY_TIMEOUT", 1.0)
@@ -195,7 +196,7 @@ def test_shared_container_setup_failure_fails_the_run_before_any_step(tmp_path):
     assert ran.record["handlers"]["exit"]["status"] == "not_started"
 
 
-def test_volume_forms(tmp_path, docker_engine, monkeypatch):
+def test_volume_forms(tmp_path, monkeypatch):
     volume = f"dagbox-test-{uuid.uuid4().hex[:8]}"
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "in.txt").write_text("from-host\n")
@@ -374,22 +375,24 @@ def test_missing_binary_in_a_container(tmp_path):
     assert ran.step("a").exit_code in (126, 127)
 
 
-def test_engine_unreachable_exits_3(tmp_path):
+def test_engine_unreachable_exits_3(tmp_path, engine):
     dag = tmp_path / "d.yaml"
     dag.write_text(f"steps:\n  - {{id: a, run: 'true', container: {{image: {IMAGE}}}}}\n")
+    variable = "DOCKER_HOST" if engine.name == "docker" else "DAGU_PODMAN_HOST"
     env = {
         **os.environ,
-        "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+        variable: "unix:///nonexistent/engine.sock",
         "DAGBOX_HOME": str(tmp_path / "home"),
     }
     out = subprocess.run(
         [*DAGBOX, "run", str(dag)], capture_output=True, text=True, env=env, timeout=60, check=False
     )
     assert out.returncode == 3
-    assert out.stderr.strip().splitlines() == [
-        "dagbox: cannot reach the docker engine at unix:///nonexistent/docker.sock: "
-        + out.stderr.split(": ", 2)[2].strip()
-    ]
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(
+        f"dagbox: cannot reach the {engine.name} engine at unix:///nonexistent/engine.sock: "
+    )
+    assert not (tmp_path / "home").exists()  # nothing is recorded for a run that could not start
 
 
 def _ten_containers(tmp_path) -> Path:
@@ -441,7 +444,7 @@ def test_signals_leave_no_container(tmp_path, sig):
     assert {s["status"] for s in record["steps"]} == {"aborted"}
 
 
-def test_gc_reaps_containers_of_a_killed_runner_only(tmp_path, docker_engine):
+def test_gc_reaps_containers_of_a_killed_runner_only(tmp_path):
     env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home")}
     dag = tmp_path / "one.yaml"
     dag.write_text(f"steps:\n  - {{id: s, run: 'sleep 300', container: {{image: {IMAGE}}}}}\n")
@@ -465,7 +468,7 @@ def test_gc_reaps_containers_of_a_killed_runner_only(tmp_path, docker_engine):
         "dagbox.run_id=alive",
         "--label",
         f"dagbox.owner={socket.gethostname()}:{os.getpid()}",
-        docker_engine,
+        IMAGE,
         "true",
     ).stdout.strip()
     try:

@@ -49,7 +49,7 @@ async def run_tries(
                 stdin=invocation.stdin.encode() if invocation.stdin is not None else None,
             )
             result = await runtime.run(command, on_output, stop)
-            if result.code == 127 and result.error is not None:
+            if result.code == 127 and result.error is not None and base.container is None:
                 result = Exit(
                     1, f'harness: "{provider.binary}" CLI not found in PATH; install it first'
                 )

@@ -36,6 +36,17 @@ if TYPE_CHECKING:
     import aiodocker
     from aiodocker.containers import DockerContainer
 
+
+def _engine_failures() -> tuple[type[BaseException], ...]:
+    import aiodocker
+    import aiohttp
+
+    return (aiodocker.DockerError, aiohttp.ClientError, OSError)
+
+
+#: What a failing engine raises; a step that meets one fails with ``infra_engine``.
+ENGINE_FAILURES = _engine_failures()
+
 LABEL_RUN = "dagbox.run_id"
 LABEL_STEP = "dagbox.step"
 LABEL_OWNER = "dagbox.owner"
@@ -103,6 +114,8 @@ class DockerRuntime:
             return Exit(1, str(exc), exc.failure_class)
         except EngineError as exc:
             return Exit(1, str(exc), "infra_engine")
+        except ENGINE_FAILURES as exc:
+            return Exit(1, f"the container engine failed: {message_of(exc)}", "infra_engine")
 
     async def _running(self, target: str) -> DockerContainer:
         """The named container, once it is running (polls for up to READY_TIMEOUT seconds)."""
@@ -193,8 +206,11 @@ class DockerRuntime:
                 raise SetupError(f"a container named {spec.name} already exists")
         container = await create(self.client, config, spec)
         try:
-            await call(container.start(), f"starting the shared container ({spec.image})")
-            await _ready(container, spec, notify)
+            try:
+                await call(container.start(), f"starting the shared container ({spec.image})")
+                await _ready(container, spec, notify)
+            except ENGINE_FAILURES as exc:
+                raise SetupError(f"cannot start the shared container: {message_of(exc)}") from None
             yield SharedContainer(container, spec)
         finally:
             with (
@@ -219,6 +235,8 @@ class SharedContainer:
             return await exec_in(self.container, command, self.spec, on_output, stop)
         except EngineError as exc:
             return Exit(1, str(exc), "infra_engine")
+        except ENGINE_FAILURES as exc:
+            return Exit(1, f"the container engine failed: {message_of(exc)}", "infra_engine")
 
 
 # --- containers ----------------------------------------------------------------------------
@@ -301,9 +319,25 @@ async def create(
     return DockerContainer(client, id=data["Id"])
 
 
+class _MissingProgram:
+    """Notices Podman's init (catatonit) saying the entrypoint does not exist; it exits 1."""
+
+    MESSAGE = b"failed to exec pid1: No such file or directory"
+
+    def __init__(self) -> None:
+        self.missing_program = False
+        self._seen = 0
+
+    def see(self, data: bytes) -> None:
+        if self._seen < 4096:
+            self._seen += len(data)
+            self.missing_program = self.missing_program or self.MESSAGE in data
+
+
 async def _attached(
     container: DockerContainer, command: Command, on_output: OnOutput, stop: Stop
 ) -> Exit:
+    watch = _MissingProgram()
     stream = container.attach(stdout=True, stderr=True, stdin=command.stdin is not None)
     try:
         async with stream:
@@ -312,11 +346,13 @@ async def _attached(
             except EngineError:
                 raise
             except Exception as exc:
-                return Exit(1, f"cannot start the container: {message_of(exc)}", "infra_engine")
+                return _start_failure(message_of(exc))
             async with anyio.create_task_group() as tg:
                 if command.stdin is not None:
                     tg.start_soon(_feed, stream, command.stdin)
                 while (message := await stream.read_out()) is not None:
+                    if message.stream == 2:
+                        watch.see(message.data)
                     on_output("stdout" if message.stream == 1 else "stderr", message.data)
         await call(container.wait(), "waiting for a step container")
         state = (await call(container.show(), "inspecting a step container"))["State"]
@@ -328,7 +364,21 @@ async def _attached(
         return Exit(
             int(state.get("ExitCode") or 137), "the container ran out of memory (OOMKilled)", "oom"
         )
+    if watch.missing_program and state.get("ExitCode") == 1:
+        return Exit(127, "the program was not found in the container", "binary_missing")
     return Exit(int(state.get("ExitCode", 1)), state.get("Error") or None)
+
+
+_NOT_FOUND = re.compile(
+    r"executable file not found|no such file or directory|not found in \$PATH", re.I
+)
+
+
+def _start_failure(message: str) -> Exit:
+    """A container that could not start: a missing program is 127, as a shell would say."""
+    if _NOT_FOUND.search(message):
+        return Exit(127, f"the program was not found in the container: {message}", "binary_missing")
+    return Exit(1, f"cannot start the container: {message}", "infra_engine")
 
 
 async def _kill_container(container: DockerContainer, stop: Stop) -> None:
@@ -370,7 +420,10 @@ async def _ready(container: DockerContainer, spec: ContainerSpec, notify: Notify
         with anyio.fail_after(READY_TIMEOUT):
             warned = False
             while True:
-                state = (await container.show())["State"]
+                info = await container.show()
+                state = info["State"]
+                probe = (info.get("Config") or {}).get("Healthcheck") or {}
+                has_healthcheck = bool(probe.get("Test")) and probe.get("Test") != ["NONE"]
                 if not state.get("Running"):
                     if state.get("Status") in ("exited", "dead"):
                         logs = await container.log(stdout=True, stderr=True, tail=20)
@@ -381,7 +434,7 @@ async def _ready(container: DockerContainer, spec: ContainerSpec, notify: Notify
                         )
                 elif spec.wait_for != "healthy":
                     break
-                elif "Health" not in state:
+                elif not has_healthcheck or not state.get("Health"):
                     if not warned:
                         notify(
                             "wait_for: healthy, but the image has no healthcheck; waiting for running"

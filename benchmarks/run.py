@@ -1,16 +1,21 @@
 """Speed of `dagbox run`, side by side with Dagu on the same YAML files.
 
-Scenarios (issue: run engine):
+Scenarios:
   - engine overhead: 10,000 no-op steps with an in-process fake runtime (dagbox only);
     target under 1 s;
   - chain20: a chain of 20 `true` steps, whole process included; target ratio <= 1.0;
-  - fan100: 100 independent `true` steps with maxActiveSteps 100; target ratio <= 1.0.
+  - fan100: 100 independent `true` steps with maxActiveSteps 100; target ratio <= 1.0;
+  with --containers (needs a Docker engine and scripts/ensure-docker's image):
+  - root-chain20: a root container and a chain of 20 exec'd `true` steps; target <= 0.2;
+  - containers20: 20 step-level containers at once; target ratio <= 1.0, and within 15%
+    of a bare aiodocker create/start/wait/delete loop over 20 containers (also a process);
+  - output200mb: one step container printing 200 MB: peak RSS of dagbox under 100 MB.
 
 Each process scenario runs dagbox and the peer alternately, several times, and prints
 medians and the dagbox/peer ratio. Not a timed test: read the figures.
 
     benchmarks/peers/get-dagu            # once: Dagu 1.30.2 from the npm registry
-    python benchmarks/run.py --peer dagu [--repeat 7]
+    python benchmarks/run.py --peer dagu [--repeat 7] [--containers]
 """
 
 from __future__ import annotations
@@ -36,6 +41,53 @@ SCENARIOS = {
 }
 
 
+IMAGE = os.environ.get("DAGBOX_TEST_IMAGE", "dagbox-test/busybox:latest")
+CONTAINER_SCENARIOS = {
+    "root-chain20": f"type: chain\ncontainer:\n  image: {IMAGE}\n  pullPolicy: never\nsteps:\n"
+    + "".join(f'  - name: s{i}\n    command: "true"\n' for i in range(20)),
+    "containers20": "type: graph\nmaxActiveSteps: 20\nsteps:\n"
+    + "".join(
+        f"  - name: s{i}\n    container:\n      image: {IMAGE}\n      pullPolicy: never\n"
+        f'    command: "true"\n'
+        for i in range(20)
+    ),
+}
+
+
+async def bare_loop(count: int) -> None:
+    """The engine's own limit: create/start/wait/delete ``count`` containers at once."""
+    import aiodocker
+    import aiohttp
+    import anyio
+
+    connector = aiohttp.UnixConnector("/var/run/docker.sock", limit=0)
+    async with aiodocker.Docker(url="unix://localhost", connector=connector) as client:
+
+        async def one() -> None:
+            container = await client.containers.create(
+                {"Image": IMAGE, "Cmd": ["true"], "HostConfig": {"Init": True}}
+            )
+            await container.start()
+            await container.wait()
+            await container.delete(force=True)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(count):
+                tg.start_soon(one)
+    await connector.close()
+
+
+def peak_rss_mb(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{command} failed with exit {proc.returncode}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
 def engine_overhead(steps: int = 10_000) -> float:
     """Seconds for the engine alone to get through ``steps`` no-op steps (no processes)."""
     import anyio
@@ -55,7 +107,10 @@ def engine_overhead(steps: int = 10_000) -> float:
     dag = load(Path("overhead.yaml"), text).dag
     events: list[object] = []
     engine = Engine(
-        dag, {"host": Instant()}, events.append, RunOptions(run_id="bench", file=Path("overhead.yaml"))
+        dag,
+        {"host": Instant()},
+        events.append,
+        RunOptions(run_id="bench", file=Path("overhead.yaml")),
     )
     started = time.perf_counter()
     result = anyio.run(engine.run)
@@ -80,7 +135,14 @@ def main() -> None:
     parser.add_argument("--peer", choices=["dagu", "none"], default="dagu")
     parser.add_argument("--dagu", type=Path, default=HERE / "peers" / "bin" / "dagu")
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--containers", action="store_true", help="also the container scenarios")
+    parser.add_argument("--bare-loop", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_loop:
+        import anyio
+
+        anyio.run(bare_loop, args.bare_loop)
+        return
 
     overhead = engine_overhead()
     print(f"engine overhead, 10,000 no-op steps (fake runtime): {overhead:.2f} s   (target < 1 s)")
@@ -90,10 +152,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         env = {**os.environ, "DAGBOX_HOME": str(base / "dagbox"), "DAGU_HOME": str(base / "dagu")}
-        print(
-            f"\n{'scenario':<10} {'dagbox':>9} {'dagu':>9} {'ratio':>7}   (medians of {args.repeat}, whole process)"
-        )
-        for name, text in SCENARIOS.items():
+        header = f"{'scenario':<13} {'dagbox':>9} {'dagu':>9} {'ratio':>7}"
+        print(f"\n{header}   (medians of {args.repeat}, whole process)")
+        scenarios = {**SCENARIOS, **(CONTAINER_SCENARIOS if args.containers else {})}
+        targets = {"root-chain20": 0.2}
+        for name, text in scenarios.items():
             file = base / f"{name}.yaml"
             file.write_text(text)
             ours = [sys.executable, "-m", "dagbox", "run", str(file), "--output", "quiet"]
@@ -109,11 +172,34 @@ def main() -> None:
             a = statistics.median(mine)
             if peer:
                 b = statistics.median(peer)
+                target = targets.get(name, 1.0)
                 print(
-                    f"{name:<10} {a * 1000:7.0f}ms {b * 1000:7.0f}ms {a / b:7.2f}   (target <= 1.00)"
+                    f"{name:<13} {a * 1000:7.0f}ms {b * 1000:7.0f}ms {a / b:7.2f}   (target <= {target:.2f})"
                 )
             else:
-                print(f"{name:<10} {a * 1000:7.0f}ms")
+                print(f"{name:<13} {a * 1000:7.0f}ms")
+            if name == "containers20":
+                bare_command = [sys.executable, __file__, "--bare-loop", "20"]
+                bare = statistics.median([timed(bare_command, env) for _ in range(args.repeat)])
+                print(
+                    f"{'  bare loop':<13} {bare * 1000:7.0f}ms {'':>9} {a / bare:7.2f}   (dagbox / bare aiodocker, target <= 1.15)"
+                )
+        if args.containers:
+            file = base / "output200mb.yaml"
+            file.write_text(
+                f"steps:\n  - id: flood\n    container: {{image: {IMAGE}, pull_policy: never}}\n"
+                "    run: yes 0123456789012345678901234567890123456789012345678 | head -c 200000000\n"
+            )
+            wall, rss = peak_rss_mb(
+                [sys.executable, "-m", "dagbox", "run", str(file), "-o", "quiet"], env
+            )
+            logged = sum(
+                p.stat().st_size for p in (base / "dagbox").rglob("1.stdout") if "flood" in str(p)
+            )
+            print(
+                f"\noutput200mb: {wall:.1f}s, peak RSS {rss:.0f} MB (target < 100 MB), "
+                f"log file {logged / 1e6:.0f} MB of 200 MB"
+            )
 
 
 if __name__ == "__main__":

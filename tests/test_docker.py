@@ -512,3 +512,110 @@ def test_many_parallel_step_containers(tmp_path):
     assert ran.result.status == "succeeded"
     assert [ran.stdout(f"s{i}") for i in range(20)] == [f"{i}\n" for i in range(20)]
     assert time.monotonic() - started < 120
+
+
+def test_platform_ports_and_keep_of_the_shared_container(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        container:
+          image: {IMAGE}
+          platform: linux/amd64
+          ports: ['127.0.0.1:18080:80', '9090/udp']
+          keep_container: true
+        steps:
+          - {{id: a, run: echo ok}}
+        """,
+        run_id="kept-root",
+    )
+    assert ran.result.status == "succeeded", ran.result.error
+    (cid,) = docker("ps", "-aq", "--filter", "label=dagbox.run_id=kept-root").stdout.split()
+    try:
+        bindings = json.loads(
+            docker("inspect", "-f", "{{json .HostConfig.PortBindings}}", cid).stdout
+        )
+        assert bindings["80/tcp"][0]["HostPort"] == "18080"
+        assert "9090/udp" in bindings
+        assert (
+            docker("inspect", "-f", "{{.State.Running}}", cid).stdout.strip() == "false"
+        )  # stopped, kept
+    finally:
+        docker("rm", "-f", cid)
+
+
+def test_startup_entrypoint_that_exits_fails_fast(tmp_path):
+    started = time.monotonic()
+    ran = run_text(
+        tmp_path,
+        f"container: {{image: {IMAGE}, startup: entrypoint}}\nsteps:\n  - {{id: a, run: 'true'}}\n",
+    )
+    assert ran.result.status == "failed"
+    # Either readiness saw it exit, or it exited just after: then the step's exec says so.
+    said = f"{ran.result.error} {ran.step('a').error}"
+    assert "exited with 0 before it was ready" in said or "running" in said, said
+    assert time.monotonic() - started < 60
+
+
+def test_networks(tmp_path, engine):
+    network = f"dagbox-test-{uuid.uuid4().hex[:8]}"
+    docker("network", "create", network)
+    try:
+        ran = run_text(
+            tmp_path,
+            f"""
+            steps:
+              - {{id: host, container: {{image: {IMAGE}, network: host}}, run: 'ls /sys/class/net | wc -l'}}
+              - {{id: custom, container: {{image: {IMAGE}, network: {network}}}, run: 'ls /sys/class/net'}}
+            """,
+        )
+        assert ran.result.status == "succeeded", [(s.name, s.error) for s in ran.result.steps]
+        assert int(ran.stdout("host")) > 1
+        assert "eth0" in ran.stdout("custom")
+    finally:
+        docker("network", "rm", network, check=False)
+
+
+def test_pull_is_announced_before_it_fails(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"steps:\n  - {{id: a, run: 'true', container: {{image: {IMAGE}, pull_policy: always}}}}\n",
+    )
+    stderr = Path(ran.step("a").stderr_file).read_text()
+    assert f"dagbox: pulling {IMAGE}" in stderr
+
+
+def test_secrets_in_container_env_are_masked(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        steps:
+          - id: a
+            container: {{image: {IMAGE}, env: [DEPLOY_TOKEN=tok-in-container-42]}}
+            run: echo "$DEPLOY_TOKEN"
+        """,
+    )
+    assert ran.stdout("a") == "***\n"
+
+
+def test_docker_host_wins_over_a_docker_context(tmp_path, engine, monkeypatch):
+    if engine.name != "docker":
+        pytest.skip("docker contexts are a Docker CLI setting")
+    home = tmp_path / "fakehome"
+    (home / ".docker").mkdir(parents=True)
+    (home / ".docker" / "config.json").write_text(json.dumps({"currentContext": "bogus"}))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
+    ran = run_text(tmp_path, f"steps:\n  - {{id: a, run: 'true', container: {{image: {IMAGE}}}}}\n")
+    assert ran.result.status == "succeeded"
+
+
+def test_the_client_pool_has_no_limit():
+    import anyio
+
+    from dagbox.runtimes.engine import connect, endpoint
+
+    async def main() -> int:
+        async with connect(endpoint()) as client:
+            return client.connector.limit
+
+    assert anyio.run(main) == 0

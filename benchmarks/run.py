@@ -97,7 +97,7 @@ def engine_overhead(steps: int = 10_000) -> float:
     from dagbox.spec import load
 
     class Instant:
-        async def run(self, command, on_output, stop):
+        async def run(self, command, on_output, stop, trace=None):
             return Exit(0)
 
     text = "steps:\n" + "".join(

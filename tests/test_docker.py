@@ -369,7 +369,7 @@ def test_container_labels(tmp_path):
 def test_missing_binary_in_a_container(tmp_path):
     ran = run_text(
         tmp_path,
-        f"steps:\n  - id: a\n    action: harness.run\n    container: {{image: {IMAGE}}}\n    with: {{provider: claude, prompt: hi}}\n",
+        f"steps:\n  - id: a\n    action: harness.run\n    container: {{image: {IMAGE}}}\n    with: {{provider: gemini, prompt: hi}}\n",
     )
     assert ran.status("a") == "failed"
     assert ran.step("a").exit_code in (126, 127)

@@ -638,7 +638,7 @@ def test_ten_thousand_steps_with_the_fake_runtime(tmp_path):
     from tests.conftest import load_text
 
     class Instant:
-        async def run(self, command, on_output, stop):
+        async def run(self, command, on_output, stop, trace=None):
             return Exit(0)
 
     steps = "\n".join(

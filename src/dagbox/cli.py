@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,12 @@ import typer
 
 from dagbox import __version__
 from dagbox.terminal import OutputMode
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -159,6 +166,14 @@ def run(
         OutputMode,
         typer.Option("--output", "-o", help="How to show step output.", case_sensitive=False),
     ] = OutputMode.prefix,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="json: also stream each harness attempt's journal events to stderr.",
+            case_sensitive=False,
+        ),
+    ] = LogFormat.text,
 ) -> None:
     """Run a DAG and stream its output.
 
@@ -186,6 +201,10 @@ def run(
         max_active=jobs,
         sinks=[Terminal(output)],
     )
+    if log_format is LogFormat.json:
+        from dagbox.records import JsonLog
+
+        request.sinks.append(JsonLog(sys.stderr))
     from dagbox.runtimes.engine import EngineUnavailable
 
     try:

@@ -2,7 +2,8 @@
 
     $DAGBOX_HOME/runs/<dag>/<run-id>/run.json
                                     /events.jsonl
-                                    /logs/<step>/<attempt>.stdout|.stderr
+                                    /logs/<step>/<attempt>[.<try>].stdout|.stderr
+                                    /attempts/<step>/<attempt>.jsonl  (harness attempts)
 
 ``$DAGBOX_HOME`` defaults to ``$XDG_DATA_HOME/dagbox``, that is
 ``~/.local/share/dagbox``.
@@ -53,5 +54,10 @@ class RunLayout:
     def events(self) -> Path:
         return self.dir / "events.jsonl"
 
-    def log(self, step: str, attempt: int, stream: str) -> Path:
-        return self.dir / "logs" / safe_name(step) / f"{attempt}.{stream}"
+    def log(self, step: str, attempt: int, stream: str, try_: int | None = None) -> Path:
+        """``logs/<step>/<attempt>.stdout``; a harness try: ``logs/<step>/<attempt>.<try>.stdout``."""
+        name = f"{attempt}.{try_}.{stream}" if try_ is not None else f"{attempt}.{stream}"
+        return self.dir / "logs" / safe_name(step) / name
+
+    def journal(self, step: str, attempt: int) -> Path:
+        return self.dir / "attempts" / safe_name(step) / f"{attempt}.jsonl"

@@ -24,13 +24,17 @@ import msgspec
 
 from dagbox import __version__
 from dagbox.engine.events import (
+    JOURNAL_EVENTS,
     AnyEvent,
+    AttemptFinished,
+    AttemptStarted,
     RunFinished,
     RunStarted,
     StepFinished,
     StepOutput,
     StepRetrying,
     StepStarted,
+    TryStarted,
     now_iso,
 )
 from dagbox.layout import RunLayout, home, safe_name
@@ -117,9 +121,8 @@ class RecordWriter:
         else:
             assert self.record is not None
             self._update(event)
-        fields = msgspec.structs.asdict(event)
-        name = fields.pop("event", None) or type(event).__struct_config__.tag
-        self._log.info(name, **fields)
+        fields = msgspec.to_builtins(event)
+        self._log.info(fields.pop("event"), **fields)
         if isinstance(event, RunFinished):
             self.close()
         else:
@@ -151,16 +154,13 @@ class RecordWriter:
     def _update(self, event: AnyEvent) -> None:
         assert self.record is not None
         if isinstance(event, StepStarted):
-            self._close_files(event.step)
-            for stream, path in (("stdout", event.stdout_file), ("stderr", event.stderr_file)):
-                if path is not None:
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
-                    # unbuffered: `dagbox logs -f` and tail -f see each chunk as it comes
-                    self._files[(event.step, stream)] = Path(path).open("wb", buffering=0)  # noqa: SIM115
+            self._open_files(event.step, event.stdout_file, event.stderr_file)
             target = self._target(event.step, event.handler)
             target.status = "running"
             target.started_at = target.started_at or event.ts
             target.stdout_file, target.stderr_file = event.stdout_file, event.stderr_file
+        elif isinstance(event, TryStarted):  # each harness try has its own log files
+            self._open_files(event.step, event.stdout_file, event.stderr_file)
         elif isinstance(event, StepRetrying):
             self._close_files(event.step)
             step = self._steps[event.step]
@@ -189,6 +189,14 @@ class RecordWriter:
             self.record.error = event.error
             self.record.finished_at = event.ts
             self.record.duration_sec = event.duration_sec
+
+    def _open_files(self, step: str, stdout_file: str | None, stderr_file: str | None) -> None:
+        self._close_files(step)
+        for stream, path in (("stdout", stdout_file), ("stderr", stderr_file)):
+            if path is not None:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # unbuffered: `dagbox logs -f` and tail -f see each chunk as it comes
+                self._files[(step, stream)] = Path(path).open("wb", buffering=0)  # noqa: SIM115
 
     def _target(self, step: str, handler: str | None) -> StepRecord | HandlerRecord:
         assert self.record is not None
@@ -235,6 +243,58 @@ class RecordWriter:
         if self._events is not None:
             self._events.close()
             self._events = None
+
+
+class JournalWriter:
+    """Sink that writes each harness attempt's events to ``attempts/<step>/<attempt>.jsonl``."""
+
+    def __init__(self, layout: RunLayout) -> None:
+        self.layout = layout
+        self._open: dict[tuple[str, int], tuple[IO[bytes], Any]] = {}
+
+    def __call__(self, event: AnyEvent) -> None:
+        if not isinstance(event, JOURNAL_EVENTS):
+            return
+        key = (event.step, event.attempt)
+        if isinstance(event, AttemptStarted):
+            path = self.layout.journal(event.step, event.attempt)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = path.open("ab")
+            structlog = import_structlog()
+            logger = structlog.wrap_logger(
+                structlog.BytesLogger(handle),
+                processors=[_json_line],
+                wrapper_class=structlog.BoundLogger,
+            )
+            self._open[key] = (handle, logger)
+        entry = self._open.get(key)
+        if entry is None:
+            return
+        fields = msgspec.to_builtins(event)
+        entry[1].info(fields.pop("event"), **fields)
+        if isinstance(event, AttemptFinished):
+            entry[0].close()
+            del self._open[key]
+
+    def close(self) -> None:
+        for handle, _ in self._open.values():
+            handle.close()
+        self._open.clear()
+
+
+class JsonLog:
+    """Sink for ``--log-format json``: the journal events as JSON lines on a stream (stderr)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream: IO[str] | None = stream
+
+    def __call__(self, event: AnyEvent) -> None:
+        if isinstance(event, JOURNAL_EVENTS) and self.stream is not None:
+            try:
+                self.stream.write(_encoder.encode(event).decode() + "\n")
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):
+                self.stream = None  # the reader went away; the run goes on
 
 
 # --- reading records back --------------------------------------------------------------

@@ -22,7 +22,7 @@ from dagbox.engine.events import AnyEvent
 from dagbox.engine.run import Engine, RunOptions, RunResult
 from dagbox.layout import RunLayout
 from dagbox.plan import runtime_of
-from dagbox.records import RecordWriter
+from dagbox.records import JournalWriter, RecordWriter
 from dagbox.runtimes import Runtime
 from dagbox.runtimes.host import HostRuntime
 from dagbox.spec import Dag, Loaded
@@ -46,7 +46,8 @@ async def execute(request: RunRequest) -> RunResult:
     dag = request.loaded.dag
     layout = RunLayout.for_run(dag.name or "dag", request.run_id, request.home)
     writer = RecordWriter(layout, {s.key: s.id for s in dag.steps})
-    sinks = [writer, *request.sinks]
+    journals = JournalWriter(layout)
+    sinks = [writer, journals, *request.sinks]
 
     def emit(event: AnyEvent) -> None:
         for sink in sinks:
@@ -71,6 +72,7 @@ async def execute(request: RunRequest) -> RunResult:
             tg.start_soon(writer.keep_fresh)
             result = await engine.run()
             tg.cancel_scope.cancel()
+    journals.close()
     return result
 
 

@@ -93,6 +93,7 @@ class Terminal:
         self.started: RunStarted | None = None
         self.finished: dict[str, StepFinished] = {}
         self._json = msgspec.json.Encoder()
+        self.closed = False
 
     # --- styling -------------------------------------------------------------------------
 
@@ -109,6 +110,15 @@ class Terminal:
     # --- events --------------------------------------------------------------------------
 
     def __call__(self, event: AnyEvent) -> None:
+        if self.closed:
+            return
+        try:
+            self._render(event)
+        except (BrokenPipeError, ValueError):
+            # The reader went away (`dagbox run | head`): the run goes on, recorded as usual.
+            self.closed = True
+
+    def _render(self, event: AnyEvent) -> None:
         if self.mode is OutputMode.json:
             self._as_json(event)
             return

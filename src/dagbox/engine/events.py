@@ -78,6 +78,81 @@ class StepFinished(Event, tag="step.finished"):
     stderr_file: str | None = None
 
 
+class AttemptStarted(Event, tag="attempt.started"):
+    """A harness attempt begins: its tries are the primary provider, then each fallback."""
+
+    step: str
+    attempt: int
+    providers: list[str]
+
+
+class TryStarted(Event, tag="try.started"):
+    step: str
+    attempt: int
+    try_: int = msgspec.field(name="try")
+    provider: str
+    binary: str
+    argv: list[str]  # the prompt replaced by <prompt: N chars, sha256 ...>
+    runtime: str  # host, root, step, exec
+    image: str | None = None
+    container_id: str | None = None  # known here for shared and named containers
+    stdout_file: str | None = None
+    stderr_file: str | None = None
+
+
+class TryPhase(Event, tag="try.phase"):
+    """How long the steps before the agent's first output took, in milliseconds."""
+
+    step: str
+    attempt: int
+    try_: int = msgspec.field(name="try")
+    image_ready_ms: float | None = None
+    container_create_ms: float | None = None
+    container_start_ms: float | None = None
+    first_byte_ms: float | None = None
+    container_id: str | None = None
+
+
+FailureClass = Literal[
+    "ok",
+    "exit_nonzero",
+    "timeout",
+    "cancelled",
+    "binary_missing",
+    "oom",
+    "infra_image",
+    "infra_engine",
+]
+Outcome = Literal["succeeded", "failed", "timeout", "cancelled"]
+
+
+class TryFinished(Event, tag="try.finished"):
+    step: str
+    attempt: int
+    try_: int = msgspec.field(name="try")
+    provider: str
+    exit_code: int
+    duration_ms: float
+    stdout_bytes: int
+    stderr_bytes: int
+    outcome: Outcome
+    failure_class: FailureClass
+    error: str | None = None
+
+
+class AttemptFinished(Event, tag="attempt.finished"):
+    step: str
+    attempt: int
+    outcome: Outcome
+    tries: int
+    exit_code: int
+    duration_ms: float
+    failure_class: FailureClass
+
+
+JOURNAL_EVENTS = (AttemptStarted, TryStarted, TryPhase, TryFinished, AttemptFinished)
+
+
 class Notice(Event, tag="run.notice"):
     """Something dagbox itself has to say: an image being pulled, a fallback taken."""
 
@@ -92,5 +167,16 @@ class RunFinished(Event, tag="run.finished"):
 
 
 AnyEvent = (
-    RunStarted | StepStarted | StepOutput | StepRetrying | StepFinished | Notice | RunFinished
+    RunStarted
+    | StepStarted
+    | StepOutput
+    | StepRetrying
+    | StepFinished
+    | AttemptStarted
+    | TryStarted
+    | TryPhase
+    | TryFinished
+    | AttemptFinished
+    | Notice
+    | RunFinished
 )

@@ -40,10 +40,11 @@ from dagbox.engine.events import (
     StepStatus,
     now_iso,
 )
+from dagbox.engine.journal import AttemptJournal, failure_class
 from dagbox.engine.lines import LineSplitter
 from dagbox.harness.argv import merge_defaults
 from dagbox.harness.catalog import registry
-from dagbox.harness.tries import run_tries
+from dagbox.harness.tries import provider_names, run_tries
 from dagbox.layout import RunLayout
 from dagbox.plan import params_of, runtime_of
 from dagbox.runtimes import Command, ContainerSpec, Exit, Runtime, SetupError, Stop
@@ -450,32 +451,27 @@ class Engine:
 
     async def _attempt(self, run: StepRun, env: dict[str, str]) -> _Attempt:
         step = run.step
-        layout = self.options.layout
-        stdout_file = str(layout.log(run.name, run.attempts, "stdout")) if layout else None
-        stderr_file = str(layout.log(run.name, run.attempts, "stderr")) if layout else None
-        run.stdout_file, run.stderr_file = stdout_file, stderr_file
+        harness = step.action is not None
+        attempt = run.attempts
+        run.stdout_file, run.stderr_file = self._log_files(run, 1 if harness else None)
         env = dict(env)
-        if stdout_file and stderr_file:
-            env["DAG_RUN_STEP_STDOUT_FILE"], env["DAG_RUN_STEP_STDERR_FILE"] = (
-                stdout_file,
-                stderr_file,
-            )
+        if run.stdout_file and run.stderr_file:
+            env["DAG_RUN_STEP_STDOUT_FILE"] = run.stdout_file
+            env["DAG_RUN_STEP_STDERR_FILE"] = run.stderr_file
         run.status = "running"
         self.emit(
             StepStarted(
                 run_id=self.run_id,
                 step=run.name,
-                attempt=run.attempts,
+                attempt=attempt,
                 handler=run.handler,
-                stdout_file=stdout_file,
-                stderr_file=stderr_file,
+                stdout_file=run.stdout_file,
+                stderr_file=run.stderr_file,
             )
         )
         capture = (
             _Capture(self.dag.max_output_size) if step.output or step.continue_on.output else None
         )
-        attempt = run.attempts
-
         try:
             command = self._command(run, env)
         except _ConditionError as exc:
@@ -483,6 +479,7 @@ class Engine:
         self._learn_secrets(env, dict(command.container.env) if command.container else {})
         redactor = self._redactor()
         streams = {"stdout": redactor.stream(), "stderr": redactor.stream()}
+        journal = self._journal(run, command) if harness else None
 
         def emit_output(stream: str, data: bytes) -> None:
             if data:
@@ -492,16 +489,80 @@ class Engine:
                     )
                 )
 
+        def flush() -> None:
+            for stream, redacting in streams.items():
+                emit_output(stream, redacting.flush())
+
         def on_output(stream: str, data: bytes) -> None:
             if capture is not None and stream == "stdout":
                 capture.add(data)  # the real bytes: a dependent gets the real output value
+            if journal is not None:
+                journal.output(stream, data)
             emit_output(stream, streams[stream].feed(data))
 
+        if journal is not None:
+
+            def next_try(stdout_file: str | None, stderr_file: str | None) -> None:
+                flush()  # the last bytes of the previous try go to its own files
+                run.stdout_file, run.stderr_file = stdout_file, stderr_file
+                if capture is not None:
+                    capture.reset()  # only the successful try's stdout counts (D4)
+
+            journal.on_try_start = next_try
         try:
-            return await self._execute(run, env, command, capture, on_output)
+            result = await self._execute(run, env, command, capture, on_output, journal)
+        except anyio.get_cancelled_exc_class():
+            if journal is not None:
+                journal.interrupted("cancelled", 130)
+                journal.finish("cancelled", Exit(130), "cancelled")
+            raise
         finally:
-            for stream, redacting in streams.items():
-                emit_output(stream, redacting.flush())
+            flush()
+        if journal is not None:
+            self._journal_end(journal, result)
+        return result
+
+    def _log_files(self, run: StepRun, try_: int | None) -> tuple[str | None, str | None]:
+        layout = self.options.layout
+        if layout is None:
+            return None, None
+        return (
+            str(layout.log(run.name, run.attempts, "stdout", try_)),
+            str(layout.log(run.name, run.attempts, "stderr", try_)),
+        )
+
+    def _journal(self, run: StepRun, command: Command) -> AttemptJournal:
+        kind, _ = runtime_of(run.step, self.dag.container)
+        image = command.container.image if command.container else None
+        if kind == "root" and self.root_spec is not None:
+            image = self.root_spec.image
+        journal = AttemptJournal(
+            self.emit,
+            self.run_id,
+            run.name,
+            run.attempts,
+            kind,
+            image,
+            log_files=lambda index: self._log_files(run, index),
+            redact=lambda text: self._redact(text) or "",
+        )
+        options = merge_defaults(run.step.with_ or {}, self.dag.harness)
+        journal.start(
+            provider_names(options, lambda text: expand(text, self.params, command.env, plain=True))
+        )
+        return journal
+
+    def _journal_end(self, journal: AttemptJournal, result: _Attempt) -> None:
+        if result.timed_out:
+            journal.interrupted("timeout", TIMEOUT_EXIT)
+            journal.finish("timeout", result.exit, "timeout")
+            return
+        outcome = "succeeded" if result.exit.code == 0 else "failed"
+        journal.finish(outcome, result.exit, failure_class(result.exit))
+        if result.exit.code != 0 and journal.last_tail.strip():
+            tail = self._redact(journal.last_tail.decode(errors="replace").strip()) or ""
+            base = result.exit.error or f"exit code {result.exit.code}"
+            result.exit = dataclasses.replace(result.exit, error=f"{base}; recent stdout: {tail}")
 
     async def _execute(
         self,
@@ -510,6 +571,7 @@ class Engine:
         command: Command,
         capture: _Capture | None,
         on_output: Callable[[str, bytes], None],
+        journal: AttemptJournal | None = None,
     ) -> _Attempt:
         step = run.step
         stop = Stop(
@@ -540,7 +602,7 @@ class Engine:
                     on_output,
                     stop,
                     resolve=lambda text: expand(text, self.params, env, plain=True),
-                    on_try=lambda index, provider: capture.reset() if capture else None,
+                    observer=journal,
                 )
         if timer.cancelled_caught:
             return _Attempt(
@@ -548,7 +610,9 @@ class Engine:
                 capture,
                 timed_out=True,
             )
-        return _Attempt(exit_, capture, failed_early=exit_.error is not None)
+        return _Attempt(
+            exit_, capture, failed_early=exit_.error is not None and step.action is None
+        )
 
     def _conclude(self, run: StepRun, result: _Attempt) -> None:
         step, exit_ = run.step, result.exit

@@ -3,17 +3,42 @@
 The chain stops at the first try that exits 0. A timeout or a cancel stops it
 too (the caller's cancel scope covers the whole attempt). Between tries, the
 step's stderr says which provider failed and which comes next, as Dagu does.
+An observer hears about each try as it starts and ends; the engine uses that
+for the attempt's journal and to give each try its own log files.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from dagbox.harness.argv import render, tries
+from dagbox.harness.argv import Invocation, render, tries
 from dagbox.harness.catalog import Provider
-from dagbox.runtimes import Command, Exit, OnOutput, Runtime, Stop
+from dagbox.runtimes import Command, Exit, OnOutput, Runtime, Stop, Trace, no_trace
+
+
+class TryObserver(Protocol):
+    def started(self, index: int, provider: str, invocation: Invocation | None) -> Trace:
+        """A try begins (``invocation`` is None when the provider does not exist)."""
+        ...
+
+    def finished(self, index: int, result: Exit) -> None:
+        """A try ended on its own (not by a timeout or cancel)."""
+        ...
+
+
+class _Silent:
+    def started(self, index: int, provider: str, invocation: Invocation | None) -> Trace:
+        return no_trace
+
+    def finished(self, index: int, result: Exit) -> None:
+        pass
+
+
+def provider_names(options: Mapping[str, Any], resolve: Callable[[str], str]) -> list[str]:
+    """The providers an attempt will try, in order, templates resolved."""
+    return [resolve(str(t.get("provider", ""))) for t in tries(options)]
 
 
 async def run_tries(
@@ -24,37 +49,39 @@ async def run_tries(
     on_output: OnOutput,
     stop: Stop,
     resolve: Callable[[str], str],
-    on_try: Callable[[int, str], None] = lambda index, provider: None,
+    observer: TryObserver | None = None,
 ) -> Exit:
     """Run the tries of ``options`` (a merged ``with:``); the exit of the last one run.
 
     ``resolve`` expands ``${...}`` in string values; ``base`` carries env, cwd and name.
     """
+    observer = observer or _Silent()
     chain = tries(options)
-    names = [resolve(str(t.get("provider", ""))) for t in chain]
+    names = provider_names(options, resolve)
     result = Exit(1, "no provider to run")
     for index, (opts, name) in enumerate(zip(chain, names, strict=True), 1):
         provider = providers.get(name)
         if provider is None:
             what = "unresolved provider template" if "${" in name else "unknown provider"
-            result = Exit(1, f'{what} "{name}"')
+            observer.started(index, name, None)
+            result = Exit(1, f'{what} "{name}"', "binary_missing")
         else:
             values = {k: resolve(v) if isinstance(v, str) else v for k, v in opts.items()}
             invocation = render(provider, values)
-            on_try(index, provider.name)
+            trace = observer.started(index, provider.name, invocation)
             command = dataclasses.replace(
                 base,
                 argv=invocation.argv,
                 script=None,
                 stdin=invocation.stdin.encode() if invocation.stdin is not None else None,
             )
-            result = await runtime.run(command, on_output, stop)
+            result = await runtime.run(command, on_output, stop, trace)
             if result.code == 127 and result.error is not None and base.container is None:
-                result = Exit(
-                    1, f'harness: "{provider.binary}" CLI not found in PATH; install it first'
-                )
-            if result.code == 0:
-                return result
+                message = f'harness: "{provider.binary}" CLI not found in PATH; install it first'
+                result = Exit(1, message, "binary_missing")
+        observer.finished(index, result)
+        if result.code == 0:
+            return result
         if index < len(chain):
             detail = f": {result.error}" if result.error else f" (exit {result.code})"
             on_output(

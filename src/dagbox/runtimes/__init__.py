@@ -17,6 +17,13 @@ import anyio
 
 Stream = Literal["stdout", "stderr"]
 OnOutput = Callable[[Stream, bytes], None]
+#: Runtimes report what they measured as they go: ("image_ready_ms", 12.5),
+#: ("container_create_ms", ...), ("container_start_ms", ...), ("container_id", "3f2a...").
+Trace = Callable[[str, object], None]
+
+
+def no_trace(name: str, value: object) -> None:
+    """The default Trace: measurements nobody asked for go nowhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +116,8 @@ Notify = Callable[[str], None]
 
 
 class Runtime(Protocol):
-    async def run(self, command: Command, on_output: OnOutput, stop: Stop) -> Exit:
+    async def run(
+        self, command: Command, on_output: OnOutput, stop: Stop, trace: Trace = no_trace
+    ) -> Exit:
         """Run ``command`` to the end. On cancellation, stop it per ``stop`` before returning."""
         ...

@@ -21,13 +21,24 @@ import os
 import re
 import signal as signals
 import socket
+import time
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from dagbox.runtimes import Command, ContainerSpec, Exit, Notify, OnOutput, SetupError, Stop
+from dagbox.runtimes import (
+    Command,
+    ContainerSpec,
+    Exit,
+    Notify,
+    OnOutput,
+    SetupError,
+    Stop,
+    Trace,
+    no_trace,
+)
 from dagbox.runtimes.engine import EngineError, call, message_of, status_of
 from dagbox.runtimes.images import Images
 
@@ -109,14 +120,17 @@ class DockerRuntime:
 
     # --- the runtime protocol ------------------------------------------------------------
 
-    async def run(self, command: Command, on_output: OnOutput, stop: Stop) -> Exit:
+    async def run(
+        self, command: Command, on_output: OnOutput, stop: Stop, trace: Trace = no_trace
+    ) -> Exit:
         spec = command.container
         assert spec is not None, "a container step without a container spec"
         try:
             if spec.target is not None:
                 container = await self._running(spec.target)
+                trace("container_id", container.id)
                 return await exec_in(container, command, spec, on_output, stop)
-            return await self._fresh(command, spec, on_output, stop)
+            return await self._fresh(command, spec, on_output, stop, trace)
         except SetupError as exc:
             return Exit(1, str(exc), exc.failure_class)
         except EngineError as exc:
@@ -148,7 +162,12 @@ class DockerRuntime:
             await anyio.sleep(0.5)
 
     async def _fresh(
-        self, command: Command, spec: ContainerSpec, on_output: OnOutput, stop: Stop
+        self,
+        command: Command,
+        spec: ContainerSpec,
+        on_output: OnOutput,
+        stop: Stop,
+        trace: Trace = no_trace,
     ) -> Exit:
         def note(message: str) -> None:
             on_output("stderr", f"dagbox: {message}\n".encode())
@@ -158,7 +177,9 @@ class DockerRuntime:
             existing = await self._existing(spec.name)
             if existing is not None:
                 return await exec_in(existing, command, spec, on_output, stop)
+        began = time.monotonic()
         await self.images.ensure(spec.image, spec.pull_policy, spec.platform, note)
+        trace("image_ready_ms", _ms(began))
         config = container_config(spec, {**self.labels, LABEL_STEP: command.name, **spec.labels})
         config.update(_program(command, spec))
         config["Env"] = _env_list({**command.env, **dict(spec.env)})  # container env wins
@@ -167,9 +188,12 @@ class DockerRuntime:
         admission = _Admission(self.starting)
         await admission.enter()
         try:
+            began = time.monotonic()
             container = await create(self.client, config, spec)
+            trace("container_create_ms", _ms(began))
+            trace("container_id", container.id)
             try:
-                return await _attached(container, command, on_output, stop, admission)
+                return await _attached(container, command, on_output, stop, admission, trace)
             finally:
                 if not spec.keep:
                     await _remove(container)
@@ -242,7 +266,10 @@ class SharedContainer:
         self.container = container
         self.spec = spec
 
-    async def run(self, command: Command, on_output: OnOutput, stop: Stop) -> Exit:
+    async def run(
+        self, command: Command, on_output: OnOutput, stop: Stop, trace: Trace = no_trace
+    ) -> Exit:
+        trace("container_id", self.container.id)
         try:
             return await exec_in(self.container, command, self.spec, on_output, stop)
         except EngineError as exc:
@@ -363,6 +390,10 @@ class _MissingProgram:
             self.missing_program = self.missing_program or self.MESSAGE in data
 
 
+def _ms(since: float) -> float:
+    return round((time.monotonic() - since) * 1000, 1)
+
+
 def default_max_starting() -> float:
     value = os.environ.get("DAGBOX_MAX_STARTING")
     return int(value) if value else math.inf
@@ -391,13 +422,16 @@ async def _attached(
     on_output: OnOutput,
     stop: Stop,
     admission: _Admission,
+    trace: Trace = no_trace,
 ) -> Exit:
     watch = _MissingProgram()
     stream = _attach(container, stdin=command.stdin is not None)
     try:
         async with stream:
             try:
+                began = time.monotonic()
                 await call(container.start(), "starting a step container")
+                trace("container_start_ms", _ms(began))
             except EngineError:
                 raise
             except Exception as exc:

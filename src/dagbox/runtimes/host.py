@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from dagbox.runtimes import Command, Exit, OnOutput, Stop, Stream
+from dagbox.runtimes import Command, Exit, OnOutput, Stop, Stream, Trace, no_trace
 
 #: How long output may keep flowing after the main process exited (background children).
 DRAIN_SECONDS = 1.0
@@ -73,7 +73,9 @@ class HostRuntime:
         path.write_text(text)
         return path
 
-    async def run(self, command: Command, on_output: OnOutput, stop: Stop) -> Exit:
+    async def run(
+        self, command: Command, on_output: OnOutput, stop: Stop, trace: Trace = no_trace
+    ) -> Exit:
         argv = self.argv(command)
         if command.cwd is not None and not await anyio.Path(command.cwd).is_dir():
             return Exit(1, f"working directory {command.cwd} does not exist")
@@ -88,7 +90,7 @@ class HostRuntime:
                 start_new_session=True,
             )
         except FileNotFoundError:
-            return Exit(127, f"command not found: {argv[0]}")
+            return Exit(127, f"command not found: {argv[0]}", "binary_missing")
         except PermissionError:
             return Exit(126, f"permission denied: {argv[0]}")
         except OSError as exc:

@@ -390,3 +390,61 @@ def test_retries_and_timeout_in_the_shared_container(tmp_path, engine_env):
     assert started["runtime"] == "root" and started["container_id"] is None
     phase = next(e for e in journal(ran, "retried") if e["event"] == "try.phase")
     assert phase["container_id"]
+
+
+def test_every_example_validates():
+    from dagbox.spec import load
+
+    files = sorted(REPO.glob("examples/*.yaml")) + sorted(REPO.glob("examples/*/dag.yaml"))
+    assert len(files) >= 10
+    for file in files:
+        assert load(file).dag.steps, file
+
+
+@docker
+def test_custom_cli_example_runs_with_the_fake_agent(tmp_path, engine_env):
+    import subprocess
+    import sys
+
+    project = tmp_path / "project"
+    project.mkdir()
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagbox",
+            "run",
+            "examples/custom-cli-in-docker/dag.yaml",
+            "-p",
+            f"PROJECT={project}",
+            "-p",
+            f"IMAGE={TEST_IMAGE}",
+            "-p",
+            "AGENT_CLI=fake-agent",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "task | generic answered: add a CHANGELOG entry for the last commit" in out.stdout
+    assert "task ! run-agent: fake-agent, 3 extra flags" in out.stdout
+
+
+def test_the_journal_schema_is_documented():
+    import msgspec
+
+    from dagbox.engine import events
+
+    doc = (REPO / "docs" / "events.md").read_text()
+    for kind in events.JOURNAL_EVENTS:
+        tag = kind.__struct_config__.tag
+        section = doc.split(f"### `{tag}`", 1)
+        assert len(section) == 2, f"docs/events.md has no section for {tag}"
+        body = section[1].split("### ", 1)[0]
+        for field in msgspec.structs.fields(kind):
+            assert f"`{field.encode_name}`" in body, f"{tag}.{field.encode_name} is not documented"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from dagbox.harness.catalog import Provider
@@ -29,9 +30,12 @@ def trim_prompt(prompt: str) -> str:
     return prompt if "\n" in stripped else stripped
 
 
+_MAY_BE_SCALAR = frozenset("-+0123456789.tTfF")
+
+
 def _coerce(value: Any) -> Any:
     """A string that YAML reads as a bool or a number becomes one ("true" -> True, "10" -> 10)."""
-    if isinstance(value, str) and value.strip() and "\n" not in value:
+    if type(value) is str and value[:1] in _MAY_BE_SCALAR and "\n" not in value:
         parsed = plain_scalar(value)
         if isinstance(parsed, bool | int | float):
             return parsed
@@ -39,6 +43,8 @@ def _coerce(value: Any) -> Any:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -46,13 +52,19 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+@cache
+def _flag_name(key: str, builtin: bool) -> str:
+    return key.replace("_", "-") if builtin else key
+
+
 def flags(provider: Provider, options: Mapping[str, Any]) -> list[str]:
     """``{model: x, full_auto: true}`` -> ``["--full-auto", "--model", "x"]`` (keys sorted)."""
     merged: dict[str, Any] = {}
+    builtin = provider.builtin
     for key, value in options.items():
         if key in RESERVED:
             continue
-        name = key.replace("_", "-") if provider.builtin else key
+        name = _flag_name(key, builtin)
         if name in merged and key != name:
             continue  # for built-ins the kebab spelling wins over the snake one
         merged[name] = value
@@ -60,18 +72,19 @@ def flags(provider: Provider, options: Mapping[str, Any]) -> list[str]:
         merged.setdefault(key, value)
     out: list[str] = []
     dash = "--" if provider.flag_style == "gnu_long" else "-"
+    overrides = provider.option_flags
     for name in sorted(merged):
         value = _coerce(merged[name])
-        token = provider.option_flags.get(name) or f"{dash}{name}"
+        token = (overrides.get(name) if overrides else None) or dash + name
         if value is True:
             out.append(token)
         elif value is False or value is None or value == "" or isinstance(value, dict):
             continue
         elif isinstance(value, list):
             for item in value:
-                out += [token, _text(item)]
+                out += (token, _text(item))
         else:
-            out += [token, _text(value)]
+            out += (token, _text(value))
     return out
 
 

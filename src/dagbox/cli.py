@@ -315,6 +315,129 @@ def history(
 
 
 @app.command()
+def bench(
+    file: DagFile,
+    repeat: Annotated[
+        int, typer.Option("--repeat", "-n", min=1, help="Runs per cell and task.")
+    ] = 1,
+    matrix: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--matrix", "-m", help="A param and its values, KEY=v1,v2; repeatable (cross product)."
+        ),
+    ] = None,
+    tasks: Annotated[
+        Path | None, typer.Option("--tasks", help="JSON lines, one object of params per task.")
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Runs at once.")
+    ] = 4,
+    max_containers: Annotated[
+        int | None,
+        typer.Option(
+            "--max-containers", min=1, help="Containers in creation and start at once, across runs."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where results.jsonl and summary.json go.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip runs whose exact inputs already have a result.")
+    ] = False,
+    output: Annotated[
+        OutputMode,
+        typer.Option("--output", "-o", help="Which run output to show.", case_sensitive=False),
+    ] = OutputMode.failures,
+) -> None:
+    """Run a DAG many times over a matrix of params, and summarise the outcomes.
+
+    Each cell of the matrix (and each task), times --repeat, is one run. Results go to
+    OUT/results.jsonl (one line per run) and OUT/summary.json; a table per cell ends the
+    output: success rate and pass@k over runs that infrastructure did not spoil, durations
+    and dagbox's own overhead per run.
+    """
+    import anyio
+
+    from dagbox.bench.jobs import BenchInputError, jobs, load_tasks, parse_matrix
+    from dagbox.bench.run import BenchOptions, run_bench
+    from dagbox.runtimes.engine import EngineUnavailable
+
+    loaded = _load(file)
+    try:
+        axes = parse_matrix(matrix or [])
+        task_list = load_tasks(tasks) if tasks is not None else None
+    except BenchInputError as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    options = BenchOptions(
+        out=out or Path("dagbox-bench") / (loaded.dag.name or "dag"),
+        repeat=repeat,
+        concurrency=concurrency,
+        max_containers=max_containers,
+        resume=resume,
+        output=output,
+    )
+    try:
+        report = anyio.run(
+            run_bench, loaded, lambda ids: jobs(loaded.dag, axes, task_list, repeat, ids), options
+        )
+    except EngineUnavailable as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
+    typer.echo(render_summary(report.rows, repeat))
+    typer.echo(
+        f"{report.ran} runs now, {report.skipped} already done (--resume), {report.planned} in all; "
+        f"results: {options.out / 'results.jsonl'}"
+    )
+    if report.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def render_summary(rows: list[dict], repeat: int) -> str:
+    ks = [k for k in range(1, repeat + 1) if k in (1, 2, 5, 10, repeat)]
+    head = [
+        "cell",
+        "runs",
+        "ok",
+        "agent✘",
+        "infra✘",
+        "success",
+        *[f"pass@{k}" for k in ks],
+        "p50",
+        "p95",
+        "overhead",
+    ]
+
+    def number(value: object, scale: float = 1.0, suffix: str = "") -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float) and suffix == "%":
+            return f"{value * 100:.0f}%"
+        return f"{float(value) / scale:.2f}{suffix}" if suffix else str(value)
+
+    table = [head]
+    for row in rows:
+        table.append(
+            [
+                row["cell"],
+                str(row["runs"]),
+                str(row["succeeded"]),
+                str(row["harness_failed"]),
+                str(row["infra_failed"]),
+                number(row["success_rate"], suffix="%"),
+                *[number(row.get(f"pass@{k}"), suffix="%") for k in ks],
+                number(row["duration_p50_ms"], 1000, "s"),
+                number(row["duration_p95_ms"], 1000, "s"),
+                number(row["overhead_p50_ms"], 1, "ms"),
+            ]
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
+    )
+
+
+@app.command()
 def gc() -> None:
     """Remove containers left behind by dagbox processes that are gone (e.g. killed with SIGKILL).
 

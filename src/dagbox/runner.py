@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -31,6 +32,15 @@ Sink = Callable[[AnyEvent], None]
 
 
 @dataclass
+class SharedEngine:
+    """One container engine connection shared by many runs (``dagbox bench``)."""
+
+    client: Any
+    starting: anyio.CapacityLimiter
+    images: Any
+
+
+@dataclass
 class RunRequest:
     loaded: Loaded
     run_id: str
@@ -38,6 +48,12 @@ class RunRequest:
     max_active: int | None = None
     home: Path | None = None
     sinks: list[Sink] = field(default_factory=list)
+    #: A connection to reuse; None connects when the DAG uses containers.
+    engine: SharedEngine | None = None
+    #: False when the caller handles SIGINT/SIGTERM itself (``dagbox bench``).
+    watch_signals: bool = True
+    #: Called with the Engine before it starts, e.g. to interrupt it later.
+    on_engine: Callable[[Engine], None] | None = None
 
 
 async def execute(request: RunRequest) -> RunResult:
@@ -65,10 +81,13 @@ async def execute(request: RunRequest) -> RunResult:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="dagbox-"))
         runtimes: dict[str, Runtime] = {"host": HostRuntime(Path(scratch))}
         if uses_containers(dag):
-            runtimes.update(await _container_runtimes(stack, request.run_id, emit))
+            runtimes.update(await _container_runtimes(stack, request, emit))
         engine = Engine(dag, runtimes, emit, options)
+        if request.on_engine is not None:
+            request.on_engine(engine)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, engine)
+            if request.watch_signals:
+                tg.start_soon(_watch_signals, engine)
             tg.start_soon(writer.keep_fresh)
             result = await engine.run()
             tg.cancel_scope.cancel()
@@ -83,22 +102,36 @@ def uses_containers(dag: Dag) -> bool:
 
 
 async def _container_runtimes(
-    stack: contextlib.AsyncExitStack, run_id: str, emit: Callable[[AnyEvent], None]
+    stack: contextlib.AsyncExitStack, request: RunRequest, emit: Callable[[AnyEvent], None]
 ) -> dict[str, Runtime]:
     """Connect to the engine (EngineUnavailable if it does not answer), reap orphans."""
     from dagbox.engine.events import Notice
     from dagbox.runtimes.docker import DockerRuntime
-    from dagbox.runtimes.engine import connect, endpoint
-    from dagbox.runtimes.gc import reap
 
     def notify(message: str) -> None:
-        emit(Notice(run_id=run_id, message=message))
+        emit(Notice(run_id=request.run_id, message=message))
+
+    shared = request.engine
+    if shared is None:
+        shared = await connect_shared(stack, notify)
+    docker = DockerRuntime(shared.client, request.run_id, notify, shared.starting, shared.images)
+    return {"step": docker, "exec": docker, "root": docker}
+
+
+async def connect_shared(
+    stack: contextlib.AsyncExitStack, notify: Callable[[str], None], max_starting: int | None = None
+) -> SharedEngine:
+    """Connect to the engine for the life of ``stack`` and remove orphaned containers."""
+    from dagbox.runtimes.docker import default_max_starting
+    from dagbox.runtimes.engine import connect, endpoint
+    from dagbox.runtimes.gc import reap
+    from dagbox.runtimes.images import Images
 
     client = await stack.enter_async_context(connect(endpoint()))
     for container, owner_run in await reap(client):
         notify(f"removed container {container} left behind by run {owner_run}")
-    docker = DockerRuntime(client, run_id, notify)
-    return {"step": docker, "exec": docker, "root": docker}
+    limit = max_starting or default_max_starting()
+    return SharedEngine(client, anyio.CapacityLimiter(limit), Images(client, notify))
 
 
 def use_pidfd_child_watcher() -> None:
@@ -114,12 +147,19 @@ def use_pidfd_child_watcher() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        loop = asyncio.get_running_loop()
+        current = asyncio.get_child_watcher()
+        if (
+            isinstance(current, asyncio.PidfdChildWatcher)
+            and getattr(current, "_loop", None) is loop
+        ):
+            return  # already in place for this loop (many runs in one process: dagbox bench)
         try:
             os.close(os.pidfd_open(os.getpid()))
         except OSError:
             return  # kernel without pidfd support
         watcher = asyncio.PidfdChildWatcher()
-        watcher.attach_loop(asyncio.get_running_loop())
+        watcher.attach_loop(loop)
         asyncio.set_child_watcher(watcher)
 
 

@@ -83,7 +83,12 @@ class Terminal:
         mode: OutputMode = OutputMode.prefix,
         out: TextIO | None = None,
         color: bool | None = None,
+        label: str = "",
+        summary: bool = True,
     ) -> None:
+        """``label`` prefixes step names (one run among many); ``summary`` ends with a summary."""
+        self.label = label
+        self.summary = summary
         self.mode = mode
         self.out = out or sys.stdout
         self.color = wants_color(self.out) if color is None else color
@@ -102,7 +107,7 @@ class Terminal:
 
     def _name(self, step: str) -> str:
         colour = _PALETTE[zlib.crc32(step.encode()) % len(_PALETTE)]
-        return self._paint(step.ljust(self.width), colour)
+        return self._paint(f"{self.label}{step.ljust(self.width)}", colour)
 
     def _write(self, text: str) -> None:
         self.out.write(text)
@@ -147,7 +152,7 @@ class Terminal:
         elif isinstance(event, Notice):
             if self.mode is not OutputMode.quiet:
                 self._write(self._paint(f"dagbox: {event.message}", 2) + "\n")
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, RunFinished) and self.summary:
             self._summary(event)
         self.out.flush()
 

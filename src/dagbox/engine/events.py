@@ -76,6 +76,8 @@ class StepFinished(Event, tag="step.finished"):
     outputs: dict[str, str] = msgspec.field(default_factory=dict)
     stdout_file: str | None = None
     stderr_file: str | None = None
+    #: Why the last attempt ended as it did (docs/events.md); None if the step never ran.
+    failure_class: str | None = None
 
 
 class AttemptStarted(Event, tag="attempt.started"):
@@ -110,6 +112,7 @@ class TryPhase(Event, tag="try.phase"):
     container_create_ms: float | None = None
     container_start_ms: float | None = None
     first_byte_ms: float | None = None
+    container_remove_ms: float | None = None
     container_id: str | None = None
 
 

@@ -30,7 +30,7 @@ from dagbox.runtimes import Exit, Trace
 #: How much of a failed try's stdout ends up in the step's error.
 TAIL_BYTES = 1024
 
-_PHASES = ("image_ready_ms", "container_create_ms", "container_start_ms")
+_PHASES = ("image_ready_ms", "container_create_ms", "container_start_ms", "container_remove_ms")
 
 
 def failure_class(exit_: Exit) -> FailureClass:

@@ -88,6 +88,7 @@ class StepRun:
     stdout_file: str | None = None
     stderr_file: str | None = None
     continued: bool = False  # failed, but continue_on lets dependents run
+    failure_class: str | None = None
     deps: list[StepRun] = field(default_factory=list)
     dependents: list[StepRun] = field(default_factory=list)
     waiting: int = 0
@@ -398,6 +399,8 @@ class Engine:
             self._finish(run, "failed", exit_code=1, error=str(exc))
         except anyio.get_cancelled_exc_class():
             if not run.done:
+                if run.attempts:
+                    run.failure_class = "cancelled"
                 self._finish(run, "aborted", error="the run was stopped")
             raise
 
@@ -617,6 +620,7 @@ class Engine:
     def _conclude(self, run: StepRun, result: _Attempt) -> None:
         step, exit_ = run.step, result.exit
         code = exit_.code
+        run.failure_class = "timeout" if result.timed_out else failure_class(exit_)
         error = None if code == 0 else exit_.error or f"exit code {code}"
         rule = step.continue_on
         allowed = (
@@ -684,6 +688,7 @@ class Engine:
                 outputs={k: self._redact(v) or "" for k, v in run.outputs.items()},
                 stdout_file=run.stdout_file,
                 stderr_file=run.stderr_file,
+                failure_class=run.failure_class,
             )
         )
 

@@ -107,16 +107,22 @@ class DockerRuntime:
     """Steps in per-attempt containers and in named containers (exec)."""
 
     def __init__(
-        self, client: aiodocker.Docker, run_id: str, notify: Notify, max_starting: int | None = None
+        self,
+        client: aiodocker.Docker,
+        run_id: str,
+        notify: Notify,
+        starting: anyio.CapacityLimiter | None = None,
+        images: Images | None = None,
     ) -> None:
+        """``starting`` and ``images`` may be shared by many runs (``dagbox bench``)."""
         self.client = client
         self.run_id = run_id
-        self.images = Images(client, notify)
+        self.images = images or Images(client, notify)
         self.labels = {LABEL_RUN: run_id, **owner_labels()}
         # How many containers may be in creation and start at once. Creating is where the
         # engine is slowest; with 20 at once, no limit was fastest here (3.4 s against 3.8 s
-        # at 6), so there is none unless DAGBOX_MAX_STARTING (or dagbox bench) sets one.
-        self.starting = anyio.CapacityLimiter(max_starting or default_max_starting())
+        # at 6), so there is none unless DAGBOX_MAX_STARTING (or --max-containers) sets one.
+        self.starting = starting or anyio.CapacityLimiter(default_max_starting())
 
     # --- the runtime protocol ------------------------------------------------------------
 
@@ -196,7 +202,9 @@ class DockerRuntime:
                 return await _attached(container, command, on_output, stop, admission, trace)
             finally:
                 if not spec.keep:
+                    began = time.monotonic()
                     await _remove(container)
+                    trace("container_remove_ms", _ms(began))
         finally:
             admission.leave()
 

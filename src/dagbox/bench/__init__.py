@@ -1,0 +1,1 @@
+"""``dagbox bench``: many runs of one DAG over a matrix of params, resumable, summarised."""

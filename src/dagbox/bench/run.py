@@ -1,0 +1,203 @@
+"""Run the jobs of a bench: admission, the shared engine, results, progress, Ctrl-C.
+
+Up to ``concurrency`` runs at once share one connection to the container
+engine, and across all of them at most ``max_containers`` containers are in
+creation and start at a time: creation is where the engine is slowest, so it
+is admitted apart from execs and log streams. Each run is an ordinary dagbox
+run (recorded under ``$DAGBOX_HOME``) plus one line in ``results.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from dagbox.bench.jobs import Job, image_references
+from dagbox.bench.progress import AboveProgress, Progress
+from dagbox.bench.results import ResultsFile, StepTimings, read_results
+from dagbox.bench.stats import INFRA, summarize
+from dagbox.engine.run import Engine
+from dagbox.runner import RunRequest, SharedEngine, connect_shared, execute, uses_containers
+from dagbox.spec import Loaded
+from dagbox.terminal import OutputMode, Terminal
+
+
+@dataclass
+class BenchOptions:
+    out: Path
+    repeat: int = 1
+    concurrency: int = 4
+    max_containers: int | None = None
+    resume: bool = False
+    output: OutputMode = OutputMode.failures
+    home: Path | None = None
+
+
+@dataclass
+class BenchReport:
+    planned: int
+    skipped: int
+    ran: int
+    interrupted: bool
+    rows: list[dict[str, Any]]
+
+
+async def image_ids(shared: SharedEngine | None, references: set[str]) -> dict[str, str]:
+    """Image id per reference, so that a rebuilt image changes the jobs' keys."""
+    ids: dict[str, str] = {}
+    if shared is None:
+        return ids
+    for reference in sorted(references):
+        if "${" in reference:
+            continue
+        with contextlib.suppress(Exception), anyio.fail_after(30):
+            ids[reference] = (await shared.client.images.inspect(reference))["Id"]
+    return ids
+
+
+async def run_bench(loaded: Loaded, make_jobs, options: BenchOptions) -> BenchReport:
+    """``make_jobs(image_ids) -> list[Job]``: keys depend on the images, known once connected."""
+    results_path = options.out / "results.jsonl"
+    if not options.resume and results_path.exists():
+        results_path.unlink()
+    done = {r["key"] for r in read_results(results_path)}
+    async with contextlib.AsyncExitStack() as stack:
+        shared = None
+        if uses_containers(loaded.dag):
+            shared = await connect_shared(stack, lambda message: None, options.max_containers)
+        jobs: list[Job] = make_jobs(await image_ids(shared, image_references(loaded.dag)))
+        todo = [job for job in jobs if job.key not in done]
+        progress = Progress(len(todo))
+        results = ResultsFile(results_path)
+        stack.callback(results.close)
+        bench = _Bench(loaded, options, shared, results, progress)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bench.watch_signals, tg.cancel_scope)
+            tg.start_soon(bench.tick)
+            await bench.admit(todo)
+            tg.cancel_scope.cancel()
+        progress.finish()
+    rows = summarize(read_results(results_path), options.repeat)
+    summary = {"repeat": options.repeat, "jobs": len(jobs), "cells": rows}
+    (options.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return BenchReport(len(jobs), len(jobs) - len(todo), bench.finished, bench.stopping, rows)
+
+
+class _Bench:
+    def __init__(
+        self,
+        loaded: Loaded,
+        options: BenchOptions,
+        shared: SharedEngine | None,
+        results: ResultsFile,
+        progress: Progress,
+    ) -> None:
+        self.loaded = loaded
+        self.options = options
+        self.shared = shared
+        self.results = results
+        self.progress = progress
+        self.slots = anyio.Semaphore(options.concurrency)
+        self.engines: dict[str, Engine] = {}
+        self.stopping = False
+        self.finished = 0
+
+    async def admit(self, todo: Sequence[Job]) -> None:
+        async with anyio.create_task_group() as runs:
+            for job in todo:
+                queued = time.monotonic()
+                await self.slots.acquire()
+                if self.stopping:
+                    self.slots.release()
+                    break
+                runs.start_soon(self.run_one, job, queued)
+
+    async def run_one(self, job: Job, queued: float) -> None:
+        began = time.monotonic()
+        timings = StepTimings()
+        label = f"[{job.cell.label}#{job.repeat}] "
+        sinks = [timings]
+        if self.options.output is not OutputMode.quiet:
+            out = AboveProgress(self.progress)
+            sinks.append(Terminal(self.options.output, out, label=label, summary=False))  # type: ignore[arg-type]
+        run_id = f"bench-{job.key[:12]}-{uuid.uuid4().hex[:6]}"
+        self.progress.running += 1
+        try:
+            result = await execute(
+                RunRequest(
+                    loaded=self.loaded,
+                    run_id=run_id,
+                    params=job.params,
+                    home=self.options.home,
+                    sinks=sinks,
+                    engine=self.shared,
+                    watch_signals=False,
+                    on_engine=self._track,
+                )
+            )
+        finally:
+            self.progress.running -= 1
+            self.slots.release()
+            self.engines.pop(run_id, None)
+        wall_ms = (time.monotonic() - began) * 1000
+        if result.interrupted:
+            return  # never half-counted: --resume runs it again
+        steps = timings.step_lines()
+        failure = next(
+            (
+                s["failure_class"]
+                for s in steps
+                if s["status"] != "succeeded" and s["failure_class"]
+            ),
+            None,
+        )
+        self.results.append(
+            {
+                "key": job.key,
+                "cell": job.cell.matrix_label,
+                "task": job.cell.task,
+                "params": dict(job.params),
+                "repeat": job.repeat,
+                "status": result.status,
+                "run_id": run_id,
+                "duration_ms": round(wall_ms, 1),
+                "queue_wait_ms": round((began - queued) * 1000, 1),
+                "overhead_ms": round(max(wall_ms - timings.inside_ms(), 0.0), 1),
+                "failure_class": "ok"
+                if result.status == "succeeded"
+                else failure or "exit_nonzero",
+                "infra": failure in INFRA,
+                "steps": steps,
+            }
+        )
+        self.finished += 1
+        self.progress.done += 1
+        self.progress.failed += result.status != "succeeded"
+        self.progress.draw()
+
+    def _track(self, engine: Engine) -> None:
+        self.engines[engine.run_id] = engine
+        if self.stopping:
+            engine.interrupt.request()
+
+    async def watch_signals(self, scope: anyio.CancelScope) -> None:
+        """Ctrl-C or SIGTERM: stop admitting, stop running runs; a second one kills at once."""
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                self.stopping = True
+                for engine in list(self.engines.values()):
+                    engine.interrupt.request()
+
+    async def tick(self) -> None:
+        while True:
+            self.progress.draw()
+            await anyio.sleep(0.25)

@@ -1,0 +1,87 @@
+"""Bench arithmetic: pass@k, percentiles, and the summary of a results file."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+#: Failure classes that are the environment's fault, not the agent's.
+INFRA = frozenset({"infra_image", "infra_engine", "binary_missing"})
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al., 2021): 1 - C(n-c, k) / C(n, k)."""
+    if k > n or n == 0:
+        return math.nan
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0..100); None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def is_infra(result: Mapping[str, Any]) -> bool:
+    return result.get("failure_class") in INFRA
+
+
+def summarize(results: Iterable[Mapping[str, Any]], repeat: int) -> list[dict[str, Any]]:
+    """One row per matrix cell: counts, success rate and pass@k over valid runs, timings.
+
+    Runs failed by infrastructure are counted apart and left out of the success rate and
+    pass@k, so a broken environment is not scored as a bad agent. pass@k is computed per
+    task and averaged over tasks, for k = 1 .. repeat.
+    """
+    cells: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for result in results:
+        cells[result["cell"]].append(result)
+    rows = []
+    for label, runs in sorted(cells.items()):
+        valid = [r for r in runs if not is_infra(r)]
+        succeeded = [r for r in valid if r["status"] == "succeeded"]
+        by_task: dict[str | None, list[Mapping[str, Any]]] = defaultdict(list)
+        for run in valid:
+            by_task[run.get("task")].append(run)
+        pass_k: dict[str, float | None] = {}
+        for k in range(1, max(repeat, 1) + 1):
+            scores = [
+                pass_at_k(len(rs), sum(r["status"] == "succeeded" for r in rs), k)
+                for rs in by_task.values()
+            ]
+            scores = [s for s in scores if not math.isnan(s)]
+            pass_k[f"pass@{k}"] = round(sum(scores) / len(scores), 4) if scores else None
+        durations = [r["duration_ms"] for r in runs]
+        overheads = [r["overhead_ms"] for r in runs if r.get("overhead_ms") is not None]
+        failures: dict[str, int] = defaultdict(int)
+        for run in runs:
+            if run["status"] != "succeeded":
+                failures[run.get("failure_class") or "unknown"] += 1
+        rows.append(
+            {
+                "cell": label,
+                "runs": len(runs),
+                "succeeded": len(succeeded),
+                "harness_failed": len(valid) - len(succeeded),
+                "infra_failed": len(runs) - len(valid),
+                "success_rate": round(len(succeeded) / len(valid), 4) if valid else None,
+                **pass_k,
+                "duration_p50_ms": _round(percentile(durations, 50)),
+                "duration_p95_ms": _round(percentile(durations, 95)),
+                "overhead_p50_ms": _round(percentile(overheads, 50)),
+                "failures": dict(sorted(failures.items())),
+            }
+        )
+    return rows
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -122,10 +122,12 @@ def test_fallback_order_and_stdout_selection(tmp_path, agents_on_path, monkeypat
     step = ran.step("agent")
     assert step.status == "succeeded"
     assert step.outputs == {"ANSWER": "codex answered: do it\nflags: --skip-git-repo-check"}
-    assert Path(step.stdout_file).name == "1.2.stdout"  # the successful try's stdout is the step's
-    first_try = Path(step.stdout_file).with_name("1.1.stdout").read_text()
+    assert (
+        Path(step.stdout_file).name == "agent.1.2.stdout"
+    )  # the successful try's stdout is the step's
+    first_try = Path(step.stdout_file).with_name("agent.1.1.stdout").read_text()
     assert first_try == "claude answered: do it\n"  # kept, in that try's own file
-    stderr = Path(step.stdout_file).with_name("1.1.stderr").read_text()
+    stderr = Path(step.stdout_file).with_name("agent.1.1.stderr").read_text()
     assert (
         "harness: attempt 1/2 with claude failed (exit 1); trying fallback 2/2 with codex" in stderr
     )

@@ -2,7 +2,7 @@
 
     $DAGBOX_HOME/runs/<dag>/<run-id>/run.json
                                     /events.jsonl
-                                    /logs/<step>/<attempt>[.<try>].stdout|.stderr
+                                    /logs/<step>.<attempt>[.<try>].stdout|.stderr
                                     /attempts/<step>/<attempt>.jsonl  (harness attempts)
 
 ``$DAGBOX_HOME`` defaults to ``$XDG_DATA_HOME/dagbox``, that is
@@ -55,9 +55,18 @@ class RunLayout:
         return self.dir / "events.jsonl"
 
     def log(self, step: str, attempt: int, stream: str, try_: int | None = None) -> Path:
-        """``logs/<step>/<attempt>.stdout``; a harness try: ``logs/<step>/<attempt>.<try>.stdout``."""
-        name = f"{attempt}.{try_}.{stream}" if try_ is not None else f"{attempt}.{stream}"
-        return self.dir / "logs" / safe_name(step) / name
+        """``logs/<step>.<attempt>.stdout``; a harness try: ``logs/<step>.<attempt>.<try>.stdout``.
+
+        One folder for all logs: creating folders is slow on some filesystems, and
+        ``dagbox bench`` makes thousands of runs.
+        """
+        step = safe_name(step)
+        name = (
+            f"{step}.{attempt}.{try_}.{stream}"
+            if try_ is not None
+            else f"{step}.{attempt}.{stream}"
+        )
+        return self.dir / "logs" / name
 
     def journal(self, step: str, attempt: int) -> Path:
         return self.dir / "attempts" / safe_name(step) / f"{attempt}.jsonl"

@@ -4,8 +4,9 @@
 files of one run. ``run.json`` is rewritten atomically (write, then rename)
 when the run's state changes, at most every ``interval`` seconds while steps
 keep changing and always at the end, so a reader sees a whole file that is
-never more than a fraction of a second old. ``events.jsonl`` gets one line per
-event through structlog and is flushed line by line. Log files receive the
+never more than a fraction of a second old (a run shorter than that is written
+once, at its end). ``events.jsonl`` gets one line per
+event through structlog, flushed whenever ``run.json`` is written. Log files receive the
 bytes exactly as the process wrote them.
 
 The functions at the end read records back for ``dagbox status``, ``logs``
@@ -129,7 +130,7 @@ class RecordWriter:
             self._changed()
 
     def _start(self, event: RunStarted) -> None:
-        self.layout.dir.mkdir(parents=True, exist_ok=True)
+        _make_dir(self.layout.dir)
         self.record = RunRecord(
             run_id=event.run_id,
             dag=event.dag,
@@ -142,14 +143,18 @@ class RecordWriter:
             handlers={h: HandlerRecord() for h in event.handlers},
         )
         self._steps = {s.name: s for s in self.record.steps}
+        # Buffered: flushed with each write of run.json and at the end, not line by line.
         self._events = self.layout.events.open("ab")
         structlog = import_structlog()
         self._log = structlog.wrap_logger(
-            structlog.BytesLogger(self._events),
+            _BufferedLines(self._events),
             processors=[_json_line],
             wrapper_class=structlog.BoundLogger,
         )
-        self._write()
+        # The first write waits like any other (a run shorter than the interval is written
+        # once, when it ends): thousands of short runs in a bench make this count.
+        self._written = time.monotonic()
+        self._changed()
 
     def _update(self, event: AnyEvent) -> None:
         assert self.record is not None
@@ -191,10 +196,13 @@ class RecordWriter:
             self.record.duration_sec = event.duration_sec
 
     def _open_files(self, step: str, stdout_file: str | None, stderr_file: str | None) -> None:
+        current = self._files.get((step, "stdout"))
+        if current is not None and current.name == stdout_file:
+            return  # a harness step's first try writes where its attempt started
         self._close_files(step)
         for stream, path in (("stdout", stdout_file), ("stderr", stderr_file)):
             if path is not None:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _make_dir(Path(path).parent)
                 # unbuffered: `dagbox logs -f` and tail -f see each chunk as it comes
                 self._files[(step, stream)] = Path(path).open("wb", buffering=0)  # noqa: SIM115
 
@@ -219,6 +227,8 @@ class RecordWriter:
 
     def _write(self) -> None:
         assert self.record is not None
+        if self._events is not None:
+            self._events.flush()
         data = msgspec.json.format(_encoder.encode(self.record), indent=2)
         tmp = self.layout.record.with_suffix(".json.tmp")
         tmp.write_bytes(data)
@@ -245,6 +255,28 @@ class RecordWriter:
             self._events = None
 
 
+class _BufferedLines:
+    """A structlog logger that appends lines to a file without flushing each one."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+
+    def msg(self, message: bytes) -> None:
+        self._handle.write(message + b"\n")
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+_made: set[Path] = set()
+
+
+def _make_dir(path: Path) -> None:
+    """mkdir -p, once per folder: on some filesystems each mkdir costs a tenth of a millisecond."""
+    if path not in _made:
+        path.mkdir(parents=True, exist_ok=True)
+        _made.add(path)
+
+
 class JournalWriter:
     """Sink that writes each harness attempt's events to ``attempts/<step>/<attempt>.jsonl``."""
 
@@ -258,7 +290,7 @@ class JournalWriter:
         key = (event.step, event.attempt)
         if isinstance(event, AttemptStarted):
             path = self.layout.journal(event.step, event.attempt)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_dir(path.parent)
             handle = path.open("ab")
             structlog = import_structlog()
             logger = structlog.wrap_logger(

@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -41,10 +42,10 @@ def with_errexit(shell: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class HostRuntime:
-    """Processes on the host. ``scratch`` holds script files for multi-line steps."""
+    """Processes on the host. ``scratch`` gives the folder for script files, when one is needed."""
 
-    def __init__(self, scratch: Path) -> None:
-        self.scratch = scratch
+    def __init__(self, scratch: Path | Callable[[], Path]) -> None:
+        self._scratch = scratch
         self._counter = itertools.count(1)
 
     def argv(self, command: Command) -> list[str]:
@@ -66,7 +67,9 @@ class HostRuntime:
         return [*shell, str(path)]
 
     def _script_file(self, command: Command, text: str) -> Path:
-        folder = self.scratch / "scripts"
+        if callable(self._scratch):
+            self._scratch = self._scratch()  # made on first use: most runs need none
+        folder = self._scratch / "scripts"
         folder.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in command.name)[:80]
         path = folder / f"{safe}-{next(self._counter)}.sh"

@@ -189,7 +189,10 @@ class Terminal:
             else ""
         )
         code = f" (exit {event.exit_code})" if event.exit_code is not None else ""
-        why = f": {event.error}" if event.error and event.status != "succeeded" else ""
+        why = ""
+        if event.error and event.status != "succeeded":
+            first, *more = event.error.splitlines() or [""]
+            why = f": {first}" + (" …" if more else "")
         line = f"{self._paint(symbol, colour)} {event.status}{timing}{code}{why}"
         held = self.held.pop(event.step, None)
         if self.mode is OutputMode.prefix:

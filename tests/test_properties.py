@@ -172,3 +172,59 @@ def test_mutated_files_never_crash(original, edits):
 @given(st.binary(max_size=200))
 def test_random_bytes_never_crash(data):
     check(data)
+
+
+HARNESS_DEF = st.fixed_dictionaries(
+    {
+        "binary": st.one_of(
+            st.text(max_size=8), st.sampled_from(["agent", "./bin/x", "/usr/bin/env"])
+        )
+    },
+    optional={
+        "prefix_args": st.lists(st.text(max_size=6), max_size=3),
+        "prompt_mode": st.sampled_from(["arg", "flag", "stdin", "pipe"]),
+        "prompt_flag": st.sampled_from(["--prompt", "-p", ""]),
+        "prompt_position": st.sampled_from(["before_flags", "after_flags", "middle"]),
+        "flag_style": st.sampled_from(["gnu_long", "single_dash", "x"]),
+        "option_flags": st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=3),
+    },
+)
+WITH = st.dictionaries(
+    st.one_of(
+        st.sampled_from(
+            ["provider", "prompt", "stdin", "fallback", "model", "max_turns", "full_auto"]
+        ),
+        st.text(max_size=8),
+    ),
+    st.one_of(
+        VALUES,
+        st.sampled_from(["claude", "codex", "mine", "aider", "${params.P}"]),
+        st.lists(
+            st.dictionaries(
+                st.sampled_from(["provider", "model", "fallback"]), SCALARS, max_size=3
+            ),
+            max_size=3,
+        ),
+    ),
+    max_size=7,
+)
+
+
+@SETTINGS
+@given(
+    st.dictionaries(
+        st.sampled_from(["mine", "claude", "x"]), st.one_of(st.none(), HARNESS_DEF), max_size=2
+    ),
+    WITH,
+    st.one_of(st.none(), WITH),
+)
+def test_harness_definitions_and_with_rendering_never_crash(harnesses, with_, defaults):
+    """The `with:`/`harnesses:` renderer: load, then plan every try as dry-run does."""
+    document = {
+        "params": ["P=claude"],
+        "harnesses": harnesses,
+        "steps": [{"id": "a", "action": "harness.run", "with": with_}],
+    }
+    if defaults is not None:
+        document["harness"] = defaults
+    check(yaml.safe_dump(document, allow_unicode=True))

@@ -20,9 +20,11 @@ def format_path(path: IssuePath) -> str:
     """``("steps", 1, "with", "provider")`` -> ``steps[1].with.provider``."""
     out: list[str] = []
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out.append(f"[{part}]")
-        elif _PLAIN_KEY.match(part):
+            continue
+        part = str(part)  # YAML keys may be numbers or booleans
+        if _PLAIN_KEY.match(part):
             out.append(f".{part}" if out else part)
         else:
             out.append(f"[{part!r}]")

@@ -129,6 +129,12 @@ def _executor(step: Any, sink: Sink, ctx: Context) -> None:
                         at_key=True,
                     )
                     return
+                if not isinstance(executor["config"], dict):
+                    at.error(
+                        f"executor.config must be a mapping, not {kind(executor['config'])}",
+                        "config",
+                    )
+                    return
                 step.with_ = executor["config"]
             for key in executor:
                 if key not in ("type", "config"):

@@ -81,6 +81,33 @@ class Source:
         return (walk(self.root, (), set()) if self.root is not None else None) or ()
 
 
+#: A DAG with more values than this, once aliases are expanded, is refused ("billion laughs").
+MAX_VALUES = 2_000_000
+
+
+def expanded_size(root: yaml.Node) -> int:
+    """How many values ``root`` stands for once every alias is expanded (memoised, iterative)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            sizes[id(node)] = 1
+            continue
+        if children_done:
+            sizes[id(node)] = min(1 + sum(sizes.get(id(c), 1) for c in children), MAX_VALUES + 1)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
 def _same_key(node: yaml.ScalarNode, part: str | int) -> bool:
     return node.value == (part if isinstance(part, str) else str(part))
 
@@ -112,6 +139,15 @@ def read(path: Path, text: bytes | str | None = None) -> Source:
     loader = Loader(text)
     try:
         root = loader.get_single_node()
+        if root is not None and "*" in text and expanded_size(root) > MAX_VALUES:
+            source.issues.append(
+                Issue(
+                    (),
+                    f"the document expands to more than {MAX_VALUES:,} values through YAML "
+                    "aliases (*name); dagbox refuses it",
+                )
+            )
+            return source
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -129,7 +129,6 @@ def no_leaked_containers():
         if engine.problem() is None:
             left = engine.labelled()
             if left:
+                labels = engine("inspect", "-f", "{{json .Config.Labels}}", *left, check=False)
                 engine("rm", "-f", *left, check=False)
-                pytest.fail(
-                    f"tests leaked {len(left)} dagbox-labelled {engine.name} containers: {left}"
-                )
+                pytest.fail(f"tests leaked {engine.name} containers:\n{labels.stdout}")

@@ -248,12 +248,22 @@ def test_no_secret_in_journals_or_logs(tmp_path, agents_on_path, monkeypatch):
           - id: a
             action: harness.run
             with: {provider: claude, prompt: 'key is $ANTHROPIC_API_KEY', token: '${ANTHROPIC_API_KEY}'}
+          - id: b
+            action: harness.run
+            with: {provider: claude, prompt: 'secret-free prompt'}
+            env: {SEEN: '${ANTHROPIC_API_KEY}'}
+          - {id: c, run: 'echo "key is $ANTHROPIC_API_KEY"'}
         """,
     )
-    assert ran.result.status == "succeeded"
+    # A secret in a prompt would sit on the CLI's argv, readable by every user of the host:
+    # that try is refused, not run. The key still reaches programs through their environment.
+    assert ran.status("a") == "failed"
+    assert "secret value would appear on the command line" in ran.step("a").error
+    assert ran.status("b") == "succeeded"
+    assert ran.stdout("c") == "key is ***\n"
     everything = b"".join(p.read_bytes() for p in ran.home.rglob("*") if p.is_file())
     assert b"sk-ant-do-not-leak-1234" not in everything
-    assert "***" in ran.stdout("a")
+    assert journal(ran, "a")[-1]["failure_class"] == "refused"
 
 
 def test_log_format_json_streams_the_journal_to_stderr(tmp_path, agents_on_path):

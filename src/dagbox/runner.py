@@ -81,7 +81,7 @@ async def execute(request: RunRequest) -> RunResult:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="dagbox-"))
         runtimes: dict[str, Runtime] = {"host": HostRuntime(Path(scratch))}
         if uses_containers(dag):
-            runtimes.update(await _container_runtimes(stack, request, emit))
+            runtimes.update(await _container_runtimes(stack, request, emit, options.notices))
         engine = Engine(dag, runtimes, emit, options)
         if request.on_engine is not None:
             request.on_engine(engine)
@@ -91,6 +91,9 @@ async def execute(request: RunRequest) -> RunResult:
             tg.start_soon(writer.keep_fresh)
             result = await engine.run()
             tg.cancel_scope.cancel()
+        docker = runtimes.get("step")
+        if docker is not None and hasattr(docker, "sweep"):
+            await docker.sweep()  # containers the engine could not remove in time
     journals.close()
     return result
 
@@ -102,7 +105,10 @@ def uses_containers(dag: Dag) -> bool:
 
 
 async def _container_runtimes(
-    stack: contextlib.AsyncExitStack, request: RunRequest, emit: Callable[[AnyEvent], None]
+    stack: contextlib.AsyncExitStack,
+    request: RunRequest,
+    emit: Callable[[AnyEvent], None],
+    early_notices: list[str],
 ) -> dict[str, Runtime]:
     """Connect to the engine (EngineUnavailable if it does not answer), reap orphans."""
     from dagbox.engine.events import Notice
@@ -112,8 +118,8 @@ async def _container_runtimes(
         emit(Notice(run_id=request.run_id, message=message))
 
     shared = request.engine
-    if shared is None:
-        shared = await connect_shared(stack, notify)
+    if shared is None:  # the run has not started yet: its notices wait for it
+        shared = await connect_shared(stack, early_notices.append)
     docker = DockerRuntime(shared.client, request.run_id, notify, shared.starting, shared.images)
     return {"step": docker, "exec": docker, "root": docker}
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 #: Failure classes that are the environment's fault, not the agent's.
-INFRA = frozenset({"infra_image", "infra_engine", "binary_missing"})
+INFRA = frozenset({"infra_image", "infra_engine", "binary_missing", "refused"})
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -122,6 +122,7 @@ FailureClass = Literal[
     "timeout",
     "cancelled",
     "binary_missing",
+    "refused",
     "oom",
     "infra_image",
     "infra_engine",

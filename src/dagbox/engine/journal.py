@@ -36,7 +36,7 @@ _PHASES = ("image_ready_ms", "container_create_ms", "container_start_ms", "conta
 def failure_class(exit_: Exit) -> FailureClass:
     if exit_.code == 0:
         return "ok"
-    if exit_.failure_class in ("binary_missing", "oom", "infra_image", "infra_engine"):
+    if exit_.failure_class in ("binary_missing", "refused", "oom", "infra_image", "infra_engine"):
         return exit_.failure_class  # type: ignore[return-value]
     if exit_.code in (126, 127):
         return "binary_missing"  # an agent CLI runs directly: the runtime could not exec it

@@ -66,6 +66,8 @@ class RunOptions:
     max_active: int | None = None  # -j; None keeps max_active_steps
     layout: RunLayout | None = None  # None: no log files (tests, benchmarks)
     host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: Said right after run.started (things found while preparing, such as reaped containers).
+    notices: list[str] = field(default_factory=list)
 
 
 @dataclass(eq=False, repr=False)
@@ -209,6 +211,8 @@ class Engine:
                 record_dir=str(self.options.layout.dir) if self.options.layout else None,
             )
         )
+        for message in self.options.notices:
+            self._notice(message)
         error: str | None = None
         status: RunStatus | None = None
         unmet = False
@@ -606,6 +610,7 @@ class Engine:
                     stop,
                     resolve=lambda text: expand(text, self.params, env, plain=True),
                     observer=journal,
+                    guard=self._secret_on_argv,
                 )
         if timer.cancelled_caught:
             return _Attempt(
@@ -789,13 +794,27 @@ class Engine:
             return Command(script=step.script, shell=shell, env=env, cwd=cwd, name=run.name)
         if isinstance(step.run, tuple):
             argv = tuple(expand(a, self.params, env, plain=True) for a in step.run)
+            problem = self._secret_on_argv(argv)
+            if problem:
+                raise _ConditionError(problem)
             return Command(argv=argv, env=env, cwd=cwd, name=run.name)
         if step.action is not None:
             return Command(env=env, cwd=cwd, name=run.name)  # the harness fills in argv per try
         if step.run is None:  # a container that runs its image's own command
             return Command(env=env, cwd=cwd, name=run.name)
         text = expand(step.run, self.params, env, plain=False)
-        return Command(script=text, shell=shell, env=env, cwd=cwd, name=run.name)
+        private = any(secret in text for secret in self.secrets)  # then off the command line
+        return Command(script=text, shell=shell, env=env, cwd=cwd, name=run.name, private=private)
+
+    def _secret_on_argv(self, argv: tuple[str, ...]) -> str | None:
+        """Why ``argv`` may not run: it would show a secret in every process listing."""
+        for secret in self.secrets:
+            if any(secret in word for word in argv):
+                return (
+                    f"a secret value would appear on the command line of {argv[0]}; "
+                    "let the program read it from its environment instead"
+                )
+        return None
 
     # --- preconditions -----------------------------------------------------------------
 

@@ -50,10 +50,12 @@ async def run_tries(
     stop: Stop,
     resolve: Callable[[str], str],
     observer: TryObserver | None = None,
+    guard: Callable[[tuple[str, ...]], str | None] | None = None,
 ) -> Exit:
     """Run the tries of ``options`` (a merged ``with:``); the exit of the last one run.
 
     ``resolve`` expands ``${...}`` in string values; ``base`` carries env, cwd and name.
+    ``guard`` may refuse an argv (a secret in it) with a reason: that try fails unrun.
     """
     observer = observer or _Silent()
     chain = tries(options)
@@ -75,7 +77,11 @@ async def run_tries(
                 script=None,
                 stdin=invocation.stdin.encode() if invocation.stdin is not None else None,
             )
-            result = await runtime.run(command, on_output, stop, trace)
+            refused = guard(invocation.argv) if guard is not None else None
+            if refused:
+                result = Exit(1, refused, "refused")
+            else:
+                result = await runtime.run(command, on_output, stop, trace)
             if result.code == 127 and result.error is not None and base.container is None:
                 message = f'harness: "{provider.binary}" CLI not found in PATH; install it first'
                 result = Exit(1, message, "binary_missing")

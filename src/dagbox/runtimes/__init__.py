@@ -79,6 +79,8 @@ class Command:
     name: str = "step"  # scratch file names and container labels
     container: ContainerSpec | None = None
     entrypoint: bool = False
+    #: The script holds a secret: never put it on a command line (use a file or the env).
+    private: bool = False
 
 
 @dataclass(slots=True)

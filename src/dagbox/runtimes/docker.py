@@ -123,6 +123,14 @@ class DockerRuntime:
         # engine is slowest; with 20 at once, no limit was fastest here (3.4 s against 3.8 s
         # at 6), so there is none unless DAGBOX_MAX_STARTING (or --max-containers) sets one.
         self.starting = starting or anyio.CapacityLimiter(default_max_starting())
+        #: Containers whose removal failed (the engine was away): :meth:`sweep` tries again.
+        self.leftovers: list[DockerContainer] = []
+
+    async def sweep(self) -> None:
+        """Remove what could not be removed during the run, now that the engine may be back."""
+        leftovers, self.leftovers = self.leftovers, []
+        for container in leftovers:
+            await _remove(container)
 
     # --- the runtime protocol ------------------------------------------------------------
 
@@ -188,7 +196,7 @@ class DockerRuntime:
         trace("image_ready_ms", _ms(began))
         config = container_config(spec, {**self.labels, LABEL_STEP: command.name, **spec.labels})
         config.update(_program(command, spec))
-        config["Env"] = _env_list({**command.env, **dict(spec.env)})  # container env wins
+        config["Env"] = _env_list({**_private_env(command), **dict(spec.env)})  # container env wins
         stdin = command.stdin is not None
         config.update(AttachStdin=stdin, OpenStdin=stdin, StdinOnce=stdin)
         admission = _Admission(self.starting)
@@ -203,7 +211,9 @@ class DockerRuntime:
             finally:
                 if not spec.keep:
                     began = time.monotonic()
-                    await _remove(container)
+                    if not await _remove(container):
+                        self.leftovers.append(container)
+
                     trace("container_remove_ms", _ms(began))
         finally:
             admission.leave()
@@ -263,8 +273,8 @@ class DockerRuntime:
                 contextlib.suppress(Exception),  # gone already, or the engine is gone
             ):
                 await container.stop(t=5)
-            if not spec.keep:
-                await _remove(container)
+            if not spec.keep and not await _remove(container):
+                self.leftovers.append(container)
 
 
 class SharedContainer:
@@ -332,8 +342,12 @@ def _program(command: Command, spec: ContainerSpec) -> dict[str, Any]:
 
 
 def _shell_argv(command: Command, spec: ContainerSpec) -> list[str]:
-    """A ``run:`` string or script through the container's shell, else ``sh -c`` (D1)."""
-    text = command.script or ""
+    """A ``run:`` string or script through the container's shell, else ``sh -c`` (D1).
+
+    A private script (it holds a secret) travels in the environment instead, because
+    a container's processes show in the host's process list with their arguments.
+    """
+    text = 'eval "$DAGBOX_SCRIPT"' if command.private else command.script or ""
     if command.interpreter is not None:
         return [*command.interpreter.split(), "-c", text]
     shell = list(command.shell or spec.shell or ("sh",))
@@ -506,13 +520,15 @@ async def _kill_container(container: DockerContainer, stop: Stop) -> None:
             return
 
 
-async def _remove(container: DockerContainer) -> None:
-    with (
-        anyio.CancelScope(shield=True),
-        anyio.move_on_after(CLEANUP_TIMEOUT),
-        contextlib.suppress(Exception),  # removed already
-    ):
-        await container.delete(force=True, v=True)
+async def _remove(container: DockerContainer) -> bool:
+    """Remove, shielded and bounded; False when the engine could not be told (try again later)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
+        try:
+            await container.delete(force=True, v=True)
+        except Exception as exc:
+            return status_of(exc) == 404  # gone already: fine; anything else: not removed
+        return True
+    return False
 
 
 async def _ready(container: DockerContainer, spec: ContainerSpec, notify: Notify) -> None:
@@ -572,7 +588,11 @@ async def exec_in(
         argv = _shell_argv(command, spec)
     else:
         return Exit(1, "nothing to run in the container: give the step a run: command")
-    env = {**dict(spec.env), **command.env} if spec.target is not None else dict(command.env)
+    env = (
+        {**dict(spec.env), **_private_env(command)}
+        if spec.target is not None
+        else _private_env(command)
+    )
     execution = await call(
         container.exec(
             ["sh", "-c", _WRAPPER, "dagbox", *argv],
@@ -670,6 +690,13 @@ async def _feed(stream: Any, data: bytes) -> None:
 
 
 # --- small translations ------------------------------------------------------------------------
+
+
+def _private_env(command: Command) -> dict[str, str]:
+    env = dict(command.env)
+    if command.private and command.script is not None:
+        env["DAGBOX_SCRIPT"] = command.script
+    return env
 
 
 def _env_list(env: Mapping[str, str]) -> list[str]:

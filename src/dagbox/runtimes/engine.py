@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Bound for ordinary engine calls (create, start, inspect, delete, ...).
-API_TIMEOUT = 60.0
+API_TIMEOUT = float(os.environ.get("DAGBOX_ENGINE_CALL_TIMEOUT") or 60)
 #: Bound for reaching the engine at all.
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = float(os.environ.get("DAGBOX_ENGINE_CONNECT_TIMEOUT") or 10)
 
 
 class EngineUnavailable(Exception):
@@ -106,8 +106,9 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-async def call(awaitable: Awaitable[T], what: str, timeout: float = API_TIMEOUT) -> T:
+async def call(awaitable: Awaitable[T], what: str, timeout: float | None = None) -> T:
     """Await an engine call, bounded: an engine that never answers is an error, not a hang."""
+    timeout = API_TIMEOUT if timeout is None else timeout
     try:
         with anyio.fail_after(timeout):
             return await awaitable
@@ -122,11 +123,3 @@ def status_of(exc: BaseException) -> int | None:
 
 def message_of(exc: BaseException) -> str:
     return _reason(exc)
-
-
-def is_docker_error(exc: BaseException) -> bool:
-    return type(exc).__name__ == "DockerError"
-
-
-def api_info(exc: BaseException) -> dict[str, Any]:
-    return {"status": status_of(exc), "message": message_of(exc)}

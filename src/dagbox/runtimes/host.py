@@ -56,7 +56,7 @@ class HostRuntime:
         if command.interpreter is not None:
             return [*shlex.split(command.interpreter), str(self._script_file(command, text))]
         shell = list(command.shell or default_shell(command.env))
-        if "\n" not in text.strip():
+        if "\n" not in text.strip() and not command.private:
             return [*shell, text] if shell[-1:] == ["-c"] else [*shell, "-c", text]
         if shell[-1:] == ["-c"]:
             shell = shell[:-1]

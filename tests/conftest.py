@@ -132,3 +132,9 @@ def no_leaked_containers():
                 labels = engine("inspect", "-f", "{{json .Config.Labels}}", *left, check=False)
                 engine("rm", "-f", *left, check=False)
                 pytest.fail(f"tests leaked {engine.name} containers:\n{labels.stdout}")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from tests.test_properties import EXAMPLES, SEED
+
+    return f"property tests: {EXAMPLES} examples each, seed {SEED} (DAGBOX_HYPOTHESIS_SEED)"

@@ -7,10 +7,11 @@ that loads is also planned, as ``dagbox dry-run`` would.
 """
 
 import os
+import random
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from dagbox import plan
@@ -20,6 +21,8 @@ from dagbox.spec.model import Container, ContinueOn, Dag, HarnessDef, RetryPolic
 from tests.conftest import REPO
 
 EXAMPLES = int(os.environ.get("DAGBOX_HYPOTHESIS_EXAMPLES", "300"))
+#: One seed for the session, shown in pytest's header: DAGBOX_HYPOTHESIS_SEED=N repeats a run.
+SEED = int(os.environ.get("DAGBOX_HYPOTHESIS_SEED") or random.randrange(2**32))
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -110,12 +113,14 @@ def check(text: bytes | str) -> None:
     plan.build(loaded.dag)
 
 
+@seed(SEED)
 @SETTINGS
 @given(DOCUMENT)
 def test_structured_documents_never_crash(document):
     check(yaml.safe_dump(document, allow_unicode=True, sort_keys=False))
 
 
+@seed(SEED)
 @SETTINGS
 @given(st.dictionaries(KEYS, VALUES, max_size=8))
 def test_arbitrary_mappings_never_crash(document):
@@ -146,6 +151,7 @@ NOISE = [
 ]
 
 
+@seed(SEED)
 @SETTINGS
 @given(
     st.sampled_from(CORPUS),
@@ -168,6 +174,7 @@ def test_mutated_files_never_crash(original, edits):
     check(bytes(data))
 
 
+@seed(SEED)
 @SETTINGS
 @given(st.binary(max_size=200))
 def test_random_bytes_never_crash(data):
@@ -210,6 +217,7 @@ WITH = st.dictionaries(
 )
 
 
+@seed(SEED)
 @SETTINGS
 @given(
     st.dictionaries(

@@ -159,7 +159,7 @@ def run(
             "-j",
             "--jobs",
             min=0,
-            help="Run at most N steps at once (overrides max_active_steps; 0: no limit).",
+            help="Run at most N steps at once (overrides max_active_steps; 0: as many as open files allow).",
         ),
     ] = None,
     output: Annotated[

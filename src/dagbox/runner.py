@@ -25,7 +25,7 @@ from dagbox.layout import RunLayout
 from dagbox.plan import runtime_of
 from dagbox.records import JournalWriter, RecordWriter
 from dagbox.runtimes import Runtime
-from dagbox.runtimes.host import HostRuntime
+from dagbox.runtimes.host import HostRuntime, raise_open_file_limit, step_budget
 from dagbox.spec import Dag, Loaded
 
 Sink = Callable[[AnyEvent], None]
@@ -59,6 +59,7 @@ class RunRequest:
 async def execute(request: RunRequest) -> RunResult:
     """Run the DAG once, recording it, until it ends or SIGINT/SIGTERM stop it."""
     use_pidfd_child_watcher()
+    raise_open_file_limit()
     dag = request.loaded.dag
     layout = RunLayout.for_run(dag.name or "dag", request.run_id, request.home)
     writer = RecordWriter(layout, {s.key: s.id for s in dag.steps})
@@ -73,7 +74,9 @@ async def execute(request: RunRequest) -> RunResult:
         run_id=request.run_id,
         file=request.loaded.path,
         params=request.params,
-        max_active=request.max_active,
+        # "Unlimited" (0) still stops short of running out of open files.
+        max_active=(dag.max_active_steps if request.max_active is None else request.max_active)
+        or step_budget(),
         layout=layout,
     )
     async with contextlib.AsyncExitStack() as stack:

@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -401,6 +402,12 @@ class Engine:
             await self._attempts(run, env)
         except _ConditionError as exc:
             self._finish(run, "failed", exit_code=1, error=str(exc))
+        except Exception as exc:  # a bug in dagbox: fail this step, keep the run and its record
+            trace = "".join(traceback.format_exception(exc))
+            self._notice(f"internal error in step {run.name}, please report it:\n{trace}")
+            if not run.done:
+                error = f"internal error: {type(exc).__name__}: {exc}"
+                self._finish(run, "failed", exit_code=1, error=self._redact(error))
         except anyio.get_cancelled_exc_class():
             if not run.done:
                 if run.attempts:
@@ -610,7 +617,7 @@ class Engine:
                     stop,
                     resolve=lambda text: expand(text, self.params, env, plain=True),
                     observer=journal,
-                    guard=self._secret_on_argv,
+                    guard=self._unsafe_argv,
                 )
         if timer.cancelled_caught:
             return _Attempt(
@@ -648,7 +655,12 @@ class Engine:
                     error = f"output exceeded maximum size limit of {limit} bytes"
                     self._finish(run, "failed", exit_code=code, error=error)
                     return
-                run.outputs[step.output.lstrip("$")] = result.capture.text().strip()
+                value = result.capture.text().strip()
+                if "\0" in value:
+                    error = "the output holds a NUL byte, which no environment variable can carry"
+                    self._finish(run, "failed", exit_code=code, error=error)
+                    return
+                run.outputs[step.output.lstrip("$")] = value
             self._finish(run, "succeeded", exit_code=code, error=error)
             return
         run.continued = allowed
@@ -765,8 +777,15 @@ class Engine:
         return str(self.work_dir)
 
     def _command(self, run: StepRun, env: dict[str, str]) -> Command:
-        step = run.step
         command = self._host_command(run, env)
+        problem = _nul_problem(command) or (command.argv and self._unsafe_argv(command.argv))
+        if problem:
+            raise _ConditionError(problem)
+        return self._placed(run, env, command)
+
+    def _placed(self, run: StepRun, env: dict[str, str], command: Command) -> Command:
+        """``command`` moved into the step's container, if it has one."""
+        step = run.step
         kind, container = runtime_of(step, self.dag.container)
         if kind == "host":
             return command
@@ -794,9 +813,6 @@ class Engine:
             return Command(script=step.script, shell=shell, env=env, cwd=cwd, name=run.name)
         if isinstance(step.run, tuple):
             argv = tuple(expand(a, self.params, env, plain=True) for a in step.run)
-            problem = self._secret_on_argv(argv)
-            if problem:
-                raise _ConditionError(problem)
             return Command(argv=argv, env=env, cwd=cwd, name=run.name)
         if step.action is not None:
             return Command(env=env, cwd=cwd, name=run.name)  # the harness fills in argv per try
@@ -806,8 +822,10 @@ class Engine:
         private = any(secret in text for secret in self.secrets)  # then off the command line
         return Command(script=text, shell=shell, env=env, cwd=cwd, name=run.name, private=private)
 
-    def _secret_on_argv(self, argv: tuple[str, ...]) -> str | None:
-        """Why ``argv`` may not run: it would show a secret in every process listing."""
+    def _unsafe_argv(self, argv: tuple[str, ...]) -> str | None:
+        """Why ``argv`` may not run: a NUL byte, or a secret every process listing would show."""
+        if any("\0" in word for word in argv):
+            return f"the command line of {argv[0]} holds a NUL byte, which no program can receive"
         for secret in self.secrets:
             if any(secret in word for word in argv):
                 return (
@@ -886,6 +904,16 @@ class _Attempt:
 
 class _ConditionError(Exception):
     """A value or precondition that cannot be evaluated: the step (or run) fails."""
+
+
+def _nul_problem(command: Command) -> str | None:
+    """A NUL byte cannot cross exec(2): say where one is (often a captured ``output:``)."""
+    for name, value in command.env.items():
+        if "\0" in value:
+            return f"environment variable {name} holds a NUL byte, which no program can receive"
+    if command.script is not None and "\0" in command.script:
+        return "the command holds a NUL byte, which no program can receive"
+    return None
 
 
 def _output_matches(patterns: tuple[str, ...], capture: _Capture) -> bool:

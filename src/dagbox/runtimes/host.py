@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import resource
 import shlex
 import signal
 import subprocess
@@ -26,6 +27,35 @@ from dagbox.runtimes import Command, Exit, OnOutput, Stop, Stream, Trace, no_tra
 #: How long output may keep flowing after the main process exited (background children).
 DRAIN_SECONDS = 1.0
 _UNIX_SHELLS = {"sh", "bash", "zsh", "ksh", "ash", "dash", "mksh", "busybox"}
+#: Descriptors a running step holds (two pipes, a pidfd, two log files, an engine socket)
+#: with room to spare, and what the runner keeps for itself (records, journals, engine).
+FDS_PER_STEP, FDS_RESERVED = 8, 128
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one, as Go programs (Dagu) do at start.
+
+    Distributions often set the soft limit to 1024, which a few hundred concurrent steps
+    exhaust. Returns the soft limit in force afterwards.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    return soft
+
+
+def step_budget() -> int:
+    """How many steps may run at once before open files run out (``max_active_steps: 0``).
+
+    Unlimited means as many as the machine allows: past this, further steps wait for a
+    slot instead of failing with "Too many open files".
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = (1 << 20) if soft == resource.RLIM_INFINITY else soft
+    return max(4, (room - FDS_RESERVED) // FDS_PER_STEP)
 
 
 def default_shell(env: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:

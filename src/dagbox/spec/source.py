@@ -7,6 +7,7 @@ user has to look at.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,27 @@ def expanded_size(root: yaml.Node) -> int:
     return sizes[id(root)]
 
 
+#: The double-quoted escapes that make a NUL byte (a raw NUL is a YAML reader error).
+_NUL_ESCAPE = re.compile(r"\\(?:0|x00|u0000|U00000000)")
+
+
+def _scalars_with_nul(root: yaml.Node) -> list[yaml.ScalarNode]:
+    found, seen, stack = [], set(), [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            if "\0" in node.value:
+                found.append(node)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return found
+
+
 def _same_key(node: yaml.ScalarNode, part: str | int) -> bool:
     return node.value == (part if isinstance(part, str) else str(part))
 
@@ -176,6 +198,16 @@ def read(path: Path, text: bytes | str | None = None) -> Source:
     finally:
         loader.dispose()
     source.data, source.root = data, root
+    if root is not None and _NUL_ESCAPE.search(text):
+        for node in _scalars_with_nul(root):
+            source.issues.append(
+                Issue(
+                    source.path_of(node),
+                    "a NUL byte (\\0) cannot be passed to any program",
+                    line=node.start_mark.line + 1,
+                    col=node.start_mark.column + 1,
+                )
+            )
     for key_node in loader.duplicate_keys:
         parent = source.path_of(key_node)
         source.issues.append(

@@ -558,7 +558,7 @@ def test_logs_keep_every_byte_and_records_are_final(tmp_path):
         r"""
         steps:
           - id: bytes
-            run: printf 'a\nb\xff\nno-newline'; printf 'err' >&2
+            run: printf 'a\nb\377\nno-newline'; printf 'err' >&2
         """,
     )
     step = ran.step("bytes")

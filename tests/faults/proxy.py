@@ -2,12 +2,14 @@
 
 ``stop()`` closes the listener and cuts every connection (the engine "goes away");
 ``start()`` brings it back (the engine "restarted"); ``silent`` (settable at any time)
-accepts connections and stops answering on all of them (a hung engine).
+accepts connections and stops answering on all of them (a hung engine); ``hang_on``
+(a regex over request bytes) hangs just the calls it matches, e.g. ``rb"/attach\\?"``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 from pathlib import Path
@@ -20,6 +22,8 @@ class EngineProxy:
         self.path = path
         self.target = target
         self.silent = silent
+        self.hang_on: re.Pattern[bytes] | None = None
+        self.hung = 0  # how many requests hang_on swallowed
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -68,13 +72,17 @@ class EngineProxy:
                 continue
             with self._lock:
                 self._conns.append(upstream)
-            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, requests: bool = False) -> None:
+        swallowing = False
         try:
             while data := source.recv(65536):
-                if self.silent:
+                if requests and not swallowing and self.hang_on and self.hang_on.search(data):
+                    swallowing = True  # this call, and the rest of its connection, hang
+                    self.hung += 1
+                if self.silent or swallowing:
                     continue  # a hung engine: bytes go in, nothing comes out
                 sink.sendall(data)
         except OSError:

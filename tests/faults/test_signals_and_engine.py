@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -179,14 +180,31 @@ def test_an_engine_that_never_answers_times_out(tmp_path):
         proxy.stop()
 
 
-def test_an_engine_call_that_hangs_mid_run_fails_the_step_not_the_runner(tmp_path, docker_engine):
+@pytest.mark.parametrize(
+    ("hang_on", "container", "what"),
+    [
+        (rb"/containers/create", "step", "creating"),
+        (rb"/containers/[0-9a-f]+/attach\?", "step", "attaching to a step container"),
+        (rb"/exec/[0-9a-f]+/start", "shared", "starting an exec"),
+    ],
+    ids=["create", "attach", "exec-start"],
+)
+def test_an_engine_call_that_hangs_mid_run_fails_the_step_not_the_runner(
+    tmp_path, docker_engine, hang_on, container, what
+):
+    """One engine call never answers; the others do. The step fails, the run ends, and
+    the container the step had already created is removed. (In the shared container the
+    first step is the one whose exec hangs.)"""
     proxy = EngineProxy(tmp_path / "engine.sock")
+    proxy.hang_on = re.compile(hang_on)
     proxy.start()
+    image = f"{{image: {TEST_IMAGE}, network: none}}"
     dag = tmp_path / "d.yaml"
-    go = tmp_path / "go"
     dag.write_text(
-        f"steps:\n  - {{id: first, run: 'echo up; for i in $(seq 400); do [ -f {go} ] && break; sleep 0.05; done'}}\n"
-        f"  - {{id: second, depends: first, run: 'true', container: {{image: {TEST_IMAGE}}}}}\n"
+        (f"container: {image}\n" if container == "shared" else "")
+        + "steps:\n  - {id: first, run: 'echo up'}\n"
+        + "  - {id: second, depends: first, run: 'true'"
+        + (f", container: {image}}}\n" if container == "step" else "}\n")
     )
     env = {
         **os.environ,
@@ -194,29 +212,28 @@ def test_an_engine_call_that_hangs_mid_run_fails_the_step_not_the_runner(tmp_pat
         "DAGBOX_ENGINE_CALL_TIMEOUT": "3",
         "DAGBOX_HOME": str(tmp_path / "home"),
     }
-    proc = subprocess.Popen(
-        [*DAGBOX, "run", str(dag), "--run-id", "hang"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    began = time.monotonic()
     try:
-        wait_for(
-            lambda: (
-                (tmp_path / "home").exists()
-                and record(tmp_path, "hang")["steps"][0]["status"] == "succeeded"
-            ),
-            timeout=60,
-            what="the first step",
+        out = subprocess.run(
+            [*DAGBOX, "run", str(dag), "--run-id", "hang"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
         )
-        proxy.silent = True  # new connections now hang
-        assert proc.wait(timeout=120) == 1
+        took = time.monotonic() - began
+        assert out.returncode == 1, out.stderr
+        assert proxy.hung >= 1
+        assert took < 60, took
+        failed = [s for s in record(tmp_path, "hang")["steps"] if s["status"] == "failed"]
+        assert [s["name"] for s in failed] == ["first" if container == "shared" else "second"]
+        assert f"did not answer {what}" in (failed[0]["error"] or ""), failed[0]["error"]
+        assert labelled("hang") == []
     finally:
-        proc.kill()
         proxy.stop()
-    second = record(tmp_path, "hang")["steps"][1]
-    assert second["status"] == "failed"
-    assert "did not answer" in (second["error"] or "")
+        if leftovers := labelled("hang"):
+            docker("rm", "-f", *leftovers, check=False)
 
 
 def test_engine_restart_mid_run_fails_steps_as_infra_and_retries_recover(tmp_path, docker_engine):

@@ -397,6 +397,25 @@ def _attach(container: DockerContainer, stdin: bool) -> Any:
     return Stream(container.docker, setup, None)
 
 
+@asynccontextmanager
+async def _opened(stream: Any, what: str) -> AsyncIterator[Any]:
+    """A stream whose opening (an HTTP upgrade) is bounded like any call; reading it is not.
+
+    Without the bound, an engine that stops answering between create and attach left the
+    step, and with it the run, waiting forever.
+    """
+    try:
+        await call(stream.__aenter__(), what)
+    except BaseException:
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await stream.close()
+        raise
+    try:
+        yield stream
+    finally:
+        await stream.close()
+
+
 class _MissingProgram:
     """Notices Podman's init (catatonit) saying the entrypoint does not exist; it exits 1."""
 
@@ -449,7 +468,7 @@ async def _attached(
     watch = _MissingProgram()
     stream = _attach(container, stdin=command.stdin is not None)
     try:
-        async with stream:
+        async with _opened(stream, "attaching to a step container"):
             try:
                 began = time.monotonic()
                 await call(container.start(), "starting a step container")
@@ -608,7 +627,7 @@ async def exec_in(
     pid: list[int] = []
     try:
         stream = execution.start(detach=False)
-        async with stream, anyio.create_task_group() as tg:
+        async with _opened(stream, "starting an exec"), anyio.create_task_group() as tg:
             if command.stdin is not None:
                 tg.start_soon(_feed, stream, command.stdin)
             pending: bytes | None = b""

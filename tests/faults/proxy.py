@@ -43,7 +43,14 @@ class EngineProxy:
 
     def stop(self) -> None:
         with self._lock:
+            # Unlink first and wake the accepting thread: a listener closed while a thread
+            # blocks in accept() keeps listening, and would quietly proxy a connection made
+            # during the "outage".
+            if self.path.exists():
+                self.path.unlink()
             if self._listener is not None:
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)
                 self._listener.close()
                 self._listener = None
             for conn in self._conns:
@@ -51,8 +58,6 @@ class EngineProxy:
                     conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
             self._conns.clear()
-        if self.path.exists():
-            self.path.unlink()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -61,6 +66,9 @@ class EngineProxy:
             except OSError:
                 return
             with self._lock:
+                if listener is not self._listener:  # stopped while accepting
+                    client.close()
+                    return
                 self._conns.append(client)
             if self.silent:
                 continue  # accept, read nothing, answer nothing
@@ -71,6 +79,10 @@ class EngineProxy:
                 client.close()
                 continue
             with self._lock:
+                if listener is not self._listener:
+                    client.close()
+                    upstream.close()
+                    return
                 self._conns.append(upstream)
             threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()

@@ -240,10 +240,13 @@ def test_engine_restart_mid_run_fails_steps_as_infra_and_retries_recover(tmp_pat
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
     dag = tmp_path / "d.yaml"
+    gate = tmp_path / "gate"
+    gate.mkdir()
     dag.write_text(
         "steps:\n"
         "  - id: agent\n    action: harness.run\n    retry_policy: {limit: 5, interval_sec: 1}\n"
-        f"    container: {{image: {TEST_IMAGE}, network: none, env: [FAKE_AGENT_DELAY=3]}}\n"
+        f"    container: {{image: {TEST_IMAGE}, network: none, volumes: ['{gate}:/gate'],"
+        " env: [FAKE_AGENT_WAIT_FOR=/gate/open]}\n"
         "    with: {provider: claude, prompt: survive}\n"
     )
     env = {**os.environ, "DOCKER_HOST": proxy.url, "DAGBOX_HOME": str(tmp_path / "home")}
@@ -258,6 +261,7 @@ def test_engine_restart_mid_run_fails_steps_as_infra_and_retries_recover(tmp_pat
         proxy.stop()  # the engine goes away: streams break, calls fail
         time.sleep(1.5)
         proxy.start()  # ...and comes back
+        (gate / "open").touch()  # only now may an agent answer: attempt 1 was cut off
         assert proc.wait(timeout=120) == 0, proc.stderr.read().decode() if proc.stderr else ""
     finally:
         proc.kill()

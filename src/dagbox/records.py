@@ -15,8 +15,10 @@ and ``history``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -91,15 +93,55 @@ def _json_line(_: Any, __: str, event_dict: dict[str, Any]) -> bytes:
     return _encoder.encode(event_dict)
 
 
+class LostWrites:
+    """What a full disk (or a lost permission) kept out of a run's record.
+
+    A write that fails must not end the run: the steps' work matters more than its
+    record, and a crash would lose the record entirely. So each failure is caught where
+    it happens, the first one is told at once, the rest are counted, and the run ends
+    with exit 1 and a summary (:attr:`summary`).
+    """
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self.warn = warn
+        self.first: str | None = None
+        self.count = 0
+
+    @contextlib.contextmanager
+    def guard(self, path: object) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            self.lost(f"cannot write {path}: {exc.strerror or exc}")
+
+    def lost(self, message: str) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = message
+            self.warn(f"{message}; the run goes on, but its record will be incomplete")
+
+    @property
+    def summary(self) -> str | None:
+        if self.first is None:
+            return None
+        more = self.count - 1
+        return self.first + (f" (and {more} more failed write{'s' * (more > 1)})" if more else "")
+
+
 class RecordWriter:
     """Sink that keeps one run's record directory."""
 
     def __init__(
-        self, layout: RunLayout, step_ids: dict[str, str | None], interval: float = 0.25
+        self,
+        layout: RunLayout,
+        step_ids: dict[str, str | None],
+        interval: float = 0.25,
+        lost: LostWrites | None = None,
     ) -> None:
         self.layout = layout
         self.step_ids = step_ids
         self.interval = interval
+        self.lost = lost or LostWrites(lambda _: None)
         self.record: RunRecord | None = None
         self._steps: dict[str, StepRecord] = {}
         self._files: dict[tuple[str, str], IO[bytes]] = {}
@@ -115,22 +157,30 @@ class RecordWriter:
         if isinstance(event, StepOutput):
             handle = self._files.get((event.step, event.stream))
             if handle is not None:
-                handle.write(event.data)
+                try:
+                    handle.write(event.data)
+                except OSError as exc:
+                    # A log with its end missing is honest; one with a hole in it is not.
+                    del self._files[(event.step, event.stream)]
+                    with contextlib.suppress(OSError):
+                        handle.close()
+                    self.lost.lost(f"cannot write {handle.name}: {exc.strerror or exc}")
             return
         if isinstance(event, RunStarted):
             self._start(event)
         else:
             assert self.record is not None
             self._update(event)
-        fields = msgspec.to_builtins(event)
-        self._log.info(fields.pop("event"), **fields)
+        if self._log is not None:
+            fields = msgspec.to_builtins(event)
+            with self.lost.guard(self.layout.events):
+                self._log.info(fields.pop("event"), **fields)
         if isinstance(event, RunFinished):
             self.close()
         else:
             self._changed()
 
     def _start(self, event: RunStarted) -> None:
-        _make_dir(self.layout.dir)
         self.record = RunRecord(
             run_id=event.run_id,
             dag=event.dag,
@@ -143,14 +193,16 @@ class RecordWriter:
             handlers={h: HandlerRecord() for h in event.handlers},
         )
         self._steps = {s.name: s for s in self.record.steps}
-        # Buffered: flushed with each write of run.json and at the end, not line by line.
-        self._events = self.layout.events.open("ab")
-        structlog = import_structlog()
-        self._log = structlog.wrap_logger(
-            _BufferedLines(self._events),
-            processors=[_json_line],
-            wrapper_class=structlog.BoundLogger,
-        )
+        with self.lost.guard(self.layout.dir):
+            _make_dir(self.layout.dir)
+            # Buffered: flushed with each write of run.json and at the end, not line by line.
+            self._events = self.layout.events.open("ab")
+            structlog = import_structlog()
+            self._log = structlog.wrap_logger(
+                _BufferedLines(self._events),
+                processors=[_json_line],
+                wrapper_class=structlog.BoundLogger,
+            )
         # The first write waits like any other (a run shorter than the interval is written
         # once, when it ends): thousands of short runs in a bench make this count.
         self._written = time.monotonic()
@@ -202,9 +254,10 @@ class RecordWriter:
         self._close_files(step)
         for stream, path in (("stdout", stdout_file), ("stderr", stderr_file)):
             if path is not None:
-                _make_dir(Path(path).parent)
-                # unbuffered: `dagbox logs -f` and tail -f see each chunk as it comes
-                self._files[(step, stream)] = Path(path).open("wb", buffering=0)  # noqa: SIM115
+                with self.lost.guard(path):
+                    _make_dir(Path(path).parent)
+                    # unbuffered: `dagbox logs -f` and tail -f see each chunk as it comes
+                    self._files[(step, stream)] = Path(path).open("wb", buffering=0)  # noqa: SIM115
 
     def _target(self, step: str, handler: str | None) -> StepRecord | HandlerRecord:
         assert self.record is not None
@@ -214,7 +267,8 @@ class RecordWriter:
         for stream in ("stdout", "stderr"):
             handle = self._files.pop((step, stream), None)
             if handle is not None:
-                handle.close()
+                with self.lost.guard(handle.name):
+                    handle.close()
 
     # --- run.json ----------------------------------------------------------------------
 
@@ -226,15 +280,23 @@ class RecordWriter:
             self._wake.set()
 
     def _write(self) -> None:
+        """Flush events.jsonl and replace run.json; on failure, the next change tries again."""
         assert self.record is not None
+        self._written = time.monotonic()
         if self._events is not None:
-            self._events.flush()
+            with self.lost.guard(self.layout.events):
+                self._events.flush()
         data = msgspec.json.format(_encoder.encode(self.record), indent=2)
         tmp = self.layout.record.with_suffix(".json.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(self.layout.record)
-        self._dirty = False
-        self._written = time.monotonic()
+        try:
+            tmp.write_bytes(data)
+            tmp.replace(self.layout.record)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a partial copy only takes space
+            self.lost.lost(f"cannot write {self.layout.record}: {exc.strerror or exc}")
+        else:
+            self._dirty = False
 
     async def keep_fresh(self) -> None:
         """Run beside the engine: writes changes that arrived too soon after the last write."""
@@ -251,7 +313,8 @@ class RecordWriter:
         if self.record is not None:
             self._write()
         if self._events is not None:
-            self._events.close()
+            with self.lost.guard(self.layout.events):
+                self._events.close()
             self._events = None
 
 
@@ -280,37 +343,42 @@ def _make_dir(path: Path) -> None:
 class JournalWriter:
     """Sink that writes each harness attempt's events to ``attempts/<step>/<attempt>.jsonl``."""
 
-    def __init__(self, layout: RunLayout) -> None:
+    def __init__(self, layout: RunLayout, lost: LostWrites | None = None) -> None:
         self.layout = layout
+        self.lost = lost or LostWrites(lambda _: None)
         self._open: dict[tuple[str, int], tuple[IO[bytes], Any]] = {}
 
     def __call__(self, event: AnyEvent) -> None:
         if not isinstance(event, JOURNAL_EVENTS):
             return
         key = (event.step, event.attempt)
+        path = self.layout.journal(event.step, event.attempt)
         if isinstance(event, AttemptStarted):
-            path = self.layout.journal(event.step, event.attempt)
-            _make_dir(path.parent)
-            handle = path.open("ab")
-            structlog = import_structlog()
-            logger = structlog.wrap_logger(
-                structlog.BytesLogger(handle),
-                processors=[_json_line],
-                wrapper_class=structlog.BoundLogger,
-            )
-            self._open[key] = (handle, logger)
+            with self.lost.guard(path):
+                _make_dir(path.parent)
+                handle = path.open("ab")
+                structlog = import_structlog()
+                logger = structlog.wrap_logger(
+                    structlog.BytesLogger(handle),
+                    processors=[_json_line],
+                    wrapper_class=structlog.BoundLogger,
+                )
+                self._open[key] = (handle, logger)
         entry = self._open.get(key)
         if entry is None:
             return
         fields = msgspec.to_builtins(event)
-        entry[1].info(fields.pop("event"), **fields)
+        with self.lost.guard(path):
+            entry[1].info(fields.pop("event"), **fields)
         if isinstance(event, AttemptFinished):
-            entry[0].close()
             del self._open[key]
+            with self.lost.guard(path):
+                entry[0].close()
 
     def close(self) -> None:
-        for handle, _ in self._open.values():
-            handle.close()
+        for (step, attempt), (handle, _) in self._open.items():
+            with self.lost.guard(self.layout.journal(step, attempt)):
+                handle.close()
         self._open.clear()
 
 

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import tempfile
+import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from dagbox.engine.events import AnyEvent
 from dagbox.engine.run import Engine, RunOptions, RunResult
 from dagbox.layout import RunLayout
 from dagbox.plan import runtime_of
-from dagbox.records import JournalWriter, RecordWriter
+from dagbox.records import JournalWriter, JsonLog, LostWrites, RecordWriter
 from dagbox.runtimes import Runtime
 from dagbox.runtimes.host import HostRuntime, raise_open_file_limit, step_budget
 from dagbox.spec import Dag, Loaded
@@ -62,13 +63,20 @@ async def execute(request: RunRequest) -> RunResult:
     raise_open_file_limit()
     dag = request.loaded.dag
     layout = RunLayout.for_run(dag.name or "dag", request.run_id, request.home)
-    writer = RecordWriter(layout, {s.key: s.id for s in dag.steps})
-    journals = JournalWriter(layout)
+    lost = LostWrites(_warn)
+    writer = RecordWriter(layout, {s.key: s.id for s in dag.steps}, lost=lost)
+    journals = JournalWriter(layout, lost=lost)
     sinks = [writer, journals, *request.sinks]
 
     def emit(event: AnyEvent) -> None:
-        for sink in sinks:
-            sink(event)
+        for sink in tuple(sinks):  # a copy: a failing sink is removed on the way
+            try:
+                sink(event)
+            except Exception as exc:  # a sink's failure must not become the run's
+                sinks.remove(sink)
+                if not isinstance(exc, OSError):  # a bug: keep what is needed to fix it
+                    _warn("internal error in an output:\n" + traceback.format_exc().rstrip())
+                lost.lost(f"{_sink_name(sink)} stopped: {type(exc).__name__}: {exc}")
 
     options = RunOptions(
         run_id=request.run_id,
@@ -98,7 +106,22 @@ async def execute(request: RunRequest) -> RunResult:
         if docker is not None and hasattr(docker, "sweep"):
             await docker.sweep()  # containers the engine could not remove in time
     journals.close()
+    result.record_error = lost.summary
     return result
+
+
+def _warn(message: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(f"dagbox: {message}", file=sys.stderr, flush=True)
+
+
+def _sink_name(sink: Sink) -> str:
+    names = {
+        RecordWriter: "the run record",
+        JournalWriter: "the attempt journals",
+        JsonLog: "the JSON log",
+    }
+    return names.get(type(sink), f"the {type(sink).__name__.lower()} output")
 
 
 def uses_containers(dag: Dag) -> bool:

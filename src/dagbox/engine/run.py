@@ -114,12 +114,20 @@ class RunResult:
     error: str | None = None
     precondition_unmet: bool = False
     interrupted: bool = False
+    #: Set by whoever records the run when part of the record could not be written.
+    record_error: str | None = None
 
     @property
     def exit_code(self) -> int:
-        """D8: 0 succeeded (or DAG precondition not met), 130 interrupted, 1 otherwise."""
+        """D8: 0 succeeded (or DAG precondition not met), 130 interrupted, 1 otherwise.
+
+        A run whose record is incomplete (a full disk) exits 1 even when its steps
+        succeeded: the record is part of what a run promises.
+        """
         if self.interrupted:
             return 130
+        if self.record_error is not None:
+            return 1
         if self.status == "succeeded" or self.precondition_unmet:
             return 0
         return 1

@@ -391,6 +391,9 @@ def bench(
         f"{report.ran} runs now, {report.skipped} already done (--resume), {report.planned} in all; "
         f"results: {options.out / 'results.jsonl'}"
     )
+    if report.error is not None:
+        _err(f"dagbox: bench stopped early: {report.error}")
+        raise typer.Exit(1)
     if report.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
 

@@ -7,6 +7,7 @@ finished later is, and the run exits 1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -118,3 +119,38 @@ def test_a_terminal_on_a_full_disk_stops_but_the_run_and_record_do_not(tmp_path,
     record = json.loads((home / "runs" / "d" / "full" / "run.json").read_text())
     assert [s["status"] for s in record["steps"]] == ["succeeded", "succeeded"]
     assert (home / "runs" / "d" / "full" / "logs" / "flood.1.stdout").stat().st_size == 2020202
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` to the last byte, then give back ``leave`` bytes."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as handle, contextlib.suppress(OSError):
+        while True:
+            handle.write(b"\0" * 65536)
+    with filler.open("r+b") as handle:
+        handle.truncate(max(filler.stat().st_size - leave, 0))
+    return filler
+
+
+def test_a_bench_whose_results_fill_the_disk_stops_and_resumes_whole(tmp_path, small_disk):
+    dag = tmp_path / "d.yaml"
+    dag.write_text("steps:\n  - {id: work, run: echo done}\n")
+    out = small_disk / "bench"
+    out.mkdir()
+    filler = fill(small_disk, leave=8192)
+    args = [*DAGBOX, "bench", str(dag), "--repeat", "60", "-c", "1", "--out", str(out)]
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 1, first.stderr
+    assert "Traceback" not in first.stderr
+    assert "bench stopped early: cannot write" in first.stderr
+    assert "No space left on device" in first.stderr
+    kept = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert 0 < len(kept) < 60  # every line whole: json.loads took each one
+    filler.unlink()
+    again = subprocess.run(
+        [*args, "--resume"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert again.returncode == 0, again.stderr
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(lines) == 60 and len({line["key"] for line in lines}) == 60

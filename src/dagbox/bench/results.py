@@ -8,11 +8,12 @@ runs it again instead of counting half of it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from dagbox.engine.events import (
     AnyEvent,
@@ -42,15 +43,25 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 class ResultsFile:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle: IO[bytes] = path.open("ab")
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, result: Mapping[str, Any]) -> None:
-        self._handle.write(json.dumps(result, separators=(",", ":")).encode() + b"\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        """One whole line, or (OSError, e.g. a full disk) none: a torn line is cut off again,
+        so that the next line cannot be glued to it."""
+        data = memoryview(json.dumps(result, separators=(",", ":")).encode() + b"\n")
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+            os.fsync(self._fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, end)
+            raise
 
     def close(self) -> None:
-        self._handle.close()
+        os.close(self._fd)
 
 
 class StepTimings:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -49,6 +50,8 @@ class BenchReport:
     ran: int
     interrupted: bool
     rows: list[dict[str, Any]]
+    #: Results that could not be written (a full disk): the bench stopped admitting runs.
+    error: str | None = None
 
 
 async def image_ids(shared: SharedEngine | None, references: set[str]) -> dict[str, str]:
@@ -90,8 +93,18 @@ async def run_bench(loaded: Loaded, make_jobs, options: BenchOptions) -> BenchRe
     planned = {job.key for job in jobs}
     rows = summarize([r for r in read_results(results_path) if r["key"] in planned], options.repeat)
     summary = {"repeat": options.repeat, "jobs": len(jobs), "cells": rows}
-    (options.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return BenchReport(len(jobs), len(jobs) - len(todo), bench.finished, bench.stopping, rows)
+    try:
+        (options.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        bench.error = bench.error or f"cannot write {options.out / 'summary.json'}: {exc.strerror}"
+    return BenchReport(
+        len(jobs),
+        len(jobs) - len(todo),
+        bench.finished,
+        bench.stopping and bench.error is None,
+        rows,
+        bench.error,
+    )
 
 
 class _Bench:
@@ -112,6 +125,7 @@ class _Bench:
         self.engines: dict[str, Engine] = {}
         self.stopping = False
         self.finished = 0
+        self.error: str | None = None
 
     async def admit(self, todo: Sequence[Job]) -> None:
         async with anyio.create_task_group() as runs:
@@ -162,25 +176,31 @@ class _Bench:
             ),
             None,
         )
-        self.results.append(
-            {
-                "key": job.key,
-                "cell": job.cell.matrix_label,
-                "task": job.cell.task,
-                "params": dict(job.params),
-                "repeat": job.repeat,
-                "status": result.status,
-                "run_id": run_id,
-                "duration_ms": round(wall_ms, 1),
-                "queue_wait_ms": round((began - queued) * 1000, 1),
-                "overhead_ms": round(max(wall_ms - timings.inside_ms(), 0.0), 1),
-                "failure_class": "ok"
-                if result.status == "succeeded"
-                else failure or "exit_nonzero",
-                "infra": failure in INFRA,
-                "steps": steps,
-            }
-        )
+        line = {
+            "key": job.key,
+            "cell": job.cell.matrix_label,
+            "task": job.cell.task,
+            "params": dict(job.params),
+            "repeat": job.repeat,
+            "status": result.status,
+            "run_id": run_id,
+            "duration_ms": round(wall_ms, 1),
+            "queue_wait_ms": round((began - queued) * 1000, 1),
+            "overhead_ms": round(max(wall_ms - timings.inside_ms(), 0.0), 1),
+            "failure_class": "ok" if result.status == "succeeded" else failure or "exit_nonzero",
+            "infra": failure in INFRA,
+            "steps": steps,
+        }
+        try:
+            self.results.append(line)
+        except OSError as exc:
+            # Runs whose results cannot be kept are not worth their cost: stop admitting;
+            # the lines already written are whole, and --resume goes on from them.
+            if self.error is None:
+                self.error = f"cannot write {self.results.path}: {exc.strerror or exc}"
+                print(f"dagbox: {self.error}; no new runs start", file=sys.stderr, flush=True)
+            self.stopping = True
+            return
         self.finished += 1
         self.progress.done += 1
         self.progress.failed += result.status != "succeeded"

@@ -385,3 +385,15 @@ def test_failures_output_shows_only_failed_runs(tmp_path):
     )
     assert out.returncode == 0
     assert "answered" not in out.stdout  # nothing failed: no run output shown
+
+
+def test_a_torn_last_line_is_cut_before_the_next_is_appended(tmp_path):
+    from dagbox.bench.results import ResultsFile, read_results
+
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(b'{"key":"a"}\n{"key":"b","stat')  # a bench killed mid-write
+    results = ResultsFile(path)
+    results.append({"key": "c"})
+    results.close()
+    assert [r["key"] for r in read_results(path)] == ["a", "c"]
+    assert path.read_bytes() == b'{"key":"a"}\n{"key":"c"}\n'

@@ -393,9 +393,10 @@ def bench(
     )
     if report.error is not None:
         _err(f"dagbox: bench stopped early: {report.error}")
-        raise typer.Exit(1)
     if report.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+    if report.error is not None:
+        raise typer.Exit(1)
 
 
 def render_summary(rows: list[dict], repeat: int) -> str:

@@ -16,6 +16,7 @@ and ``history``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -118,7 +119,7 @@ class LostWrites:
         self.count += 1
         if self.first is None:
             self.first = message
-            self.warn(f"{message}; the run goes on, but its record will be incomplete")
+            self.warn(f"{message}; the run goes on, but its record or output will be incomplete")
 
     @property
     def summary(self) -> str | None:
@@ -158,7 +159,7 @@ class RecordWriter:
             handle = self._files.get((event.step, event.stream))
             if handle is not None:
                 try:
-                    handle.write(event.data)
+                    _write_all(handle, event.data)
                 except OSError as exc:
                     # A log with its end missing is honest; one with a hole in it is not.
                     del self._files[(event.step, event.stream)]
@@ -176,6 +177,7 @@ class RecordWriter:
             with self.lost.guard(self.layout.events):
                 self._log.info(fields.pop("event"), **fields)
         if isinstance(event, RunFinished):
+            self._dirty = True
             self.close()
         else:
             self._changed()
@@ -193,7 +195,14 @@ class RecordWriter:
             handlers={h: HandlerRecord() for h in event.handlers},
         )
         self._steps = {s.name: s for s in self.record.steps}
-        with self.lost.guard(self.layout.dir):
+        self._open_events()
+        # The first write waits like any other (a run shorter than the interval is written
+        # once, when it ends): thousands of short runs in a bench make this count.
+        self._written = time.monotonic()
+        self._changed()
+
+    def _open_events(self) -> None:
+        with self.lost.guard(self.layout.events):
             _make_dir(self.layout.dir)
             # Buffered: flushed with each write of run.json and at the end, not line by line.
             self._events = self.layout.events.open("ab")
@@ -203,10 +212,6 @@ class RecordWriter:
                 processors=[_json_line],
                 wrapper_class=structlog.BoundLogger,
             )
-        # The first write waits like any other (a run shorter than the interval is written
-        # once, when it ends): thousands of short runs in a bench make this count.
-        self._written = time.monotonic()
-        self._changed()
 
     def _update(self, event: AnyEvent) -> None:
         assert self.record is not None
@@ -283,12 +288,15 @@ class RecordWriter:
         """Flush events.jsonl and replace run.json; on failure, the next change tries again."""
         assert self.record is not None
         self._written = time.monotonic()
+        if self._events is None and self.record.finished_at is None:
+            self._open_events()  # it could not be opened at the start: space may be back
         if self._events is not None:
             with self.lost.guard(self.layout.events):
                 self._events.flush()
         data = msgspec.json.format(_encoder.encode(self.record), indent=2)
         tmp = self.layout.record.with_suffix(".json.tmp")
         try:
+            _make_dir(self.layout.dir)
             tmp.write_bytes(data)
             tmp.replace(self.layout.record)
         except OSError as exc:
@@ -308,14 +316,30 @@ class RecordWriter:
                 self._write()
 
     def close(self) -> None:
+        """Idempotent. Called again after the run, it retries a final write that failed."""
         for key in list(self._files):
             self._close_files(key[0])
-        if self.record is not None:
+        if self.record is not None and self._dirty:
             self._write()
         if self._events is not None:
             with self.lost.guard(self.layout.events):
                 self._events.close()
-            self._events = None
+            self._events = self._log = None
+
+    @property
+    def unfinished(self) -> bool:
+        """run.json does not hold the run's last state (a write failed)."""
+        return self._dirty
+
+
+def _write_all(handle: IO[bytes], data: bytes) -> None:
+    """An unbuffered write may take only part of the data (a nearly full disk): loop."""
+    view = memoryview(data)
+    while view:
+        written = handle.write(view)
+        if not written:
+            raise OSError(errno.EIO, "the file took no more bytes")
+        view = view[written:]
 
 
 class _BufferedLines:

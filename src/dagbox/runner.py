@@ -41,6 +41,11 @@ class SharedEngine:
     images: Any
 
 
+def _warn(message: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(f"dagbox: {message}", file=sys.stderr, flush=True)
+
+
 @dataclass
 class RunRequest:
     loaded: Loaded
@@ -55,6 +60,8 @@ class RunRequest:
     watch_signals: bool = True
     #: Called with the Engine before it starts, e.g. to interrupt it later.
     on_engine: Callable[[Engine], None] | None = None
+    #: Where a failed write of the record is told, as it happens.
+    warn: Callable[[str], None] = _warn
 
 
 async def execute(request: RunRequest) -> RunResult:
@@ -63,7 +70,7 @@ async def execute(request: RunRequest) -> RunResult:
     raise_open_file_limit()
     dag = request.loaded.dag
     layout = RunLayout.for_run(dag.name or "dag", request.run_id, request.home)
-    lost = LostWrites(_warn)
+    lost = LostWrites(request.warn)
     writer = RecordWriter(layout, {s.key: s.id for s in dag.steps}, lost=lost)
     journals = JournalWriter(layout, lost=lost)
     sinks = [writer, journals, *request.sinks]
@@ -75,7 +82,7 @@ async def execute(request: RunRequest) -> RunResult:
             except Exception as exc:  # a sink's failure must not become the run's
                 sinks.remove(sink)
                 if not isinstance(exc, OSError):  # a bug: keep what is needed to fix it
-                    _warn("internal error in an output:\n" + traceback.format_exc().rstrip())
+                    request.warn("internal error in an output:\n" + traceback.format_exc().rstrip())
                 lost.lost(f"{_sink_name(sink)} stopped: {type(exc).__name__}: {exc}")
 
     options = RunOptions(
@@ -106,13 +113,12 @@ async def execute(request: RunRequest) -> RunResult:
         if docker is not None and hasattr(docker, "sweep"):
             await docker.sweep()  # containers the engine could not remove in time
     journals.close()
+    with contextlib.suppress(Exception):  # a second chance for a final write that failed
+        writer.close()
     result.record_error = lost.summary
+    if writer.unfinished:  # say it plainly: `dagbox status` would still show it running
+        result.record_error = f"{lost.summary}; {layout.record} does not hold the run's end"
     return result
-
-
-def _warn(message: str) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        print(f"dagbox: {message}", file=sys.stderr, flush=True)
 
 
 def _sink_name(sink: Sink) -> str:

@@ -95,6 +95,8 @@ def test_a_disk_that_stays_full_still_runs_every_step(tmp_path, small_disk):
     assert said(out.stdout, "after", "after")
     assert said(out.stdout, "agent", "claude answered: p")
     assert "record or output is incomplete" in out.stderr
+    assert "run.json does not hold the run's end" in out.stderr
+    assert out.stderr.count("the run goes on") == 1  # told once, not once per write
 
 
 def test_a_terminal_on_a_full_disk_stops_but_the_run_and_record_do_not(tmp_path, small_disk):

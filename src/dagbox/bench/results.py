@@ -40,11 +40,29 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _cut_torn_tail(fd: int) -> None:
+    """A line torn by a killed bench is dropped (reading ignores it anyway), so that the
+    first line of a --resume starts on a line of its own."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    end = size
+    while end > 0:
+        start = max(end - 65536, 0)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(fd, start + newline + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
+
+
 class ResultsFile:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        _cut_torn_tail(self._fd)
 
     def append(self, result: Mapping[str, Any]) -> None:
         """One whole line, or (OSError, e.g. a full disk) none: a torn line is cut off again,

@@ -93,17 +93,16 @@ async def run_bench(loaded: Loaded, make_jobs, options: BenchOptions) -> BenchRe
     planned = {job.key for job in jobs}
     rows = summarize([r for r in read_results(results_path) if r["key"] in planned], options.repeat)
     summary = {"repeat": options.repeat, "jobs": len(jobs), "cells": rows}
-    try:
-        (options.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    target = options.out / "summary.json"
+    try:  # replaced whole: a full disk leaves the previous summary, not half of a new one
+        target.with_suffix(".json.tmp").write_text(json.dumps(summary, indent=2) + "\n")
+        target.with_suffix(".json.tmp").replace(target)
     except OSError as exc:
-        bench.error = bench.error or f"cannot write {options.out / 'summary.json'}: {exc.strerror}"
+        with contextlib.suppress(OSError):
+            target.with_suffix(".json.tmp").unlink(missing_ok=True)
+        bench.error = bench.error or f"cannot write {target}: {exc.strerror or exc}"
     return BenchReport(
-        len(jobs),
-        len(jobs) - len(todo),
-        bench.finished,
-        bench.stopping and bench.error is None,
-        rows,
-        bench.error,
+        len(jobs), len(jobs) - len(todo), bench.finished, bench.signalled, rows, bench.error
     )
 
 
@@ -124,6 +123,7 @@ class _Bench:
         self.slots = anyio.Semaphore(options.concurrency)
         self.engines: dict[str, Engine] = {}
         self.stopping = False
+        self.signalled = False
         self.finished = 0
         self.error: str | None = None
 
@@ -158,6 +158,7 @@ class _Bench:
                     engine=self.shared,
                     watch_signals=False,
                     on_engine=self._track,
+                    warn=lambda _: None,  # told once for the bench, from record_error
                 )
             )
         finally:
@@ -191,20 +192,30 @@ class _Bench:
             "infra": failure in INFRA,
             "steps": steps,
         }
+        if result.record_error is not None:
+            line["record_error"] = result.record_error
+            # The same disk will fail the next runs too: stop admitting (the line is kept).
+            self._stop_for(f"a run's record is incomplete: {result.record_error}")
         try:
             self.results.append(line)
         except OSError as exc:
             # Runs whose results cannot be kept are not worth their cost: stop admitting;
             # the lines already written are whole, and --resume goes on from them.
-            if self.error is None:
-                self.error = f"cannot write {self.results.path}: {exc.strerror or exc}"
-                print(f"dagbox: {self.error}; no new runs start", file=sys.stderr, flush=True)
-            self.stopping = True
+            self._stop_for(f"cannot write {self.results.path}: {exc.strerror or exc}")
             return
         self.finished += 1
         self.progress.done += 1
         self.progress.failed += result.status != "succeeded"
         self.progress.draw()
+
+    def _stop_for(self, error: str) -> None:
+        if self.error is None:
+            self.error = error
+            self._warn(f"{error}; no new runs start")
+        self.stopping = True
+
+    def _warn(self, message: str) -> None:
+        print(f"dagbox: {message}", file=sys.stderr, flush=True)
 
     def _track(self, engine: Engine) -> None:
         self.engines[engine.run_id] = engine
@@ -215,7 +226,7 @@ class _Bench:
         """Ctrl-C or SIGTERM: stop admitting, stop running runs; a second one kills at once."""
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
-                self.stopping = True
+                self.stopping = self.signalled = True
                 for engine in list(self.engines.values()):
                     engine.interrupt.request()
 

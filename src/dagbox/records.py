@@ -247,6 +247,9 @@ class RecordWriter:
                 target.outputs = dict(event.outputs)
                 target.retry_count = max(event.attempts - 1, 0)
         elif isinstance(event, RunFinished):
+            for target in (*self.record.steps, *self.record.handlers.values()):
+                if target.status in ("running", "retrying"):  # only after an internal error
+                    target.status, target.finished_at = "aborted", event.ts
             self.record.status = event.status
             self.record.error = event.error
             self.record.finished_at = event.ts

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from dagbox.engine.events import AnyEvent
+from dagbox.engine.events import AnyEvent, RunFinished
 from dagbox.engine.run import Engine, RunOptions, RunResult
 from dagbox.layout import RunLayout
 from dagbox.plan import runtime_of
@@ -107,7 +108,23 @@ async def execute(request: RunRequest) -> RunResult:
             if request.watch_signals:
                 tg.start_soon(_watch_signals, engine)
             tg.start_soon(writer.keep_fresh)
-            result = await engine.run()
+            began = time.monotonic()
+            try:
+                result = await engine.run()
+            except Exception as exc:
+                # A bug in the engine: the record still ends (failed), then the bug surfaces.
+                while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+                    exc = exc.exceptions[0]  # the bug itself, not the task groups around it
+                if writer.record is not None and writer.record.finished_at is None:
+                    emit(
+                        RunFinished(
+                            run_id=request.run_id,
+                            status="failed",
+                            duration_sec=round(time.monotonic() - began, 3),
+                            error=f"internal error: {type(exc).__name__}: {exc}",
+                        )
+                    )
+                raise
             tg.cancel_scope.cancel()
         docker = runtimes.get("step")
         if docker is not None and hasattr(docker, "sweep"):

@@ -1,0 +1,100 @@
+"""Bugs in dagbox itself, injected on purpose: whatever breaks, the run's record still ends.
+
+The bug is injected with monkeypatch (it stands for code that is wrong); the processes,
+files and records around it are real.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from dagbox.engine.events import StepStarted
+from dagbox.engine.run import Engine
+from dagbox.runner import RunRequest, execute
+from dagbox.spec import load
+from tests.test_engine import alive, run_text
+
+
+class Bug(RuntimeError):
+    pass
+
+
+def test_a_bug_inside_one_step_fails_that_step_only(tmp_path, monkeypatch):
+    original = Engine._command
+
+    def broken(self, run, env):
+        if run.name == "b":
+            raise Bug("step b")
+        return original(self, run, env)
+
+    monkeypatch.setattr(Engine, "_command", broken)
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: a, run: echo a}
+          - {id: b, run: echo b}
+          - {id: c, depends: a, run: echo c}
+        """,
+    )
+    assert (ran.status("a"), ran.status("b"), ran.status("c")) == (
+        "succeeded",
+        "failed",
+        "succeeded",
+    )
+    assert ran.step("b").error == "internal error: Bug: step b"
+    record = json.loads(next(ran.home.glob("runs/*/r1/run.json")).read_text())
+    assert record["status"] == "failed" and record["finished_at"] is not None
+
+
+def test_a_bug_in_the_engine_loop_still_ends_the_record_and_the_processes(tmp_path, monkeypatch):
+    pid_file = tmp_path / "slow.pid"
+    dag = tmp_path / "dag.yaml"
+    dag.write_text(
+        "steps:\n"
+        f"  - {{id: slow, run: 'echo $$ > {pid_file}; exec sleep 300'}}\n"
+        f"  - {{id: quick, run: 'while [ ! -s {pid_file} ]; do sleep 0.01; done'}}\n"
+    )
+
+    def broken(self, finished, ready):
+        raise Bug("settling")
+
+    monkeypatch.setattr(Engine, "_settle", broken)
+    request = RunRequest(loaded=load(dag), run_id="r1", home=tmp_path / "home")
+    with pytest.raises(BaseExceptionGroup) as caught:
+        anyio.run(execute, request)
+    assert caught.group_contains(Bug)
+    pid = int(pid_file.read_text())
+    assert not alive(pid), "the running step's process outlived the bug"
+    record = json.loads(next((tmp_path / "home").glob("runs/*/r1/run.json")).read_text())
+    assert record["status"] == "failed"
+    assert record["error"] == "internal error: Bug: settling"
+    assert {s["name"]: s["status"] for s in record["steps"]} == {
+        "slow": "aborted",
+        "quick": "succeeded",
+    }
+
+
+def test_a_bug_in_an_output_drops_that_output_not_the_run(tmp_path, capfd):
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("steps:\n  - {id: a, run: echo a}\n  - {id: b, depends: a, run: echo b}\n")
+
+    class BrokenOutput:
+        def __call__(self, event):
+            if isinstance(event, StepStarted):
+                raise Bug("output")
+
+    request = RunRequest(
+        loaded=load(dag), run_id="r1", home=tmp_path / "home", sinks=[BrokenOutput()]
+    )
+    result = anyio.run(execute, request)
+    assert [s.status for s in result.steps] == ["succeeded", "succeeded"]
+    assert result.record_error == "the brokenoutput output stopped: Bug: output"
+    assert result.exit_code == 1
+    told = capfd.readouterr().err
+    assert "internal error in an output" in told and "Traceback" in told
+    assert Path(result.steps[1].stdout_file).read_text() == "b\n"

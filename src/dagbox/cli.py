@@ -257,12 +257,14 @@ def status(
     ] = False,
 ) -> None:
     """Show a run's record: its status and every step's."""
+    from dagbox.records import shown_status
+
     record, run_dir = _pick_run(run_id, last)
     if as_json:
         typer.echo((run_dir / "run.json").read_text().rstrip())
         return
     took = f" in {record.duration_sec:.2f}s" if record.duration_sec is not None else ""
-    typer.echo(f"run {record.run_id} of {record.dag}: {record.status}{took}")
+    typer.echo(f"run {record.run_id} of {record.dag}: {shown_status(record)}{took}")
     typer.echo(f"  file: {record.file}\n  started: {record.started_at}")
     if record.error:
         typer.echo(f"  error: {record.error}")
@@ -303,7 +305,7 @@ def history(
     """List recorded runs, newest first."""
     import msgspec
 
-    from dagbox.records import all_runs
+    from dagbox.records import all_runs, shown_status
 
     runs = all_runs(_dag_name_of(file) if file is not None else None)[-limit:][::-1]
     for record, _ in runs:
@@ -312,7 +314,7 @@ def history(
             continue
         took = f"{record.duration_sec:.2f}s" if record.duration_sec is not None else "-"
         typer.echo(
-            f"{record.run_id}  {record.dag:<20} {record.status:<19} {record.started_at}  {took}"
+            f"{record.run_id}  {record.dag:<20} {shown_status(record):<19} {record.started_at}  {took}"
         )
 
 
@@ -445,14 +447,20 @@ def render_summary(rows: list[dict], repeat: int) -> str:
 
 @app.command()
 def gc() -> None:
-    """Remove containers left behind by dagbox processes that are gone (e.g. killed with SIGKILL).
+    """Stop host processes and remove containers left by dagbox processes that are gone.
 
-    Containers of running dagbox processes, and of other hosts, are left alone.
+    (Killed with SIGKILL, for example.) What running dagbox processes own, and containers
+    of other hosts, are left alone. `dagbox run` does the same as it starts.
     """
     import anyio
 
+    from dagbox.owner import stop_orphans
+    from dagbox.runner import orphan_report
     from dagbox.runtimes.engine import EngineUnavailable, connect, endpoint
     from dagbox.runtimes.gc import reap
+
+    for message in orphan_report(stop_orphans()):
+        typer.echo(message)
 
     async def main() -> list[tuple[str, str]]:
         async with connect(endpoint()) as client:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from dagbox.engine.lines import LineSplitter
-from dagbox.records import RunRecord, find_run, read_record
+from dagbox.records import RunRecord, find_run, read_record, runner_gone
 
 FINAL = {"succeeded", "failed", "aborted", "partially_succeeded"}
 POLL_SECONDS = 0.2
@@ -40,7 +40,7 @@ def show_logs(run_id: str, step: str | None, stream: str, follow: bool) -> int:
     splitters: dict[str, LineSplitter] = {}
     out = sys.stdout
     while True:
-        done = record.status in FINAL
+        done = record.status in FINAL or runner_gone(record)
         for name, path in _files(record, step, stream):
             position = offsets.get(path, 0)
             try:

@@ -43,6 +43,8 @@ from dagbox.engine.events import (
 )
 from dagbox.layout import RunLayout, home, safe_name
 from dagbox.lazy import import_structlog
+from dagbox.owner import alive as owner_alive
+from dagbox.owner import token as owner_token
 
 
 class StepRecord(msgspec.Struct):
@@ -84,7 +86,18 @@ class RunRecord(msgspec.Struct):
     handlers: dict[str, HandlerRecord] = msgspec.field(default_factory=dict)
     duration_sec: float | None = None
     pid: int = 0
+    #: ``host:pid@start`` of the dagbox process that runs it: see :func:`runner_gone`.
+    owner: str = ""
     dagbox_version: str = __version__
+
+
+def runner_gone(record: RunRecord) -> bool:
+    """An unfinished record whose dagbox process died (SIGKILL, a crash): it will not end."""
+    return record.finished_at is None and bool(record.owner) and not owner_alive(record.owner)
+
+
+def shown_status(record: RunRecord) -> str:
+    return f"{record.status} (its dagbox process is gone)" if runner_gone(record) else record.status
 
 
 _encoder = msgspec.json.Encoder()
@@ -191,6 +204,7 @@ class RecordWriter:
             params=event.params,
             started_at=event.ts,
             pid=os.getpid(),
+            owner=owner_token(),
             steps=[StepRecord(name=n, id=self.step_ids.get(n)) for n in event.steps],
             handlers={h: HandlerRecord() for h in event.handlers},
         )

@@ -21,9 +21,10 @@ from typing import Any
 
 import anyio
 
-from dagbox.engine.events import AnyEvent, RunFinished
+from dagbox.engine.events import AnyEvent, Notice, RunFinished
 from dagbox.engine.run import Engine, RunOptions, RunResult
 from dagbox.layout import RunLayout
+from dagbox.owner import Orphan, stop_orphans
 from dagbox.plan import runtime_of
 from dagbox.records import JournalWriter, JsonLog, LostWrites, RecordWriter
 from dagbox.runtimes import Runtime
@@ -63,6 +64,8 @@ class RunRequest:
     on_engine: Callable[[Engine], None] | None = None
     #: Where a failed write of the record is told, as it happens.
     warn: Callable[[str], None] = _warn
+    #: Stop host processes that dead dagbox processes left (``dagbox bench`` does it once).
+    stop_orphans: bool = True
 
 
 async def execute(request: RunRequest) -> RunResult:
@@ -108,6 +111,10 @@ async def execute(request: RunRequest) -> RunResult:
             if request.watch_signals:
                 tg.start_soon(_watch_signals, engine)
             tg.start_soon(writer.keep_fresh)
+            if request.stop_orphans:
+                tg.start_soon(
+                    _stop_orphans, lambda text: emit(Notice(run_id=request.run_id, message=text))
+                )
             began = time.monotonic()
             try:
                 result = await engine.run()
@@ -136,6 +143,23 @@ async def execute(request: RunRequest) -> RunResult:
     if writer.unfinished:  # say it plainly: `dagbox status` would still show it running
         result.record_error = f"{lost.summary}; {layout.record} does not hold the run's end"
     return result
+
+
+async def _stop_orphans(notify: Callable[[str], None]) -> None:
+    """Beside the run, in a thread: reading /proc takes a few milliseconds."""
+    for message in orphan_report(await anyio.to_thread.run_sync(stop_orphans)):
+        notify(message)
+
+
+def orphan_report(orphans: list[Orphan]) -> list[str]:
+    by_run: dict[str, list[Orphan]] = {}
+    for orphan in orphans:
+        by_run.setdefault(orphan.run_id, []).append(orphan)
+    return [
+        f"stopped {len(found)} process{'es' * (len(found) != 1)} left by run {run_id}, "
+        f"whose dagbox process is gone ({found[0].command})"
+        for run_id, found in by_run.items()
+    ]
 
 
 def _sink_name(sink: Sink) -> str:

@@ -27,7 +27,15 @@ from dagbox.bench.progress import AboveProgress, Progress
 from dagbox.bench.results import ResultsFile, StepTimings, read_results
 from dagbox.bench.stats import INFRA, summarize
 from dagbox.engine.run import Engine
-from dagbox.runner import RunRequest, SharedEngine, connect_shared, execute, uses_containers
+from dagbox.owner import stop_orphans
+from dagbox.runner import (
+    RunRequest,
+    SharedEngine,
+    connect_shared,
+    execute,
+    orphan_report,
+    uses_containers,
+)
 from dagbox.spec import Loaded
 from dagbox.terminal import OutputMode, Terminal
 
@@ -77,6 +85,8 @@ async def run_bench(loaded: Loaded, make_jobs, options: BenchOptions) -> BenchRe
         shared = None
         if uses_containers(loaded.dag):
             shared = await connect_shared(stack, lambda message: None, options.max_containers)
+        for message in orphan_report(await anyio.to_thread.run_sync(stop_orphans)):
+            print(f"dagbox: {message}", file=sys.stderr)
         jobs: list[Job] = make_jobs(await image_ids(shared, image_references(loaded.dag)))
         todo = [job for job in jobs if job.key not in done]
         progress = Progress(len(todo))
@@ -159,6 +169,7 @@ class _Bench:
                     watch_signals=False,
                     on_engine=self._track,
                     warn=lambda _: None,  # told once for the bench, from record_error
+                    stop_orphans=False,  # once for the bench, not once per run
                 )
             )
         finally:

@@ -20,7 +20,6 @@ import math
 import os
 import re
 import signal as signals
-import socket
 import time
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from dagbox import owner as owner_mod
 from dagbox.runtimes import (
     Command,
     ContainerSpec,
@@ -74,33 +74,8 @@ _KEEPALIVE = ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait
 
 def owner_labels() -> dict[str, str]:
     """Who owns the containers of this process: host and pid, plus the pid's start time."""
-    return {
-        LABEL_OWNER: f"{socket.gethostname()}:{os.getpid()}",
-        LABEL_OWNER_START: _start_time(os.getpid()),
-    }
-
-
-def _start_time(pid: int) -> str:
-    try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: PTH123, SIM115
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def owner_alive(owner: str, start: str) -> bool:
-    """False when the owner process is gone from this host (or its pid was reused)."""
-    host, _, pid_text = owner.rpartition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True  # not ours to judge
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not start or _start_time(pid) == start
+    owner, start = owner_mod.this_process()
+    return {LABEL_OWNER: owner, LABEL_OWNER_START: start}
 
 
 class DockerRuntime:

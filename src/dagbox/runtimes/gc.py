@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from dagbox.runtimes.docker import LABEL_OWNER, LABEL_OWNER_START, LABEL_RUN, owner_alive
+from dagbox.owner import alive as owner_alive
+from dagbox.runtimes.docker import LABEL_OWNER, LABEL_OWNER_START, LABEL_RUN
 from dagbox.runtimes.engine import call
 
 if TYPE_CHECKING:

@@ -22,6 +22,8 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
+from dagbox.owner import ENV_OWNER
+from dagbox.owner import token as owner_token
 from dagbox.runtimes import Command, Exit, OnOutput, Stop, Stream, Trace, no_trace
 
 #: How long output may keep flowing after the main process exited (background children).
@@ -119,7 +121,8 @@ class HostRuntime:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=command.cwd,
-                env=dict(command.env),
+                # The owner mark lets the next dagbox stop what this step leaves if we die.
+                env={**command.env, ENV_OWNER: owner_token()},
                 start_new_session=True,
             )
         except FileNotFoundError:

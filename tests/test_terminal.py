@@ -98,3 +98,31 @@ def test_status_lines_show_attempt_duration_and_exit():
         "a ● started (attempt 2)",
         "a ✘ failed in 1.50s (exit 3): exit code 3",
     ]
+
+
+def test_step_output_cannot_steer_the_terminal_but_keeps_its_colours():
+    noisy = (
+        b"\x1b[2J\x1b[Hcleared\n"  # clear the screen, cursor home
+        b"\x1b]0;pwned\x07titled\n"  # window title
+        b"bell\x07 nul\x00 back\x08space\n"
+        b"10%\r50%\r100%\r\n"  # a progress bar, CRLF at the end
+        b"\x1b[1;31mred without a reset\n"
+        b"tab\tkept\n"
+    )
+    coloured = feed(
+        Terminal(OutputMode.prefix, io.StringIO(), color=True), started("a"), out("a", noisy)
+    )
+    name = coloured.splitlines()[0].split(" ")[0]
+    assert coloured.splitlines() == [
+        f"{name} | cleared",
+        f"{name} | titled",
+        f"{name} | bell nul backspace",
+        f"{name} | 100%",
+        f"{name} | \x1b[1;31mred without a reset\x1b[0m",  # closed before the next line
+        f"{name} | tab\tkept",
+    ]
+    plain = feed(
+        Terminal(OutputMode.prefix, io.StringIO(), color=False), started("a"), out("a", noisy)
+    )
+    assert "\x1b" not in plain and "\x07" not in plain and "\x00" not in plain
+    assert "a | red without a reset" in plain.splitlines()

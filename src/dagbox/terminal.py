@@ -11,11 +11,16 @@ Modes (``--output``):
 
 Everything goes to one stream (stdout), written a whole line at a time, so lines of
 concurrent steps never mix. Lines come from a :class:`LineSplitter` per step and stream.
+A step's output cannot steer the terminal: cursor movement, screen clearing, titles and
+other control characters are dropped (colours are kept on a terminal, and closed at the
+end of the line), and a line redrawn with ``\r`` shows what a terminal would show, its
+last state. Log files keep every byte.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import zlib
 from collections import deque
@@ -55,6 +60,36 @@ _STATUS_STYLE = {
 }
 #: Per step, at most this much output is held back for grouped and failures modes.
 GROUP_LIMIT = 2 * 1024 * 1024
+
+
+#: Any C0 or C1 control character but tab: the cheap test that lets most lines through as is.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: Escape sequences (CSI, OSC, two-character ones), then any control character left over.
+_STEERING = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours (SGR, ending in m), cursor, erase, ...
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|\x1b[ -/]*[0-~]"  # other escapes
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+_SGR = re.compile(r"\x1b\[[0-9;:]*m")
+
+
+def safe_line(line: str, colour: bool) -> str:
+    """``line`` as a terminal should show it inside dagbox's own lines (see the module doc)."""
+    if not _CONTROL.search(line):
+        return line
+    line = line.rstrip("\r").rpartition("\r")[2]  # a progress bar's last state
+    kept = False
+
+    def keep(match: re.Match[str]) -> str:
+        nonlocal kept
+        if colour and _SGR.fullmatch(match.group()):
+            kept = True
+            return match.group()
+        return ""
+
+    line = _STEERING.sub(keep, line)
+    return line + "\x1b[0m" if kept else line
 
 
 def wants_color(stream: TextIO) -> bool:
@@ -167,6 +202,7 @@ class Terminal:
         if not lines or self.mode is OutputMode.quiet:
             return
         mark = "|" if stream == "stdout" else self._paint("!", 31)
+        lines = [safe_line(line, self.color) for line in lines]
         if self.mode is OutputMode.prefix:
             name = self._name(step)
             self._write("".join(f"{name} {mark} {line}\n" for line in lines))
@@ -192,7 +228,7 @@ class Terminal:
         why = ""
         if event.error and event.status != "succeeded":
             first, *more = event.error.splitlines() or [""]
-            why = f": {first}" + (" …" if more else "")
+            why = f": {safe_line(first, False)}" + (" …" if more else "")
         line = f"{self._paint(symbol, colour)} {event.status}{timing}{code}{why}"
         held = self.held.pop(event.step, None)
         if self.mode is OutputMode.prefix:

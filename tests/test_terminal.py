@@ -108,6 +108,8 @@ def test_step_output_cannot_steer_the_terminal_but_keeps_its_colours():
         b"10%\r50%\r100%\r\n"  # a progress bar, CRLF at the end
         b"\x1b[1;31mred without a reset\n"
         b"tab\tkept\n"
+        b"\x1bPq#0;2;0;0;0#0~~\x1b\\image\n"  # a sixel image (DCS string)
+        b"\xc2\x9b2Jc1 \xc2\x9d0;title\xc2\x9clink\n"  # 8-bit CSI and OSC, as UTF-8
     )
     coloured = feed(
         Terminal(OutputMode.prefix, io.StringIO(), color=True), started("a"), out("a", noisy)
@@ -120,6 +122,8 @@ def test_step_output_cannot_steer_the_terminal_but_keeps_its_colours():
         f"{name} | 100%",
         f"{name} | \x1b[1;31mred without a reset\x1b[0m",  # closed before the next line
         f"{name} | tab\tkept",
+        f"{name} | image",
+        f"{name} | c1 link",
     ]
     plain = feed(
         Terminal(OutputMode.prefix, io.StringIO(), color=False), started("a"), out("a", noisy)

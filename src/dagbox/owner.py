@@ -12,11 +12,13 @@ process, is ever touched.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 #: The environment variable that marks every process a host step starts.
 ENV_OWNER = "DAGBOX_OWNER"
@@ -31,35 +33,47 @@ def start_time(pid: int) -> str:
         return ""
 
 
+def _namespace() -> str:
+    """This process's pid namespace: pids from another one (a container) are not comparable."""
+    try:
+        return str(Path("/proc/self/ns/pid").readlink()).removeprefix("pid:[").removesuffix("]")
+    except OSError:
+        return ""
+
+
 @cache
-def _this(pid: int) -> tuple[str, str]:
-    return f"{socket.gethostname()}:{pid}", start_time(pid)
+def _this(pid: int) -> tuple[str, str, str]:
+    return f"{socket.gethostname()}:{pid}", start_time(pid), _namespace()
 
 
-def this_process() -> tuple[str, str]:
-    """(``host:pid``, start time) of the running process (keyed by pid: fork-safe)."""
+def this_process() -> tuple[str, str, str]:
+    """(``host:pid``, start time, pid namespace) of the running process (fork-safe)."""
     return _this(os.getpid())
 
 
 def token() -> str:
-    """``host:pid@start``: one string for an environment variable or a record."""
-    owner, start = this_process()
-    return f"{owner}@{start}"
+    """``host:pid@start@namespace``: one string for an environment variable or a record."""
+    return "@".join(this_process())
 
 
-def alive(owner: str, start: str = "") -> bool:
-    """False when ``owner`` (``host:pid``, or a whole token) is gone from this host."""
-    if "@" in owner and not start:
-        owner, _, start = owner.rpartition("@")
+def alive(owner: str, start: str = "", namespace: str = "") -> bool:
+    """False only when ``owner`` (``host:pid``, or a whole token) is surely gone from here.
+
+    Anything this process cannot judge (another host, another pid namespace, a value it
+    cannot read) counts as alive: what is not surely ours is never touched.
+    """
+    if "@" in owner:
+        owner, _, rest = owner.partition("@")
+        start, _, namespace = rest.partition("@")
     host, _, pid_text = owner.rpartition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True  # not ours to judge
-    pid = int(pid_text)
+    if host != socket.gethostname() or namespace not in ("", _this(os.getpid())[2]):
+        return True
     try:
+        pid = int(pid_text)
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (OSError, ValueError, OverflowError):
         return True
     return not start or start_time(pid) == start
 
@@ -73,9 +87,15 @@ class Orphan:
 
 
 def orphaned_processes() -> list[Orphan]:
-    """Processes whose ``DAGBOX_OWNER`` is gone (read from ``/proc/*/environ``)."""
+    """Processes of runs whose dagbox process died before the run ended.
+
+    Found by ``DAGBOX_OWNER`` in ``/proc/*/environ``. A process left by a run that *ended*
+    (a daemon a step started on purpose: a build server, an agent) is not an orphan, and
+    neither is a child of this process.
+    """
     marker = f"\0{ENV_OWNER}=".encode()
-    own_group = os.getpgrp()
+    me, own_group = os.getpid(), os.getpgrp()
+    crashed: dict[tuple[str, str], bool] = {}
     found: list[Orphan] = []
     names: list[str] = []
     with contextlib.suppress(OSError):
@@ -92,16 +112,39 @@ def orphaned_processes() -> list[Orphan]:
             owner = variables[ENV_OWNER.encode()].decode(errors="replace")
             if alive(owner):
                 continue
+            record = variables.get(b"DAG_RUN_LOG_FILE", b"").decode(errors="replace")
+            if not crashed.setdefault((owner, record), _ended_early(record, owner)):
+                continue
             pid = int(name)
+            with open(f"/proc/{name}/stat", "rb") as handle:  # noqa: PTH123
+                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
             pgid = os.getpgid(pid)
             with open(f"/proc/{name}/cmdline", "rb") as handle:  # noqa: PTH123
                 command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, IndexError):
             continue  # gone meanwhile, or not ours to read
-        if pgid not in (own_group, 0, 1):
+        if parent != me and pgid not in (own_group, 0, 1):
             run_id = variables.get(b"DAG_RUN_ID", b"?").decode(errors="replace")
-            found.append(Orphan(pid, pgid, run_id, command[:120]))
+            found.append(Orphan(pid, pgid, _printable(run_id), _printable(command[:120])))
     return found
+
+
+def _ended_early(events_file: str, owner: str) -> bool:
+    """True when the run's record (beside its events.jsonl) says this owner never ended it."""
+    if not events_file:
+        return False
+    try:
+        with Path(events_file).with_name("run.json").open("rb") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return False  # no record to prove it: leave the process alone
+    return (
+        isinstance(record, dict) and record.get("owner") == owner and not record.get("finished_at")
+    )
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def stop_orphans() -> list[Orphan]:

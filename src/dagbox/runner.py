@@ -6,22 +6,24 @@ same way without going through argument parsing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
-from dagbox.engine.events import AnyEvent, Notice, RunFinished
+from dagbox.engine.events import AnyEvent, RunFinished
 from dagbox.engine.run import Engine, RunOptions, RunResult
 from dagbox.layout import RunLayout
 from dagbox.owner import Orphan, stop_orphans
@@ -32,6 +34,7 @@ from dagbox.runtimes.host import HostRuntime, raise_open_file_limit, step_budget
 from dagbox.spec import Dag, Loaded
 
 Sink = Callable[[AnyEvent], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -98,6 +101,8 @@ async def execute(request: RunRequest) -> RunResult:
         or step_budget(),
         layout=layout,
     )
+    if request.stop_orphans:
+        options.notices.extend(await _stop_orphans())
     async with contextlib.AsyncExitStack() as stack:
         # Script files hold expanded values (secrets too): private, and gone after the run.
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="dagbox-"))
@@ -111,10 +116,6 @@ async def execute(request: RunRequest) -> RunResult:
             if request.watch_signals:
                 tg.start_soon(_watch_signals, engine)
             tg.start_soon(writer.keep_fresh)
-            if request.stop_orphans:
-                tg.start_soon(
-                    _stop_orphans, lambda text: emit(Notice(run_id=request.run_id, message=text))
-                )
             began = time.monotonic()
             try:
                 result = await engine.run()
@@ -145,10 +146,42 @@ async def execute(request: RunRequest) -> RunResult:
     return result
 
 
-async def _stop_orphans(notify: Callable[[str], None]) -> None:
-    """Beside the run, in a thread: reading /proc takes a few milliseconds."""
-    for message in orphan_report(await anyio.to_thread.run_sync(stop_orphans)):
-        notify(message)
+async def _stop_orphans(bound: float = 2.0) -> list[str]:
+    """Stop what dead dagbox runs left; notices for the run. Reading /proc takes a
+    millisecond or two, but a process stuck on a dead network mount can block it: past
+    ``bound`` seconds the run starts anyway."""
+    with anyio.move_on_after(bound):
+        try:
+            return orphan_report(await _in_daemon_thread(stop_orphans))
+        except Exception as exc:  # never worth failing a run for
+            return [f"could not look for processes that dead dagbox runs left: {exc}"]
+    return [f"looking for processes that dead dagbox runs left took over {bound:g}s; skipped"]
+
+
+async def _in_daemon_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a daemon thread: unlike anyio's worker threads, one that never returns
+    neither holds up the run (cancelling abandons it) nor the process's exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            outcome: tuple[T | None, BaseException | None] = (work(), None)
+        except BaseException as exc:
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name="dagbox: orphan scan", daemon=True).start()
+    return await future
 
 
 def orphan_report(orphans: list[Orphan]) -> list[str]:

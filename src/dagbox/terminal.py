@@ -66,8 +66,9 @@ GROUP_LIMIT = 2 * 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 #: Escape sequences (CSI, OSC, two-character ones), then any control character left over.
 _STEERING = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours (SGR, ending in m), cursor, erase, ...
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours (SGR, ending in m), cursor, erase, ...
+    r"|(?:\x1b[]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    # ^ strings: OSC (titles, links), DCS (sixel images), SOS, PM, APC; to ST, BEL or the end
     r"|\x1b[ -/]*[0-~]"  # other escapes
     r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 )

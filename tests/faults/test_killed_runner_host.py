@@ -2,7 +2,8 @@
 
 Promise (docs/reliability.md): the host processes a killed dagbox left (the step's shell, its
 background children, even one that moved to a process group of its own) are stopped by the
-next dagbox run, which says so; processes of a live dagbox are never touched; `dagbox
+next dagbox run, which says so; processes of a live dagbox, and daemons that a run which
+ended left on purpose, are never touched; `dagbox
 status` says the dead run's dagbox process is gone, and `dagbox logs -f` does not wait for
 it forever.
 """
@@ -60,11 +61,21 @@ def test_a_killed_runners_processes_are_stopped_by_the_next_run_but_live_ones_ar
         for name, dag in (("dead", busy_dag(dead)), ("live", busy_dag(live)))
     }
     record = tmp_path / "home" / "runs" / "busy" / "dead" / "run.json"
+    daemon_pid = tmp_path / "daemon.pid"
     try:
         wait_for(lambda: len(pids(dead)) == 3 and len(pids(live)) == 3, 30, "the steps")
         wait_for(
             lambda: record.exists() and json.loads(record.read_text())["owner"], 30, "run.json"
         )
+        # A daemon that a run which *ended* left on purpose (a build server, say) is no orphan.
+        ended = tmp_path / "ended.yaml"
+        ended.write_text(
+            f"steps:\n  - {{id: d, run: 'setsid sleep 303 >/dev/null 2>&1 & echo $! > {daemon_pid}'}}\n"
+        )
+        assert dagbox(env, "run", str(ended), "--run-id", "ended").returncode == 0
+        daemon = int(daemon_pid.read_text())
+        assert alive(daemon)
+
         runners["dead"].send_signal(signal.SIGKILL)
         runners["dead"].wait(timeout=30)
         assert all(alive(pid) for pid in pids(dead)), "the fault is real: they outlive the runner"
@@ -83,10 +94,13 @@ def test_a_killed_runners_processes_are_stopped_by_the_next_run_but_live_ones_ar
         )
         wait_for(lambda: not any(alive(pid) for pid in pids(dead)), 10, "the orphans to end")
         assert all(alive(pid) for pid in pids(live)), "a live runner's processes were touched"
+        assert alive(daemon), "a daemon left by a run that ended was killed"
+        assert "left by run ended" not in reaper.stdout
     finally:
         for runner in runners.values():
             runner.kill()
             runner.wait(timeout=30)
-        for pid in pids(dead) + pids(live):
+        daemons = [int(daemon_pid.read_text())] if daemon_pid.exists() else []
+        for pid in pids(dead) + pids(live) + daemons:
             with contextlib.suppress(OSError):
                 os.killpg(os.getpgid(pid), signal.SIGKILL)

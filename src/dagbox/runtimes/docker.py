@@ -63,6 +63,7 @@ LABEL_RUN = "dagbox.run_id"
 LABEL_STEP = "dagbox.step"
 LABEL_OWNER = "dagbox.owner"
 LABEL_OWNER_START = "dagbox.owner_start"
+LABEL_OWNER_NS = "dagbox.owner_pidns"
 #: How long a container may take to be ready (running, healthy, log pattern), and how
 #: long an exec target may take to be running: Dagu's budget.
 READY_TIMEOUT = 120.0
@@ -74,8 +75,8 @@ _KEEPALIVE = ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait
 
 def owner_labels() -> dict[str, str]:
     """Who owns the containers of this process: host and pid, plus the pid's start time."""
-    owner, start = owner_mod.this_process()
-    return {LABEL_OWNER: owner, LABEL_OWNER_START: start}
+    owner, start, namespace = owner_mod.this_process()
+    return {LABEL_OWNER: owner, LABEL_OWNER_START: start, LABEL_OWNER_NS: namespace}
 
 
 class DockerRuntime:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from dagbox.owner import alive as owner_alive
-from dagbox.runtimes.docker import LABEL_OWNER, LABEL_OWNER_START, LABEL_RUN
+from dagbox.runtimes.docker import LABEL_OWNER, LABEL_OWNER_NS, LABEL_OWNER_START, LABEL_RUN
 from dagbox.runtimes.engine import call
 
 if TYPE_CHECKING:
@@ -28,7 +28,11 @@ async def reap(client: aiodocker.Docker) -> list[tuple[str, str]]:
     removed = []
     for container in listed:
         labels = container._container.get("Labels") or {}
-        if owner_alive(labels.get(LABEL_OWNER, ""), labels.get(LABEL_OWNER_START, "")):
+        if owner_alive(
+            labels.get(LABEL_OWNER, ""),
+            labels.get(LABEL_OWNER_START, ""),
+            labels.get(LABEL_OWNER_NS, ""),
+        ):
             continue
         with anyio.move_on_after(30):
             try:

@@ -69,6 +69,8 @@ class RunRequest:
     warn: Callable[[str], None] = _warn
     #: Stop host processes that dead dagbox processes left (``dagbox bench`` does it once).
     stop_orphans: bool = True
+    #: How many runs this process runs at once: they share its open-file budget.
+    runs_at_once: int = 1
 
 
 async def execute(request: RunRequest) -> RunResult:
@@ -98,7 +100,7 @@ async def execute(request: RunRequest) -> RunResult:
         params=request.params,
         # "Unlimited" (0) still stops short of running out of open files.
         max_active=(dag.max_active_steps if request.max_active is None else request.max_active)
-        or step_budget(),
+        or step_budget(request.runs_at_once),
         layout=layout,
     )
     if request.stop_orphans:

@@ -126,3 +126,32 @@ def test_a_chain_100_deep_passes_outputs_to_the_end(tmp_path):
     done = dagbox(tmp_path, "run", str(dag))
     assert done.returncode == 0, done.stderr
     assert "last | 0-50-98\n" in done.stdout
+
+
+def test_a_bench_of_wide_dags_shares_one_open_file_budget(tmp_path):
+    """8 runs at once of a 300-step DAG with no max_active_steps, under `ulimit -n 1024`:
+    the runs of one process share the budget instead of each taking all of it."""
+    dag = tmp_path / "wide.yaml"
+    dag.write_text(
+        "steps:\n" + "".join(f"  - {{id: s{i}, run: 'sleep 0.2'}}\n" for i in range(300))
+    )
+    done = dagbox(
+        tmp_path,
+        "bench",
+        str(dag),
+        "--repeat",
+        "8",
+        "-c",
+        "8",
+        "--out",
+        str(tmp_path / "out"),
+        "-o",
+        "quiet",
+        limit_files=1024,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [
+        json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    ]
+    assert [line["status"] for line in lines] == ["succeeded"] * 8

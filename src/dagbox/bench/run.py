@@ -170,6 +170,7 @@ class _Bench:
                     on_engine=self._track,
                     warn=lambda _: None,  # told once for the bench, from record_error
                     stop_orphans=False,  # once for the bench, not once per run
+                    runs_at_once=self.options.concurrency,
                 )
             )
         finally:

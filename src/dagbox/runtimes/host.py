@@ -49,15 +49,16 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-def step_budget() -> int:
-    """How many steps may run at once before open files run out (``max_active_steps: 0``).
+def step_budget(runs_at_once: int = 1) -> int:
+    """How many steps a run may run at once before open files run out (``max_active_steps:
+    0``), when ``runs_at_once`` runs share this process (``dagbox bench -c``).
 
     Unlimited means as many as the machine allows: past this, further steps wait for a
     slot instead of failing with "Too many open files".
     """
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     room = (1 << 20) if soft == resource.RLIM_INFINITY else soft
-    return max(4, (room - FDS_RESERVED) // FDS_PER_STEP)
+    return max(4, (room - FDS_RESERVED) // FDS_PER_STEP // max(runs_at_once, 1))
 
 
 def default_shell(env: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:

@@ -153,3 +153,31 @@ def test_eval_is_a_condition_spelling():
         "steps:\n  - run: x\n    preconditions: [{eval: '$(date)', expected: 're:.+'}]\n"
     ).dag
     assert dag.steps[0].preconditions[0].condition == "$(date)"
+
+
+def test_a_container_env_reference_the_dag_does_not_define_is_warned_about():
+    loaded = load_text(
+        """
+params: [MODEL=x]
+env:
+  - OPENAI_API_KEY: ${OPENAI_API_KEY}
+steps:
+  - id: a
+    output: OUT
+    container:
+      image: alpine
+      env:
+        - ANTHROPIC_API_KEY=${ANTHROPIC_API_KEY}
+        - OPENAI_API_KEY=${OPENAI_API_KEY}
+        - FROM_PARAM=${MODEL} $DAG_RUN_ID ${params.MODEL} ${OUT.field}
+        - EARLIER=${FROM_PARAM}
+        - ESCAPED=\\${LATER}
+    run: echo hi
+""".lstrip()
+    )
+    (warning,) = loaded.warnings
+    assert str(warning) == (
+        "dag.yaml:10:11: warning: steps[0].container.env[0]: ${ANTHROPIC_API_KEY} is not "
+        "defined in this DAG, so the container gets it as text; to pass dagbox's own "
+        'ANTHROPIC_API_KEY, add "ANTHROPIC_API_KEY: ${ANTHROPIC_API_KEY}" to the DAG\'s env'
+    )

@@ -55,6 +55,17 @@ def expand(
     return _REFERENCE.sub(replace, text)
 
 
+def plain_names(text: str) -> list[str]:
+    """The names of the plain references (``$X``, ``${X}``) in ``text``, in order."""
+    if "$" not in text:
+        return []
+    return [
+        m["braced"] or m["bare"]
+        for m in _REFERENCE.finditer(text)
+        if (m["braced"] and "." not in m["braced"]) or m["bare"]
+    ]
+
+
 def _json_field(document: str, keys: list[str]) -> str | None:
     """``${OUT.a.b}``: field ``a.b`` of an output that holds a JSON object."""
     try:

@@ -10,6 +10,7 @@ problem in the file is reported in one pass.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import signal
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from dagbox.harness.catalog import BUILTIN
 from dagbox.spec.forms import ENV_NAME, kind
 from dagbox.spec.issues import Sink
 from dagbox.spec.model import Condition, Container, ContinueOn, Dag, HarnessDef, RetryPolicy, Step
+from dagbox.values import plain_names
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DAG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -33,6 +35,22 @@ _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
 def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+#: Variables dagbox sets for every step (dagu-format.md §4.11).
+RUN_VARIABLES = (
+    "DAG_NAME",
+    "DAG_RUN_ID",
+    "DAG_RUN_LOG_FILE",
+    "DAG_RUN_WORK_DIR",
+    "DAG_PARAMS_JSON",
+    "DAG_RUN_STEP_NAME",
+    "DAG_RUN_STEP_STDOUT_FILE",
+    "DAG_RUN_STEP_STDERR_FILE",
+    "DAGU_OUTPUT_FILE",
+    "DAG_RUN_STATUS",
+    "PWD",
+)
 
 
 class Checker:
@@ -327,6 +345,35 @@ class Checker:
 
     # --- containers, retries, conditions ------------------------------------------------
 
+    def container_env(self, c: Container) -> None:
+        """A ``${NAME}`` the DAG does not define reaches the container as text, since
+        container fields never read dagbox's own environment (§4.11): a credential meant
+        to come from the host silently arrives as "${ANTHROPIC_API_KEY}"."""
+        for index, (_, value) in enumerate(c.env):
+            earlier = {key for key, _ in c.env[:index]}
+            for name in plain_names(value):
+                if name not in self.defined_names and name not in earlier:
+                    self.at(c, "env", index).warn(
+                        f"${{{name}}} is not defined in this DAG, so the container gets it as "
+                        f'text; to pass dagbox\'s own {name}, add "{name}: ${{{name}}}" to the '
+                        "DAG's env"
+                    )
+
+    @functools.cached_property
+    def defined_names(self) -> frozenset[str]:
+        """Names a container field can resolve: params, env, outputs and run variables."""
+        dag = self.dag
+        steps = [*dag.steps, *self.handlers()]
+        return frozenset(
+            [
+                *(p.name for p in dag.params),
+                *(k for k, _ in dag.env),
+                *(k for step in steps for k, _ in step.env),
+                *(step.output for step in steps if step.output),
+                *RUN_VARIABLES,
+            ]
+        )
+
     def container(self, c: Container, harness: bool, step_level: bool) -> None:
         at = self.at(c)
         if c.image is not None and c.exec is not None:
@@ -341,6 +388,7 @@ class Checker:
             extra = [f for f in c.fields_set() if f not in _EXEC_MODE_FIELDS]
             if extra:
                 at.error(f"fields [{', '.join(extra)}] cannot be used with 'exec'")
+        self.container_env(c)
         if c.exec is not None:
             return
         if c.startup == "command" and not c.command:

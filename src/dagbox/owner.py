@@ -84,6 +84,7 @@ class Orphan:
     pgid: int
     run_id: str
     command: str
+    started: str = ""  # the pid's start time when found: a reused pid is not it
 
 
 def orphaned_processes() -> list[Orphan]:
@@ -125,7 +126,9 @@ def orphaned_processes() -> list[Orphan]:
             continue  # gone meanwhile, or not ours to read
         if parent != me and pgid not in (own_group, 0, 1):
             run_id = variables.get(b"DAG_RUN_ID", b"?").decode(errors="replace")
-            found.append(Orphan(pid, pgid, _printable(run_id), _printable(command[:120])))
+            found.append(
+                Orphan(pid, pgid, _printable(run_id), _printable(command[:120]), start_time(pid))
+            )
     return found
 
 
@@ -151,6 +154,16 @@ def stop_orphans() -> list[Orphan]:
     """SIGKILL the process groups of orphaned step processes; returns what was found."""
     orphans = orphaned_processes()
     for group in {orphan.pgid for orphan in orphans}:
-        with contextlib.suppress(OSError):
-            os.killpg(group, signal.SIGKILL)
+        members = [o for o in orphans if o.pgid == group]
+        # Still the same processes, in the same group, as when the scan found them?
+        if any(_still(o) for o in members):
+            with contextlib.suppress(OSError):
+                os.killpg(group, signal.SIGKILL)
     return orphans
+
+
+def _still(orphan: Orphan) -> bool:
+    try:
+        return start_time(orphan.pid) == orphan.started and os.getpgid(orphan.pid) == orphan.pgid
+    except OSError:
+        return False

@@ -126,7 +126,10 @@ class LostWrites:
         try:
             yield
         except OSError as exc:
-            self.lost(f"cannot write {path}: {exc.strerror or exc}")
+            self.failed(path, exc)
+
+    def failed(self, path: object, exc: OSError) -> None:
+        self.lost(f"cannot write {path}: {exc.strerror or exc}")
 
     def lost(self, message: str) -> None:
         self.count += 1
@@ -178,7 +181,7 @@ class RecordWriter:
                     del self._files[(event.step, event.stream)]
                     with contextlib.suppress(OSError):
                         handle.close()
-                    self.lost.lost(f"cannot write {handle.name}: {exc.strerror or exc}")
+                    self.lost.failed(handle.name, exc)
             return
         if isinstance(event, RunStarted):
             self._start(event)
@@ -311,15 +314,11 @@ class RecordWriter:
             with self.lost.guard(self.layout.events):
                 self._events.flush()
         data = msgspec.json.format(_encoder.encode(self.record), indent=2)
-        tmp = self.layout.record.with_suffix(".json.tmp")
         try:
             _make_dir(self.layout.dir)
-            tmp.write_bytes(data)
-            tmp.replace(self.layout.record)
+            write_whole(self.layout.record, data)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)  # a partial copy only takes space
-            self.lost.lost(f"cannot write {self.layout.record}: {exc.strerror or exc}")
+            self.lost.failed(self.layout.record, exc)
         else:
             self._dirty = False
 
@@ -347,6 +346,19 @@ class RecordWriter:
     def unfinished(self) -> bool:
         """run.json does not hold the run's last state (a write failed)."""
         return self._dirty
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically (a temporary file beside it, then a rename), so that a
+    reader never sees half of it; on OSError (a full disk) the old file stays."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # a partial copy only takes space
+        raise
 
 
 def _write_all(handle: IO[bytes], data: bytes) -> None:
@@ -387,14 +399,14 @@ class JournalWriter:
     def __init__(self, layout: RunLayout, lost: LostWrites | None = None) -> None:
         self.layout = layout
         self.lost = lost or LostWrites(lambda _: None)
-        self._open: dict[tuple[str, int], tuple[IO[bytes], Any]] = {}
+        self._open: dict[tuple[str, int], tuple[Path, IO[bytes], Any]] = {}
 
     def __call__(self, event: AnyEvent) -> None:
         if not isinstance(event, JOURNAL_EVENTS):
             return
         key = (event.step, event.attempt)
-        path = self.layout.journal(event.step, event.attempt)
         if isinstance(event, AttemptStarted):
+            path = self.layout.journal(event.step, event.attempt)
             with self.lost.guard(path):
                 _make_dir(path.parent)
                 handle = path.open("ab")
@@ -404,21 +416,22 @@ class JournalWriter:
                     processors=[_json_line],
                     wrapper_class=structlog.BoundLogger,
                 )
-                self._open[key] = (handle, logger)
+                self._open[key] = (path, handle, logger)
         entry = self._open.get(key)
         if entry is None:
             return
+        path, handle, logger = entry
         fields = msgspec.to_builtins(event)
         with self.lost.guard(path):
-            entry[1].info(fields.pop("event"), **fields)
+            logger.info(fields.pop("event"), **fields)
         if isinstance(event, AttemptFinished):
             del self._open[key]
             with self.lost.guard(path):
-                entry[0].close()
+                handle.close()
 
     def close(self) -> None:
-        for (step, attempt), (handle, _) in self._open.items():
-            with self.lost.guard(self.layout.journal(step, attempt)):
+        for path, handle, _ in self._open.values():
+            with self.lost.guard(path):
                 handle.close()
         self._open.clear()
 

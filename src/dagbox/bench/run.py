@@ -28,6 +28,7 @@ from dagbox.bench.results import ResultsFile, StepTimings, read_results
 from dagbox.bench.stats import INFRA, summarize
 from dagbox.engine.run import Engine
 from dagbox.owner import stop_orphans
+from dagbox.records import write_whole
 from dagbox.runner import (
     RunRequest,
     SharedEngine,
@@ -104,12 +105,9 @@ async def run_bench(loaded: Loaded, make_jobs, options: BenchOptions) -> BenchRe
     rows = summarize([r for r in read_results(results_path) if r["key"] in planned], options.repeat)
     summary = {"repeat": options.repeat, "jobs": len(jobs), "cells": rows}
     target = options.out / "summary.json"
-    try:  # replaced whole: a full disk leaves the previous summary, not half of a new one
-        target.with_suffix(".json.tmp").write_text(json.dumps(summary, indent=2) + "\n")
-        target.with_suffix(".json.tmp").replace(target)
+    try:  # a full disk leaves the previous summary, not half of a new one
+        write_whole(target, (json.dumps(summary, indent=2) + "\n").encode())
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            target.with_suffix(".json.tmp").unlink(missing_ok=True)
         bench.error = bench.error or f"cannot write {target}: {exc.strerror or exc}"
     return BenchReport(
         len(jobs), len(jobs) - len(todo), bench.finished, bench.signalled, rows, bench.error

@@ -454,8 +454,7 @@ def gc() -> None:
     """
     import anyio
 
-    from dagbox.owner import stop_orphans
-    from dagbox.runner import orphan_report
+    from dagbox.owner import orphan_report, stop_orphans
     from dagbox.runtimes.engine import EngineUnavailable, connect, endpoint
     from dagbox.runtimes.gc import reap
 

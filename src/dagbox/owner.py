@@ -66,7 +66,7 @@ def alive(owner: str, start: str = "", namespace: str = "") -> bool:
         owner, _, rest = owner.partition("@")
         start, _, namespace = rest.partition("@")
     host, _, pid_text = owner.rpartition(":")
-    if host != socket.gethostname() or namespace not in ("", _this(os.getpid())[2]):
+    if host != socket.gethostname() or namespace not in ("", this_process()[2]):
         return True
     try:
         pid = int(pid_text)
@@ -144,6 +144,18 @@ def _ended_early(events_file: str, owner: str) -> bool:
     return (
         isinstance(record, dict) and record.get("owner") == owner and not record.get("finished_at")
     )
+
+
+def orphan_report(orphans: list[Orphan]) -> list[str]:
+    """One line per run whose processes were stopped."""
+    by_run: dict[str, list[Orphan]] = {}
+    for orphan in orphans:
+        by_run.setdefault(orphan.run_id, []).append(orphan)
+    return [
+        f"stopped {len(found)} process{'es' * (len(found) != 1)} left by run {run_id}, "
+        f"whose dagbox process is gone ({found[0].command})"
+        for run_id, found in by_run.items()
+    ]
 
 
 def _printable(text: str) -> str:

@@ -26,7 +26,7 @@ import anyio
 from dagbox.engine.events import AnyEvent, RunFinished
 from dagbox.engine.run import Engine, RunOptions, RunResult
 from dagbox.layout import RunLayout
-from dagbox.owner import Orphan, stop_orphans
+from dagbox.owner import orphan_report, stop_orphans
 from dagbox.plan import runtime_of
 from dagbox.records import JournalWriter, JsonLog, LostWrites, RecordWriter
 from dagbox.runtimes import Runtime
@@ -46,7 +46,8 @@ class SharedEngine:
     images: Any
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
+    """A line for the user on stderr, as ``dagbox: ...``; a closed stderr is no error."""
     with contextlib.suppress(OSError, ValueError):
         print(f"dagbox: {message}", file=sys.stderr, flush=True)
 
@@ -66,7 +67,7 @@ class RunRequest:
     #: Called with the Engine before it starts, e.g. to interrupt it later.
     on_engine: Callable[[Engine], None] | None = None
     #: Where a failed write of the record is told, as it happens.
-    warn: Callable[[str], None] = _warn
+    warn: Callable[[str], None] = warn
     #: Stop host processes that dead dagbox processes left (``dagbox bench`` does it once).
     stop_orphans: bool = True
     #: How many runs this process runs at once: they share its open-file budget.
@@ -104,7 +105,7 @@ async def execute(request: RunRequest) -> RunResult:
         layout=layout,
     )
     if request.stop_orphans:
-        options.notices.extend(await _stop_orphans())
+        options.notices.extend(await stop_orphans_within())
     async with contextlib.AsyncExitStack() as stack:
         # Script files hold expanded values (secrets too): private, and gone after the run.
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="dagbox-"))
@@ -148,7 +149,7 @@ async def execute(request: RunRequest) -> RunResult:
     return result
 
 
-async def _stop_orphans(bound: float = 2.0) -> list[str]:
+async def stop_orphans_within(bound: float = 2.0) -> list[str]:
     """Stop what dead dagbox runs left; notices for the run. Reading /proc takes a
     millisecond or two, but a process stuck on a dead network mount can block it: past
     ``bound`` seconds the run starts anyway."""
@@ -184,17 +185,6 @@ async def _in_daemon_thread(work: Callable[[], T]) -> T:
 
     threading.Thread(target=run, name="dagbox: orphan scan", daemon=True).start()
     return await future
-
-
-def orphan_report(orphans: list[Orphan]) -> list[str]:
-    by_run: dict[str, list[Orphan]] = {}
-    for orphan in orphans:
-        by_run.setdefault(orphan.run_id, []).append(orphan)
-    return [
-        f"stopped {len(found)} process{'es' * (len(found) != 1)} left by run {run_id}, "
-        f"whose dagbox process is gone ({found[0].command})"
-        for run_id, found in by_run.items()
-    ]
 
 
 def _sink_name(sink: Sink) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -27,15 +26,15 @@ from dagbox.bench.progress import AboveProgress, Progress
 from dagbox.bench.results import ResultsFile, StepTimings, read_results
 from dagbox.bench.stats import INFRA, summarize
 from dagbox.engine.run import Engine
-from dagbox.owner import stop_orphans
 from dagbox.records import write_whole
 from dagbox.runner import (
     RunRequest,
     SharedEngine,
     connect_shared,
     execute,
-    orphan_report,
+    stop_orphans_within,
     uses_containers,
+    warn,
 )
 from dagbox.spec import Loaded
 from dagbox.terminal import OutputMode, Terminal
@@ -86,8 +85,8 @@ async def run_bench(loaded: Loaded, make_jobs, options: BenchOptions) -> BenchRe
         shared = None
         if uses_containers(loaded.dag):
             shared = await connect_shared(stack, lambda message: None, options.max_containers)
-        for message in orphan_report(await anyio.to_thread.run_sync(stop_orphans)):
-            print(f"dagbox: {message}", file=sys.stderr)
+        for message in await stop_orphans_within():
+            warn(message)
         jobs: list[Job] = make_jobs(await image_ids(shared, image_references(loaded.dag)))
         todo = [job for job in jobs if job.key not in done]
         progress = Progress(len(todo))
@@ -221,11 +220,8 @@ class _Bench:
     def _stop_for(self, error: str) -> None:
         if self.error is None:
             self.error = error
-            self._warn(f"{error}; no new runs start")
+            warn(f"{error}; no new runs start")
         self.stopping = True
-
-    def _warn(self, message: str) -> None:
-        print(f"dagbox: {message}", file=sys.stderr, flush=True)
 
     def _track(self, engine: Engine) -> None:
         self.engines[engine.run_id] = engine

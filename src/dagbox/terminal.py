@@ -62,15 +62,17 @@ _STATUS_STYLE = {
 GROUP_LIMIT = 2 * 1024 * 1024
 
 
-#: Any C0 or C1 control character but tab: the cheap test that lets most lines through as is.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: Any C0 or C1 control character but tab (and newline, which never reaches a line).
+_CONTROL_CHARS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+#: The cheap test that lets most lines through as they are.
+_CONTROL = re.compile(_CONTROL_CHARS)
 #: Escape sequences (CSI, OSC, two-character ones), then any control character left over.
 _STEERING = re.compile(
     r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours (SGR, ending in m), cursor, erase, ...
     r"|(?:\x1b[]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
     # ^ strings: OSC (titles, links), DCS (sixel images), SOS, PM, APC; to ST, BEL or the end
     r"|\x1b[ -/]*[0-~]"  # other escapes
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+    "|" + _CONTROL_CHARS
 )
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 

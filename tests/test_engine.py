@@ -765,3 +765,21 @@ def test_stream_redactor_catches_secrets_split_across_chunks():
     ]
     assert b"".join(pieces) == b"x *** y\nabcz\n"
     assert pieces[0] == b"x "  # "abc" is held back while it could still be a secret
+
+
+def test_the_validator_knows_every_run_variable_a_step_gets(tmp_path):
+    """spec.rules.RUN_VARIABLES (which keeps container.env warnings quiet) lists the same
+    variables the engine sets; a new one added to one side only fails here."""
+    from dagbox.spec.rules import RUN_VARIABLES
+
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: show
+            run: env
+        """,
+    )
+    names = {line.split("=", 1)[0] for line in ran.stdout("show").splitlines() if "=" in line}
+    set_by_dagbox = {n for n in names - set(os.environ) if n.startswith(("DAG_", "DAGU_"))}
+    assert set_by_dagbox and set_by_dagbox <= set(RUN_VARIABLES)

@@ -556,6 +556,17 @@ def test_startup_entrypoint_that_exits_fails_fast(tmp_path):
     assert time.monotonic() - started < 60
 
 
+def test_a_step_whose_shared_container_stops_under_it_says_so(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"container: {{image: {IMAGE}, network: none}}\n"
+        "steps:\n  - {id: a, run: 'kill -TERM 1; sleep 30'}\n",
+    )
+    step = ran.step("a")
+    assert step.status == "failed" and step.exit_code != 0
+    assert step.error.startswith("the shared container is not running any more"), step.error
+
+
 def test_networks(tmp_path, engine):
     network = f"dagbox-test-{uuid.uuid4().hex[:8]}"
     docker("network", "create", network)

@@ -253,6 +253,12 @@ class DockerRuntime:
                 self.leftovers.append(container)
 
 
+#: Exec exit codes that can mean the container went away: could not run, SIGKILL, SIGTERM.
+_KILLED_OR_NOT_RUN = frozenset({126, 137, 143})
+#: How long a container may take to be seen stopped after its execs died.
+_STOPPING_SECONDS = 1.0
+
+
 class SharedContainer:
     """Runs commands as execs in the DAG's root container."""
 
@@ -265,11 +271,29 @@ class SharedContainer:
     ) -> Exit:
         trace("container_id", self.container.id)
         try:
-            return await exec_in(self.container, command, self.spec, on_output, stop)
+            done = await exec_in(self.container, command, self.spec, on_output, stop)
+            if done.code in _KILLED_OR_NOT_RUN and done.error is None:
+                return await self._stopped_under(done)
+            return done
         except EngineError as exc:
             return Exit(1, str(exc), "infra_engine")
         except ENGINE_FAILURES as exc:
             return Exit(1, f"the container engine failed: {message_of(exc)}", "infra_engine")
+
+    async def _stopped_under(self, done: Exit) -> Exit:
+        """An exec that was killed or could not run, because its container stopped around
+        it, failed for that reason, not its own: an exec started into a container that is
+        just exiting ends 126 and says nothing else. The container's state follows its
+        execs' by a moment, so this waits a little for it to stop (failures only)."""
+        with anyio.move_on_after(_STOPPING_SECONDS):
+            waited = await self.container.wait()
+            return Exit(
+                done.code,
+                "the shared container is not running any more "
+                f"(it exited with {waited.get('StatusCode')})",
+                "infra_engine",
+            )
+        return done
 
 
 # --- containers ----------------------------------------------------------------------------

@@ -242,7 +242,7 @@ def test_retries_with_exit_code_filter_and_backoff(tmp_path):
     assert ran.step("filtered").attempts == 1
     record = {s["name"]: s for s in ran.record["steps"]}
     assert record["flaky"]["retry_count"] == 2
-    assert record["flaky"]["stdout_file"].endswith("/flaky.3.stdout")
+    assert record["flaky"]["stdout_file"].endswith("/1-flaky.3.stdout")
 
 
 def test_retry_limit_is_extra_attempts_and_delays_follow_backoff(tmp_path):
@@ -612,7 +612,7 @@ def test_harness_fallback_keeps_only_the_successful_try_stdout(tmp_path):
     assert step.status == "succeeded"
     assert step.outputs == {"OUT": "hello"}
     assert Path(step.stdout_file).read_text() == "hello\n"  # the step's stdout: the good try's
-    stderr = Path(step.stderr_file).with_name("agent.1.1.stderr").read_text()  # the first try's own
+    stderr = Path(step.stderr_file).with_name("1-agent.1.1.stderr").read_text()  # the first try's own
     assert "primary-err" in stderr
     assert (
         "harness: attempt 1/2 with broken failed (exit 1); trying fallback 2/2 with good" in stderr

@@ -69,7 +69,7 @@ def check_modes(ran) -> None:
 
 
 def journal(ran, step: str, attempt: int = 1) -> list[dict]:
-    path = next(ran.home.glob(f"runs/*/*/attempts/{step}/{attempt}.jsonl"))
+    path = next(ran.home.glob(f"runs/*/*/attempts/*-{step}/{attempt}.jsonl"))
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -123,11 +123,11 @@ def test_fallback_order_and_stdout_selection(tmp_path, agents_on_path, monkeypat
     assert step.status == "succeeded"
     assert step.outputs == {"ANSWER": "codex answered: do it\nflags: --skip-git-repo-check"}
     assert (
-        Path(step.stdout_file).name == "agent.1.2.stdout"
+        Path(step.stdout_file).name == "1-agent.1.2.stdout"
     )  # the successful try's stdout is the step's
-    first_try = Path(step.stdout_file).with_name("agent.1.1.stdout").read_text()
+    first_try = Path(step.stdout_file).with_name("1-agent.1.1.stdout").read_text()
     assert first_try == "claude answered: do it\n"  # kept, in that try's own file
-    stderr = Path(step.stdout_file).with_name("agent.1.1.stderr").read_text()
+    stderr = Path(step.stdout_file).with_name("1-agent.1.1.stderr").read_text()
     assert (
         "harness: attempt 1/2 with claude failed (exit 1); trying fallback 2/2 with codex" in stderr
     )
@@ -216,7 +216,7 @@ def test_templated_provider_and_retries(tmp_path, agents_on_path):
     )
     assert ran.stdout("templated").startswith("codex answered: hi")
     assert ran.step("retried").attempts == 2
-    assert len(list(ran.home.glob("runs/*/*/attempts/retried/*.jsonl"))) == 2
+    assert len(list(ran.home.glob("runs/*/*/attempts/*-retried/*.jsonl"))) == 2
 
 
 def test_journal_of_a_success_has_every_field(tmp_path, agents_on_path):

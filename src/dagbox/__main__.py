@@ -1,3 +1,44 @@
-from dagbox.cli import main
+"""The entry point of ``dagbox`` and ``python -m dagbox``.
 
-main()
+It imports nothing heavy before it is ready for the two things that can go wrong before
+the command line is even parsed: a Ctrl-C while dagbox is still importing (its first
+tenth of a second) exits 130 quietly instead of with a traceback, and a closed stdout,
+stderr or stdin (``dagbox run x.yaml >&-``) is replaced by /dev/null, so that the run
+goes on (recorded as usual) instead of failing on its first write.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _reopen_closed_streams() -> None:
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
+
+
+def main() -> None:
+    try:
+        _reopen_closed_streams()
+        from dagbox.cli import main as cli
+
+        cli()
+    except KeyboardInterrupt:
+        try:
+            sys.stderr.write("dagbox: interrupted\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -64,6 +64,17 @@ def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+def _check_settings() -> None:
+    """dagbox's own environment variables, checked before anything runs (exit 2 if wrong)."""
+    from dagbox.settings import SettingError, current
+
+    try:
+        current()
+    except SettingError as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 def _load(file: Path):  # -> Loaded, or exits 2 after printing the problems
     from dagbox.spec import DagError, load
 
@@ -115,26 +126,81 @@ def schema() -> None:
 
 
 def parse_param_overrides(
-    params: str | None, pairs: list[str], trailing: list[str]
+    params: str | None,
+    pairs: list[str],
+    trailing: list[str],
+    files: list[Path] | None = None,
 ) -> dict[str, str]:
-    """``--params "A=1 B=2"``, ``-p A=1`` and ``FILE -- A=1`` -> {name: value}.
+    """``--params "A=1 B=2"``, ``-p A=1``, ``FILE -- A=1`` and ``--params-file F`` -> {name: value}.
 
-    Positional values (no ``NAME=``) become ``1``, ``2``, ... as in Dagu.
+    Positional values (no ``NAME=``) become ``1``, ``2``, ... as in Dagu. A params file
+    holds one ``NAME=value`` per line, the value taken as written to the end of the line
+    (blank lines and ``#`` comments skipped): a way to pass a secret that is not on
+    dagbox's own command line, which every user of the machine can read. Anything that
+    is not a param (an unterminated quote, a name such as ``weird key``) is a
+    ParamsTextError, never silently dropped.
     """
-    from dagbox.spec.forms import parse_params_text
+    from dagbox.spec.forms import PARAM_NAME, ParamsTextError, parse_params_text
 
-    out: dict[str, str] = {}
-    position = 0
-    items = parse_params_text(params or "")
+    items: list[tuple[str | None, str]] = []
+    for file in files or []:
+        items.extend(_params_file(file))
+    items.extend(parse_params_text(params or ""))
     for pair in [*pairs, *trailing]:
         name, sep, value = pair.partition("=")
         items.append((name, value) if sep else (None, pair))
+    out: dict[str, str] = {}
+    position = 0
     for name, value in items:
         if name is None:
             position += 1
             name = str(position)
+        elif not PARAM_NAME.match(name):
+            raise ParamsTextError(
+                f"invalid param name {name!r}: use letters, digits and _, starting with a letter"
+            )
         out[name] = value
     return out
+
+
+def _params_file(file: Path) -> list[tuple[str | None, str]]:
+    from dagbox.spec.forms import ParamsTextError
+
+    try:
+        lines = file.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamsTextError(f"cannot read --params-file {file}: {exc}") from None
+    out: list[tuple[str | None, str]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise ParamsTextError(f"{file}:{number}: a line of a params file is NAME=value")
+        out.append((name.strip(), value))
+    return out
+
+
+def _overrides(
+    params: str | None, pairs: list[str], trailing: list[str], files: list[Path]
+) -> dict[str, str]:
+    from dagbox.spec.forms import ParamsTextError
+
+    try:
+        return parse_param_overrides(params, pairs, trailing, files)
+    except ParamsTextError as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+ParamsFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--params-file",
+        help="Params from a file, one NAME=value per line (keeps secrets off the command line).",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
@@ -150,6 +216,7 @@ def run(
     param: Annotated[
         list[str] | None, typer.Option("-p", "--param", help="One param, NAME=value; repeatable.")
     ] = None,
+    params_file: ParamsFiles = None,
     run_id: Annotated[
         str | None, typer.Option("--run-id", help="Use this run id instead of a generated one.")
     ] = None,
@@ -182,22 +249,18 @@ def run(
     """
     import anyio
 
-    from dagbox.layout import RUN_ID, RunLayout, new_run_id
-    from dagbox.runner import RunRequest, execute
+    from dagbox.layout import new_run_id
+    from dagbox.runner import RunExists, RunRequest, execute
     from dagbox.terminal import Terminal
 
-    loaded = _load(file)
+    _check_settings()
     if run_id is not None:
-        if not RUN_ID.match(run_id):
-            _err(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
-            raise typer.Exit(EXIT_USAGE)
-        if RunLayout.for_run(loaded.dag.name or "", run_id).dir.exists():
-            _err(f"a run with id {run_id} already exists for {loaded.dag.name}")
-            raise typer.Exit(EXIT_USAGE)
+        _check_run_id(run_id)
+    loaded = _load(file)
     request = RunRequest(
         loaded=loaded,
         run_id=run_id or new_run_id(),
-        params=parse_param_overrides(params, param or [], trailing or []),
+        params=_overrides(params, param or [], trailing or [], params_file or []),
         max_active=jobs,
         sinks=[Terminal(output)],
     )
@@ -212,6 +275,9 @@ def run(
     except EngineUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
+    except RunExists as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
     if result.record_error is not None:
         _err(f"dagbox: the run's record or output is incomplete: {result.record_error}")
     raise typer.Exit(result.exit_code)
@@ -227,11 +293,31 @@ def _dag_name_of(file: Path) -> str:
         return file.stem
 
 
+def _check_run_id(run_id: str) -> None:
+    from dagbox.layout import run_id_problem
+
+    problem = run_id_problem(run_id)
+    if problem is not None:
+        _err(f"dagbox: {problem}")
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _find_run(run_id: str):  # -> (RunRecord, Path) | None, or exits 2 for a broken record
+    from dagbox.records import RecordError, find_run
+
+    _check_run_id(run_id)
+    try:
+        return find_run(run_id)
+    except RecordError as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 def _pick_run(run_id: str | None, last: Path | None):  # -> (RunRecord, Path)
-    from dagbox.records import all_runs, find_run
+    from dagbox.records import all_runs
 
     if run_id is not None:
-        found = find_run(run_id)
+        found = _find_run(run_id)
         if found is None:
             _err(f"no run with id {run_id}")
             raise typer.Exit(EXIT_USAGE)
@@ -258,23 +344,25 @@ def status(
 ) -> None:
     """Show a run's record: its status and every step's."""
     from dagbox.records import shown_status
+    from dagbox.terminal import first_line, printable
 
     record, run_dir = _pick_run(run_id, last)
     if as_json:
         typer.echo((run_dir / "run.json").read_text().rstrip())
         return
     took = f" in {record.duration_sec:.2f}s" if record.duration_sec is not None else ""
-    typer.echo(f"run {record.run_id} of {record.dag}: {shown_status(record)}{took}")
-    typer.echo(f"  file: {record.file}\n  started: {record.started_at}")
+    typer.echo(f"run {record.run_id} of {printable(record.dag)}: {shown_status(record)}{took}")
+    typer.echo(f"  file: {printable(record.file)}\n  started: {record.started_at}")
     if record.error:
-        typer.echo(f"  error: {record.error}")
-    width = max((len(s.name) for s in record.steps), default=4)
-    rows = [(s.name, s) for s in record.steps] + [(f"({k})", h) for k, h in record.handlers.items()]
+        typer.echo(f"  error: {first_line(record.error)}")
+    rows = [(printable(s.name), s) for s in record.steps]
+    rows += [(f"({k})", h) for k, h in record.handlers.items()]
+    width = max((len(name) for name, _ in rows), default=4)
     for name, step in rows:
         code = f"exit {step.exit_code}" if step.exit_code is not None else ""
         retries = getattr(step, "retry_count", 0)
         extra = f"  {retries} retries" if retries else ""
-        why = f"  {step.error}" if step.error and step.status != "succeeded" else ""
+        why = f"  {first_line(step.error)}" if step.error and step.status != "succeeded" else ""
         typer.echo(f"  {name:<{width}}  {step.status:<19} {code:<8}{extra}{why}")
     typer.echo(f"  record: {run_dir}")
 
@@ -293,7 +381,11 @@ def logs(
     """Print the logs of a run's steps (the attempt that decided each step's status)."""
     from dagbox.logview import show_logs
 
-    raise typer.Exit(show_logs(run_id, step, "stderr" if stderr else "stdout", follow))
+    found = _find_run(run_id)
+    if found is None:
+        _err(f"no run with id {run_id}")
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(show_logs(*found, step, "stderr" if stderr else "stdout", follow))
 
 
 @app.command()
@@ -306,6 +398,7 @@ def history(
     import msgspec
 
     from dagbox.records import all_runs, shown_status
+    from dagbox.terminal import printable
 
     runs = all_runs(_dag_name_of(file) if file is not None else None)[-limit:][::-1]
     for record, _ in runs:
@@ -314,7 +407,8 @@ def history(
             continue
         took = f"{record.duration_sec:.2f}s" if record.duration_sec is not None else "-"
         typer.echo(
-            f"{record.run_id}  {record.dag:<20} {shown_status(record):<19} {record.started_at}  {took}"
+            f"{record.run_id}  {printable(record.dag):<20} {shown_status(record):<19} "
+            f"{record.started_at}  {took}"
         )
 
 
@@ -366,6 +460,7 @@ def bench(
     from dagbox.bench.run import BenchOptions, run_bench
     from dagbox.runtimes.engine import EngineUnavailable
 
+    _check_settings()
     loaded = _load(file)
     try:
         axes = parse_matrix(matrix or [])
@@ -373,8 +468,14 @@ def bench(
     except BenchInputError as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
+    out = out or Path("dagbox-bench") / (loaded.dag.name or "dag")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _err(f"dagbox: cannot use --out {out} as the folder for results: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
     options = BenchOptions(
-        out=out or Path("dagbox-bench") / (loaded.dag.name or "dag"),
+        out=out,
         repeat=repeat,
         concurrency=concurrency,
         max_containers=max_containers,
@@ -388,6 +489,9 @@ def bench(
     except EngineUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
+    except BenchInputError as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
     typer.echo(render_summary(report.rows, repeat))
     typer.echo(
         f"{report.ran} runs now, {report.skipped} already done (--resume), {report.planned} in all; "
@@ -458,6 +562,7 @@ def gc() -> None:
     from dagbox.runtimes.engine import EngineUnavailable, connect, endpoint
     from dagbox.runtimes.gc import reap
 
+    _check_settings()
     for message in orphan_report(stop_orphans()):
         typer.echo(message)
 
@@ -487,6 +592,7 @@ def dry_run(
     param: Annotated[
         list[str] | None, typer.Option("-p", "--param", help="One param, NAME=value; repeatable.")
     ] = None,
+    params_file: ParamsFiles = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Show what a run would do, without running anything.
@@ -501,7 +607,7 @@ def dry_run(
     from dagbox.secrets import Redactor, dag_secrets
 
     loaded = _load(file)
-    overrides = parse_param_overrides(params, param or [], trailing or [])
+    overrides = _overrides(params, param or [], trailing or [], params_file or [])
     plan = planning.build(loaded.dag, overrides)
     redactor = Redactor(dag_secrets(loaded.dag, plan.params, os.environ))
     if as_json:

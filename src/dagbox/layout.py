@@ -2,8 +2,8 @@
 
     $DAGBOX_HOME/runs/<dag>/<run-id>/run.json
                                     /events.jsonl
-                                    /logs/<step>.<attempt>[.<try>].stdout|.stderr
-                                    /attempts/<step>/<attempt>.jsonl  (harness attempts)
+                                    /logs/<index>-<step>.<attempt>[.<try>].stdout|.stderr
+                                    /attempts/<index>-<step>/<attempt>.jsonl  (harness attempts)
 
 ``$DAGBOX_HOME`` defaults to ``$XDG_DATA_HOME/dagbox``, that is
 ``~/.local/share/dagbox``.
@@ -18,7 +18,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def run_id_problem(run_id: str) -> str | None:
+    """Why ``run_id`` cannot name a run (a folder under ``runs/<dag>/``), or None.
+
+    The same rule for every command that takes a run id, so that none of them can be
+    pointed outside ``$DAGBOX_HOME`` (``/etc``, ``..``) or at a name with a newline in it.
+    """
+    if _RUN_ID.fullmatch(run_id):
+        return None
+    return (
+        f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' "
+        "(at most 128, starting with a letter or digit)"
+    )
+
 
 
 def home(env: os._Environ[str] | dict[str, str] = os.environ) -> Path:
@@ -29,8 +44,13 @@ def home(env: os._Environ[str] | dict[str, str] = os.environ) -> Path:
 
 
 def safe_name(name: str) -> str:
-    """A file-name-safe form of a step or DAG name (``build/x y`` -> ``build_x_y``)."""
-    return _UNSAFE.sub("_", name)[:120] or "_"
+    """A file-name-safe form of a step or DAG name (``build/x y`` -> ``build_x_y``).
+
+    Never ``.`` or ``..``, and not unique: two names may share a safe form, so paths
+    that must not collide also carry an index.
+    """
+    safe = _UNSAFE.sub("_", name)[:120]
+    return safe if safe.strip(".") else "_" + safe
 
 
 def new_run_id() -> str:
@@ -54,19 +74,18 @@ class RunLayout:
     def events(self) -> Path:
         return self.dir / "events.jsonl"
 
-    def log(self, step: str, attempt: int, stream: str, try_: int | None = None) -> Path:
-        """``logs/<step>.<attempt>.stdout``; a harness try: ``logs/<step>.<attempt>.<try>.stdout``.
+    def log(
+        self, index: int, step: str, attempt: int, stream: str, try_: int | None = None
+    ) -> Path:
+        """``logs/<index>-<step>.<attempt>.stdout``; a harness try adds ``.<try>``.
 
-        One folder for all logs: creating folders is slow on some filesystems, and
-        ``dagbox bench`` makes thousands of runs.
+        ``index`` is the step's place in the file (handlers follow the steps): two names
+        with one safe form (``a/b`` and ``a_b``) still get two files. One folder for all
+        logs: creating folders is slow on some filesystems, and ``dagbox bench`` makes
+        thousands of runs.
         """
-        step = safe_name(step)
-        name = (
-            f"{step}.{attempt}.{try_}.{stream}"
-            if try_ is not None
-            else f"{step}.{attempt}.{stream}"
-        )
-        return self.dir / "logs" / name
+        base = f"{index}-{safe_name(step)}.{attempt}"
+        return self.dir / "logs" / (f"{base}.{stream}" if try_ is None else f"{base}.{try_}.{stream}")
 
-    def journal(self, step: str, attempt: int) -> Path:
-        return self.dir / "attempts" / safe_name(step) / f"{attempt}.jsonl"
+    def journal(self, index: int, step: str, attempt: int) -> Path:
+        return self.dir / "attempts" / f"{index}-{safe_name(step)}" / f"{attempt}.jsonl"

@@ -1,16 +1,24 @@
-"""``dagbox logs``: print, or follow, the log files a run record points to."""
+"""``dagbox logs``: print, or follow, the log files a run record points to.
+
+Logs are streamed a chunk at a time, so a log of any size is printed in bounded memory.
+Only files inside the run's own folder are read: a record names its logs, and a record
+that names ``/etc/shadow`` is not a reason to print it.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from dagbox.engine.lines import LineSplitter
-from dagbox.records import RunRecord, find_run, read_record, runner_gone
+from dagbox.records import RecordError, RunRecord, read_record, runner_gone
+from dagbox.terminal import printable
 
 FINAL = {"succeeded", "failed", "aborted", "partially_succeeded"}
 POLL_SECONDS = 0.2
+CHUNK = 64 * 1024
 
 
 def _files(record: RunRecord, step: str | None, stream: str) -> list[tuple[str, str]]:
@@ -25,41 +33,53 @@ def _files(record: RunRecord, step: str | None, stream: str) -> list[tuple[str, 
     return [(name, path) for name, path in rows if path]
 
 
-def show_logs(run_id: str, step: str | None, stream: str, follow: bool) -> int:
-    found = find_run(run_id)
-    if found is None:
-        sys.stderr.write(f"no run with id {run_id}\n")
-        return 2
-    record, run_dir = found
+def _inside(path: str, run_dir: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(run_dir.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def show_logs(record: RunRecord, run_dir: Path, step: str | None, stream: str, follow: bool) -> int:
     if step is not None and step not in {s.name for s in record.steps} | {
         f"on{k.capitalize()}" for k in record.handlers
     }:
-        sys.stderr.write(f"run {run_id} has no step {step!r}\n")
+        sys.stderr.write(f"run {record.run_id} has no step {printable(step)!r}\n")
         return 2
     offsets: dict[str, int] = {}
     splitters: dict[str, LineSplitter] = {}
     out = sys.stdout
+    raw: BinaryIO | None = getattr(out, "buffer", None)
     while True:
         done = record.status in FINAL or runner_gone(record)
         for name, path in _files(record, step, stream):
-            position = offsets.get(path, 0)
+            if not _inside(path, run_dir):
+                continue
             try:
-                with Path(path).open("rb") as handle:
-                    handle.seek(position)
-                    data = handle.read()
+                handle = Path(path).open("rb")  # noqa: SIM115 (closed below, in the loop)
             except FileNotFoundError:
                 continue
-            offsets[path] = position + len(data)
-            if step is not None:
-                out.buffer.write(data) if hasattr(out, "buffer") else out.write(
-                    data.decode(errors="replace")
-                )
-                continue
-            splitter = splitters.setdefault(path, LineSplitter())
-            lines = splitter.feed(data) + (splitter.flush() if done or not follow else [])
-            out.write("".join(f"{name} | {line}\n" for line in lines))
+            with handle:
+                handle.seek(offsets.get(path, 0))
+                label = printable(name)
+                splitter = splitters.setdefault(path, LineSplitter())
+                while chunk := handle.read(CHUNK):
+                    offsets[path] = offsets.get(path, 0) + len(chunk)
+                    if step is not None:  # one step: its bytes, as they are
+                        if raw is not None:
+                            raw.write(chunk)
+                        else:
+                            out.write(chunk.decode(errors="replace"))
+                        continue
+                    out.write("".join(f"{label} | {line}\n" for line in splitter.feed(chunk)))
+            if step is None and (done or not follow):
+                out.write("".join(f"{label} | {line}\n" for line in splitter.flush()))
         out.flush()
         if done or not follow:
             return 0
         time.sleep(POLL_SECONDS)
-        record = read_record(run_dir / "run.json")
+        try:
+            record = read_record(run_dir / "run.json")
+        except RecordError as exc:
+            sys.stderr.write(f"dagbox: {exc}\n")
+            return 2

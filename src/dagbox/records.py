@@ -41,7 +41,7 @@ from dagbox.engine.events import (
     TryStarted,
     now_iso,
 )
-from dagbox.layout import RunLayout, home, safe_name
+from dagbox.layout import RunLayout, home, run_id_problem, safe_name
 from dagbox.lazy import import_structlog
 from dagbox.owner import alive as owner_alive
 from dagbox.owner import token as owner_token
@@ -394,10 +394,10 @@ def _make_dir(path: Path) -> None:
 
 
 class JournalWriter:
-    """Sink that writes each harness attempt's events to ``attempts/<step>/<attempt>.jsonl``."""
+    """Sink that writes each harness attempt's events to its ``journal_file``
+    (``attempts/<index>-<step>/<attempt>.jsonl``)."""
 
-    def __init__(self, layout: RunLayout, lost: LostWrites | None = None) -> None:
-        self.layout = layout
+    def __init__(self, lost: LostWrites | None = None) -> None:
         self.lost = lost or LostWrites(lambda _: None)
         self._open: dict[tuple[str, int], tuple[Path, IO[bytes], Any]] = {}
 
@@ -405,8 +405,8 @@ class JournalWriter:
         if not isinstance(event, JOURNAL_EVENTS):
             return
         key = (event.step, event.attempt)
-        if isinstance(event, AttemptStarted):
-            path = self.layout.journal(event.step, event.attempt)
+        if isinstance(event, AttemptStarted) and event.journal_file is not None:
+            path = Path(event.journal_file)
             with self.lost.guard(path):
                 _make_dir(path.parent)
                 handle = path.open("ab")
@@ -454,8 +454,17 @@ class JsonLog:
 # --- reading records back --------------------------------------------------------------
 
 
+class RecordError(Exception):
+    """A run record that cannot be read (a half-copied or hand-edited run.json)."""
+
+
 def read_record(path: Path) -> RunRecord:
-    return msgspec.json.decode(path.read_bytes(), type=RunRecord)
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=RunRecord)
+    except OSError as exc:
+        raise RecordError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except msgspec.DecodeError as exc:  # ValidationError too
+        raise RecordError(f"{path} is not a run record dagbox can read: {exc}") from None
 
 
 def all_runs(dag: str | None = None, root: Path | None = None) -> list[tuple[RunRecord, Path]]:
@@ -475,15 +484,19 @@ def all_runs(dag: str | None = None, root: Path | None = None) -> list[tuple[Run
             if record_file.is_file():
                 try:
                     found.append((read_record(record_file), run_dir))
-                except (msgspec.DecodeError, OSError):
-                    continue
+                except RecordError:
+                    continue  # one broken record does not hide the others
     found.sort(key=lambda pair: (pair[0].started_at, pair[0].run_id))
     return found
 
 
 def find_run(run_id: str, root: Path | None = None) -> tuple[RunRecord, Path] | None:
+    """The run with this id under ``$DAGBOX_HOME``; RecordError if its record is unreadable.
+
+    Only a valid run id is looked up, so nothing outside ``runs/`` can be named.
+    """
     base = (root or home()) / "runs"
-    if not base.is_dir():
+    if run_id_problem(run_id) is not None or not base.is_dir():
         return None
     for folder in base.iterdir():
         record_file = folder / run_id / "run.json"
@@ -492,4 +505,12 @@ def find_run(run_id: str, root: Path | None = None) -> tuple[RunRecord, Path] | 
     return None
 
 
-__all__ = ["RecordWriter", "RunRecord", "all_runs", "find_run", "now_iso", "read_record"]
+__all__ = [
+    "RecordError",
+    "RecordWriter",
+    "RunRecord",
+    "all_runs",
+    "find_run",
+    "now_iso",
+    "read_record",
+]

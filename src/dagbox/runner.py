@@ -80,9 +80,10 @@ async def execute(request: RunRequest) -> RunResult:
     raise_open_file_limit()
     dag = request.loaded.dag
     layout = RunLayout.for_run(dag.name or "dag", request.run_id, request.home)
+    claim(layout)
     lost = LostWrites(request.warn)
     writer = RecordWriter(layout, {s.key: s.id for s in dag.steps}, lost=lost)
-    journals = JournalWriter(layout, lost=lost)
+    journals = JournalWriter(lost=lost)
     sinks = [writer, journals, *request.sinks]
 
     def emit(event: AnyEvent) -> None:
@@ -147,6 +148,26 @@ async def execute(request: RunRequest) -> RunResult:
     if writer.unfinished:  # say it plainly: `dagbox status` would still show it running
         result.record_error = f"{lost.summary}; {layout.record} does not hold the run's end"
     return result
+
+
+class RunExists(Exception):
+    """Another run (maybe running right now) has this run id already."""
+
+
+def claim(layout: RunLayout) -> None:
+    """Make the run's folder, or raise RunExists: the one atomic step that lets two
+    ``--run-id`` runs of one id never share a folder. A failure for any other reason (a
+    full disk) is the record writer's to tell; the run goes on."""
+    try:
+        layout.dir.parent.mkdir(parents=True, exist_ok=True)
+        layout.dir.mkdir()
+    except FileExistsError:
+        raise RunExists(
+            f"a run with id {layout.dir.name} already exists for {layout.dir.parent.name} "
+            f"({layout.dir})"
+        ) from None
+    except OSError:
+        pass
 
 
 async def stop_orphans_within(bound: float = 2.0) -> list[str]:

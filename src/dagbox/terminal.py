@@ -95,6 +95,31 @@ def safe_line(line: str, colour: bool) -> str:
     return line + "\x1b[0m" if kept else line
 
 
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """A name (of a step, a DAG, a run) as one line of plain text: every control character,
+    a newline or an escape included, is shown as its escape (``\\n``, ``\\x1b``), so that a
+    name cannot forge a line of dagbox's own or steer the terminal."""
+    if not _ANY_CONTROL.search(text):
+        return text
+    return _ANY_CONTROL.sub(lambda m: _NAMED.get(m[0], f"\\x{ord(m[0]):02x}"), text)
+
+
+def first_line(text: str) -> str:
+    """The first line of a message (an error, a notice), filtered like output, with `` …``
+    when more lines follow."""
+    first, *more = text.splitlines() or [""]
+    return safe_line(first, False) + (" …" if more else "")
+
+
+def safe_text(text: str) -> str:
+    """A message of several lines, each filtered like a line of output."""
+    return "\n".join(safe_line(line, False) for line in text.split("\n"))
+
+
 def wants_color(stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
@@ -145,7 +170,7 @@ class Terminal:
 
     def _name(self, step: str) -> str:
         colour = _PALETTE[zlib.crc32(step.encode()) % len(_PALETTE)]
-        return self._paint(f"{self.label}{step.ljust(self.width)}", colour)
+        return self._paint(f"{self.label}{printable(step).ljust(self.width)}", colour)
 
     def _write(self, text: str) -> None:
         self.out.write(text)
@@ -170,7 +195,11 @@ class Terminal:
         elif isinstance(event, RunStarted):
             self.started = event
             self.width = min(
-                max((len(s) for s in [*event.steps, *_handler_names(event)]), default=0), 24
+                max(
+                    (len(printable(s)) for s in [*event.steps, *_handler_names(event)]),
+                    default=0,
+                ),
+                24,
             )
         elif isinstance(event, StepStarted):
             if self.mode is OutputMode.prefix:
@@ -189,7 +218,7 @@ class Terminal:
             self._step_finished(event)
         elif isinstance(event, Notice):
             if self.mode is not OutputMode.quiet:
-                self._write(self._paint(f"dagbox: {event.message}", 2) + "\n")
+                self._write(self._paint(f"dagbox: {safe_text(event.message)}", 2) + "\n")
         elif isinstance(event, RunFinished) and self.summary:
             self._summary(event)
         self.out.flush()
@@ -230,8 +259,7 @@ class Terminal:
         code = f" (exit {event.exit_code})" if event.exit_code is not None else ""
         why = ""
         if event.error and event.status != "succeeded":
-            first, *more = event.error.splitlines() or [""]
-            why = f": {safe_line(first, False)}" + (" …" if more else "")
+            why = f": {first_line(event.error)}"
         line = f"{self._paint(symbol, colour)} {event.status}{timing}{code}{why}"
         held = self.held.pop(event.step, None)
         if self.mode is OutputMode.prefix:
@@ -247,11 +275,11 @@ class Terminal:
 
     def _summary(self, event: RunFinished) -> None:
         started = self.started
-        name = started.dag if started else ""
+        name = printable(started.dag) if started else ""
         symbol, colour = _STATUS_STYLE.get(event.status, ("✘", 31))
         head = f"{self._paint(symbol, colour)} run {event.run_id} of {name}: {event.status} in {event.duration_sec:.2f}s"
         if event.error:
-            head += f" ({event.error})"
+            head += f" ({first_line(event.error)})"
         if self.mode is OutputMode.quiet:
             self._write(head + "\n")
             return
@@ -268,7 +296,8 @@ class Terminal:
         trouble = [f for f in self.finished.values() if f.status in ("failed", "aborted")]
         for finished in trouble[:20]:
             self._write(
-                f"  {self._paint('✘', 31)} {finished.step}: {finished.status}: {finished.error}\n"
+                f"  {self._paint('✘', 31)} {printable(finished.step)}: {finished.status}: "
+                f"{first_line(finished.error or '')}\n"
             )
         if len(trouble) > 20:
             self._write(f"  … and {len(trouble) - 20} more\n")

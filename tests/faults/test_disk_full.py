@@ -58,7 +58,7 @@ def test_a_disk_that_fills_mid_run_loses_only_what_could_not_be_written(tmp_path
     dag.write_text(
         "steps:\n"
         f'  - {{id: flood, run: "{FLOOD}"}}\n'
-        f"  - {{id: free, depends: flood, run: 'rm {logs}/flood.1.stdout; echo freed'}}\n"
+        f"  - {{id: free, depends: flood, run: 'rm {logs}/1-flood.1.stdout; echo freed'}}\n"
         "  - {id: after, depends: free, run: echo after}\n"
     )
     out = run(dag, home)
@@ -72,7 +72,7 @@ def test_a_disk_that_fills_mid_run_loses_only_what_could_not_be_written(tmp_path
     record = json.loads((home / "runs" / "d" / "full" / "run.json").read_text())
     assert record["status"] == "succeeded"
     assert [s["status"] for s in record["steps"]] == ["succeeded"] * 3
-    assert (logs / "after.1.stdout").read_text() == "after\n"
+    assert (logs / "3-after.1.stdout").read_text() == "after\n"
     assert not list(home.glob("runs/d/full/*.tmp"))
 
 
@@ -120,7 +120,7 @@ def test_a_terminal_on_a_full_disk_stops_but_the_run_and_record_do_not(tmp_path,
     assert "the terminal output stopped" in done.stderr
     record = json.loads((home / "runs" / "d" / "full" / "run.json").read_text())
     assert [s["status"] for s in record["steps"]] == ["succeeded", "succeeded"]
-    assert (home / "runs" / "d" / "full" / "logs" / "flood.1.stdout").stat().st_size == 2020202
+    assert (home / "runs" / "d" / "full" / "logs" / "1-flood.1.stdout").stat().st_size == 2020202
 
 
 def fill(disk: Path, leave: int) -> Path:

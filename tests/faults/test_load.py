@@ -94,7 +94,7 @@ def test_350_steps_at_once_finish_exactly_without_leaks(tmp_path, docker_engine)
     assert kinds.count("step.started") == kinds.count("step.finished") == len(names)
     assert len(record["steps"]) == len(names)
     for i in range(AGENTS):
-        journal = next((tmp_path / "home").glob(f"runs/*/*/attempts/a{i}/1.jsonl"))
+        journal = next((tmp_path / "home").glob(f"runs/*/*/attempts/*-a{i}/1.jsonl"))
         lines = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
         assert lines == [
             "attempt.started",

@@ -135,6 +135,6 @@ def test_secret_values_reach_no_file_terminal_or_argv(tmp_path, docker_engine):
 
     written = [p for p in home.rglob("*") if p.is_file()]
     assert any(p.name == "run.json" for p in written)
-    assert any(p.suffix == ".jsonl" and p.parent.name == "agent" for p in written)
+    assert any(p.suffix == ".jsonl" and p.parent.name.endswith("-agent") for p in written)
     for path in written:
         assert leaks(path.read_bytes()) == [], path

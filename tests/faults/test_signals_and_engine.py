@@ -266,7 +266,7 @@ def test_engine_restart_mid_run_fails_steps_as_infra_and_retries_recover(tmp_pat
     finally:
         proc.kill()
         proxy.stop()
-    journals = sorted((tmp_path / "home").glob("runs/*/restart/attempts/agent/*.jsonl"))
+    journals = sorted((tmp_path / "home").glob("runs/*/restart/attempts/*-agent/*.jsonl"))
     outcomes = [json.loads(p.read_text().splitlines()[-1]) for p in journals]
     assert outcomes[0]["failure_class"] == "infra_engine"
     assert outcomes[-1]["outcome"] == "succeeded"

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from dagbox.bench.jobs import Job, image_references
+from dagbox.bench.jobs import BenchInputError, Job, image_references
 from dagbox.bench.progress import AboveProgress, Progress
 from dagbox.bench.results import ResultsFile, StepTimings, read_results
 from dagbox.bench.stats import INFRA, summarize
@@ -78,10 +78,15 @@ async def image_ids(shared: SharedEngine | None, references: set[str]) -> dict[s
 async def run_bench(loaded: Loaded, make_jobs, options: BenchOptions) -> BenchReport:
     """``make_jobs(image_ids) -> list[Job]``: keys depend on the images, known once connected."""
     results_path = options.out / "results.jsonl"
-    if not options.resume and results_path.exists():
-        results_path.unlink()
-    done = {r["key"] for r in read_results(results_path)}
+    try:
+        if not options.resume and results_path.exists():
+            results_path.unlink()
+        done = {r["key"] for r in read_results(results_path)}
+        results = ResultsFile(results_path)
+    except OSError as exc:
+        raise BenchInputError(f"cannot use {results_path}: {exc.strerror or exc}") from None
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(results.close)
         shared = None
         if uses_containers(loaded.dag):
             shared = await connect_shared(stack, lambda message: None, options.max_containers)
@@ -90,8 +95,6 @@ async def run_bench(loaded: Loaded, make_jobs, options: BenchOptions) -> BenchRe
         jobs: list[Job] = make_jobs(await image_ids(shared, image_references(loaded.dag)))
         todo = [job for job in jobs if job.key not in done]
         progress = Progress(len(todo))
-        results = ResultsFile(results_path)
-        stack.callback(results.close)
         bench = _Bench(loaded, options, shared, results, progress)
         async with anyio.create_task_group() as tg:
             tg.start_soon(bench.watch_signals, tg.cancel_scope)

@@ -86,6 +86,8 @@ class AttemptStarted(Event, tag="attempt.started"):
     step: str
     attempt: int
     providers: list[str]
+    #: Where the journal sink writes this attempt's events (None: nowhere).
+    journal_file: str | None = None
 
 
 class TryStarted(Event, tag="try.started"):

@@ -63,6 +63,7 @@ class AttemptJournal:
         image: str | None,
         log_files: Callable[[int], tuple[str | None, str | None]],
         redact: Callable[[str], str],
+        journal_file: str | None = None,
     ) -> None:
         self.emit = emit
         self.ids = {"run_id": run_id, "step": step, "attempt": attempt}
@@ -70,6 +71,7 @@ class AttemptJournal:
         self.image = image
         self.log_files = log_files
         self.redact = redact
+        self.journal_file = journal_file
         self.began = time.monotonic()
         self.tries = 0
         self.current: _Try | None = None
@@ -77,7 +79,7 @@ class AttemptJournal:
         self.on_try_start: Callable[[str | None, str | None], None] = lambda out, err: None
 
     def start(self, providers: list[str]) -> None:
-        self.emit(AttemptStarted(**self.ids, providers=providers))
+        self.emit(AttemptStarted(**self.ids, providers=providers, journal_file=self.journal_file))
 
     # --- TryObserver -----------------------------------------------------------------
 

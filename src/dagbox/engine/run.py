@@ -80,6 +80,9 @@ class StepRun:
         return f"<StepRun {self.name} {self.status}>"
 
     step: Step
+    #: Its place in the file, from 1 (handlers follow the steps): unique, unlike names
+    #: once made safe for file names, so log files are per index.
+    index: int
     handler: str | None = None
     status: StepStatus = "not_started"
     exit_code: int | None = None
@@ -165,11 +168,11 @@ class Engine:
         self.run_id = options.run_id
         self.params = params_of(dag, options.params)
         self.interrupt = Interrupt()
-        self.steps = [StepRun(s) for s in dag.steps]
+        self.steps = [StepRun(s, i) for i, s in enumerate(dag.steps, 1)]
+        handlers = [(k, s) for k in HANDLERS if (s := getattr(dag.handler_on, k)) is not None]
         self.handlers = {
-            kind: StepRun(step, handler=kind)
-            for kind in HANDLERS
-            if (step := getattr(dag.handler_on, kind)) is not None
+            kind: StepRun(step, len(self.steps) + i, handler=kind)
+            for i, (kind, step) in enumerate(handlers, 1)
         }
         self._link()
         self.work_dir = _work_dir(dag, options.file)
@@ -549,8 +552,8 @@ class Engine:
         if layout is None:
             return None, None
         return (
-            str(layout.log(run.name, run.attempts, "stdout", try_)),
-            str(layout.log(run.name, run.attempts, "stderr", try_)),
+            str(layout.log(run.index, run.name, run.attempts, "stdout", try_)),
+            str(layout.log(run.index, run.name, run.attempts, "stderr", try_)),
         )
 
     def _journal(self, run: StepRun, command: Command) -> AttemptJournal:
@@ -567,6 +570,11 @@ class Engine:
             image,
             log_files=lambda index: self._log_files(run, index),
             redact=lambda text: self._redact(text) or "",
+            journal_file=(
+                str(self.options.layout.journal(run.index, run.name, run.attempts))
+                if self.options.layout is not None
+                else None
+            ),
         )
         options = merge_defaults(run.step.with_ or {}, self.dag.harness)
         journal.start(

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
 import re
 import signal as signals
 import time
@@ -28,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from dagbox import owner as owner_mod
+from dagbox import settings
 from dagbox.runtimes import (
     Command,
     ContainerSpec,
@@ -436,8 +435,7 @@ def _ms(since: float) -> float:
 
 
 def default_max_starting() -> float:
-    value = os.environ.get("DAGBOX_MAX_STARTING")
-    return int(value) if value else math.inf
+    return settings.current().max_starting
 
 
 class _Admission:

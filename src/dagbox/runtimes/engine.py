@@ -19,15 +19,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
+from dagbox import settings
+
 if TYPE_CHECKING:
     import aiodocker
 
 T = TypeVar("T")
-
-#: Bound for ordinary engine calls (create, start, inspect, delete, ...).
-API_TIMEOUT = float(os.environ.get("DAGBOX_ENGINE_CALL_TIMEOUT") or 60)
-#: Bound for reaching the engine at all.
-CONNECT_TIMEOUT = float(os.environ.get("DAGBOX_ENGINE_CONNECT_TIMEOUT") or 10)
 
 
 class EngineUnavailable(Exception):
@@ -81,13 +78,14 @@ async def connect(where: Endpoint) -> AsyncIterator[aiodocker.Docker]:
         client = aiodocker.Docker(url="http://" + url.split("://", 1)[1], connector=connector)
     else:  # TLS, ssh://, npipe://: aiodocker's own connector (pool limit 100)
         client = aiodocker.Docker(url=url)
+    bound = settings.current().engine_connect_timeout
     try:
         try:
-            with anyio.fail_after(CONNECT_TIMEOUT):
+            with anyio.fail_after(bound):
                 await client.version()
         except TimeoutError:
             raise EngineUnavailable(
-                f"the {where.kind} engine at {where.url} did not answer within {CONNECT_TIMEOUT:g}s"
+                f"the {where.kind} engine at {where.url} did not answer within {bound:g}s"
             ) from None
         except Exception as exc:
             raise EngineUnavailable(
@@ -108,7 +106,7 @@ def _reason(exc: BaseException) -> str:
 
 async def call(awaitable: Awaitable[T], what: str, timeout: float | None = None) -> T:
     """Await an engine call, bounded: an engine that never answers is an error, not a hang."""
-    timeout = API_TIMEOUT if timeout is None else timeout
+    timeout = settings.current().engine_call_timeout if timeout is None else timeout
     try:
         with anyio.fail_after(timeout):
             return await awaitable

@@ -48,6 +48,11 @@ def load(path: str | os.PathLike[str], text: bytes | str | None = None) -> Loade
             dag = builder.build(source.data, Dag, sink)
             if dag is not INVALID:
                 rules.check(dag, builder.sinks, builder.flawed, sink)
+                if dag.name is None and (problem := rules.dag_name_problem(path.stem)):
+                    sink.error(
+                        f"without a name: key, the DAG is named after its file, {path.stem!r}; "
+                        f"{problem}: add a name: key"
+                    )
     elif source.root is None and not issues:
         issues.append(Issue((), "the file is empty: a DAG needs at least a steps: list"))
     located = _locate(source, issues)

@@ -422,15 +422,35 @@ _RICH_PARAM_KEYS = {
 }
 
 
+class ParamsTextError(ValueError):
+    """A params string with text that is not a param (an unterminated quote, say)."""
+
+
 def parse_params_text(text: str) -> list[tuple[str | None, str]]:
-    """Split Dagu's params string: ``A=1 B="x y" positional`` -> [(name|None, value)]."""
+    """Split Dagu's params string: ``A=1 B="x y" positional`` -> [(name|None, value)].
+
+    Dagu's own pattern silently skips what it cannot read (``A="x B=2`` loses ``A``);
+    here that is a ParamsTextError naming the column, so no param is lost unsaid.
+    """
     out: list[tuple[str | None, str]] = []
+    end = 0
     for match in _PARAM_TOKEN.finditer(text):
+        _unread(text, end, match.start())
+        end = match.end()
         name, raw = match[1], match[2]
         if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
             raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
         out.append((name, raw))
+    _unread(text, end, len(text))
     return out
+
+
+def _unread(text: str, start: int, end: int) -> None:
+    skipped = text[start:end]
+    if skipped.strip():
+        at = start + len(skipped) - len(skipped.lstrip())
+        what = "an unterminated quote" if text[at] in "\"`" else repr(skipped.strip())
+        raise ParamsTextError(f"cannot read params from column {at + 1}: {what}")
 
 
 def params(value: Any, sink: Sink, ctx: Context) -> Any:
@@ -440,8 +460,12 @@ def params(value: Any, sink: Sink, ctx: Context) -> Any:
     if value is None:
         return ()
     if isinstance(value, str):
-        for name, text in parse_params_text(value):
-            pairs.append((name, text, None, ()))
+        try:
+            for name, text in parse_params_text(value):
+                pairs.append((name, text, None, ()))
+        except ParamsTextError as exc:
+            sink.error(str(exc))
+            return INVALID
     elif isinstance(value, dict):
         for name in sorted(value, key=str):  # Dagu sorts map-form params by name
             text = scalar_text(value[name])

@@ -24,12 +24,24 @@ from dagbox.spec.model import Condition, Container, ContinueOn, Dag, HarnessDef,
 from dagbox.values import plain_names
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-DAG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_DAG_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 RESERVED_IDS = frozenset({"env", "params", "args", "stdout", "stderr", "output", "outputs"})
 HARNESS_ACTION = "harness.run"
 _EXEC_MODE_FIELDS = {"exec", "user", "working_dir", "env", "shell"}
 _GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
 _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
+
+
+def dag_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a DAG (Dagu's rule), or None. One rule for ``name:`` and
+    for the file name it defaults to: a DAG's name is a folder under ``runs/``, where
+    ``.`` and ``..`` would put its records beside or above all the others."""
+    if name in (".", "..") or not _DAG_NAME.fullmatch(name):
+        return (
+            "a DAG name uses letters, digits, '_', '.' and '-' (at most 40), "
+            "and is not '.' or '..'"
+        )
+    return None
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:
@@ -69,10 +81,9 @@ class Checker:
 
     def check(self) -> None:
         dag = self.dag
-        if dag.name is not None and (not DAG_NAME.match(dag.name) or len(dag.name) > 40):
-            self.sink.error(
-                "a DAG name uses letters, digits, '_', '.' and '-' (at most 40)", "name"
-            )
+        problem = dag_name_problem(dag.name) if dag.name is not None else None
+        if problem is not None:
+            self.sink.error(problem, "name")
         for name, definition in dag.harnesses.items():
             if definition is not None:
                 self.harness_def(name, definition)

@@ -44,6 +44,8 @@ class SharedEngine:
     client: Any
     starting: anyio.CapacityLimiter
     images: Any
+    #: A lock per container name, so that runs which name one container take turns.
+    names: dict[str, anyio.Lock] = field(default_factory=dict)
 
 
 def warn(message: str) -> None:
@@ -239,7 +241,9 @@ async def _container_runtimes(
     shared = request.engine
     if shared is None:  # the run has not started yet: its notices wait for it
         shared = await connect_shared(stack, early_notices.append)
-    docker = DockerRuntime(shared.client, request.run_id, notify, shared.starting, shared.images)
+    docker = DockerRuntime(
+        shared.client, request.run_id, notify, shared.starting, shared.images, shared.names
+    )
     return {"step": docker, "exec": docker, "root": docker}
 
 

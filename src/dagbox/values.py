@@ -20,6 +20,13 @@ _REFERENCE = re.compile(
     r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
 )
 _BACKTICKS = re.compile(r"`([^`]*)`")
+#: No value grows past this once its references are expanded: 31 env lines that each
+#: double the one before (``A31: ${A30}${A30}``) would otherwise take 32 GiB.
+MAX_VALUE_BYTES = 16 * 1024 * 1024
+
+
+class ValueProblem(ValueError):
+    """A value that cannot be expanded: too large, or JSON too deep to read."""
 
 
 def expand(
@@ -29,11 +36,26 @@ def expand(
     *,
     plain: bool,
 ) -> str:
-    """Resolve references in ``text``; with ``plain`` also ``$X``/``${X}`` from ``env``."""
+    """Resolve references in ``text``; with ``plain`` also ``$X``/``${X}`` from ``env``.
+
+    Raises ValueProblem past MAX_VALUE_BYTES (checked as it grows, so it never gets there).
+    """
     if "$" not in text:
         return text
+    size = len(text)
 
     def replace(match: re.Match[str]) -> str:
+        nonlocal size
+        value = _resolve(match)
+        size += len(value) - len(match[0])
+        if size > MAX_VALUE_BYTES:
+            raise ValueProblem(
+                f"the value would be larger than {MAX_VALUE_BYTES // 2**20} MiB once its "
+                "${...} references are expanded"
+            )
+        return value
+
+    def _resolve(match: re.Match[str]) -> str:
         if match["escaped"]:
             return match["escaped"]
         braced, bare = match["braced"], match["bare"]
@@ -43,7 +65,7 @@ def expand(
             if table is not None and name in table:
                 return table[name]
             if table is None and plain and space in env:
-                found = _json_field(env[space], name.split("."))
+                found = _json_field(env[space], name.split("."), space)
                 if found is not None:
                     return found
             return match[0]
@@ -53,6 +75,20 @@ def expand(
         return match[0]
 
     return _REFERENCE.sub(replace, text)
+
+
+def references(text: str) -> list[str]:
+    """Every name ``text`` refers to: ``$X``, ``${X}``, ``${params.X}``, ``${env.X}``,
+    ``${OUT.field}`` (as ``OUT``)."""
+    if "$" not in text:
+        return []
+    out = []
+    for match in _REFERENCE.finditer(text):
+        name = match["braced"] or match["bare"]
+        if name:
+            space, dot, rest = name.partition(".")
+            out.append(rest.split(".")[0] if dot and space in ("params", "env") else space)
+    return out
 
 
 def plain_names(text: str) -> list[str]:
@@ -66,12 +102,18 @@ def plain_names(text: str) -> list[str]:
     ]
 
 
-def _json_field(document: str, keys: list[str]) -> str | None:
+def _json_field(document: str, keys: list[str], name: str) -> str | None:
     """``${OUT.a.b}``: field ``a.b`` of an output that holds a JSON object."""
+    if not document.lstrip().startswith(("{", "[")):
+        return None
     try:
         value = json.loads(document)
     except ValueError:
         return None
+    except RecursionError:  # json recurses: a 5,000-deep document cannot be read
+        raise ValueProblem(
+            f"{name} holds JSON nested too deeply for ${{{name}.{'.'.join(keys)}}} to read it"
+        ) from None
     for key in keys:
         if not isinstance(value, dict) or key not in value:
             return None
@@ -86,17 +128,15 @@ async def substitute_commands(text: str, env: Mapping[str, str], cwd: str | None
     """
     if "`" not in text:
         return text
-    import anyio
+    from dagbox.runtimes.helpers import capture
 
     out: list[str] = []
     last = 0
     for match in _BACKTICKS.finditer(text):
-        result = await anyio.run_process(
-            ["sh", "-c", match[1]], env=dict(env), cwd=cwd, check=False
-        )
-        if result.returncode != 0:
+        result = await capture(match[1], env, cwd)
+        if result.code != 0:
             detail = result.stderr.decode(errors="replace").strip()
-            raise ValueError(f"`{match[1]}` exited with {result.returncode}: {detail}")
+            raise ValueError(f"`{match[1]}` exited with {result.code}: {detail}")
         out += [text[last : match.start()], result.stdout.decode(errors="replace").rstrip("\n")]
         last = match.end()
     out.append(text[last:])

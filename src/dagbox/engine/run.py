@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import signal
 import time
 import traceback
@@ -41,6 +40,7 @@ from dagbox.engine.events import (
     StepStatus,
     now_iso,
 )
+from dagbox.engine.exec_limits import argv_problem, env_problem, total_problem
 from dagbox.engine.journal import AttemptJournal, failure_class
 from dagbox.engine.lines import LineSplitter
 from dagbox.harness.argv import merge_defaults
@@ -48,14 +48,18 @@ from dagbox.harness.catalog import registry
 from dagbox.harness.tries import provider_names, run_tries
 from dagbox.layout import RunLayout
 from dagbox.plan import params_of, runtime_of
+from dagbox.regex import compile_pattern
 from dagbox.runtimes import Command, ContainerSpec, Exit, Runtime, SetupError, Stop
+from dagbox.runtimes.helpers import capture
 from dagbox.runtimes.host import with_errexit
 from dagbox.secrets import MASK, MIN_LENGTH, Redactor, is_secret_name, secret_values
 from dagbox.spec.model import Condition, Dag, RetryPolicy, Step
-from dagbox.values import expand, substitute_commands
+from dagbox.values import ValueProblem, expand, substitute_commands
 
 HANDLERS = ("init", "success", "failure", "abort", "exit")
 TIMEOUT_EXIT = 124
+#: The longest wait between retries when ``max_interval_sec`` does not set one.
+MAX_RETRY_DELAY = 24 * 3600
 Emit = Callable[[AnyEvent], None]
 
 
@@ -259,7 +263,7 @@ class Engine:
                             for run in self.steps:
                                 if not run.done:
                                     self._finish(run, "aborted", error=error)
-                except _ConditionError as exc:
+                except (_ConditionError, ValueProblem) as exc:
                     status, error = "failed", str(exc)
                 except SetupError as exc:  # no step and no handler runs (§3.1)
                     status, error = "failed", self._redact(str(exc))
@@ -307,7 +311,7 @@ class Engine:
             spec = container_spec(
                 container, self.params, self.env, self.work_dir, self.options.host_env
             )
-        except ContainerValueError as exc:
+        except (ContainerValueError, ValueProblem) as exc:
             raise SetupError(str(exc)) from None
         self.root_spec = spec
         self._learn_secrets(dict(spec.env))
@@ -411,7 +415,7 @@ class Engine:
                 self._finish(run, "skipped", error="preconditions not met")
                 return
             await self._attempts(run, env)
-        except _ConditionError as exc:
+        except (_ConditionError, ValueProblem) as exc:
             self._finish(run, "failed", exit_code=1, error=str(exc))
         except Exception as exc:  # a bug in dagbox: fail this step, keep the run and its record
             trace = "".join(traceback.format_exception(exc))
@@ -454,14 +458,20 @@ class Engine:
         self._conclude(run, result)
 
     def _retry_delay(self, policy: RetryPolicy, attempt: int, env: Mapping[str, str]) -> float:
-        """``interval × backoff^(attempt-1)``, capped by ``max_interval_sec``."""
+        """``interval × backoff^(attempt-1)``, capped by ``max_interval_sec``, else by a day.
+
+        The power is computed in a way that cannot overflow (``backoff: 1e200`` raised
+        OverflowError at the third attempt).
+        """
         interval = float(self._number(policy.interval_sec, env))
         backoff = policy.backoff
         factor = 2.0 if backoff is True else float(backoff) if backoff else 1.0
-        delay = interval * factor ** (attempt - 1)
-        if policy.max_interval_sec is not None:
-            delay = min(delay, float(policy.max_interval_sec))
-        return delay
+        cap = MAX_RETRY_DELAY if policy.max_interval_sec is None else policy.max_interval_sec
+        if interval <= 0 or cap <= 0:
+            return 0.0
+        if math.log(interval) + (attempt - 1) * math.log(factor) >= math.log(cap):
+            return float(cap)
+        return interval * factor ** (attempt - 1)
 
     def _number(self, value: int | str, env: Mapping[str, str]) -> int:
         if isinstance(value, int):
@@ -499,7 +509,7 @@ class Engine:
         )
         try:
             command = self._command(run, env)
-        except _ConditionError as exc:
+        except (_ConditionError, ValueProblem) as exc:
             return _Attempt(Exit(1, self._redact(str(exc))), capture, failed_early=True)
         self._learn_secrets(env, dict(command.container.env) if command.container else {})
         redactor = self._redactor()
@@ -732,15 +742,19 @@ class Engine:
         scope = {k: v for k, v in self.params.items() if not k.isdigit()}
         host = self.options.host_env
         for name, raw in self.dag.env:
-            scope[name] = await self._value(raw, {**host, **scope})
+            scope[name] = await self._value(name, raw, {**host, **scope})
         return scope
 
-    async def _value(self, raw: str, scope: Mapping[str, str]) -> str:
-        text = expand(raw, self.params, scope, plain=True)
+    async def _value(self, name: str, raw: str, scope: Mapping[str, str]) -> str:
+        """An env value, evaluated; a secret-named one is a secret from here on, so that
+        no later error (a failing backtick in the next line, say) can show it."""
         try:
-            return await substitute_commands(text, scope, cwd=str(self.work_dir))
+            text = expand(raw, self.params, scope, plain=True)
+            value = await substitute_commands(text, scope, cwd=str(self.work_dir))
         except ValueError as exc:
-            raise _ConditionError(f"cannot evaluate {raw!r}: {exc}") from None
+            raise _ConditionError(f"env {name}: cannot evaluate {raw!r}: {exc}") from None
+        self._learn_secrets({name: value})
+        return value
 
     async def _step_env(self, run: StepRun, extra: Mapping[str, str]) -> dict[str, str]:
         """A step's process env: params, DAG env, outputs, step env and run variables.
@@ -756,7 +770,7 @@ class Engine:
             for other in self.steps:
                 env.update(other.outputs)
         for name, raw in run.step.env:
-            env[name] = await self._value(raw, {**self.options.host_env, **env})
+            env[name] = await self._value(name, raw, {**self.options.host_env, **env})
         env.update(
             {
                 "DAG_NAME": self.dag.name or "",
@@ -793,11 +807,32 @@ class Engine:
         return str(self.work_dir)
 
     def _command(self, run: StepRun, env: dict[str, str]) -> Command:
-        command = self._host_command(run, env)
-        problem = _nul_problem(command) or (command.argv and self._unsafe_argv(command.argv))
+        """What the step runs, where; _ConditionError when no program could be given it
+        (a secret on its command line, a NUL byte, more than Linux lets exec carry)."""
+        command = self._placed(run, env, self._host_command(run, env))
+        words = command.argv
+        if not words and command.script is None and command.container is not None:
+            words = command.container.command  # the image's own program, with these words
+        if command.script is not None and "\0" in command.script:
+            raise _ConditionError("the command holds a NUL byte, which no program can receive")
+        if command.script is not None and command.container is not None and not command.private:
+            words = (*words, command.script)  # sh -c SCRIPT: an argument like any other
+        problem = (
+            env_problem(command.env, self._origin)
+            or argv_problem(words)
+            or total_problem(words, command.env)
+            or (words and self._unsafe_argv(words))
+        )
         if problem:
             raise _ConditionError(problem)
-        return self._placed(run, env, command)
+        return command
+
+    def _origin(self, name: str) -> str:
+        """Where a variable of a step's environment comes from, for an error about it."""
+        for other in self.steps:
+            if other.step.output and other.step.output.lstrip("$") == name:
+                return f" (the output of step {other.name})"
+        return ""
 
     def _placed(self, run: StepRun, env: dict[str, str], command: Command) -> Command:
         """``command`` moved into the step's container, if it has one."""
@@ -811,7 +846,7 @@ class Engine:
                 spec = container_spec(
                     container, self.params, env, Path(self._cwd(run, env)), self.options.host_env
                 )
-            except ContainerValueError as exc:
+            except (ContainerValueError, ValueProblem) as exc:
                 raise _ConditionError(str(exc)) from None
         return dataclasses.replace(
             command, cwd=None, shell=step.shell, container=spec, entrypoint=step.action is not None
@@ -839,9 +874,11 @@ class Engine:
         return Command(script=text, shell=shell, env=env, cwd=cwd, name=run.name, private=private)
 
     def _unsafe_argv(self, argv: tuple[str, ...]) -> str | None:
-        """Why ``argv`` may not run: a NUL byte, or a secret every process listing would show."""
-        if any("\0" in word for word in argv):
-            return f"the command line of {argv[0]} holds a NUL byte, which no program can receive"
+        """Why ``argv`` may not run: a NUL byte, a word too large for exec, or a secret
+        every process listing would show."""
+        problem = argv_problem(argv, f"the command line of {argv[0]}")
+        if problem:
+            return problem
         for secret in self.secrets:
             if any(secret in word for word in argv):
                 return (
@@ -864,16 +901,14 @@ class Engine:
     async def _condition(self, condition: Condition, env: Mapping[str, str]) -> bool:
         text = expand(condition.condition, self.params, env, plain=condition.expected is not None)
         cwd = str(self.work_dir)
+        limit = self.dag.max_output_size
         if condition.expected is None:
-            result = await anyio.run_process(
-                ["sh", "-c", text], env=dict(env), cwd=cwd, check=False
-            )
-            return result.returncode == 0
+            return (await capture(text, env, cwd, limit)).code == 0
         # An unquoted here-document: the shell expands $VAR, $(cmd) and `cmd` in the text
         # without the quoting pitfalls of building a printf command line.
         script = f"cat <<__DAGBOX_EOF__\n{text}\n__DAGBOX_EOF__\n"
-        result = await anyio.run_process(["sh", "-c", script], env=dict(env), cwd=cwd, check=False)
-        if result.returncode != 0:
+        result = await capture(script, env, cwd, limit)
+        if result.code != 0:
             raise _ConditionError(
                 f"cannot evaluate precondition {condition.condition!r}: "
                 + result.stderr.decode(errors="replace").strip()
@@ -881,7 +916,7 @@ class Engine:
         value = result.stdout.decode(errors="replace").rstrip("\n")
         expected = condition.expected
         if expected.startswith("re:"):
-            pattern = re.compile(expected[3:])
+            pattern = compile_pattern(expected[3:])
             return any(pattern.search(line) for line in value.split("\n"))
         return value.strip() == expected or expected in value.split("\n")
 
@@ -922,22 +957,12 @@ class _ConditionError(Exception):
     """A value or precondition that cannot be evaluated: the step (or run) fails."""
 
 
-def _nul_problem(command: Command) -> str | None:
-    """A NUL byte cannot cross exec(2): say where one is (often a captured ``output:``)."""
-    for name, value in command.env.items():
-        if "\0" in value:
-            return f"environment variable {name} holds a NUL byte, which no program can receive"
-    if command.script is not None and "\0" in command.script:
-        return "the command holds a NUL byte, which no program can receive"
-    return None
-
-
 def _output_matches(patterns: tuple[str, ...], capture: _Capture) -> bool:
     splitter = LineSplitter()
     lines = splitter.feed(bytes(capture.data)) + splitter.flush()
     for pattern in patterns:
         if pattern.startswith("re:"):
-            regex = re.compile(pattern[3:])
+            regex = compile_pattern(pattern[3:])
             if any(regex.search(line) for line in lines):
                 return True
         elif any(pattern in line for line in lines):

@@ -19,7 +19,7 @@ import json
 import re
 import signal as signals
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ import anyio
 
 from dagbox import owner as owner_mod
 from dagbox import settings
+from dagbox.regex import compile_pattern
 from dagbox.runtimes import (
     Command,
     ContainerSpec,
@@ -88,8 +89,9 @@ class DockerRuntime:
         notify: Notify,
         starting: anyio.CapacityLimiter | None = None,
         images: Images | None = None,
+        names: dict[str, anyio.Lock] | None = None,
     ) -> None:
-        """``starting`` and ``images`` may be shared by many runs (``dagbox bench``)."""
+        """``starting``, ``images`` and ``names`` may be shared by many runs (``dagbox bench``)."""
         self.client = client
         self.run_id = run_id
         self.images = images or Images(client, notify)
@@ -100,6 +102,9 @@ class DockerRuntime:
         self.starting = starting or anyio.CapacityLimiter(default_max_starting())
         #: Containers whose removal failed (the engine was away): :meth:`sweep` tries again.
         self.leftovers: list[DockerContainer] = []
+        #: One lock per container ``name``: steps that share a name take turns, instead of
+        #: racing to create it (one got 409 Conflict, or an exec, by timing).
+        self.names = {} if names is None else names
 
     async def sweep(self) -> None:
         """Remove what could not be removed during the run, now that the engine may be back."""
@@ -163,9 +168,23 @@ class DockerRuntime:
 
         assert spec.image is not None
         if spec.name:
-            existing = await self._existing(spec.name)
-            if existing is not None:
-                return await exec_in(existing, command, spec, on_output, stop)
+            async with self.names.setdefault(spec.name, anyio.Lock()):
+                existing = await self._existing(spec.name)
+                if existing is not None:
+                    return await exec_in(existing, command, spec, on_output, stop)
+                return await self._created(command, spec, on_output, stop, trace, note)
+        return await self._created(command, spec, on_output, stop, trace, note)
+
+    async def _created(
+        self,
+        command: Command,
+        spec: ContainerSpec,
+        on_output: OnOutput,
+        stop: Stop,
+        trace: Trace,
+        note: Callable[[str], None],
+    ) -> Exit:
+        assert spec.image is not None
         began = time.monotonic()
         await self.images.ensure(spec.image, spec.pull_policy, spec.platform, note)
         trace("image_ready_ms", _ms(began))
@@ -580,7 +599,7 @@ async def _ready(container: DockerContainer, spec: ContainerSpec, notify: Notify
                     raise SetupError("the shared container is unhealthy")
                 await anyio.sleep(0.2)
             if spec.log_pattern:
-                pattern = re.compile(spec.log_pattern)
+                pattern = compile_pattern(spec.log_pattern)
                 async for line in container.log(stdout=True, stderr=True, follow=True):
                     if pattern.search(line):
                         break

@@ -26,6 +26,9 @@ from dagbox.owner import ENV_OWNER
 from dagbox.owner import token as owner_token
 from dagbox.runtimes import Command, Exit, OnOutput, Stop, Stream, Trace, no_trace
 
+#: A one-line script longer than this runs from a file, as a multi-line one does: Linux
+#: refuses an argument over 128 KiB.
+ON_ARGV_MAX = 64 * 1024
 #: How long output may keep flowing after the main process exited (background children).
 DRAIN_SECONDS = 1.0
 _UNIX_SHELLS = {"sh", "bash", "zsh", "ksh", "ash", "dash", "mksh", "busybox"}
@@ -89,7 +92,7 @@ class HostRuntime:
         if command.interpreter is not None:
             return [*shlex.split(command.interpreter), str(self._script_file(command, text))]
         shell = list(command.shell or default_shell(command.env))
-        if "\n" not in text.strip() and not command.private:
+        if "\n" not in text.strip() and not command.private and len(text) < ON_ARGV_MAX:
             return [*shell, text] if shell[-1:] == ["-c"] else [*shell, "-c", text]
         if shell[-1:] == ["-c"]:
             shell = shell[:-1]

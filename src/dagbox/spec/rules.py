@@ -18,10 +18,11 @@ from typing import Any
 
 from dagbox.harness.argv import RESERVED, merge_defaults
 from dagbox.harness.catalog import BUILTIN
+from dagbox.regex import RegexError, compile_pattern
 from dagbox.spec.forms import ENV_NAME, kind
 from dagbox.spec.issues import Sink
 from dagbox.spec.model import Condition, Container, ContinueOn, Dag, HarnessDef, RetryPolicy, Step
-from dagbox.values import plain_names
+from dagbox.values import MAX_VALUE_BYTES, plain_names, references
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _DAG_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
@@ -103,6 +104,8 @@ class Checker:
                 )
         self.identities()
         self.dependencies()
+        self.value_sizes()
+        self.shared_container_names()
 
     def handlers(self) -> list[Step]:
         h = self.dag.handler_on
@@ -255,6 +258,64 @@ class Checker:
                     state[id(nxt)] = 1
                     path.append(nxt)
                     iters.append(iter(graph[id(nxt)]))
+
+    def value_sizes(self) -> None:
+        """Env values that would grow past MAX_VALUE_BYTES once their references are
+        expanded: ``A2: ${A1}${A1}``, thirty lines on, is 32 GiB. Params count at their
+        defaults; a value found too large at run time fails its step there instead."""
+        dag = self.dag
+        sizes = {p.name: len(p.default or "") for p in dag.params}
+
+        def grow(env: tuple[tuple[str, str], ...], sizes: dict[str, int], at: Sink) -> None:
+            for index, (name, raw) in enumerate(env):
+                size = len(raw) + sum(sizes.get(ref, 0) for ref in references(raw))
+                if size > MAX_VALUE_BYTES:
+                    at.at(index).error(
+                        f"{name} would be {size:,} bytes once its references are expanded; "
+                        f"dagbox stops values at {MAX_VALUE_BYTES // 2**20} MiB"
+                    )
+                    size = 0  # reported once, here, not again in each line that uses it
+                sizes[name] = size
+
+        grow(dag.env, sizes, self.sink.at("env"))
+        for step in [*dag.steps, *self.handlers()]:
+            grow(step.env, dict(sizes), self.at(step, "env"))
+
+    def shared_container_names(self) -> None:
+        """Two step containers with one literal ``name`` that may run at the same time: the
+        engine runs them one after the other (a name is one container), so say so here."""
+        steps = self.dag.steps
+        named: dict[str, list[Step]] = {}
+        for step in steps:
+            c = step.container
+            if c is not None and c.image is not None and c.name and "$" not in c.name:
+                named.setdefault(c.name, []).append(step)
+        if not any(len(group) > 1 for group in named.values()) or self.dag.type == "chain":
+            return
+        known = {k: s for s in steps for k in (s.id, s.name) if k is not None}
+        ancestors: dict[int, set[int]] = {}
+
+        def above(step: Step) -> set[int]:
+            if id(step) not in ancestors:
+                ancestors[id(step)] = set()  # a cycle is reported elsewhere
+                found: set[int] = set()
+                for dep in step.depends or ():
+                    target = known.get(dep)
+                    if target is not None:
+                        found |= {id(target)} | above(target)
+                ancestors[id(step)] = found
+            return ancestors[id(step)]
+
+        for name, group in named.items():
+            for i, later in enumerate(group):
+                for earlier in group[:i]:
+                    if id(earlier) not in above(later) and id(later) not in above(earlier):
+                        self.at(later.container, "name").warn(
+                            f'steps "{earlier.key}" and "{later.key}" both use the container '
+                            f'named "{name}" and may run at the same time; dagbox runs them '
+                            "one after the other"
+                        )
+                        break
 
     # --- harness ------------------------------------------------------------------------
 
@@ -463,9 +524,9 @@ class Checker:
 
 def _regex(pattern: str, at: Sink) -> None:
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        at.error(f"invalid regular expression: {exc}")
+        compile_pattern(pattern)
+    except RegexError as exc:
+        at.error(f"invalid regular expression (Go's RE2 syntax, as in Dagu): {exc}")
 
 
 def _signal(name: str) -> int | None:

@@ -134,14 +134,29 @@ def _same_key(node: yaml.ScalarNode, part: str | int) -> bool:
     return node.value == (part if isinstance(part, str) else str(part))
 
 
+#: A DAG file larger than this is refused before it is parsed (``/dev/zero`` never ends;
+#: a 1,000-step DAG is about 270 KiB).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
 def read(path: Path, text: bytes | str | None = None) -> Source:
     """Parse ``path`` (or the given text) into a :class:`Source`; never raises for bad input."""
     source = Source(path=path)
     if text is None:
         try:
-            text = path.read_bytes()
+            with path.open("rb") as handle:
+                text = handle.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             source.issues.append(Issue((), f"cannot read file: {exc.strerror or exc}"))
+            return source
+        if len(text) > MAX_FILE_BYTES:
+            source.issues.append(
+                Issue(
+                    (),
+                    f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB; dagbox reads "
+                    "DAG files up to that size",
+                )
+            )
             return source
     if isinstance(text, bytes):
         try:

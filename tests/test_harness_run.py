@@ -258,7 +258,7 @@ def test_no_secret_in_journals_or_logs(tmp_path, agents_on_path, monkeypatch):
     # A secret in a prompt would sit on the CLI's argv, readable by every user of the host:
     # that try is refused, not run. The key still reaches programs through their environment.
     assert ran.status("a") == "failed"
-    assert "secret value would appear on the command line" in ran.step("a").error
+    assert "ANTHROPIC_API_KEY would appear on the command line of claude" in ran.step("a").error
     assert ran.status("b") == "succeeded"
     assert ran.stdout("c") == "key is ***\n"
     everything = b"".join(p.read_bytes() for p in ran.home.rglob("*") if p.is_file())

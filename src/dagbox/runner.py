@@ -113,9 +113,15 @@ async def execute(request: RunRequest) -> RunResult:
         # Script files hold expanded values (secrets too): private, and gone after the run.
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="dagbox-"))
         runtimes: dict[str, Runtime] = {"host": HostRuntime(Path(scratch))}
+        engines: list[Engine] = []
+
+        def said(event: AnyEvent) -> None:  # through the engine's redaction, once there is one
+            (engines[0].emit if engines else emit)(event)
+
         if uses_containers(dag):
-            runtimes.update(await _container_runtimes(stack, request, emit, options.notices))
+            runtimes.update(await _container_runtimes(stack, request, said, options.notices))
         engine = Engine(dag, runtimes, emit, options)
+        engines.append(engine)
         if request.on_engine is not None:
             request.on_engine(engine)
         async with anyio.create_task_group() as tg:
@@ -130,7 +136,7 @@ async def execute(request: RunRequest) -> RunResult:
                 while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
                     exc = exc.exceptions[0]  # the bug itself, not the task groups around it
                 if writer.record is not None and writer.record.finished_at is None:
-                    emit(
+                    engine.emit(  # redacted like every other event
                         RunFinished(
                             run_id=request.run_id,
                             status="failed",

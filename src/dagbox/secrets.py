@@ -1,24 +1,33 @@
-"""Keep secret values out of everything dagbox writes.
+"""Keep secret values out of everything dagbox writes and shows.
 
 A variable whose name looks secret (``*_KEY``, ``*_TOKEN``, ``*_SECRET``,
-``*PASSWORD*``) has its value replaced by ``***`` in terminal output, log
-files, events, run records and ``dry-run``. The process itself still gets the
-real value. Output arrives in chunks that may split a secret in two, so a
-stream redactor holds back the end of a chunk while it could still be the start
-of a secret.
+``*PASSWORD*``), from dagbox's environment, the params, the DAG's ``env`` or a step's
+``output:``, has its value replaced by ``***`` in terminal output, log files, events,
+run records, journals, errors and ``dry-run``. The process itself still gets the real
+value. Redaction runs on text as it finally is, after any formatting, and knows the
+forms dagbox itself gives a value: JSON-escaped (``$DAG_PARAMS_JSON``, records),
+shell-quoted (``dry-run``), URL-encoded, and as Python writes it inside an error. Output
+arrives in chunks that may split a secret in two, so a stream redactor holds back the end
+of a chunk while it could still be the start of a secret.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote, quote_plus
+
+import msgspec
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"(?:_KEY|_TOKEN|_SECRET)$|PASSWORD", re.IGNORECASE)
 #: Shorter values are too likely to be ordinary text ("1", "true") to be hunted down.
 MIN_LENGTH = 4
+E = TypeVar("E", bound=msgspec.Struct)
 
 
 @lru_cache(maxsize=4096)
@@ -30,9 +39,26 @@ def secret_values(*envs: Mapping[str, str]) -> set[str]:
     return {v for env in envs for k, v in env.items() if is_secret_name(k) and len(v) >= MIN_LENGTH}
 
 
+def encodings(value: str) -> set[str]:
+    """``value`` and every form dagbox may write it in."""
+    inner_quoted = value.replace("'", "'\"'\"'")
+    return {
+        value,
+        json.dumps(value)[1:-1],  # ASCII-only JSON: $DAG_PARAMS_JSON
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        msgspec.json.encode(value).decode()[1:-1],  # records and events
+        shlex.quote(value),  # dry-run
+        inner_quoted,  # the same, inside a longer single-quoted word
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        repr(value)[1:-1],  # an error message that shows a value with !r
+    }
+
+
 class Redactor:
     def __init__(self, values: Iterable[str] = ()) -> None:
-        self.values = sorted({v for v in values if len(v) >= MIN_LENGTH}, key=len, reverse=True)
+        raw = {v for v in values if len(v) >= MIN_LENGTH}
+        self.values = sorted({f for v in raw for f in encodings(v)}, key=len, reverse=True)
         self._text = re.compile("|".join(map(re.escape, self.values))) if self.values else None
         self._bytes = (
             re.compile(b"|".join(re.escape(v.encode()) for v in self.values))
@@ -49,6 +75,30 @@ class Redactor:
 
     def stream(self) -> StreamRedactor:
         return StreamRedactor(self)
+
+    def event(self, event: E) -> E:
+        """``event`` with every string in it redacted (its fields, lists and mappings)."""
+        if self._text is None:
+            return event
+        changes = {}
+        for name in event.__struct_fields__:
+            value = getattr(event, name)
+            redacted = self._value(value)
+            if redacted is not value:
+                changes[name] = redacted
+        return msgspec.structs.replace(event, **changes) if changes else event
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            redacted = self.text(value)
+            return value if redacted == value else redacted
+        if isinstance(value, list):
+            items = [self._value(v) for v in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        if isinstance(value, dict):
+            pairs = {k: self._value(v) for k, v in value.items()}
+            return value if all(pairs[k] is value[k] for k in value) else pairs
+        return value
 
 
 class StreamRedactor:
@@ -77,11 +127,60 @@ class StreamRedactor:
         """Length of the longest end of ``data`` that begins some secret."""
         longest = 0
         for secret in self._redactor._prefixes:
-            for size in range(min(len(secret) - 1, len(data)), longest, -1):
-                if data.endswith(secret[:size]):
-                    longest = size
+            first = secret[:1]
+            at = data.find(first, max(len(data) - len(secret) + 1, 0))
+            while at != -1 and len(data) - at > longest:
+                if secret.startswith(data[at:]):
+                    longest = len(data) - at
                     break
+                at = data.find(first, at + 1)
         return longest
+
+
+class Secrets:
+    """The secret values one run knows so far, by the name each came from.
+
+    Learned as the run goes (the DAG's env line by line, each step's env, outputs), so
+    that anything said after a value is known cannot show it.
+    """
+
+    def __init__(self, *envs: Mapping[str, str]) -> None:
+        self._names: dict[str, str] = {}
+        self._redactor = Redactor()
+        self._stale = False
+        self.learn(*envs)
+
+    def learn(self, *envs: Mapping[str, str]) -> None:
+        for env in envs:
+            for name, value in env.items():
+                if is_secret_name(name) and len(value) >= MIN_LENGTH and value not in self._names:
+                    self._names[value] = name
+                    self._stale = True
+
+    def add(self, name: str, value: str) -> None:
+        """``value`` is a secret whatever its name (the stdout of a secret-named output)."""
+        if len(value) >= MIN_LENGTH and value not in self._names:
+            self._names[value] = name
+            self._stale = True
+
+    def __bool__(self) -> bool:
+        return bool(self._names)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._names)
+
+    def redactor(self) -> Redactor:
+        if self._stale:
+            self._redactor = Redactor(self._names)
+            self._stale = False
+        return self._redactor
+
+    def name_in(self, text: str) -> str | None:
+        """The name of a secret whose value ``text`` holds, if any."""
+        for value, name in self._names.items():
+            if value in text:
+                return name
+        return None
 
 
 def dag_secrets(dag: Any, params: Mapping[str, str], host_env: Mapping[str, str]) -> set[str]:

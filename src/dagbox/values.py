@@ -121,6 +121,23 @@ def _json_field(document: str, keys: list[str], name: str) -> str | None:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def expand_around_commands(text: str, params: Mapping[str, str], env: Mapping[str, str]) -> str:
+    """An env value: ``$X`` references resolved outside `` `commands` ``; inside them only
+    ``${params.X}``/``${env.X}``, as in a ``run:`` line, because the command's shell reads
+    ``$X`` from its environment itself: a value pasted into shell code would be parsed as
+    code (a quote in it broke the command; worse, it could run)."""
+    if "`" not in text:
+        return expand(text, params, env, plain=True)
+    parts = []
+    last = 0
+    for match in _BACKTICKS.finditer(text):
+        parts.append(expand(text[last : match.start()], params, env, plain=True))
+        parts.append("`" + expand(match[1], params, env, plain=False) + "`")
+        last = match.end()
+    parts.append(expand(text[last:], params, env, plain=True))
+    return "".join(parts)
+
+
 async def substitute_commands(text: str, env: Mapping[str, str], cwd: str | None = None) -> str:
     """Replace each `` `command` `` with its trimmed stdout, as Dagu does in env values.
 

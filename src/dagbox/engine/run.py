@@ -52,9 +52,9 @@ from dagbox.regex import compile_pattern
 from dagbox.runtimes import Command, ContainerSpec, Exit, Runtime, SetupError, Stop
 from dagbox.runtimes.helpers import capture
 from dagbox.runtimes.host import with_errexit
-from dagbox.secrets import MASK, MIN_LENGTH, Redactor, is_secret_name, secret_values
+from dagbox.secrets import MASK, Redactor, Secrets, is_secret_name
 from dagbox.spec.model import Condition, Dag, RetryPolicy, Step
-from dagbox.values import ValueProblem, expand, substitute_commands
+from dagbox.values import ValueProblem, expand, expand_around_commands, substitute_commands
 
 HANDLERS = ("init", "success", "failure", "abort", "exit")
 TIMEOUT_EXIT = 124
@@ -167,7 +167,7 @@ class Engine:
     ) -> None:
         self.dag = dag
         self.runtimes = runtimes  # by plan.runtime_of kind: host, root, step, exec
-        self.emit = emit
+        self._sink = emit
         self.options = options
         self.run_id = options.run_id
         self.params = params_of(dag, options.params)
@@ -185,11 +185,7 @@ class Engine:
         limit = dag.max_active_steps if options.max_active is None else options.max_active
         self.limit = limit if limit > 0 else math.inf
         self.providers = registry(dag.harnesses)
-        self.secrets = secret_values(options.host_env) | {
-            v for k, v in self.params.items() if is_secret_name(k) and len(v) >= MIN_LENGTH
-        }
-        self._redactor_for: set[str] = set()
-        self._cached_redactor = Redactor()
+        self.secrets = Secrets(options.host_env, self.params)
         self.root: Runtime | None = None  # the shared container, once it runs
         self.root_spec: ContainerSpec | None = None
         self.setup_failed = False
@@ -218,10 +214,7 @@ class Engine:
                 run_id=self.run_id,
                 dag=self.dag.name or "",
                 file=str(self.options.file.resolve()),
-                params={
-                    k: MASK if is_secret_name(k) else self._redact(v) or ""
-                    for k, v in self.params.items()
-                },
+                params={k: MASK if is_secret_name(k) else v for k, v in self.params.items()},
                 steps=[s.name for s in self.steps],
                 handlers=list(self.handlers),
                 record_dir=str(self.options.layout.dir) if self.options.layout else None,
@@ -266,7 +259,7 @@ class Engine:
                 except (_ConditionError, ValueProblem) as exc:
                     status, error = "failed", str(exc)
                 except SetupError as exc:  # no step and no handler runs (§3.1)
-                    status, error = "failed", self._redact(str(exc))
+                    status, error = "failed", str(exc)
                     self.setup_failed = True
             self.interrupt.scope = None
             if self.interrupt.requested:
@@ -292,7 +285,7 @@ class Engine:
             status,
             self.steps,
             self.handlers,
-            error,
+            self._redact(error),
             precondition_unmet=unmet,
             interrupted=self.interrupt.requested,
         )
@@ -318,7 +311,7 @@ class Engine:
         self.root = await stack.enter_async_context(provider.shared(spec, self._notice))
 
     def _notice(self, message: str, step: str | None = None) -> None:
-        self.emit(Notice(run_id=self.run_id, message=self._redact(message) or "", step=step))
+        self.emit(Notice(run_id=self.run_id, message=message, step=step))
 
     def _status(self) -> RunStatus:
         statuses = [r.status for r in self.steps]
@@ -422,7 +415,7 @@ class Engine:
             self._notice(f"internal error in step {run.name}, please report it:\n{trace}")
             if not run.done:
                 error = f"internal error: {type(exc).__name__}: {exc}"
-                self._finish(run, "failed", exit_code=1, error=self._redact(error))
+                self._finish(run, "failed", exit_code=1, error=error)
         except anyio.get_cancelled_exc_class():
             if not run.done:
                 if run.attempts:
@@ -507,14 +500,19 @@ class Engine:
         capture = (
             _Capture(self.dag.max_output_size) if step.output or step.continue_on.output else None
         )
+        self._learn_secrets(env)
         try:
             command = self._command(run, env)
         except (_ConditionError, ValueProblem) as exc:
-            return _Attempt(Exit(1, self._redact(str(exc))), capture, failed_early=True)
-        self._learn_secrets(env, dict(command.container.env) if command.container else {})
+            return _Attempt(Exit(1, str(exc)), capture, failed_early=True)
         redactor = self._redactor()
         streams = {"stdout": redactor.stream(), "stderr": redactor.stream()}
         journal = self._journal(run, command) if harness else None
+        # A step whose output is named like a secret prints a secret: its stdout (bounded by
+        # max_output_size, as the output is) is held back until the value is known.
+        output_name = step.output.lstrip("$") if step.output else ""
+        secret_output = capture is not None and is_secret_name(output_name)
+        held = bytearray()
 
         def emit_output(stream: str, data: bytes) -> None:
             if data:
@@ -524,7 +522,20 @@ class Engine:
                     )
                 )
 
+        def release() -> None:
+            """Learn the held stdout as a secret, then let it out, redacted."""
+            nonlocal held
+            if not held:
+                return
+            assert capture is not None
+            if not capture.overflow:
+                self.secrets.add(output_name, capture.text().strip())
+            streams["stdout"] = self._redactor().stream()
+            data, held = bytes(held), bytearray()
+            emit_output("stdout", streams["stdout"].feed(data))
+
         def flush() -> None:
+            release()
             for stream, redacting in streams.items():
                 emit_output(stream, redacting.flush())
 
@@ -533,6 +544,12 @@ class Engine:
                 capture.add(data)  # the real bytes: a dependent gets the real output value
             if journal is not None:
                 journal.output(stream, data)
+            if secret_output and stream == "stdout":
+                assert capture is not None
+                if not capture.overflow:
+                    held.extend(data)
+                    return
+                release()  # too large to be an output: shown as it comes from here on
             emit_output(stream, streams[stream].feed(data))
 
         if journal is not None:
@@ -694,14 +711,19 @@ class Engine:
 
     # --- secrets -----------------------------------------------------------------------
 
+    def emit(self, event: AnyEvent) -> None:
+        """Every event leaves through here, redacted as it finally is: one path for every
+        error, notice and value, wherever it was raised. Output is redacted as a stream
+        (a secret may span two chunks) before it gets here."""
+        if self.secrets and not isinstance(event, StepOutput):
+            event = self.secrets.redactor().event(event)
+        self._sink(event)
+
     def _learn_secrets(self, *envs: Mapping[str, str]) -> None:
-        self.secrets |= secret_values(*envs)
+        self.secrets.learn(*envs)
 
     def _redactor(self) -> Redactor:
-        if self._redactor_for != self.secrets:
-            self._redactor_for = set(self.secrets)
-            self._cached_redactor = Redactor(self.secrets)
-        return self._cached_redactor
+        return self.secrets.redactor()
 
     def _redact(self, text: str | None) -> str | None:
         return self._redactor().text(text) if text else text
@@ -727,8 +749,8 @@ class Engine:
                 handler=run.handler,
                 started_at=run.started_at,
                 duration_sec=round(time.monotonic() - run.started, 3) if run.started else None,
-                error=self._redact(error),
-                outputs={k: self._redact(v) or "" for k, v in run.outputs.items()},
+                error=error,
+                outputs={k: MASK if is_secret_name(k) else v for k, v in run.outputs.items()},
                 stdout_file=run.stdout_file,
                 stderr_file=run.stderr_file,
                 failure_class=run.failure_class,
@@ -749,7 +771,7 @@ class Engine:
         """An env value, evaluated; a secret-named one is a secret from here on, so that
         no later error (a failing backtick in the next line, say) can show it."""
         try:
-            text = expand(raw, self.params, scope, plain=True)
+            text = expand_around_commands(raw, self.params, scope)
             value = await substitute_commands(text, scope, cwd=str(self.work_dir))
         except ValueError as exc:
             raise _ConditionError(f"env {name}: cannot evaluate {raw!r}: {exc}") from None
@@ -848,6 +870,7 @@ class Engine:
                 )
             except (ContainerValueError, ValueProblem) as exc:
                 raise _ConditionError(str(exc)) from None
+            self._learn_secrets(dict(spec.env))
         return dataclasses.replace(
             command, cwd=None, shell=step.shell, container=spec, entrypoint=step.action is not None
         )
@@ -870,7 +893,7 @@ class Engine:
         if step.run is None:  # a container that runs its image's own command
             return Command(env=env, cwd=cwd, name=run.name)
         text = expand(step.run, self.params, env, plain=False)
-        private = any(secret in text for secret in self.secrets)  # then off the command line
+        private = self.secrets.name_in(text) is not None  # then off the command line
         return Command(script=text, shell=shell, env=env, cwd=cwd, name=run.name, private=private)
 
     def _unsafe_argv(self, argv: tuple[str, ...]) -> str | None:
@@ -879,11 +902,13 @@ class Engine:
         problem = argv_problem(argv, f"the command line of {argv[0]}")
         if problem:
             return problem
-        for secret in self.secrets:
-            if any(secret in word for word in argv):
+        for word in argv:
+            name = self.secrets.name_in(word)
+            if name is not None:
                 return (
-                    f"a secret value would appear on the command line of {argv[0]}; "
-                    "let the program read it from its environment instead"
+                    f"the value of {name} would appear on the command line of {argv[0]}, which "
+                    "every user of this machine can read; let the program read it from its "
+                    "environment instead"
                 )
         return None
 

@@ -19,6 +19,7 @@ from typing import Any
 from dagbox.harness.argv import RESERVED, merge_defaults
 from dagbox.harness.catalog import BUILTIN
 from dagbox.regex import RegexError, compile_pattern
+from dagbox.secrets import is_secret_name
 from dagbox.spec.forms import ENV_NAME, kind
 from dagbox.spec.issues import Sink
 from dagbox.spec.model import Condition, Container, ContinueOn, Dag, HarnessDef, RetryPolicy, Step
@@ -150,6 +151,8 @@ class Checker:
                         "with",
                         at_key=True,
                     )
+        if isinstance(step.run, tuple):
+            self.secrets_on_argv(step.run, at.at("run"))
         if step.container is not None:
             self.container(step.container, harness=step.action == HARNESS_ACTION, step_level=True)
         if step.output is not None and not STEP_ID.match(step.output.lstrip("$")):
@@ -258,6 +261,19 @@ class Checker:
                     state[id(nxt)] = 1
                     path.append(nxt)
                     iters.append(iter(graph[id(nxt)]))
+
+    def secrets_on_argv(self, words: tuple[str, ...], at: Sink) -> None:
+        """An argv list that names a secret would put its value on a command line, which
+        every user of the machine can read (``ps``): refused here, as at run time."""
+        for index, word in enumerate(words):
+            for name in references(word):
+                if is_secret_name(name):
+                    at.at(index).error(
+                        f"${{{name}}} would put a secret on a command line, which every user "
+                        f"of this machine can read; {name} is in the step's environment "
+                        "already: let the program read it there"
+                    )
+                    return
 
     def value_sizes(self) -> None:
         """Env values that would grow past MAX_VALUE_BYTES once their references are
@@ -463,6 +479,7 @@ class Checker:
         self.container_env(c)
         if c.exec is not None:
             return
+        self.secrets_on_argv(c.command, at.at("command"))
         if c.startup == "command" and not c.command:
             at.error("startup: command needs a non-empty command list", "command")
         if step_level and harness and c.name is not None:

@@ -11,8 +11,10 @@ loads aiodocker or aiohttp and starts fast.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -271,7 +273,8 @@ def run(
     from dagbox.runtimes.engine import EngineUnavailable
 
     try:
-        result = anyio.run(execute, request)
+        with _adopting():
+            result = anyio.run(execute, request)
     except EngineUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
@@ -291,6 +294,22 @@ def _dag_name_of(file: Path) -> str:
         return load(file).dag.name or file.stem
     except DagError:
         return file.stem
+
+
+@contextlib.contextmanager
+def _adopting() -> Iterator[None]:
+    """This process adopts what its steps' processes orphan (``setsid`` daemons), so that it
+    can stop them: each run stops its own as it ends, and whatever is left (a process
+    that cleared its environment) is stopped when the command is done."""
+    from dagbox.runtimes import children
+
+    children.become_subreaper()
+    try:
+        yield
+    finally:
+        stopped = children.stop_adopted()
+        if stopped:
+            _err(f"dagbox: stopped {len(stopped)} process(es) the run's steps left running")
 
 
 def _check_run_id(run_id: str) -> None:
@@ -483,9 +502,13 @@ def bench(
         output=output,
     )
     try:
-        report = anyio.run(
-            run_bench, loaded, lambda ids: jobs(loaded.dag, axes, task_list, repeat, ids), options
-        )
+        with _adopting():
+            report = anyio.run(
+                run_bench,
+                loaded,
+                lambda ids: jobs(loaded.dag, axes, task_list, repeat, ids),
+                options,
+            )
     except EngineUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None

@@ -27,9 +27,10 @@ from dagbox.engine.events import AnyEvent, RunFinished
 from dagbox.engine.run import Engine, RunOptions, RunResult
 from dagbox.layout import RunLayout
 from dagbox.owner import orphan_report, stop_orphans
+from dagbox.owner import token as owner_token
 from dagbox.plan import runtime_of
 from dagbox.records import JournalWriter, JsonLog, LostWrites, RecordWriter
-from dagbox.runtimes import Runtime
+from dagbox.runtimes import Runtime, children
 from dagbox.runtimes.host import HostRuntime, raise_open_file_limit, step_budget
 from dagbox.spec import Dag, Loaded
 
@@ -124,10 +125,13 @@ async def execute(request: RunRequest) -> RunResult:
         engines.append(engine)
         if request.on_engine is not None:
             request.on_engine(engine)
+        stack.push_async_callback(_stop_leftovers, request)
         async with anyio.create_task_group() as tg:
             if request.watch_signals:
                 tg.start_soon(_watch_signals, engine)
             tg.start_soon(writer.keep_fresh)
+            if children.is_subreaper():
+                tg.start_soon(_reap_adopted)
             began = time.monotonic()
             try:
                 result = await engine.run()
@@ -148,7 +152,9 @@ async def execute(request: RunRequest) -> RunResult:
             tg.cancel_scope.cancel()
         docker = runtimes.get("step")
         if docker is not None and hasattr(docker, "sweep"):
-            await docker.sweep()  # containers the engine could not remove in time
+            # Containers the engine could not remove in time; after an interrupt, a
+            # timeout or a failure, any other container of this run the engine still lists.
+            await docker.sweep(thorough=result.interrupted or result.status != "succeeded")
     journals.close()
     with contextlib.suppress(Exception):  # a second chance for a final write that failed
         writer.close()
@@ -156,6 +162,28 @@ async def execute(request: RunRequest) -> RunResult:
     if writer.unfinished:  # say it plainly: `dagbox status` would still show it running
         result.record_error = f"{lost.summary}; {layout.record} does not hold the run's end"
     return result
+
+
+async def _stop_leftovers(request: RunRequest) -> None:
+    """Stop the processes steps of this run started and left running (a ``setsid``
+    daemon): nothing a run starts outlives it (runtimes/children.py)."""
+    with anyio.CancelScope(shield=True):
+        stopped = await anyio.to_thread.run_sync(
+            children.stop_run_leftovers, request.run_id, owner_token()
+        )
+    if stopped:
+        many = len(stopped) != 1
+        request.warn(
+            f"stopped {len(stopped)} process{'es' * many} that steps of run {request.run_id} "
+            f"left running ({', '.join(map(str, stopped[:5]))}{' …' * (len(stopped) > 5)})"
+        )
+
+
+async def _reap_adopted() -> None:
+    """Collect, now and then, the zombies of processes this subreaper adopted."""
+    while True:
+        await anyio.sleep(1.0)
+        children.reap()
 
 
 class RunExists(Exception):

@@ -35,14 +35,17 @@ def expand(
     env: Mapping[str, str],
     *,
     plain: bool,
+    fields: bool | None = None,
 ) -> str:
-    """Resolve references in ``text``; with ``plain`` also ``$X``/``${X}`` from ``env``.
+    """Resolve references in ``text``; with ``plain`` also ``$X``/``${X}`` from ``env``,
+    and with ``fields`` (default: as ``plain``) ``${OUT.a.b}`` from a JSON value in ``env``.
 
     Raises ValueProblem past MAX_VALUE_BYTES (checked as it grows, so it never gets there).
     """
     if "$" not in text:
         return text
     size = len(text)
+    fields = plain if fields is None else fields
 
     def replace(match: re.Match[str]) -> str:
         nonlocal size
@@ -64,7 +67,7 @@ def expand(
             table = params if space == "params" else env if space == "env" else None
             if table is not None and name in table:
                 return table[name]
-            if table is None and plain and space in env:
+            if table is None and fields and space in env:
                 found = _json_field(env[space], name.split("."), space)
                 if found is not None:
                     return found

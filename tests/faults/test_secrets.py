@@ -9,7 +9,9 @@ run wrote.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +140,195 @@ def test_secret_values_reach_no_file_terminal_or_argv(tmp_path, docker_engine):
     assert any(p.suffix == ".jsonl" and p.parent.name.endswith("-agent") for p in written)
     for path in written:
         assert leaks(path.read_bytes()) == [], path
+
+
+# --- every form, every helper shell, every error, every output -----------------------------
+
+#: Values with a quote, a backslash, a single quote and non-ASCII: their JSON-escaped and
+#: shell-quoted forms differ from the raw value, and each form must be hidden.
+HOSTILE = {
+    "API_KEY": 'pa"ss\\wörd-1234',
+    "DB_PASSWORD": "it's-s3cret",
+    "DEPLOY_TOKEN": "ghp_plainDeployToken77",
+    "GH_TOKEN": "ghp_outputTokenValue42",  # only ever printed by a step, as its output
+}
+
+
+def forms(value: str) -> set[bytes]:
+    """The raw value, JSON-escaped (ASCII or not) and shell-quoted."""
+    return {
+        f.encode()
+        for f in (
+            value,
+            json.dumps(value)[1:-1],
+            json.dumps(value, ensure_ascii=False)[1:-1],
+            shlex.quote(value),
+            value.replace("'", "'\"'\"'"),
+        )
+    }
+
+
+def hostile_leaks(data: bytes) -> list[str]:
+    return [
+        f"{name} as {form!r}"
+        for name, value in HOSTILE.items()
+        for form in forms(value)
+        if form in data
+    ]
+
+
+HOSTILE_HELD = ("params_json", "backtick", "pre_test", "pre_expected", "tok")
+
+HOSTILE_DAG = """
+params:
+  - API_KEY: unset
+  - DB_PASSWORD: unset
+env:
+  - GATE: {gate}
+steps:
+  - id: params_json
+    run: echo "$DAG_PARAMS_JSON"; sh $GATE/gate.sh params_json; echo "$API_KEY"
+  - id: backtick
+    env:
+      - FROM_SHELL: "`sh $GATE/gate.sh backtick; echo $API_KEY`"
+    run: echo "got $FROM_SHELL"
+  - id: pre_test
+    preconditions: "sh $GATE/gate.sh pre_test && test -n '${{params.DEPLOY_TOKEN}}'"
+    run: echo ran
+  - id: pre_expected
+    preconditions:
+      - condition: "`sh $GATE/gate.sh pre_expected`$DB_PASSWORD"
+        expected: "re:.+"
+    run: echo ran
+  - id: tok
+    run: sh $GATE/gate.sh tok; cat $GATE/token  # as `gh auth token` would print it
+    output: GH_TOKEN
+  - id: uses_token
+    depends: tok
+    run: echo "token is $GH_TOKEN"
+  - id: fails
+    run: echo "$DB_PASSWORD" >&2; echo "pw=$DB_PASSWORD"; exit 3
+"""
+
+
+def test_hostile_secret_values_in_every_form_reach_no_file_terminal_or_argv(tmp_path):
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "gate.sh").write_text(GATE)
+    dag = tmp_path / "hostile.yaml"
+    (gate / "token").write_text(HOSTILE["GH_TOKEN"] + "\n")
+    dag.write_text(HOSTILE_DAG.format(gate=gate))
+    home = tmp_path / "home"
+    env = {**os.environ, "DAGBOX_HOME": str(home), "DEPLOY_TOKEN": HOSTILE["DEPLOY_TOKEN"]}
+    args = ["-p", f"API_KEY={HOSTILE['API_KEY']}", "-p", f"DB_PASSWORD={HOSTILE['DB_PASSWORD']}"]
+
+    for extra in ([], ["--json"]):
+        planned = subprocess.run(
+            [sys.executable, "-m", "dagbox", "dry-run", str(dag), *args, *extra],
+            capture_output=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert planned.returncode == 0, planned.stderr
+        assert hostile_leaks(planned.stdout + planned.stderr) == [], planned.stdout.decode()
+
+    # The params come from a file, so that they are not on dagbox's own command line.
+    params = tmp_path / "params.env"
+    params.write_text("".join(f"{k}={HOSTILE[k]}\n" for k in ("API_KEY", "DB_PASSWORD")))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "dagbox", "run", str(dag), "--params-file", str(params)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        wait_for(
+            lambda: all((gate / f"ready.{name}").exists() for name in HOSTILE_HELD),
+            timeout=90,
+            what="every step at the gate",
+        )
+        on_argv = [line for line in command_lines() if hostile_leaks(line)]
+    finally:
+        (gate / "go").touch()
+        out, err = run.communicate(timeout=120)
+    assert on_argv == []
+    assert run.returncode == 1, err.decode()  # "fails" fails
+    assert hostile_leaks(out + err) == [], (out + err).decode()
+    # Each value reached its step (the run worked), and was shown masked.
+    shown = {tuple(line.split(None, 2)) for line in out.decode().splitlines()}
+    for step, mark, line in [
+        ("params_json", "|", '{"API_KEY": "***", "DB_PASSWORD": "***"}'),
+        ("params_json", "|", "***"),
+        ("backtick", "|", "got ***"),
+        ("pre_test", "|", "ran"),
+        ("pre_expected", "|", "ran"),
+        ("tok", "|", "***"),
+        ("uses_token", "|", "token is ***"),
+        ("fails", "!", "***"),
+        ("fails", "|", "pw=***"),
+    ]:
+        assert (step, mark, line) in shown, (step, line, out.decode())
+
+    written = [p for p in home.rglob("*") if p.is_file()]
+    assert any(p.name == "run.json" for p in written)
+    for path in written:
+        assert hostile_leaks(path.read_bytes()) == [], path
+    record = json.loads(next(home.glob("runs/*/*/run.json")).read_text())
+    assert record["params"] == {"API_KEY": "***", "DB_PASSWORD": "***"}
+    assert next(s for s in record["steps"] if s["name"] == "tok")["outputs"] == {"GH_TOKEN": "***"}
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "env:\n  - X: \"`echo $API_KEY >&2; exit 3`\"\nsteps:\n  - run: 'true'\n",
+        'preconditions:\n  - condition: "`echo $API_KEY >&2; kill $$`"\n    expected: x\n'
+        "steps:\n  - run: 'true'\n",
+        "steps:\n  - env:\n      - Y: \"`echo ${params.API_KEY} >&2; false`\"\n    run: 'true'\n",
+    ],
+    ids=["dag-env-backtick", "dag-precondition", "step-env-backtick"],
+)
+def test_errors_raised_anywhere_are_redacted(tmp_path, where):
+    dag = tmp_path / "fails.yaml"
+    dag.write_text("params:\n  - API_KEY: unset\n" + where)
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [sys.executable, "-m", "dagbox", "run", str(dag), "-p", f"API_KEY={HOSTILE['API_KEY']}"],
+        capture_output=True,
+        env={**os.environ, "DAGBOX_HOME": str(home)},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert hostile_leaks(done.stdout + done.stderr) == []
+    for path in (p for p in home.rglob("*") if p.is_file()):
+        assert hostile_leaks(path.read_bytes()) == [], path
+    record = json.loads(next(home.glob("runs/*/*/run.json")).read_text())
+    errors = [record["error"] or "", *(s["error"] or "" for s in record["steps"])]
+    assert any("***" in error for error in errors), errors  # the error said it, masked
+
+
+def test_argv_forms_naming_a_secret_are_refused_with_a_located_error(tmp_path):
+    dag = tmp_path / "argv.yaml"
+    dag.write_text(
+        "steps:\n"
+        "  - id: listed\n"
+        '    run: [curl, -H, "Authorization: ${GH_TOKEN}"]\n'
+        "  - id: boxed\n"
+        "    container:\n"
+        "      image: busybox\n"
+        '      command: [sh, -c, "echo $1", x, "${API_KEY}"]\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "dagbox", "validate", str(dag)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"{dag}:3:21: steps[0].run[2]: ${{GH_TOKEN}} would put a secret on a command line" in (
+        done.stderr
+    )
+    assert f"{dag}:7:39: steps[1].container.command[4]: ${{API_KEY}}" in done.stderr

@@ -924,7 +924,12 @@ class Engine:
         return True
 
     async def _condition(self, condition: Condition, env: Mapping[str, str]) -> bool:
-        text = expand(condition.condition, self.params, env, plain=condition.expected is not None)
+        # $X is left to the shell, which reads it from its environment: a value pasted
+        # into shell code would be run as code. ${OUT.a.b} is resolved here (the shell
+        # cannot), and ${params.X} is pasted, as in a run: line (and in Dagu).
+        text = expand(
+            condition.condition, self.params, env, plain=False, fields=condition.expected is not None
+        )
         cwd = str(self.work_dir)
         limit = self.dag.max_output_size
         if condition.expected is None:

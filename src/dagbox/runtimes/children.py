@@ -1,13 +1,223 @@
-"""The processes dagbox starts and waits for itself (filled in below)."""
+"""The processes dagbox starts, and the ones it adopts: nothing a run starts outlives it.
+
+A host step runs in a process group of its own, which dagbox stops when the step ends. A
+process that leaves the group (``setsid``, a daemon's double fork) escaped that, and
+outlived the run. So ``dagbox run`` and ``dagbox bench`` make their process a child
+subreaper (``PR_SET_CHILD_SUBREAPER``, Linux 3.4): every orphaned descendant is re-parented
+to dagbox instead of init. Those adopted processes are stopped when their run ends
+(a step may start a service for later steps of its run; no process survives the run),
+and every adopted process left when the dagbox process is done is stopped too, one that
+cleared its environment (``env -i``) included.
+
+dagbox keeps the pids it started and waits for itself (:func:`started`, :func:`ended`),
+so that it never signals or reaps one of those: only adopted processes are touched.
+Adopted processes that exit stay zombies until dagbox waits for them; :func:`reap`
+collects them, leaving alone any zombie young enough to be a process dagbox has just
+started and not yet registered.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Callable
+from functools import cache
+
+from dagbox.owner import ENV_OWNER
+
+_PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
+#: A zombie younger than this may be a process dagbox started a moment ago and has not
+#: registered yet (registration follows the spawn by a few milliseconds).
+YOUNG_SECONDS = 5.0
 
 _mine: set[int] = set()
 
 
 def started(pid: int) -> None:
+    """``pid`` is dagbox's own child, waited for by whoever started it: never touched here."""
     _mine.add(pid)
 
 
 def ended(pid: int) -> None:
+    """``pid`` has been waited for (the pid may be reused from now on)."""
     _mine.discard(pid)
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants; False where Linux cannot."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "prctl"):
+        return False
+    return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def is_subreaper() -> bool:
+    libc = _libc()
+    if libc is None or not hasattr(libc, "prctl"):
+        return False
+    flag = ctypes.c_int(0)
+    return libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0 and bool(
+        flag.value
+    )
+
+
+def _children() -> list[int]:
+    """This process's children (of every thread: an orphan goes to any of them)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")  # noqa: PTH208
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children", "rb") as handle:  # noqa: PTH123
+                found.extend(int(pid) for pid in handle.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def adopted() -> list[int]:
+    """Children of this process that it did not start (orphans re-parented to it)."""
+    return [pid for pid in _children() if pid not in _mine]
+
+
+def _stat(pid: int) -> tuple[str, int, float] | None:
+    """(state, process group, age in seconds) of ``pid``, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:  # noqa: PTH123
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        with open("/proc/uptime", "rb") as handle:  # noqa: PTH123
+            uptime = float(handle.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return fields[0].decode(), int(fields[2]), uptime - int(fields[19]) / ticks
+
+
+def _marked(pid: int, run_id: str, owner: str) -> bool:
+    """``pid``'s environment names this run and this dagbox process (what every host step
+    starts inherits, unless it clears its environment)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:  # noqa: PTH123
+            environ = b"\0" + handle.read() + b"\0"
+    except OSError:
+        return False
+    return (
+        f"\0DAG_RUN_ID={run_id}\0".encode() in environ
+        and f"\0{ENV_OWNER}={owner}\0".encode() in environ
+    )
+
+
+def _wait(pid: int) -> bool:
+    """Collect ``pid`` if it has exited; True once it is gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == pid
+
+
+def reap(min_age: float = YOUNG_SECONDS) -> int:
+    """Collect adopted zombies at least ``min_age`` seconds old; how many were collected."""
+    collected = 0
+    for pid in adopted():
+        stat = _stat(pid)
+        if stat is not None and stat[0] == "Z" and stat[2] >= min_age and _wait(pid):
+            collected += 1
+    return collected
+
+
+def stop_adopted(belongs: Callable[[int], bool] | None = None, bound: float = 5.0) -> list[int]:
+    """SIGKILL adopted processes (those ``belongs`` accepts, else all) with their process
+    groups, and collect them; again for the processes their deaths hand over to us, until
+    none is left or ``bound`` seconds have passed. Returns the pids stopped."""
+    stopped: list[int] = []
+    own_group = os.getpgrp()
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        found = []
+        for pid in adopted():
+            stat = _stat(pid)
+            if stat is None:
+                continue
+            state, group, _ = stat
+            if state == "Z":
+                if belongs is None:
+                    _wait(pid)  # nothing of ours is left to confuse it with
+                continue
+            if belongs is not None and not belongs(pid):
+                continue
+            found.append(pid)
+            with contextlib.suppress(OSError):
+                if group not in (own_group, 0, 1):
+                    os.killpg(group, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+        if not found:
+            break
+        stopped.extend(found)
+        pending = set(found)
+        while pending and time.monotonic() < deadline:
+            pending = {pid for pid in pending if not _wait(pid)}
+            if pending:
+                time.sleep(0.005)
+    return stopped
+
+
+def stop_run_leftovers(run_id: str, owner: str) -> list[int]:
+    """Stop what a finished run left behind: adopted processes whose environment names it.
+
+    Where this process is not a subreaper (dagbox used as a library), such a process was
+    re-parented to init instead; it is found among every process of the machine.
+    """
+    if is_subreaper():
+        return stop_adopted(lambda pid: _marked(pid, run_id, owner))
+    return _stop_marked_anywhere(run_id, owner)
+
+
+def _stop_marked_anywhere(run_id: str, owner: str) -> list[int]:
+    me = os.getpid()
+    stopped = []
+    for name in _proc_pids():
+        pid = int(name)
+        if pid == me or pid in _mine or not _marked(pid, run_id, owner):
+            continue
+        stat = _stat(pid)
+        if stat is None or stat[0] == "Z":
+            continue
+        with contextlib.suppress(OSError):
+            if stat[1] not in (os.getpgrp(), 0, 1):
+                os.killpg(stat[1], signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+            stopped.append(pid)
+    return stopped
+
+
+def _proc_pids() -> list[str]:
+    try:
+        return [name for name in os.listdir("/proc") if name.isdigit()]  # noqa: PTH208
+    except OSError:
+        return []
+
+
+__all__ = [
+    "adopted",
+    "become_subreaper",
+    "ended",
+    "is_subreaper",
+    "reap",
+    "started",
+    "stop_adopted",
+    "stop_run_leftovers",
+]

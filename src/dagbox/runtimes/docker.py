@@ -64,6 +64,8 @@ LABEL_STEP = "dagbox.step"
 LABEL_OWNER = "dagbox.owner"
 LABEL_OWNER_START = "dagbox.owner_start"
 LABEL_OWNER_NS = "dagbox.owner_pidns"
+#: On a container made with ``keep_container: true``: no sweep or reaper removes it.
+LABEL_KEEP = "dagbox.keep"
 #: How long a container may take to be ready (running, healthy, log pattern), and how
 #: long an exec target may take to be running: Dagu's budget.
 READY_TIMEOUT = 120.0
@@ -106,11 +108,30 @@ class DockerRuntime:
         #: racing to create it (one got 409 Conflict, or an exec, by timing).
         self.names = {} if names is None else names
 
-    async def sweep(self) -> None:
-        """Remove what could not be removed during the run, now that the engine may be back."""
+    async def sweep(self, thorough: bool = False) -> None:
+        """Remove what could not be removed during the run, now that the engine may be back.
+
+        ``thorough`` (after an interrupt, a timeout or an engine error) also removes every
+        container of this run the engine lists (by the ``dagbox.run_id`` and owner labels),
+        kept ones aside: one created by a call whose answer never came, say.
+        """
         leftovers, self.leftovers = self.leftovers, []
         for container in leftovers:
             await _remove(container)
+        if not thorough:
+            return
+        owner = self.labels[LABEL_OWNER]
+        with anyio.move_on_after(CLEANUP_TIMEOUT), contextlib.suppress(*ENGINE_FAILURES):
+            listed = await call(
+                self.client.containers.list(
+                    all=True, filters={"label": [f"{LABEL_RUN}={self.run_id}"]}
+                ),
+                "listing this run's containers",
+            )
+            for container in listed:
+                labels = container._container.get("Labels") or {}
+                if labels.get(LABEL_OWNER) == owner and LABEL_KEEP not in labels:
+                    await _remove(container)
 
     # --- the runtime protocol ------------------------------------------------------------
 
@@ -319,6 +340,8 @@ class SharedContainer:
 
 def container_config(spec: ContainerSpec, labels: Mapping[str, str]) -> dict[str, Any]:
     host: dict[str, Any] = {"Init": True, "AutoRemove": False}
+    if spec.keep:
+        labels = {**labels, LABEL_KEEP: "true"}
     if spec.binds:
         host["Binds"] = list(spec.binds)
     if spec.network:
@@ -381,12 +404,20 @@ async def create(
     if spec.platform:
         params["platform"] = spec.platform
     try:
-        data = await call(
-            client._query_json(  # create() has no platform parameter
-                "containers/create", method="POST", data=json.dumps(config).encode(), params=params
-            ),
-            f"creating a container from {spec.image}",
-        )
+        # Shielded (and still bounded by the call timeout): a create cancelled by Ctrl-C
+        # is carried out by the engine all the same, and its answer is the only way to
+        # learn the container's id and remove it. The caller removes it as the cancel
+        # arrives, at its next await.
+        with anyio.CancelScope(shield=True):
+            data = await call(
+                client._query_json(  # create() has no platform parameter
+                    "containers/create",
+                    method="POST",
+                    data=json.dumps(config).encode(),
+                    params=params,
+                ),
+                f"creating a container from {spec.image}",
+            )
     except EngineError:
         raise
     except Exception as exc:

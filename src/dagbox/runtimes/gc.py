@@ -3,7 +3,8 @@
 Every container dagbox creates carries ``dagbox.owner`` (host and pid) and the
 owner's start time. A container whose owner is gone from this host, or whose
 pid now belongs to another process, is removed. Containers of a live dagbox
-process, and those owned by other hosts, are never touched.
+process, those owned by other hosts, and those made with ``keep_container: true``
+(labelled ``dagbox.keep``) are never touched.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from typing import TYPE_CHECKING
 import anyio
 
 from dagbox.owner import alive as owner_alive
-from dagbox.runtimes.docker import LABEL_OWNER, LABEL_OWNER_NS, LABEL_OWNER_START, LABEL_RUN
+from dagbox.runtimes.docker import (
+    LABEL_KEEP,
+    LABEL_OWNER,
+    LABEL_OWNER_NS,
+    LABEL_OWNER_START,
+    LABEL_RUN,
+)
 from dagbox.runtimes.engine import call
 
 if TYPE_CHECKING:
@@ -28,6 +35,8 @@ async def reap(client: aiodocker.Docker) -> list[tuple[str, str]]:
     removed = []
     for container in listed:
         labels = container._container.get("Labels") or {}
+        if LABEL_KEEP in labels:  # the user asked to keep it: theirs to remove
+            continue
         if owner_alive(
             labels.get(LABEL_OWNER, ""),
             labels.get(LABEL_OWNER_START, ""),

@@ -4,7 +4,9 @@ Each step gets its own process group (a new session), so that cancelling it
 reaches whatever it started too: the stop signal goes to the whole group,
 then SIGKILL after the grace period. When the step's main process exits but
 something it left in the background still holds its stdout or stderr open,
-the group is killed after a short drain, so no process outlives its step.
+the group is killed after a short drain, so nothing in the group outlives its
+step. A process that leaves the group (``setsid``, a daemon) lives until its
+run ends, when the runner stops it (children.py): nothing outlives the run.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import anyio.abc
 
 from dagbox.owner import ENV_OWNER
 from dagbox.owner import token as owner_token
-from dagbox.runtimes import Command, Exit, OnOutput, Stop, Stream, Trace, no_trace
+from dagbox.runtimes import Command, Exit, OnOutput, Stop, Stream, Trace, children, no_trace
 
 #: A one-line script longer than this runs from a file, as a multi-line one does: Linux
 #: refuses an argument over 128 KiB.
@@ -135,6 +137,7 @@ class HostRuntime:
             return Exit(126, f"permission denied: {argv[0]}")
         except OSError as exc:
             return Exit(126, f"cannot start {argv[0]}: {exc.strerror or exc}")
+        children.started(process.pid)
         try:
             return await _supervise(process, command, on_output)
         except BaseException:
@@ -144,6 +147,7 @@ class HostRuntime:
         finally:
             with anyio.CancelScope(shield=True):
                 await process.aclose()
+            children.ended(process.pid)
 
 
 async def _supervise(process: anyio.abc.Process, command: Command, on_output: OnOutput) -> Exit:

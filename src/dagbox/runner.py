@@ -83,7 +83,6 @@ async def execute(request: RunRequest) -> RunResult:
     raise_open_file_limit()
     dag = request.loaded.dag
     layout = RunLayout.for_run(dag.name or "dag", request.run_id, request.home)
-    claim(layout)
     lost = LostWrites(request.warn)
     writer = RecordWriter(layout, {s.key: s.id for s in dag.steps}, lost=lost)
     journals = JournalWriter(lost=lost)
@@ -121,6 +120,7 @@ async def execute(request: RunRequest) -> RunResult:
 
         if uses_containers(dag):
             runtimes.update(await _container_runtimes(stack, request, said, options.notices))
+        claim(layout)  # once the run can start: a run that cannot records nothing
         engine = Engine(dag, runtimes, emit, options)
         engines.append(engine)
         if request.on_engine is not None:

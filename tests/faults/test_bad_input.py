@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,179 @@ def test_a_bench_of_wide_dags_shares_one_open_file_budget(tmp_path):
         json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()
     ]
     assert [line["status"] for line in lines] == ["succeeded"] * 8
+
+
+# --- bad input around the DAG: one line, the documented exit code, nothing lost -------------
+
+HELLO = "steps:\n  - {id: hello, run: echo hello}\n"
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The whole of stderr, asserted to be one line and no traceback."""
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_unreadable_run_records_give_one_line(tmp_path):
+    dag = tmp_path / "hello.yaml"
+    dag.write_text(HELLO)
+    for run_id in ("truncated", "nullname"):
+        assert dagbox(tmp_path, "run", str(dag), "--run-id", run_id).returncode == 0
+    records = tmp_path / "home" / "runs" / "hello"
+    truncated = records / "truncated" / "run.json"
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    nullname = records / "nullname" / "run.json"
+    record = json.loads(nullname.read_text())
+    record["steps"][0]["name"] = None
+    nullname.write_text(json.dumps(record))
+    for run_id in ("truncated", "nullname"):
+        for command in (["status", run_id], ["status", run_id, "--json"], ["logs", run_id]):
+            done = dagbox(tmp_path, *command)
+            assert done.returncode == 2, (command, done.stderr)
+            assert "is not a run record dagbox can read" in one_line(done)
+    # The other commands skip a broken record instead of failing on it.
+    assert dagbox(tmp_path, "history").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--params", 'A="unterminated B=2'], "cannot read params from column 3"),
+        (["-p", "weird key=1"], "invalid param name 'weird key'"),
+        (["-p", "=1"], "invalid param name ''"),
+        (["--params", "a.b=1"], "invalid param name 'a.b'"),
+    ],
+    ids=["unterminated", "space", "empty", "dot"],
+)
+def test_params_that_are_not_params_are_refused(tmp_path, args, said):
+    dag = tmp_path / "hello.yaml"
+    dag.write_text(HELLO)
+    for command in ("run", "dry-run"):
+        done = dagbox(tmp_path, command, str(dag), *args)
+        assert done.returncode == 2, done.stdout
+        assert said in one_line(done)
+    assert not (tmp_path / "home" / "runs").exists()  # nothing ran
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "DAGBOX_ENGINE_CALL_TIMEOUT=abc",
+        "DAGBOX_ENGINE_CONNECT_TIMEOUT=-1",
+        "DAGBOX_MAX_STARTING=abc",
+        "DAGBOX_MAX_STARTING=-3",
+        "DAGBOX_MAX_STARTING=0",
+        "DOCKER_HOST=garbage://x",
+        "DAGU_CONTAINER_RUNTIME=lxc",
+        "DAGU_DEFAULT_SHELL=bash '-e",
+    ],
+)
+def test_bad_settings_are_one_line_naming_the_variable_even_for_host_runs(tmp_path, setting):
+    dag = tmp_path / "hello.yaml"
+    dag.write_text(HELLO)
+    name, _, value = setting.partition("=")
+    done = subprocess.run(
+        [*DAGBOX, "run", str(dag)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGBOX_HOME": str(tmp_path / "home"), name: value},
+        timeout=60,  # DAGBOX_MAX_STARTING=0 must not hang either
+        check=False,
+    )
+    assert done.returncode == 2
+    assert one_line(done).startswith(f"dagbox: {name}=")
+
+
+def test_bench_out_that_cannot_be_a_folder_is_one_line(tmp_path):
+    dag = tmp_path / "hello.yaml"
+    dag.write_text(HELLO)
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    (tmp_path / "results-is-a-folder" / "results.jsonl").mkdir(parents=True)
+    for out, said in (
+        (taken, "cannot use --out"),
+        (taken / "below", "cannot use --out"),
+        (tmp_path / "results-is-a-folder", "results.jsonl: Is a directory"),
+    ):
+        done = dagbox(tmp_path, "bench", str(dag), "--out", str(out))
+        assert done.returncode == 2
+        assert said in one_line(done)
+    assert taken.read_text() == "not a folder"
+
+
+def _python_start_seconds() -> float:
+    times = []
+    for _ in range(3):
+        began = time.monotonic()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times.append(time.monotonic() - began)
+    return sorted(times)[1]
+
+
+def test_an_early_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    """Ctrl-C at any moment of dagbox's first tenth of a second (imports, loading the DAG,
+    setting up): exit 130 and one line. Before Python has started to run dagbox's code
+    (its own start-up, measured here) the signal is Python's to handle."""
+    dag = tmp_path / "hello.yaml"
+    dag.write_text("steps:\n  - {id: s, run: sleep 5}\n")
+    start = _python_start_seconds()
+    for delay in (2 * start, 0.05, 0.08, 0.1, 0.15, 0.25):
+        proc = subprocess.Popen(
+            [*DAGBOX, "run", str(dag)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "DAGBOX_HOME": str(tmp_path / "home")},
+        )
+        time.sleep(max(delay, 2 * start))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (delay, err)
+        assert "Traceback" not in err, (delay, err)
+
+
+def test_a_closed_stdout_does_not_stop_a_run(tmp_path):
+    dag = tmp_path / "hello.yaml"
+    dag.write_text(HELLO)
+    done = subprocess.run(
+        [*DAGBOX, "run", str(dag)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DAGBOX_HOME": str(tmp_path / "home")},
+        timeout=60,
+        check=False,
+        # the shell's >&-: descriptor 1 closed before dagbox starts
+        preexec_fn=lambda: os.close(1),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    record = json.loads(next((tmp_path / "home").glob("runs/*/*/run.json")).read_text())
+    assert record["status"] == "succeeded"
+    log = Path(record["steps"][0]["stdout_file"])
+    assert log.read_text() == "hello\n"
+
+
+@pytest.mark.docker
+def test_parallel_steps_sharing_a_container_name_take_turns(tmp_path):
+    """Two steps that may run at once name one container: validate says so, and the run
+    is the same every time (one after the other), not a race between 409 and an exec."""
+    dag = tmp_path / "named.yaml"
+    box = f"dagbox-test-named-{os.getpid()}"
+    dag.write_text(
+        "steps:\n"
+        + "".join(
+            f"  - id: s{i}\n"
+            f"    container: {{image: {TEST_IMAGE}, network: none, name: {box}}}\n"
+            f"    run: echo s{i}; sleep 0.3\n"
+            for i in range(3)
+        )
+    )
+    checked = dagbox(tmp_path, "validate", str(dag))
+    assert checked.returncode == 0
+    assert checked.stderr.count("may run at the same time; dagbox runs them one after") == 2
+    for _ in range(3):
+        done = dagbox(tmp_path, "run", str(dag), "-o", "quiet")
+        assert done.returncode == 0, done.stdout + done.stderr

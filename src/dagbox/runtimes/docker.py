@@ -632,7 +632,7 @@ async def _ready(container: DockerContainer, spec: ContainerSpec, notify: Notify
             if spec.log_pattern:
                 pattern = compile_pattern(spec.log_pattern)
                 async for line in container.log(stdout=True, stderr=True, follow=True):
-                    if pattern.search(line):
+                    if pattern.search(line.rstrip("\r\n")):  # a line, as Dagu matches it
                         break
     except TimeoutError:
         raise SetupError(f"the shared container was not ready within {READY_TIMEOUT:g}s") from None

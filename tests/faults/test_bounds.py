@@ -1,0 +1,189 @@
+"""Memory and time bounds: no value, log, held output, pattern, file or number a user gives
+makes dagbox take unbounded memory or time, crash, or stop answering."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+DAGBOX = [sys.executable, "-m", "dagbox"]
+RSS_LIMIT_MB = 150
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "DAGBOX_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
+
+
+def dagbox(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*DAGBOX, *args],
+        capture_output=True,
+        text=True,
+        env=env_for(tmp_path),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def peak_rss_mb(args: list[str], env: dict[str, str], timeout: float = 300) -> tuple[int, float]:
+    """Run ``dagbox ARGS`` with stdout to /dev/null; its exit code and peak RSS in MB (the
+    kernel's high-water mark, sampled until it exits)."""
+    proc = subprocess.Popen(
+        [*DAGBOX, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
+    peak = [0]
+
+    def sample() -> None:
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                found = re.search(r"VmHWM:\s+(\d+)", status.read_text())
+            except OSError:
+                return
+            if found:
+                peak[0] = int(found.group(1))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = proc.wait(timeout=timeout)
+    sampler.join(timeout=5)
+    return code, peak[0] / 1024
+
+
+def test_a_doubling_env_chain_is_found_by_validate_and_capped_at_run_time(tmp_path):
+    dag = tmp_path / "double.yaml"
+    lines = ["env:", "  - A0: xx"]
+    lines += [f"  - A{i}: ${{A{i - 1}}}${{A{i - 1}}}" for i in range(1, 32)]
+    dag.write_text("\n".join([*lines, "steps:", "  - run: echo ${#A31}", ""]))
+    done = dagbox(tmp_path, "validate", str(dag))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"{dag}:23:5: env[21]: A21 would be 25,169,908 bytes once its references are "
+        "expanded; dagbox stops values at 16 MiB"
+    ]
+    # At run time (a param far larger than its default), the same cap, as a plain error.
+    grows = tmp_path / "grows.yaml"
+    grows.write_text(
+        "params:\n  - A: small\nenv:\n  - B: " + "${A}" * 20 + "\nsteps:\n  - run: 'true'\n"
+    )
+    params = tmp_path / "params"
+    params.write_text("A=" + "a" * 1_000_000 + "\n")
+    code, peak = peak_rss_mb(["run", str(grows), "--params-file", str(params)], env_for(tmp_path))
+    assert code == 1
+    assert peak < RSS_LIMIT_MB, peak
+    record = json.loads(next((tmp_path / "home").glob("runs/grows/*/run.json")).read_text())
+    assert "env B: cannot evaluate" in record["error"]
+    assert "larger than 16 MiB" in record["error"]
+
+
+def test_logs_of_a_huge_step_print_in_bounded_memory(tmp_path):
+    size = 300_000_000
+    dag = tmp_path / "huge.yaml"
+    dag.write_text(f"steps:\n  - {{id: huge, run: \"head -c {size} /dev/zero | tr '\\\\0' a\"}}\n")
+    assert dagbox(tmp_path, "run", str(dag), "--run-id", "big", "-o", "quiet").returncode == 0
+    for args in (["logs", "big"], ["logs", "big", "huge"]):
+        code, peak = peak_rss_mb(args, env_for(tmp_path))
+        assert code == 0
+        assert peak < RSS_LIMIT_MB, (args, peak)
+
+
+def test_held_output_counts_what_it_really_takes(tmp_path):
+    dag = tmp_path / "empty.yaml"
+    dag.write_text("steps:\n  - {id: blanks, run: \"yes '' | head -n 3000000; exit 1\"}\n")
+    for mode in ("failures", "grouped"):
+        code, peak = peak_rss_mb(["run", str(dag), "-o", mode], env_for(tmp_path))
+        assert code == 1
+        assert peak < RSS_LIMIT_MB, (mode, peak)
+
+
+def test_a_catastrophic_pattern_does_not_freeze_the_runner(tmp_path):
+    dag = tmp_path / "redos.yaml"
+    dag.write_text(
+        "steps:\n"
+        "  - id: matched\n"
+        "    run: \"printf 'a%.0s' $(seq 34); echo b; exit 1\"\n"
+        '    continue_on: {output: "re:^(a+)+$"}\n'
+        "  - id: slow\n"
+        "    timeout_sec: 2\n"
+        "    run: sleep 60\n"
+    )
+    began = time.monotonic()
+    done = dagbox(tmp_path, "run", str(dag), timeout=60)
+    took = time.monotonic() - began
+    assert done.returncode == 1
+    assert took < 30, took  # Python's re took hours on this; the timeout never fired
+    record = json.loads(next((tmp_path / "home").glob("runs/*/*/run.json")).read_text())
+    steps = {s["name"]: s for s in record["steps"]}
+    assert steps["matched"]["status"] == "failed"
+    assert steps["slow"]["error"] == "step timed out after 2s"
+    # Patterns are Go's (RE2) syntax, as in Dagu: a backreference is refused, located.
+    bad = tmp_path / "backref.yaml"
+    bad.write_text('steps:\n  - run: "true"\n    continue_on: {output: "re:(a)\\\\1"}\n')
+    refused = dagbox(tmp_path, "validate", str(bad))
+    assert refused.returncode == 2
+    assert "steps[0].continue_on.output[0]: invalid regular expression" in refused.stderr
+
+
+def test_a_dag_file_that_never_ends_is_refused(tmp_path):
+    done = dagbox(tmp_path, "validate", "/dev/zero", timeout=30)
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == "/dev/zero:1:1: the file is larger than 16 MiB; dagbox reads DAG files up to that size\n"
+    )
+
+
+def test_outputs_too_deep_or_too_large_for_a_program_are_plain_errors(tmp_path):
+    dag = tmp_path / "outs.yaml"
+    dag.write_text(
+        "steps:\n"
+        "  - id: deep\n"
+        "    output: DEEP\n"
+        "    run: python3 -c \"print('{\\\"a\\\":' * 5000 + '1' + '}' * 5000)\"\n"
+        "  - id: reads_deep\n"
+        "    depends: deep\n"
+        '    env: [X: "${DEEP.a}"]\n'
+        "    run: echo unreachable\n"
+        "  - id: wide\n"
+        "    output: WIDE\n"
+        "    run: head -c 200000 /dev/zero | tr '\\0' w\n"
+        "  - id: gets_wide\n"
+        "    depends: wide\n"
+        "    run: echo unreachable\n"
+    )
+    done = dagbox(tmp_path, "run", str(dag))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "internal error" not in done.stdout
+    record = json.loads(next((tmp_path / "home").glob("runs/*/*/run.json")).read_text())
+    steps = {s["name"]: s for s in record["steps"]}
+    assert steps["reads_deep"]["error"] == (
+        "env X: cannot evaluate '${DEEP.a}': DEEP holds JSON nested too deeply for "
+        "${DEEP.a} to read it"
+    )
+    assert steps["gets_wide"]["error"].startswith(
+        "environment variable WIDE (the output of step wide) holds 195 KiB, more than the "
+        "128 KiB a program can receive in one variable"
+    )
+
+
+def test_a_huge_backoff_cannot_overflow(tmp_path):
+    dag = tmp_path / "backoff.yaml"
+    dag.write_text(
+        "steps:\n"
+        "  - id: flaky\n"
+        "    run: exit 7\n"
+        "    retry_policy: {limit: 3, interval_sec: 1, backoff: 1e200, max_interval_sec: 0}\n"
+    )
+    done = dagbox(tmp_path, "run", str(dag))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "internal error" not in done.stdout
+    record = json.loads(next((tmp_path / "home").glob("runs/*/*/run.json")).read_text())
+    assert record["steps"][0]["retry_count"] == 3
+    assert record["steps"][0]["error"] == "exit code 7"

@@ -3,7 +3,9 @@
 ``stop()`` closes the listener and cuts every connection (the engine "goes away");
 ``start()`` brings it back (the engine "restarted"); ``silent`` (settable at any time)
 accepts connections and stops answering on all of them (a hung engine); ``hang_on``
-(a regex over request bytes) hangs just the calls it matches, e.g. ``rb"/attach\\?"``.
+(a regex over request bytes) hangs just the calls it matches, e.g. ``rb"/attach\\?"``;
+``mute_answer_on`` passes the calls it matches to the engine, which carries them out,
+but never passes their answers back (an engine that is slow to answer).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class EngineProxy:
         self.silent = silent
         self.hang_on: re.Pattern[bytes] | None = None
         self.hung = 0  # how many requests hang_on swallowed
+        self.mute_answer_on: re.Pattern[bytes] | None = None
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -84,16 +87,30 @@ class EngineProxy:
                     upstream.close()
                     return
                 self._conns.append(upstream)
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+            muted = threading.Event()  # this connection's answers are dropped
+            threading.Thread(
+                target=self._pipe, args=(client, upstream, muted, True), daemon=True
+            ).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, muted), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, requests: bool = False) -> None:
+    def _pipe(
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        muted: threading.Event,
+        requests: bool = False,
+    ) -> None:
         swallowing = False
         try:
             while data := source.recv(65536):
                 if requests and not swallowing and self.hang_on and self.hang_on.search(data):
                     swallowing = True  # this call, and the rest of its connection, hang
                     self.hung += 1
+                if requests and self.mute_answer_on and self.mute_answer_on.search(data):
+                    muted.set()
+                    self.hung += 1
+                if not requests and muted.is_set():
+                    continue  # the engine answered; nobody hears it
                 if self.silent or swallowing:
                     continue  # a hung engine: bytes go in, nothing comes out
                 sink.sendall(data)

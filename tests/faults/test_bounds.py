@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -132,7 +133,18 @@ def test_a_catastrophic_pattern_does_not_freeze_the_runner(tmp_path):
 
 
 def test_a_dag_file_that_never_ends_is_refused(tmp_path):
-    done = dagbox(tmp_path, "validate", "/dev/zero", timeout=30)
+    def one_gib_at_most() -> None:  # without the cap, the read would take all memory
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    done = subprocess.run(
+        [*DAGBOX, "validate", "/dev/zero"],
+        capture_output=True,
+        text=True,
+        env=env_for(tmp_path),
+        timeout=30,
+        check=False,
+        preexec_fn=one_gib_at_most,
+    )
     assert done.returncode == 2
     assert (
         done.stderr

@@ -190,14 +190,15 @@ steps:
     run: echo "$DAG_PARAMS_JSON"; sh $GATE/gate.sh params_json; echo "$API_KEY"
   - id: backtick
     env:
-      - FROM_SHELL: "`sh $GATE/gate.sh backtick; echo $API_KEY`"
+      - FROM_SHELL: "`sh $GATE/gate.sh backtick; echo ${{env.DEPLOY_TOKEN}} $API_KEY`"
     run: echo "got $FROM_SHELL"
   - id: pre_test
-    preconditions: "sh $GATE/gate.sh pre_test && test -n '${{params.DEPLOY_TOKEN}}'"
+    # ${{env.X}} is pasted into the command's text: that text is a secret now.
+    preconditions: "sh $GATE/gate.sh pre_test && test -n '${{env.DEPLOY_TOKEN}}'"
     run: echo ran
   - id: pre_expected
     preconditions:
-      - condition: "`sh $GATE/gate.sh pre_expected`$DB_PASSWORD"
+      - condition: "`sh $GATE/gate.sh pre_expected`${{env.DEPLOY_TOKEN}}$DB_PASSWORD"
         expected: "re:.+"
     run: echo ran
   - id: tok
@@ -260,7 +261,7 @@ def test_hostile_secret_values_in_every_form_reach_no_file_terminal_or_argv(tmp_
     for step, mark, line in [
         ("params_json", "|", '{"API_KEY": "***", "DB_PASSWORD": "***"}'),
         ("params_json", "|", "***"),
-        ("backtick", "|", "got ***"),
+        ("backtick", "|", "got *** ***"),
         ("pre_test", "|", "ran"),
         ("pre_expected", "|", "ran"),
         ("tok", "|", "***"),

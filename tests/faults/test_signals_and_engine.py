@@ -186,8 +186,11 @@ def test_an_engine_that_never_answers_times_out(tmp_path):
         (rb"/containers/create", "step", "creating"),
         (rb"/containers/[0-9a-f]+/attach\?", "step", "attaching to a step container"),
         (rb"/exec/[0-9a-f]+/start", "shared", "starting an exec"),
+        # The engine creates the container but its answer never comes: the run, which
+        # never learnt the container's id, finds it by its labels and removes it.
+        (rb"mute:/containers/create", "step", "creating"),
     ],
-    ids=["create", "attach", "exec-start"],
+    ids=["create", "attach", "exec-start", "create-answer"],
 )
 def test_an_engine_call_that_hangs_mid_run_fails_the_step_not_the_runner(
     tmp_path, docker_engine, hang_on, container, what
@@ -196,7 +199,10 @@ def test_an_engine_call_that_hangs_mid_run_fails_the_step_not_the_runner(
     the container the step had already created is removed. (In the shared container the
     first step is the one whose exec hangs.)"""
     proxy = EngineProxy(tmp_path / "engine.sock")
-    proxy.hang_on = re.compile(hang_on)
+    if hang_on.startswith(b"mute:"):
+        proxy.mute_answer_on = re.compile(hang_on.removeprefix(b"mute:"))
+    else:
+        proxy.hang_on = re.compile(hang_on)
     proxy.start()
     image = f"{{image: {TEST_IMAGE}, network: none}}"
     dag = tmp_path / "d.yaml"

@@ -38,6 +38,13 @@ def main() -> None:
         except (OSError, ValueError):
             pass
         sys.exit(130)
+    finally:
+        # CPython (3.11, 3.12) remembers a KeyboardInterrupt that ended a string exec()
+        # (dataclasses and namedtuple build their methods that way, at import time) even
+        # once it was caught (by typer too), and under ``python -m`` then kills itself with
+        # SIGINT as it exits, instead of exiting 130. A string exec() that ends normally
+        # clears that memory.
+        exec("")
 
 
 if __name__ == "__main__":

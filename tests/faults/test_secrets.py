@@ -333,3 +333,36 @@ def test_argv_forms_naming_a_secret_are_refused_with_a_located_error(tmp_path):
         done.stderr
     )
     assert f"{dag}:7:39: steps[1].container.command[4]: ${{API_KEY}}" in done.stderr
+
+
+def test_bench_results_mask_secret_params(tmp_path):
+    dag = tmp_path / "bench.yaml"
+    dag.write_text('params:\n  - API_KEY: unset\nsteps:\n  - run: test -n "$API_KEY"\n')
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"id": "t1", "API_KEY": HOSTILE["API_KEY"]}) + "\n")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagbox",
+            "bench",
+            str(dag),
+            "--tasks",
+            str(tasks),
+            "--out",
+            str(out),
+            "-o",
+            "quiet",
+        ],
+        capture_output=True,
+        env={**os.environ, "DAGBOX_HOME": str(tmp_path / "home")},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = (out / "results.jsonl").read_text().splitlines()
+    assert json.loads(line)["params"] == {"id": "t1", "API_KEY": "***"}
+    assert hostile_leaks(done.stdout + done.stderr) == []
+    for path in (p for p in tmp_path.rglob("*") if p.is_file() and p != tasks):
+        assert hostile_leaks(path.read_bytes()) == [], path

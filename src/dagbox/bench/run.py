@@ -36,6 +36,7 @@ from dagbox.runner import (
     uses_containers,
     warn,
 )
+from dagbox.secrets import MASK, is_secret_name
 from dagbox.spec import Loaded
 from dagbox.terminal import OutputMode, Terminal
 
@@ -193,7 +194,7 @@ class _Bench:
             "key": job.key,
             "cell": job.cell.matrix_label,
             "task": job.cell.task,
-            "params": dict(job.params),
+            "params": {k: MASK if is_secret_name(k) else v for k, v in job.params.items()},
             "repeat": job.repeat,
             "status": result.status,
             "run_id": run_id,

@@ -15,6 +15,7 @@ import pytest
 from dagbox.engine.events import StepStarted
 from dagbox.engine.run import Engine
 from dagbox.runner import RunRequest, execute
+from dagbox.runtimes import children
 from dagbox.spec import load
 from tests.test_engine import alive, run_text
 
@@ -98,3 +99,31 @@ def test_a_bug_in_an_output_drops_that_output_not_the_run(tmp_path, capfd):
     told = capfd.readouterr().err
     assert "internal error in an output" in told and "Traceback" in told
     assert Path(result.steps[1].stdout_file).read_text() == "b\n"
+
+
+def test_the_traceback_of_a_bug_shows_no_secret(tmp_path, monkeypatch, capfd):
+    """The command line prints a bug's traceback (exit 1), with the run's secrets masked:
+    an exception's message can hold any value the code was handling."""
+    from dagbox.cli import app
+
+    secret = "sk-bug-report-secret-4242"
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("steps:\n  - {id: a, run: 'true'}\n")
+
+    def broken(self, finished, ready):
+        raise Bug(f"settling with {secret}")
+
+    monkeypatch.setattr(Engine, "_settle", broken)
+    # In-process, the test process must not become a subreaper (it would adopt, and at the
+    # end stop, what other tests start): that part of `dagbox run` is left out here.
+    monkeypatch.setattr(children, "become_subreaper", lambda: False)
+    monkeypatch.setattr(children, "stop_adopted", lambda: [])
+    monkeypatch.setenv("DAGBOX_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SERVICE_TOKEN", secret)
+    with pytest.raises(SystemExit) as exited:
+        app(["run", str(dag)], prog_name="dagbox")
+    assert exited.value.code == 1
+    told = capfd.readouterr()
+    assert "dagbox: internal error, please report it:" in told.err
+    assert "Bug: settling with ***" in told.err
+    assert secret not in told.out + told.err

@@ -272,6 +272,8 @@ def run(
         request.sinks.append(JsonLog(sys.stderr))
     from dagbox.runtimes.engine import EngineUnavailable
 
+    engines: list = []
+    request.on_engine = engines.append
     try:
         with _adopting():
             result = anyio.run(execute, request)
@@ -281,6 +283,14 @@ def run(
     except RunExists as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
+    except Exception as exc:  # a bug in dagbox (its record has ended): the traceback, masked
+        import traceback
+
+        text = "".join(traceback.format_exception(exc)).rstrip()
+        if engines:
+            text = engines[0].secrets.redactor().text(text)
+        _err(f"dagbox: internal error, please report it:\n{text}")
+        raise typer.Exit(EXIT_FAILED) from None
     if result.record_error is not None:
         _err(f"dagbox: the run's record or output is incomplete: {result.record_error}")
     raise typer.Exit(result.exit_code)

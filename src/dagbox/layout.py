@@ -35,7 +35,6 @@ def run_id_problem(run_id: str) -> str | None:
     )
 
 
-
 def home(env: os._Environ[str] | dict[str, str] = os.environ) -> Path:
     if env.get("DAGBOX_HOME"):
         return Path(env["DAGBOX_HOME"]).expanduser()
@@ -85,7 +84,9 @@ class RunLayout:
         thousands of runs.
         """
         base = f"{index}-{safe_name(step)}.{attempt}"
-        return self.dir / "logs" / (f"{base}.{stream}" if try_ is None else f"{base}.{try_}.{stream}")
+        return (
+            self.dir / "logs" / (f"{base}.{stream}" if try_ is None else f"{base}.{try_}.{stream}")
+        )
 
     def journal(self, index: int, step: str, attempt: int) -> Path:
         return self.dir / "attempts" / f"{index}-{safe_name(step)}" / f"{attempt}.jsonl"

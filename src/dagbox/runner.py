@@ -164,13 +164,17 @@ async def execute(request: RunRequest) -> RunResult:
     return result
 
 
-async def _stop_leftovers(request: RunRequest) -> None:
+async def _stop_leftovers(request: RunRequest, bound: float = 10.0) -> None:
     """Stop the processes steps of this run started and left running (a ``setsid``
-    daemon): nothing a run starts outlives it (runtimes/children.py)."""
-    with anyio.CancelScope(shield=True):
-        stopped = await anyio.to_thread.run_sync(
-            children.stop_run_leftovers, request.run_id, owner_token()
+    daemon): nothing a run starts outlives it (runtimes/children.py). In a daemon thread,
+    bounded like the orphan scan: reading a process stuck on a dead network mount blocks."""
+    stopped: list[int] = []
+    with anyio.CancelScope(shield=True), anyio.move_on_after(bound) as scope:
+        stopped = await _in_daemon_thread(
+            lambda: children.stop_run_leftovers(request.run_id, owner_token())
         )
+    if scope.cancelled_caught:
+        request.warn(f"stopping what run {request.run_id} left running took over {bound:g}s")
     if stopped:
         many = len(stopped) != 1
         request.warn(

@@ -84,7 +84,7 @@ def _count(env: Mapping[str, str], name: str) -> float:
     text = env.get(name, "").strip()
     if not text:
         return math.inf
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise SettingError(f"{name}={text!r} must be a whole number of at least 1")
     return int(text)
 

@@ -36,9 +36,14 @@ def expand(
     *,
     plain: bool,
     fields: bool | None = None,
+    into: dict[str, str] | None = None,
 ) -> str:
     """Resolve references in ``text``; with ``plain`` also ``$X``/``${X}`` from ``env``,
     and with ``fields`` (default: as ``plain``) ``${OUT.a.b}`` from a JSON value in ``env``.
+
+    With ``into``, a resolved value is not pasted: it is stored in ``into`` under a new
+    name, and ``${NAME}`` takes its place, for a shell to read from its environment
+    without parsing the value as code.
 
     Raises ValueProblem past MAX_VALUE_BYTES (checked as it grows, so it never gets there).
     """
@@ -50,6 +55,11 @@ def expand(
     def replace(match: re.Match[str]) -> str:
         nonlocal size
         value = _resolve(match)
+        if into is not None and value is not None and not match["escaped"]:
+            name = f"DAGBOX_VALUE_{len(into) + 1}"
+            into[name] = value
+            value = f"${{{name}}}"
+        value = match[0] if value is None else value
         size += len(value) - len(match[0])
         if size > MAX_VALUE_BYTES:
             raise ValueProblem(
@@ -58,7 +68,8 @@ def expand(
             )
         return value
 
-    def _resolve(match: re.Match[str]) -> str:
+    def _resolve(match: re.Match[str]) -> str | None:
+        """The value ``match`` stands for, or None when it stays as written."""
         if match["escaped"]:
             return match["escaped"]
         braced, bare = match["braced"], match["bare"]
@@ -68,14 +79,12 @@ def expand(
             if table is not None and name in table:
                 return table[name]
             if table is None and fields and space in env:
-                found = _json_field(env[space], name.split("."), space)
-                if found is not None:
-                    return found
-            return match[0]
+                return _json_field(env[space], name.split("."), space)
+            return None
         name = braced if braced is not None else bare
         if plain and name in env:
             return env[name]
-        return match[0]
+        return None
 
     return _REFERENCE.sub(replace, text)
 
@@ -124,40 +133,42 @@ def _json_field(document: str, keys: list[str], name: str) -> str | None:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def expand_around_commands(text: str, params: Mapping[str, str], env: Mapping[str, str]) -> str:
-    """An env value: ``$X`` references resolved outside `` `commands` ``; inside them only
-    ``${params.X}``/``${env.X}``, as in a ``run:`` line, because the command's shell reads
-    ``$X`` from its environment itself: a value pasted into shell code would be parsed as
-    code (a quote in it broke the command; worse, it could run)."""
-    if "`" not in text:
-        return expand(text, params, env, plain=True)
-    parts = []
-    last = 0
-    for match in _BACKTICKS.finditer(text):
-        parts.append(expand(text[last : match.start()], params, env, plain=True))
-        parts.append("`" + expand(match[1], params, env, plain=False) + "`")
-        last = match.end()
-    parts.append(expand(text[last:], params, env, plain=True))
-    return "".join(parts)
+async def evaluate(
+    text: str,
+    params: Mapping[str, str],
+    env: Mapping[str, str],
+    cwd: str | None = None,
+    mark: Mapping[str, str] | None = None,
+) -> str:
+    """An env value: each `` `command` `` replaced by its trimmed stdout (as Dagu does),
+    references resolved.
 
-
-async def substitute_commands(text: str, env: Mapping[str, str], cwd: str | None = None) -> str:
-    """Replace each `` `command` `` with its trimmed stdout, as Dagu does in env values.
-
-    Raises ValueError naming the command when it fails.
+    The commands are found in the text as written, never in what a reference brought
+    in: a param or output holding a backtick is text, not a command. Outside the
+    commands every reference is resolved; inside, ``${params.X}``, ``${env.X}`` and
+    ``${OUT.a}`` are pasted as in a ``run:`` line, and the shell reads ``$X`` from its
+    environment itself. ``mark`` goes into the commands' environment (the run's marks).
+    Raises ValueError naming a command that fails.
     """
     if "`" not in text:
-        return text
+        return expand(text, params, env, plain=True)
     from dagbox.runtimes.helpers import capture
 
     out: list[str] = []
     last = 0
     for match in _BACKTICKS.finditer(text):
-        result = await capture(match[1], env, cwd)
+        out.append(expand(text[last : match.start()], params, env, plain=True))
+        command = expand(match[1], params, env, plain=False, fields=True)
+        result = await capture(command, {**env, **(mark or {})}, cwd)
         if result.code != 0:
             detail = result.stderr.decode(errors="replace").strip()
-            raise ValueError(f"`{match[1]}` exited with {result.code}: {detail}")
-        out += [text[last : match.start()], result.stdout.decode(errors="replace").rstrip("\n")]
+            raise ValueError(f"`{command}` exited with {result.code}: {detail}")
+        out.append(result.stdout.decode(errors="replace").rstrip("\n"))
         last = match.end()
-    out.append(text[last:])
+    out.append(expand(text[last:], params, env, plain=True))
+    if sum(map(len, out)) > MAX_VALUE_BYTES:
+        raise ValueProblem(
+            f"the value would be larger than {MAX_VALUE_BYTES // 2**20} MiB once its "
+            "commands and references are expanded"
+        )
     return "".join(out)

@@ -330,6 +330,37 @@ def test_parallel_steps_sharing_a_container_name_take_turns(tmp_path):
     checked = dagbox(tmp_path, "validate", str(dag))
     assert checked.returncode == 0
     assert checked.stderr.count("may run at the same time; dagbox runs them one after") == 2
-    for _ in range(3):
-        done = dagbox(tmp_path, "run", str(dag), "-o", "quiet")
-        assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        for _ in range(3):
+            done = dagbox(tmp_path, "run", str(dag), "-o", "quiet")
+            assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", box], capture_output=True, timeout=120, check=False)
+
+
+def test_values_from_params_and_outputs_are_never_run_as_code(tmp_path):
+    """A param or an output that holds a backtick or ``$(...)`` is text: in an env value
+    beside a command of the DAG's own, and in a precondition's value."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    dag = tmp_path / "inject.yaml"
+    dag.write_text(
+        "params:\n  - X: unset\n"
+        "steps:\n"
+        "  - id: out\n"
+        "    output: OUT\n"
+        f"    run: echo '`touch {marks}/from-output`'\n"
+        "  - id: use\n"
+        "    depends: out\n"
+        "    env:\n"
+        '      - MSG: "$OUT ${params.X} `echo written`"\n'
+        "    preconditions:\n"
+        '      - condition: "${params.X} ${OUT}"\n'
+        '        expected: "re:touch"\n'
+        '    run: echo "$MSG"\n'
+    )
+    param = f"X=$(touch {marks}/from-param) `touch {marks}/from-param-backtick`"
+    done = dagbox(tmp_path, "run", str(dag), "-p", param)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(marks.iterdir()) == []
+    assert f"use | `touch {marks}/from-output` {param[2:]} written\n" in done.stdout

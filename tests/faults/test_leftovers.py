@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TEST_IMAGE
-from tests.test_engine import alive
+from tests.test_engine import alive, run_text
 from tests.test_run_cli import wait_for
 
 DAGBOX = [sys.executable, "-m", "dagbox"]
@@ -23,6 +24,12 @@ DAGBOX = [sys.executable, "-m", "dagbox"]
 
 def env_for(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "DAGBOX_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
+
+
+def remove_labelled(engine: str, run_id: str) -> None:
+    """A failed test leaves nothing behind either."""
+    if left := labelled(engine, run_id):
+        subprocess.run([engine, "rm", "-f", *left], capture_output=True, timeout=120, check=False)
 
 
 def labelled(engine: str, run_id: str) -> list[str]:
@@ -49,24 +56,26 @@ def test_a_signal_while_containers_are_being_created_leaves_none(tmp_path, sig):
             for i in range(30)
         )
     )
+    run_id = f"early-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(
-        [*DAGBOX, "run", str(dag), "--run-id", "early", "-o", "quiet"],
+        [*DAGBOX, "run", str(dag), "--run-id", run_id, "-o", "quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env_for(tmp_path),
     )
     try:
-        wait_for(lambda: labelled("docker", "early"), timeout=120, what="a first container")
+        wait_for(lambda: labelled("docker", run_id), timeout=120, what="a first container")
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 130, err.decode()
+        # None now, and none a moment later: a create the engine finished after dagbox had
+        # given up on it would show up only then.
+        watched_until = time.monotonic() + 8  # 30 creates take about 4 s on this engine
+        while time.monotonic() < watched_until:
+            assert labelled("docker", run_id) == []
     finally:
         proc.kill()
-    assert proc.returncode == 130, err.decode()
-    # None now, and none a moment later: a create the engine finished after dagbox had
-    # given up on it would show up only then.
-    watched_until = time.monotonic() + 8  # 30 creates take about 4 s on this engine
-    while time.monotonic() < watched_until:
-        assert labelled("docker", "early") == []
+        remove_labelled("docker", run_id)
 
 
 @pytest.mark.docker
@@ -82,9 +91,10 @@ def test_a_kept_container_is_never_reaped(tmp_path):
         f"steps:\n  - {{id: o, container: {{image: {TEST_IMAGE}, network: none}}, run: 'true'}}\n"
     )
     env = env_for(tmp_path)
+    keep_id = f"keep-{uuid.uuid4().hex[:8]}"
     try:
         done = subprocess.run(
-            [*DAGBOX, "run", str(kept), "--run-id", "keepme"],
+            [*DAGBOX, "run", str(kept), "--run-id", keep_id],
             capture_output=True,
             text=True,
             env=env,
@@ -92,7 +102,7 @@ def test_a_kept_container_is_never_reaped(tmp_path):
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        (container,) = labelled("docker", "keepme")
+        (container,) = labelled("docker", keep_id)
         # Its dagbox is gone now: a later run, and gc, would reap an orphan. Not this one.
         later = subprocess.run(
             [*DAGBOX, "run", str(other)],
@@ -108,10 +118,9 @@ def test_a_kept_container_is_never_reaped(tmp_path):
             [*DAGBOX, "gc"], capture_output=True, text=True, env=env, timeout=120, check=False
         )
         assert gc.returncode == 0, gc.stderr
-        assert labelled("docker", "keepme") == [container]
+        assert labelled("docker", keep_id) == [container]
     finally:
-        for left in labelled("docker", "keepme"):
-            subprocess.run(["docker", "rm", "-f", left], capture_output=True, check=False)
+        remove_labelled("docker", keep_id)
 
 
 DAEMON = """\
@@ -187,3 +196,51 @@ def test_each_bench_run_stops_its_own_daemons_as_it_ends(tmp_path):
         for pid in pids:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_dagbox_as_a_library_still_stops_a_runs_marked_daemon(tmp_path):
+    """In-process (no subreaper): the daemon goes to init, and is found by its run's marks."""
+    dag = tmp_path / "lib.yaml"
+    dag.write_text(
+        "steps:\n"
+        f"  - run: setsid sh -c 'sleep 300 & echo $! > {tmp_path}/lib.pid'"
+        " < /dev/null > /dev/null 2>&1 &"
+        f" i=0; while [ ! -s {tmp_path}/lib.pid ] && [ $i -lt 200 ]; do"
+        " i=$((i + 1)); sleep 0.05; done\n"
+    )
+    ran = run_text(tmp_path, dag.read_text())
+    pid = int((tmp_path / "lib.pid").read_text())
+    try:
+        assert ran.result.status == "succeeded"
+        assert not alive(pid)
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_adopted_processes_never_take_a_steps_exit_status(tmp_path):
+    """300 steps, each leaving a background child that outlives it by a moment, so that
+    dagbox adopts and collects a zombie for nearly every step (about 5 s of them) while
+    other steps are being started: every step still reports its own exit code (a
+    stolen one reads 255)."""
+    dag = tmp_path / "zombies.yaml"
+    dag.write_text(
+        "steps:\n"
+        + "".join(
+            f"  - {{id: s{i}, run: 'sleep 0.2 > /dev/null 2>&1 & sleep 0.1; exit 7',"
+            " continue_on: {exit_code: [7]}}\n"
+            for i in range(300)
+        )
+        + "  - {id: again, run: 'sleep 0.1; exit 7', continue_on: {exit_code: [7]}}\n"
+    )
+    done = subprocess.run(
+        [*DAGBOX, "run", str(dag), "-o", "quiet", "-j", "20"],
+        capture_output=True,
+        text=True,
+        env=env_for(tmp_path),
+        timeout=300,
+        check=False,
+    )
+    record = json.loads(next((tmp_path / "home").glob("runs/*/*/run.json")).read_text())
+    codes = {step["exit_code"] for step in record["steps"]}
+    assert codes == {7}, (codes, done.stderr[-2000:])

@@ -366,3 +366,66 @@ def test_bench_results_mask_secret_params(tmp_path):
     assert hostile_leaks(done.stdout + done.stderr) == []
     for path in (p for p in tmp_path.rglob("*") if p.is_file() and p != tasks):
         assert hostile_leaks(path.read_bytes()) == [], path
+
+
+def test_a_secret_named_output_never_shows_what_the_step_printed(tmp_path):
+    """Its stdout is the secret, whatever its size or bytes: one mask stands for it. Its
+    stderr is held until the value is known, then shown redacted."""
+    dag = tmp_path / "outputs.yaml"
+    dag.write_text(
+        "max_output_size: 64\n"
+        "steps:\n"
+        "  - id: token\n"
+        "    output: GH_TOKEN\n"
+        f"    run: cat {tmp_path}/token; cat {tmp_path}/token >&2\n"
+        "  - id: binary\n"
+        "    output: RAW_KEY\n"
+        f"    run: cat {tmp_path}/binary\n"
+        "  - id: overflowing\n"
+        "    output: BIG_SECRET\n"
+        f"    run: cat {tmp_path}/big\n"
+    )
+    (tmp_path / "token").write_text(HOSTILE["GH_TOKEN"] + "\n")
+    binary = bytes(range(256))[::7] * 2  # not UTF-8
+    (tmp_path / "binary").write_bytes(binary)
+    big = b"bigsecret-" * 100  # past max_output_size: no output, and still no leak
+    (tmp_path / "big").write_bytes(big)
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [sys.executable, "-m", "dagbox", "run", str(dag)],
+        capture_output=True,
+        env={**os.environ, "DAGBOX_HOME": str(home)},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1  # "overflowing" fails: its output is too large
+    said = done.stdout + done.stderr
+    for leaked in (HOSTILE["GH_TOKEN"].encode(), binary[:16], b"bigsecret-"):
+        assert leaked not in said
+        for path in (p for p in home.rglob("*") if p.is_file()):
+            assert leaked not in path.read_bytes(), path
+    shown = {tuple(line.split(None, 2)) for line in done.stdout.decode().splitlines()}
+    assert ("token", "|", "***") in shown and ("token", "!", "***") in shown
+
+
+def test_a_literal_word_equal_to_a_secret_is_no_leak(tmp_path, docker_engine):
+    """``POSTGRES_PASSWORD: postgres`` and a command that says ``postgres``: the word was
+    written in the file, not brought in by a reference, so the step runs (its output is
+    masked all the same)."""
+    dag = tmp_path / "pg.yaml"
+    box = f"{{image: {TEST_IMAGE}, network: none, env: [POSTGRES_PASSWORD: postgres]}}"
+    dag.write_text(
+        "steps:\n"
+        f"  - {{id: script, container: {box}, run: 'echo connect -U postgres'}}\n"
+        f"  - id: argv\n    container: {box[:-1]}, command: [echo, postgres]}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "dagbox", "run", str(dag)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGBOX_HOME": str(tmp_path / "home")},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "script | connect -U ***" in done.stdout and "argv   | ***" in done.stdout

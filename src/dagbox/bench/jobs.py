@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from dagbox.secrets import MASK, is_secret_name
 from dagbox.spec.model import Dag
 
 
@@ -31,17 +32,24 @@ class Cell:
 
     matrix: tuple[tuple[str, str], ...] = ()
     task: str | None = None
+    #: How each matrix value is shown: a secret-named axis by its place (``***2``), so that
+    #: its values stay out of results.jsonl, summary.json and the terminal.
+    shown: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def label(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.matrix]
+        parts = self._parts()
         if self.task is not None:
             parts.insert(0, f"task={self.task}")
         return " ".join(parts) or "all"
 
     @property
     def matrix_label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.matrix) or "all"
+        return " ".join(self._parts()) or "all"
+
+    def _parts(self) -> list[str]:
+        shown = self.shown or tuple(v for _, v in self.matrix)
+        return [f"{k}={v}" for (k, _), v in zip(self.matrix, shown, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -115,10 +123,15 @@ def jobs(
     """Every (task x matrix cell x repeat), in a stable order, each with its key."""
     names = [name for name, _ in matrix]
     combos = list(itertools.product(*(values for _, values in matrix))) or [()]
+    shown_as = {
+        name: {v: f"{MASK}{i}" if is_secret_name(name) else v for i, v in enumerate(values, 1)}
+        for name, values in matrix
+    }
     out = []
     for task_label, task_params in tasks or [(None, {})]:
         for combo in combos:
-            cell = Cell(tuple(zip(names, combo, strict=True)), task_label)
+            shown = tuple(shown_as[n][v] for n, v in zip(names, combo, strict=True))
+            cell = Cell(tuple(zip(names, combo, strict=True)), task_label, shown)
             params = {**task_params, **dict(cell.matrix)}
             for index in range(repeat):
                 out.append(Job(cell, index, params, content_key(dag, params, index, images)))

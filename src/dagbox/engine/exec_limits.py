@@ -19,9 +19,13 @@ from collections.abc import Callable, Iterable, Mapping
 MAX_STRING = 32 * 4096
 
 
+#: What Linux allows in all when the stack has no limit (three quarters of 8 MiB).
+_UNLIMITED_STACK_TOTAL = 6 * 1024 * 1024
+
+
 def _total() -> int:
     try:
-        return int(os.sysconf("SC_ARG_MAX"))
+        return min(int(os.sysconf("SC_ARG_MAX")), _UNLIMITED_STACK_TOTAL)
     except (ValueError, OSError):
         return 2 * 1024 * 1024
 

@@ -54,7 +54,7 @@ from dagbox.runtimes.helpers import capture
 from dagbox.runtimes.host import with_errexit
 from dagbox.secrets import MASK, Redactor, Secrets, is_secret_name
 from dagbox.spec.model import Condition, Dag, RetryPolicy, Step
-from dagbox.values import ValueProblem, expand, expand_around_commands, substitute_commands
+from dagbox.values import ValueProblem, evaluate, expand
 
 HANDLERS = ("init", "success", "failure", "abort", "exit")
 TIMEOUT_EXIT = 124
@@ -186,6 +186,9 @@ class Engine:
         self.limit = limit if limit > 0 else math.inf
         self.providers = registry(dag.harnesses)
         self.secrets = Secrets(options.host_env, self.params)
+        #: In the environment of the helper shells (backticks, preconditions): whatever
+        #: they leave running is found as this run's, and stopped when it ends.
+        self._marks = {"DAG_RUN_ID": self.run_id}
         self.root: Runtime | None = None  # the shared container, once it runs
         self.root_spec: ContainerSpec | None = None
         self.setup_failed = False
@@ -508,11 +511,13 @@ class Engine:
         redactor = self._redactor()
         streams = {"stdout": redactor.stream(), "stderr": redactor.stream()}
         journal = self._journal(run, command) if harness else None
-        # A step whose output is named like a secret prints a secret: its stdout (bounded by
-        # max_output_size, as the output is) is held back until the value is known.
+        # A step whose output is named like a secret prints a secret: all of its stdout is
+        # the value, so none of it is shown (one mask stands for it), and its stderr is held
+        # back (up to max_output_size) until the value is known, then shown redacted.
         output_name = step.output.lstrip("$") if step.output else ""
         secret_output = capture is not None and is_secret_name(output_name)
         held = bytearray()
+        printed = False
 
         def emit_output(stream: str, data: bytes) -> None:
             if data:
@@ -523,16 +528,17 @@ class Engine:
                 )
 
         def release() -> None:
-            """Learn the held stdout as a secret, then let it out, redacted."""
-            nonlocal held
-            if not held:
+            nonlocal held, printed
+            if not secret_output:
                 return
             assert capture is not None
-            if not capture.overflow:
-                self.secrets.add(output_name, capture.text().strip())
-            streams["stdout"] = self._redactor().stream()
+            self.secrets.add(output_name, capture.text().strip())
+            if printed:
+                emit_output("stdout", MASK.encode() + b"\n")
+                printed = False
+            streams["stderr"] = self._redactor().stream()
             data, held = bytes(held), bytearray()
-            emit_output("stdout", streams["stdout"].feed(data))
+            emit_output("stderr", streams["stderr"].feed(data))
 
         def flush() -> None:
             release()
@@ -540,16 +546,19 @@ class Engine:
                 emit_output(stream, redacting.flush())
 
         def on_output(stream: str, data: bytes) -> None:
+            nonlocal printed
             if capture is not None and stream == "stdout":
                 capture.add(data)  # the real bytes: a dependent gets the real output value
             if journal is not None:
                 journal.output(stream, data)
-            if secret_output and stream == "stdout":
-                assert capture is not None
-                if not capture.overflow:
+            if secret_output:
+                if stream == "stdout":
+                    printed = printed or bool(data)
+                    return
+                if len(held) < self.dag.max_output_size:
                     held.extend(data)
                     return
-                release()  # too large to be an output: shown as it comes from here on
+                release()  # past the bound: shown as it comes, with what is known by now
             emit_output(stream, streams[stream].feed(data))
 
         if journal is not None:
@@ -571,7 +580,7 @@ class Engine:
         finally:
             flush()
         if journal is not None:
-            self._journal_end(journal, result)
+            self._journal_end(journal, result, tail=not secret_output)
         return result
 
     def _log_files(self, run: StepRun, try_: int | None) -> tuple[str | None, str | None]:
@@ -609,14 +618,14 @@ class Engine:
         )
         return journal
 
-    def _journal_end(self, journal: AttemptJournal, result: _Attempt) -> None:
+    def _journal_end(self, journal: AttemptJournal, result: _Attempt, tail: bool = True) -> None:
         if result.timed_out:
             journal.interrupted("timeout", TIMEOUT_EXIT)
             journal.finish("timeout", result.exit, "timeout")
             return
         outcome = "succeeded" if result.exit.code == 0 else "failed"
         journal.finish(outcome, result.exit, failure_class(result.exit))
-        if result.exit.code != 0 and journal.last_tail.strip():
+        if tail and result.exit.code != 0 and journal.last_tail.strip():
             tail = self._redact(journal.last_tail.decode(errors="replace").strip()) or ""
             base = result.exit.error or f"exit code {result.exit.code}"
             result.exit = dataclasses.replace(result.exit, error=f"{base}; recent stdout: {tail}")
@@ -771,8 +780,7 @@ class Engine:
         """An env value, evaluated; a secret-named one is a secret from here on, so that
         no later error (a failing backtick in the next line, say) can show it."""
         try:
-            text = expand_around_commands(raw, self.params, scope)
-            value = await substitute_commands(text, scope, cwd=str(self.work_dir))
+            value = await evaluate(raw, self.params, scope, str(self.work_dir), self._marks)
         except ValueError as exc:
             raise _ConditionError(f"env {name}: cannot evaluate {raw!r}: {exc}") from None
         self._learn_secrets({name: value})
@@ -832,9 +840,15 @@ class Engine:
         """What the step runs, where; _ConditionError when no program could be given it
         (a secret on its command line, a NUL byte, more than Linux lets exec carry)."""
         command = self._placed(run, env, self._host_command(run, env))
-        words = command.argv
+        script = command.script
+        if script is not None and not command.private and self.secrets.name_in(script):
+            # A secret it learned from a container's env: off the command line, too.
+            command = dataclasses.replace(command, private=True)
+        words, written = command.argv, run.step.run if command.argv else ()
         if not words and command.script is None and command.container is not None:
             words = command.container.command  # the image's own program, with these words
+            _, container = runtime_of(run.step, self.dag.container)
+            written = container.command if container is not None else ()
         if command.script is not None and "\0" in command.script:
             raise _ConditionError("the command holds a NUL byte, which no program can receive")
         if command.script is not None and command.container is not None and not command.private:
@@ -843,11 +857,25 @@ class Engine:
             env_problem(command.env, self._origin)
             or argv_problem(words)
             or total_problem(words, command.env)
-            or (words and self._unsafe_argv(words))
+            or self._secret_on_argv(words, written if isinstance(written, tuple) else ())
         )
         if problem:
             raise _ConditionError(problem)
         return command
+
+    def _secret_on_argv(self, words: tuple[str, ...], written: tuple[str, ...]) -> str | None:
+        """A secret that a ``${...}`` reference brought into an argv list. A word written in
+        the DAG file as it is (``postgres``, which is also the container's password) is
+        no leak: only what references bring in is looked at."""
+        for word, raw in zip(words, written, strict=False):
+            name = self.secrets.name_in(word) if "$" in raw else None
+            if name is not None:
+                return (
+                    f"the value of {name} would appear on the command line of {words[0]}, "
+                    "which every user of this machine can read; let the program read it "
+                    "from its environment instead"
+                )
+        return None
 
     def _origin(self, name: str) -> str:
         """Where a variable of a step's environment comes from, for an error about it."""
@@ -924,20 +952,19 @@ class Engine:
         return True
 
     async def _condition(self, condition: Condition, env: Mapping[str, str]) -> bool:
-        # $X is left to the shell, which reads it from its environment: a value pasted
-        # into shell code would be run as code. ${OUT.a.b} is resolved here (the shell
-        # cannot), and ${params.X} is pasted, as in a run: line (and in Dagu).
-        text = expand(
-            condition.condition, self.params, env, plain=False, fields=condition.expected is not None
-        )
         cwd = str(self.work_dir)
         limit = self.dag.max_output_size
-        if condition.expected is None:
-            return (await capture(text, env, cwd, limit)).code == 0
-        # An unquoted here-document: the shell expands $VAR, $(cmd) and `cmd` in the text
-        # without the quoting pitfalls of building a printf command line.
+        if condition.expected is None:  # a command: ${params.X} pasted, as in a run: line
+            text = expand(condition.condition, self.params, env, plain=False)
+            return (await capture(text, {**env, **self._marks}, cwd, limit)).code == 0
+        # A value, evaluated by an unquoted here-document: the shell expands $X, $(cmd) and
+        # `cmd` written in the text, without the quoting pitfalls of a printf command line.
+        # What dagbox resolves itself (${params.X}, ${OUT.a.b}) reaches the shell through
+        # its environment, so a value is read as text, never run as code.
+        values: dict[str, str] = {}
+        text = expand(condition.condition, self.params, env, plain=False, fields=True, into=values)
         script = f"cat <<__DAGBOX_EOF__\n{text}\n__DAGBOX_EOF__\n"
-        result = await capture(script, env, cwd, limit)
+        result = await capture(script, {**env, **values, **self._marks}, cwd, limit)
         if result.code != 0:
             raise _ConditionError(
                 f"cannot evaluate precondition {condition.condition!r}: "

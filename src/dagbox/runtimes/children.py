@@ -11,9 +11,11 @@ cleared its environment (``env -i``) included.
 
 dagbox keeps the pids it started and waits for itself (:func:`started`, :func:`ended`),
 so that it never signals or reaps one of those: only adopted processes are touched.
-Adopted processes that exit stay zombies until dagbox waits for them; :func:`reap`
-collects them, leaving alone any zombie young enough to be a process dagbox has just
-started and not yet registered.
+A process being started is not registered yet (its pid is known only once the spawn
+returns), so every spawn is announced first (:func:`spawning`), and nothing that started
+after the oldest spawn still in flight is touched. Adopted processes that exit stay
+zombies until dagbox waits for them; :func:`reap` collects them. Children this process
+already had when it became a subreaper (``helper & exec dagbox ...``) are never touched.
 """
 
 from __future__ import annotations
@@ -22,18 +24,35 @@ import contextlib
 import ctypes
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 
 from dagbox.owner import ENV_OWNER
 
 _PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
-#: A zombie younger than this may be a process dagbox started a moment ago and has not
-#: registered yet (registration follows the spawn by a few milliseconds).
-YOUNG_SECONDS = 5.0
+#: Process start times are counted in clock ticks (10 ms): this much slack on either side.
+_TICK_SLACK = 0.05
 
 _mine: set[int] = set()
+_inherited: set[int] = set()
+_in_flight: dict[object, float] = {}
+#: reap() (in the event loop) and stop_adopted() (in a worker thread) never run at once:
+#: a pid one of them collects could otherwise be reused before the other signals it.
+_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def spawning() -> Iterator[None]:
+    """Around a spawn: until it returns and the pid is registered, nothing younger than its
+    start is signalled or collected here."""
+    token = object()
+    _in_flight[token] = _since_boot()
+    try:
+        yield
+    finally:
+        del _in_flight[token]
 
 
 def started(pid: int) -> None:
@@ -44,6 +63,16 @@ def started(pid: int) -> None:
 def ended(pid: int) -> None:
     """``pid`` has been waited for (the pid may be reused from now on)."""
     _mine.discard(pid)
+
+
+def _since_boot() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _settled(started_at: float) -> bool:
+    """Started before every spawn still in flight: so not one of those."""
+    oldest = min(_in_flight.values(), default=float("inf"))
+    return started_at < oldest - _TICK_SLACK
 
 
 @cache
@@ -59,6 +88,7 @@ def become_subreaper() -> bool:
     libc = _libc()
     if libc is None or not hasattr(libc, "prctl"):
         return False
+    _inherited.update(_children())
     return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
@@ -83,27 +113,39 @@ def _children() -> list[int]:
         try:
             with open(f"/proc/self/task/{task}/children", "rb") as handle:  # noqa: PTH123
                 found.extend(int(pid) for pid in handle.read().split())
+        except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: every process
+            return _children_by_parent()
         except (OSError, ValueError):
+            continue
+    return found
+
+
+def _children_by_parent() -> list[int]:
+    me = os.getpid()
+    found = []
+    for name in _proc_pids():
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:  # noqa: PTH123
+                if int(handle.read().rsplit(b")", 1)[1].split()[1]) == me:
+                    found.append(int(name))
+        except (OSError, IndexError, ValueError):
             continue
     return found
 
 
 def adopted() -> list[int]:
     """Children of this process that it did not start (orphans re-parented to it)."""
-    return [pid for pid in _children() if pid not in _mine]
+    return [pid for pid in _children() if pid not in _mine and pid not in _inherited]
 
 
 def _stat(pid: int) -> tuple[str, int, float] | None:
-    """(state, process group, age in seconds) of ``pid``, or None if it is gone."""
+    """(state, process group, start in seconds since boot) of ``pid``, None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:  # noqa: PTH123
             fields = handle.read().rsplit(b")", 1)[1].split()
-        with open("/proc/uptime", "rb") as handle:  # noqa: PTH123
-            uptime = float(handle.read().split()[0])
     except (OSError, IndexError, ValueError):
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return fields[0].decode(), int(fields[2]), uptime - int(fields[19]) / ticks
+    return fields[0].decode(), int(fields[2]), int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def _marked(pid: int, run_id: str, owner: str) -> bool:
@@ -129,50 +171,55 @@ def _wait(pid: int) -> bool:
     return done == pid
 
 
-def reap(min_age: float = YOUNG_SECONDS) -> int:
-    """Collect adopted zombies at least ``min_age`` seconds old; how many were collected."""
-    collected = 0
-    for pid in adopted():
-        stat = _stat(pid)
-        if stat is not None and stat[0] == "Z" and stat[2] >= min_age and _wait(pid):
-            collected += 1
-    return collected
+def reap() -> int:
+    """Collect adopted zombies (never one a spawn in flight may be); how many."""
+    if not _lock.acquire(blocking=False):
+        return 0  # stop_adopted() is at it
+    try:
+        collected = 0
+        for pid in adopted():
+            stat = _stat(pid)
+            if stat is not None and stat[0] == "Z" and _settled(stat[2]) and _wait(pid):
+                collected += 1
+        return collected
+    finally:
+        _lock.release()
 
 
 def stop_adopted(belongs: Callable[[int], bool] | None = None, bound: float = 5.0) -> list[int]:
     """SIGKILL adopted processes (those ``belongs`` accepts, else all) with their process
     groups, and collect them; again for the processes their deaths hand over to us, until
     none is left or ``bound`` seconds have passed. Returns the pids stopped."""
-    stopped: list[int] = []
+    stopped: dict[int, None] = {}
     own_group = os.getpgrp()
     deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        found = []
-        for pid in adopted():
-            stat = _stat(pid)
-            if stat is None:
-                continue
-            state, group, _ = stat
-            if state == "Z":
-                if belongs is None:
-                    _wait(pid)  # nothing of ours is left to confuse it with
-                continue
-            if belongs is not None and not belongs(pid):
-                continue
-            found.append(pid)
-            with contextlib.suppress(OSError):
-                if group not in (own_group, 0, 1):
-                    os.killpg(group, signal.SIGKILL)
-                os.kill(pid, signal.SIGKILL)
-        if not found:
-            break
-        stopped.extend(found)
-        pending = set(found)
-        while pending and time.monotonic() < deadline:
-            pending = {pid for pid in pending if not _wait(pid)}
-            if pending:
-                time.sleep(0.005)
-    return stopped
+    with _lock:
+        while time.monotonic() < deadline:
+            found = []
+            for pid in adopted():
+                stat = _stat(pid)
+                if stat is None or not _settled(stat[2]):
+                    continue
+                state, group, _ = stat
+                if state == "Z":
+                    _wait(pid)
+                    continue
+                if belongs is not None and not belongs(pid):
+                    continue
+                found.append(pid)
+                with contextlib.suppress(OSError):
+                    if group not in (own_group, 0, 1):
+                        os.killpg(group, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
+            if not found:
+                break
+            stopped.update(dict.fromkeys(found))
+            pending = set(found)
+            while pending and time.monotonic() < deadline:
+                pending = {pid for pid in pending if not _wait(pid)}
+                if pending:
+                    time.sleep(0.005)
+    return list(stopped)
 
 
 def stop_run_leftovers(run_id: str, owner: str) -> list[int]:
@@ -191,16 +238,25 @@ def _stop_marked_anywhere(run_id: str, owner: str) -> list[int]:
     stopped = []
     for name in _proc_pids():
         pid = int(name)
-        if pid == me or pid in _mine or not _marked(pid, run_id, owner):
+        if pid == me or pid in _mine:
             continue
-        stat = _stat(pid)
-        if stat is None or stat[0] == "Z":
+        try:
+            handle = os.pidfd_open(pid)  # holds the process: its pid cannot be reused
+        except OSError:
             continue
-        with contextlib.suppress(OSError):
-            if stat[1] not in (os.getpgrp(), 0, 1):
-                os.killpg(stat[1], signal.SIGKILL)
-            os.kill(pid, signal.SIGKILL)
-            stopped.append(pid)
+        try:
+            stat = _stat(pid)
+            if stat is None or stat[0] == "Z" or not _settled(stat[2]):
+                continue
+            if not _marked(pid, run_id, owner):
+                continue
+            with contextlib.suppress(OSError):
+                if stat[1] == pid:  # it leads its own group (setsid): the whole group
+                    os.killpg(pid, signal.SIGKILL)
+                signal.pidfd_send_signal(handle, signal.SIGKILL)
+                stopped.append(pid)
+        finally:
+            os.close(handle)
     return stopped
 
 

@@ -189,11 +189,14 @@ class DockerRuntime:
 
         assert spec.image is not None
         if spec.name:
+            # Dagu's rule: a running container of that name is exec'd into (at once, by as
+            # many steps as like); else one is made. Making it is one step's turn at a time
+            # (for as long as that step runs), so two steps never race to create one name.
             async with self.names.setdefault(spec.name, anyio.Lock()):
                 existing = await self._existing(spec.name)
-                if existing is not None:
-                    return await exec_in(existing, command, spec, on_output, stop)
-                return await self._created(command, spec, on_output, stop, trace, note)
+                if existing is None:
+                    return await self._created(command, spec, on_output, stop, trace, note)
+            return await exec_in(existing, command, spec, on_output, stop)
         return await self._created(command, spec, on_output, stop, trace, note)
 
     async def _created(

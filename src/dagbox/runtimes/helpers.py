@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import anyio
 import anyio.abc
 
+from dagbox.owner import ENV_OWNER
+from dagbox.owner import token as owner_token
 from dagbox.runtimes import children
 
 #: The variable that carries the script; ``eval`` runs it in the shell's own scope.
@@ -42,16 +44,18 @@ async def capture(
 
     Cancelled, it kills the shell's process group before it returns.
     """
-    process = await anyio.open_process(
-        list(ARGV),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env={**env, SCRIPT_VARIABLE: script},
-        start_new_session=True,
-    )
-    children.started(process.pid)
+    with children.spawning():
+        process = await anyio.open_process(
+            list(ARGV),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            # The owner mark, as every host step has: what the shell leaves running is ours.
+            env={**env, SCRIPT_VARIABLE: script, ENV_OWNER: owner_token()},
+            start_new_session=True,
+        )
+        children.started(process.pid)
     kept = {"stdout": bytearray(), "stderr": bytearray()}
 
     open_streams = 2

@@ -94,7 +94,8 @@ class HostRuntime:
         if command.interpreter is not None:
             return [*shlex.split(command.interpreter), str(self._script_file(command, text))]
         shell = list(command.shell or default_shell(command.env))
-        if "\n" not in text.strip() and not command.private and len(text) < ON_ARGV_MAX:
+        short = len(text) < ON_ARGV_MAX // 4 or len(text.encode()) < ON_ARGV_MAX
+        if "\n" not in text.strip() and not command.private and short:
             return [*shell, text] if shell[-1:] == ["-c"] else [*shell, "-c", text]
         if shell[-1:] == ["-c"]:
             shell = shell[:-1]
@@ -121,23 +122,24 @@ class HostRuntime:
         if command.cwd is not None and not await anyio.Path(command.cwd).is_dir():
             return Exit(1, f"working directory {command.cwd} does not exist")
         try:
-            process = await anyio.open_process(
-                argv,
-                stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=command.cwd,
-                # The owner mark lets the next dagbox stop what this step leaves if we die.
-                env={**command.env, ENV_OWNER: owner_token()},
-                start_new_session=True,
-            )
+            with children.spawning():
+                process = await anyio.open_process(
+                    argv,
+                    stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=command.cwd,
+                    # The owner mark lets the next dagbox stop what this step leaves if we die.
+                    env={**command.env, ENV_OWNER: owner_token()},
+                    start_new_session=True,
+                )
+                children.started(process.pid)
         except FileNotFoundError:
             return Exit(127, f"command not found: {argv[0]}", "binary_missing")
         except PermissionError:
             return Exit(126, f"permission denied: {argv[0]}")
         except OSError as exc:
             return Exit(126, f"cannot start {argv[0]}: {exc.strerror or exc}")
-        children.started(process.pid)
         try:
             return await _supervise(process, command, on_output)
         except BaseException:

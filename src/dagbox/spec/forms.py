@@ -449,7 +449,7 @@ def _unread(text: str, start: int, end: int) -> None:
     skipped = text[start:end]
     if skipped.strip():
         at = start + len(skipped) - len(skipped.lstrip())
-        what = "an unterminated quote" if text[at] in "\"`" else repr(skipped.strip())
+        what = "an unterminated quote" if text[at] in '"`' else repr(skipped.strip())
         raise ParamsTextError(f"cannot read params from column {at + 1}: {what}")
 
 

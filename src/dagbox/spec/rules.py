@@ -40,8 +40,7 @@ def dag_name_problem(name: str) -> str | None:
     ``.`` and ``..`` would put its records beside or above all the others."""
     if name in (".", "..") or not _DAG_NAME.fullmatch(name):
         return (
-            "a DAG name uses letters, digits, '_', '.' and '-' (at most 40), "
-            "and is not '.' or '..'"
+            "a DAG name uses letters, digits, '_', '.' and '-' (at most 40), and is not '.' or '..'"
         )
     return None
 
@@ -521,7 +520,7 @@ class Checker:
         if (
             isinstance(r.backoff, float | int)
             and not isinstance(r.backoff, bool)
-            and r.backoff <= 1
+            and not r.backoff > 1  # NaN too
         ):
             at.error("backoff must be greater than 1.0 (or true for 2)", "backoff")
 

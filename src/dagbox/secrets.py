@@ -5,7 +5,8 @@ A variable whose name looks secret (``*_KEY``, ``*_TOKEN``, ``*_SECRET``,
 ``output:``, has its value replaced by ``***`` in terminal output, log files, events,
 run records, journals, errors and ``dry-run``. The process itself still gets the real
 value. Redaction runs on text as it finally is, after any formatting, and knows the
-forms dagbox itself gives a value: JSON-escaped (``$DAG_PARAMS_JSON``, records),
+forms dagbox itself gives a value: JSON-escaped (``$DAG_PARAMS_JSON``, records, and that
+as ``echo`` in a POSIX sh prints it),
 shell-quoted (``dry-run``), URL-encoded, and as Python writes it inside an error. Output
 arrives in chunks that may split a secret in two, so a stream redactor holds back the end
 of a chunk while it could still be the start of a secret.
@@ -47,11 +48,17 @@ def secret_values(*envs: Mapping[str, str]) -> set[str]:
 def encodings(value: str) -> set[str]:
     """``value`` and every form dagbox may write it in."""
     inner_quoted = value.replace("'", "'\"'\"'")
-    return {
-        value,
+    as_json = {
         json.dumps(value)[1:-1],  # ASCII-only JSON: $DAG_PARAMS_JSON
         json.dumps(value, ensure_ascii=False)[1:-1],
         msgspec.json.encode(value).decode()[1:-1],  # records and events
+    }
+    # `echo "$DAG_PARAMS_JSON"` in a POSIX sh (dash) turns each \\ back into \.
+    echoed = {form.replace("\\\\", "\\") for form in as_json}
+    return {
+        value,
+        *as_json,
+        *echoed,
         shlex.quote(value),  # dry-run
         inner_quoted,  # the same, inside a longer single-quoted word
         quote(value, safe=""),

@@ -155,13 +155,15 @@ HOSTILE = {
 
 
 def forms(value: str) -> set[bytes]:
-    """The raw value, JSON-escaped (ASCII or not) and shell-quoted."""
+    """The raw value, JSON-escaped (ASCII or not, and as dash's echo prints that) and
+    shell-quoted."""
+    as_json = [json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]]
     return {
         f.encode()
         for f in (
             value,
-            json.dumps(value)[1:-1],
-            json.dumps(value, ensure_ascii=False)[1:-1],
+            *as_json,
+            *(form.replace("\\\\", "\\") for form in as_json),
             shlex.quote(value),
             value.replace("'", "'\"'\"'"),
         )
@@ -220,7 +222,13 @@ def test_hostile_secret_values_in_every_form_reach_no_file_terminal_or_argv(tmp_
     (gate / "token").write_text(HOSTILE["GH_TOKEN"] + "\n")
     dag.write_text(HOSTILE_DAG.format(gate=gate))
     home = tmp_path / "home"
-    env = {**os.environ, "DAGBOX_HOME": str(home), "DEPLOY_TOKEN": HOSTILE["DEPLOY_TOKEN"]}
+    env = {
+        **os.environ,
+        "DAGBOX_HOME": str(home),
+        "DEPLOY_TOKEN": HOSTILE["DEPLOY_TOKEN"],
+        # POSIX sh, whatever $SHELL says: its echo rewrites backslashes (a form to hide too).
+        "DAGU_DEFAULT_SHELL": "sh",
+    }
     args = ["-p", f"API_KEY={HOSTILE['API_KEY']}", "-p", f"DB_PASSWORD={HOSTILE['DB_PASSWORD']}"]
 
     for extra in ([], ["--json"]):

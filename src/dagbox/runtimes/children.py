@@ -21,13 +21,13 @@ already had when it became a subreaper (``helper & exec dagbox ...``) are never 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import cache
+from typing import Any
 
 from dagbox.owner import ENV_OWNER
 
@@ -76,7 +76,9 @@ def _settled(started_at: float) -> bool:
 
 
 @cache
-def _libc() -> ctypes.CDLL | None:
+def _libc() -> Any:
+    import ctypes  # only where a subreaper is wanted: it costs milliseconds to import
+
     try:
         return ctypes.CDLL(None, use_errno=True)
     except OSError:
@@ -96,6 +98,8 @@ def is_subreaper() -> bool:
     libc = _libc()
     if libc is None or not hasattr(libc, "prctl"):
         return False
+    import ctypes
+
     flag = ctypes.c_int(0)
     return libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0 and bool(
         flag.value

@@ -127,3 +127,29 @@ def test_the_traceback_of_a_bug_shows_no_secret(tmp_path, monkeypatch, capfd):
     assert "dagbox: internal error, please report it:" in told.err
     assert "Bug: settling with ***" in told.err
     assert secret not in told.out + told.err
+
+
+def test_the_traceback_of_a_bug_in_a_bench_shows_no_secret(tmp_path, monkeypatch, capfd):
+    from dagbox.cli import app
+
+    secret = "sk-bench-bug-secret-4242"
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("params:\n  - API_KEY: unset\nsteps:\n  - {id: a, run: 'true'}\n")
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"API_KEY": secret}) + "\n")
+
+    def broken(self, finished, ready):
+        raise Bug(f"settling with {self.params['API_KEY']}")
+
+    monkeypatch.setattr(Engine, "_settle", broken)
+    monkeypatch.setattr(children, "become_subreaper", lambda: False)
+    monkeypatch.setattr(children, "stop_adopted", lambda: [])
+    monkeypatch.setenv("DAGBOX_HOME", str(tmp_path / "home"))
+    args = ["bench", str(dag), "--tasks", str(tasks), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exited:
+        app([*args, "-o", "quiet"], prog_name="dagbox")
+    assert exited.value.code == 1
+    told = capfd.readouterr()
+    assert "dagbox: internal error, please report it:" in told.err
+    assert "Bug: settling with ***" in told.err
+    assert secret not in told.out + told.err

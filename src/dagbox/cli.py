@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -284,13 +284,7 @@ def run(
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:  # a bug in dagbox (its record has ended): the traceback, masked
-        import traceback
-
-        text = "".join(traceback.format_exception(exc)).rstrip()
-        if engines:
-            text = engines[0].secrets.redactor().text(text)
-        _err(f"dagbox: internal error, please report it:\n{text}")
-        raise typer.Exit(EXIT_FAILED) from None
+        _internal_error(exc, engines[0].secrets.redactor().text if engines else str)
     if result.record_error is not None:
         _err(f"dagbox: the run's record or output is incomplete: {result.record_error}")
     raise typer.Exit(result.exit_code)
@@ -304,6 +298,16 @@ def _dag_name_of(file: Path) -> str:
         return load(file).dag.name or file.stem
     except DagError:
         return file.stem
+
+
+def _internal_error(exc: Exception, redact: Callable[[str], str]) -> NoReturn:
+    """A bug in dagbox: its traceback on stderr, secrets masked (an exception's message can
+    hold any value the code was handling), and exit 1."""
+    import traceback
+
+    text = redact("".join(traceback.format_exception(exc)).rstrip())
+    _err(f"dagbox: internal error, please report it:\n{text}")
+    raise typer.Exit(EXIT_FAILED) from None
 
 
 @contextlib.contextmanager
@@ -525,6 +529,15 @@ def bench(
     except BenchInputError as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
+    except Exception as exc:  # a bug in dagbox: the traceback, with what is known secret masked
+        import os
+
+        from dagbox.secrets import Redactor, secret_values
+
+        tasks_params = [params for _, params in task_list or []]
+        matrix_params = [{name: value} for name, values in axes for value in values]
+        redactor = Redactor(secret_values(os.environ, *tasks_params, *matrix_params))
+        _internal_error(exc, redactor.text)
     typer.echo(render_summary(report.rows, repeat))
     typer.echo(
         f"{report.ran} runs now, {report.skipped} already done (--resume), {report.planned} in all; "

@@ -101,11 +101,28 @@ def test_a_bug_in_an_output_drops_that_output_not_the_run(tmp_path, capfd):
     assert Path(result.steps[1].stdout_file).read_text() == "b\n"
 
 
-def test_the_traceback_of_a_bug_shows_no_secret(tmp_path, monkeypatch, capfd):
-    """The command line prints a bug's traceback (exit 1), with the run's secrets masked:
-    an exception's message can hold any value the code was handling."""
+@pytest.fixture
+def in_process_cli(tmp_path, monkeypatch):
+    """The command line, called in this process. The test process must not become a
+    subreaper (it would adopt, and at the end stop, what other tests start): that part of
+    `dagbox run` and `bench` is left out here."""
     from dagbox.cli import app
 
+    monkeypatch.setattr(children, "become_subreaper", lambda: False)
+    monkeypatch.setattr(children, "stop_adopted", lambda: [])
+    monkeypatch.setenv("DAGBOX_HOME", str(tmp_path / "home"))
+
+    def call(*args: str) -> int | str | None:
+        with pytest.raises(SystemExit) as exited:
+            app(list(args), prog_name="dagbox")
+        return exited.value.code
+
+    return call
+
+
+def test_the_traceback_of_a_bug_shows_no_secret(tmp_path, monkeypatch, capfd, in_process_cli):
+    """The command line prints a bug's traceback (exit 1), with the run's secrets masked:
+    an exception's message can hold any value the code was handling."""
     secret = "sk-bug-report-secret-4242"
     dag = tmp_path / "dag.yaml"
     dag.write_text("steps:\n  - {id: a, run: 'true'}\n")
@@ -114,24 +131,17 @@ def test_the_traceback_of_a_bug_shows_no_secret(tmp_path, monkeypatch, capfd):
         raise Bug(f"settling with {secret}")
 
     monkeypatch.setattr(Engine, "_settle", broken)
-    # In-process, the test process must not become a subreaper (it would adopt, and at the
-    # end stop, what other tests start): that part of `dagbox run` is left out here.
-    monkeypatch.setattr(children, "become_subreaper", lambda: False)
-    monkeypatch.setattr(children, "stop_adopted", lambda: [])
-    monkeypatch.setenv("DAGBOX_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SERVICE_TOKEN", secret)
-    with pytest.raises(SystemExit) as exited:
-        app(["run", str(dag)], prog_name="dagbox")
-    assert exited.value.code == 1
+    assert in_process_cli("run", str(dag)) == 1
     told = capfd.readouterr()
     assert "dagbox: internal error, please report it:" in told.err
     assert "Bug: settling with ***" in told.err
     assert secret not in told.out + told.err
 
 
-def test_the_traceback_of_a_bug_in_a_bench_shows_no_secret(tmp_path, monkeypatch, capfd):
-    from dagbox.cli import app
-
+def test_the_traceback_of_a_bug_in_a_bench_shows_no_secret(
+    tmp_path, monkeypatch, capfd, in_process_cli
+):
     secret = "sk-bench-bug-secret-4242"
     dag = tmp_path / "dag.yaml"
     dag.write_text("params:\n  - API_KEY: unset\nsteps:\n  - {id: a, run: 'true'}\n")
@@ -142,13 +152,8 @@ def test_the_traceback_of_a_bug_in_a_bench_shows_no_secret(tmp_path, monkeypatch
         raise Bug(f"settling with {self.params['API_KEY']}")
 
     monkeypatch.setattr(Engine, "_settle", broken)
-    monkeypatch.setattr(children, "become_subreaper", lambda: False)
-    monkeypatch.setattr(children, "stop_adopted", lambda: [])
-    monkeypatch.setenv("DAGBOX_HOME", str(tmp_path / "home"))
     args = ["bench", str(dag), "--tasks", str(tasks), "--out", str(tmp_path / "out")]
-    with pytest.raises(SystemExit) as exited:
-        app([*args, "-o", "quiet"], prog_name="dagbox")
-    assert exited.value.code == 1
+    assert in_process_cli(*args, "-o", "quiet") == 1
     told = capfd.readouterr()
     assert "dagbox: internal error, please report it:" in told.err
     assert "Bug: settling with ***" in told.err

@@ -18,7 +18,7 @@ import resource
 import shlex
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import anyio
@@ -122,18 +122,7 @@ class HostRuntime:
         if command.cwd is not None and not await anyio.Path(command.cwd).is_dir():
             return Exit(1, f"working directory {command.cwd} does not exist")
         try:
-            with children.spawning():
-                process = await anyio.open_process(
-                    argv,
-                    stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    cwd=command.cwd,
-                    # The owner mark lets the next dagbox stop what this step leaves if we die.
-                    env={**command.env, ENV_OWNER: owner_token()},
-                    start_new_session=True,
-                )
-                children.started(process.pid)
+            process = await start(argv, command.env, command.cwd, stdin=command.stdin is not None)
         except FileNotFoundError:
             return Exit(127, f"command not found: {argv[0]}", "binary_missing")
         except PermissionError:
@@ -141,18 +130,44 @@ class HostRuntime:
         except OSError as exc:
             return Exit(126, f"cannot start {argv[0]}: {exc.strerror or exc}")
         try:
-            return await _supervise(process, command, on_output)
+            return await supervise(process, command, on_output)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await _stop(process, stop)
             raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await process.aclose()
-            children.ended(process.pid)
+            await close(process)
 
 
-async def _supervise(process: anyio.abc.Process, command: Command, on_output: OnOutput) -> Exit:
+async def start(
+    argv: list[str], env: Mapping[str, str], cwd: str | None, stdin: bool = False
+) -> anyio.abc.Process:
+    """``argv`` in a session (and process group) of its own, its stdout and stderr piped,
+    carrying the owner mark that lets the next dagbox stop what it leaves if we die, and
+    registered as dagbox's own child (runtimes/children.py) before anything else runs.
+    Raises OSError when it cannot be started; :func:`close` ends what this started."""
+    with children.spawning():
+        process = await anyio.open_process(
+            argv,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env={**env, ENV_OWNER: owner_token()},
+            start_new_session=True,
+        )
+        children.started(process.pid)
+    return process
+
+
+async def close(process: anyio.abc.Process) -> None:
+    """Wait for ``process`` and release it (shielded), then forget it was ours."""
+    with anyio.CancelScope(shield=True):
+        await process.aclose()
+    children.ended(process.pid)
+
+
+async def supervise(process: anyio.abc.Process, command: Command, on_output: OnOutput) -> Exit:
     streams_done = anyio.Event()
     open_streams = 2
 

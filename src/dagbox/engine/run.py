@@ -841,18 +841,18 @@ class Engine:
         (a secret on its command line, a NUL byte, more than Linux lets exec carry)."""
         command = self._placed(run, env, self._host_command(run, env))
         script = command.script
-        if script is not None and not command.private and self.secrets.name_in(script):
-            # A secret it learned from a container's env: off the command line, too.
+        if script is not None and self.secrets.name_in(script):
+            # It holds a secret (one a container's env brought in, too): off the command line.
             command = dataclasses.replace(command, private=True)
         words, written = command.argv, run.step.run if command.argv else ()
-        if not words and command.script is None and command.container is not None:
+        if not words and script is None and command.container is not None:
             words = command.container.command  # the image's own program, with these words
             _, container = runtime_of(run.step, self.dag.container)
             written = container.command if container is not None else ()
-        if command.script is not None and "\0" in command.script:
+        if script is not None and "\0" in script:
             raise _ConditionError("the command holds a NUL byte, which no program can receive")
-        if command.script is not None and command.container is not None and not command.private:
-            words = (*words, command.script)  # sh -c SCRIPT: an argument like any other
+        if script is not None and command.container is not None and not command.private:
+            words = (*words, script)  # sh -c SCRIPT: an argument like any other
         problem = (
             env_problem(command.env, self._origin)
             or argv_problem(words)
@@ -863,12 +863,16 @@ class Engine:
             raise _ConditionError(problem)
         return command
 
-    def _secret_on_argv(self, words: tuple[str, ...], written: tuple[str, ...]) -> str | None:
-        """A secret that a ``${...}`` reference brought into an argv list. A word written in
-        the DAG file as it is (``postgres``, which is also the container's password) is
-        no leak: only what references bring in is looked at."""
-        for word, raw in zip(words, written, strict=False):
-            name = self.secrets.name_in(word) if "$" in raw else None
+    def _secret_on_argv(
+        self, words: tuple[str, ...], written: tuple[str, ...] | None = None
+    ) -> str | None:
+        """A secret on a command line. Given the words as ``written`` in the DAG file, only
+        those a ``${...}`` reference brought in are looked at: a word written as it is
+        (``postgres``, which is also the container's password) is no leak."""
+        for index, word in enumerate(words):
+            if written is not None and (index >= len(written) or "$" not in written[index]):
+                continue
+            name = self.secrets.name_in(word)
             if name is not None:
                 return (
                     f"the value of {name} would appear on the command line of {words[0]}, "
@@ -921,24 +925,12 @@ class Engine:
         if step.run is None:  # a container that runs its image's own command
             return Command(env=env, cwd=cwd, name=run.name)
         text = expand(step.run, self.params, env, plain=False)
-        private = self.secrets.name_in(text) is not None  # then off the command line
-        return Command(script=text, shell=shell, env=env, cwd=cwd, name=run.name, private=private)
+        return Command(script=text, shell=shell, env=env, cwd=cwd, name=run.name)
 
     def _unsafe_argv(self, argv: tuple[str, ...]) -> str | None:
-        """Why ``argv`` may not run: a NUL byte, a word too large for exec, or a secret
-        every process listing would show."""
-        problem = argv_problem(argv, f"the command line of {argv[0]}")
-        if problem:
-            return problem
-        for word in argv:
-            name = self.secrets.name_in(word)
-            if name is not None:
-                return (
-                    f"the value of {name} would appear on the command line of {argv[0]}, which "
-                    "every user of this machine can read; let the program read it from its "
-                    "environment instead"
-                )
-        return None
+        """Why an agent CLI's ``argv`` may not run: a NUL byte, a word too large for exec,
+        or a secret anywhere in it (its flags and prompt are all rendered from values)."""
+        return argv_problem(argv, f"the command line of {argv[0]}") or self._secret_on_argv(argv)
 
     # --- preconditions -----------------------------------------------------------------
 

@@ -37,7 +37,11 @@ def render_10k(with_fallback: bool = True) -> float:
             "temperature": "0.5",
             "verbose": "true",
             "tags": ["a", "b"],
-            **({"fallback": [{"provider": "codex", "full_auto": True}]} if with_fallback else {}),
+            **(
+                {"fallback": [{"provider": "codex", "sandbox": "workspace-write"}]}
+                if with_fallback
+                else {}
+            ),
         }
         for i in range(10_000)
     ]

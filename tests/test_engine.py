@@ -612,7 +612,9 @@ def test_harness_fallback_keeps_only_the_successful_try_stdout(tmp_path):
     assert step.status == "succeeded"
     assert step.outputs == {"OUT": "hello"}
     assert Path(step.stdout_file).read_text() == "hello\n"  # the step's stdout: the good try's
-    stderr = Path(step.stderr_file).with_name("1-agent.1.1.stderr").read_text()  # the first try's own
+    stderr = (
+        Path(step.stderr_file).with_name("1-agent.1.1.stderr").read_text()
+    )  # the first try's own
     assert "primary-err" in stderr
     assert (
         "harness: attempt 1/2 with broken failed (exit 1); trying fallback 2/2 with good" in stderr

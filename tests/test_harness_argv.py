@@ -41,20 +41,20 @@ def test_worked_example_of_the_reference():
 @pytest.mark.parametrize(
     ("name", "argv"),
     [
-        ("claude", ["claude", "-p", "P"]),
-        ("codex", ["codex", "exec", "P", "--skip-git-repo-check"]),
-        ("copilot", ["copilot", "-p", "P"]),
-        ("opencode", ["opencode", "run", "P"]),
-        ("pi", ["pi", "-p", "P"]),
-        ("gemini", ["gemini", "-p", "P"]),
-        ("cursor", ["cursor-agent", "-p", "P", "--output-format", "text"]),
-        ("cline", ["cline", "P"]),
-        ("aider", ["aider", "--message", "P"]),
-        ("qwen", ["qwen", "-p", "P"]),
-        ("goose", ["goose", "run", "--text", "P", "--quiet"]),
-        ("kiro", ["kiro-cli", "chat", "--no-interactive", "P"]),
-        ("droid", ["droid", "exec", "P"]),
-        ("amp", ["amp", "-x", "P"]),
+        ("claude", ["claude", "-p", "--", "P"]),
+        ("codex", ["codex", "exec", "--skip-git-repo-check", "--", "P"]),
+        ("copilot", ["copilot", "--prompt=P"]),
+        ("opencode", ["opencode", "run", "--", "P"]),
+        ("pi", ["pi", "-p", "--", "P"]),
+        ("gemini", ["gemini", "--skip-trust", "--prompt=P"]),
+        ("cursor", ["cursor-agent", "-p", "--output-format", "text", "--", "P"]),
+        ("cline", ["cline", "--", "P"]),
+        ("aider", ["aider", "--message=P"]),
+        ("qwen", ["qwen", "--", "P"]),
+        ("goose", ["goose", "run", "--quiet", "--text=P"]),
+        ("kiro", ["kiro-cli", "chat", "--no-interactive", "--", "P"]),
+        ("droid", ["droid", "exec", "--", "P"]),
+        ("amp", ["amp", "--execute=P"]),
         ("deepseek", ["dsh", "--profile", "headless", "P"]),
     ],
 )
@@ -66,37 +66,59 @@ def test_catalog_has_the_fifteen_providers():
     assert len(BUILTIN) == 15
 
 
-def test_builtins_put_flags_after_the_prompt_unless_after_flags():
-    assert render(BUILTIN["cline"], {"prompt": "P", "model": "m"}).argv == (
+@pytest.mark.parametrize("name", sorted(set(BUILTIN) - {"deepseek"}))
+def test_a_prompt_that_starts_with_a_dash_is_never_an_option(name):
+    """A YAML block prompt that opens with a "- " bullet list, and a flag with an optional
+    value (cline's --thinking) just before it: the prompt follows "--" or is joined to its
+    flag, so no CLI can read it as an option or as a flag's value."""
+    prompt = "- list the files\n- then say done\n"
+    argv = render(BUILTIN[name], {"prompt": prompt, "thinking": True, "model": "m"}).argv
+    assert argv[-2:] == ("--", prompt) or argv[-1].endswith("=" + prompt)
+    assert prompt not in argv[:-1] and sum(prompt in word for word in argv) == 1
+
+
+def test_builtins_put_the_prompt_after_the_flags():
+    assert render(BUILTIN["cline"], {"prompt": "P", "thinking": True}).argv == (
         "cline",
-        "--model",
-        "m",
-        "P",
-    )
-    assert render(BUILTIN["deepseek"], {"prompt": "P", "x": 1}).argv == (
-        "dsh",
-        "--profile",
-        "headless",
-        "--x",
-        "1",
+        "--thinking",
+        "--",
         "P",
     )
     assert render(BUILTIN["claude"], {"prompt": "P", "model": "m"}).argv == (
         "claude",
         "-p",
-        "P",
         "--model",
         "m",
+        "--",
+        "P",
     )
+    assert render(BUILTIN["amp"], {"prompt": "P", "mode": "smart"}).argv == (
+        "amp",
+        "--mode",
+        "smart",
+        "--execute=P",
+    )
+
+
+def test_a_custom_harness_can_end_options_or_join_its_prompt_flag():
+    ended = Provider(
+        "mine", "mine", prompt_mode="flag", prompt_flag="--", prompt_position="after_flags"
+    )
+    assert render(ended, {"prompt": "-x", "v": True}).argv == ("mine", "--v", "--", "-x")
+    joined = Provider("mine", "mine", prompt_mode="flag", prompt_flag="--message=")
+    assert render(joined, {"prompt": "-x", "v": True}).argv == ("mine", "--message=-x", "--v")
+    plain = Provider("mine", "mine", prompt_mode="flag", prompt_flag="-m")
+    assert render(plain, {"prompt": "-x"}).argv == ("mine", "-m", "-x")  # as Dagu renders it
 
 
 def test_builtin_keys_become_kebab_case_and_kebab_wins():
     argv = render(
-        BUILTIN["codex"], {"prompt": "P", "full_auto": True, "skip_git_repo_check": False}
+        BUILTIN["codex"],
+        {"prompt": "P", "sandbox": "workspace-write", "skip_git_repo_check": False},
     ).argv
-    assert argv == ("codex", "exec", "P", "--full-auto")  # step's false overrides the default
+    assert argv == ("codex", "exec", "--sandbox", "workspace-write", "--", "P")  # false wins
     argv = render(BUILTIN["claude"], {"prompt": "P", "max_turns": 2, "max-turns": 5}).argv
-    assert argv == ("claude", "-p", "P", "--max-turns", "5")
+    assert argv == ("claude", "-p", "--max-turns", "5", "--", "P")
 
 
 def test_custom_keys_keep_their_spelling():
@@ -163,9 +185,9 @@ def test_stdin_mode_sends_the_prompt_on_stdin():
 
 def test_with_stdin_is_piped_or_folded_per_provider():
     piped = render(BUILTIN["claude"], {"prompt": "P", "stdin": "ctx"})
-    assert (piped.argv, piped.stdin) == (("claude", "-p", "P"), "ctx")
+    assert (piped.argv, piped.stdin) == (("claude", "-p", "--", "P"), "ctx")
     folded = render(BUILTIN["aider"], {"prompt": "P", "stdin": "ctx"})
-    assert (folded.argv, folded.stdin) == (("aider", "--message", "P\n\nctx"), None)
+    assert (folded.argv, folded.stdin) == (("aider", "--message=P\n\nctx"), None)
 
 
 def test_prompt_trimming():
@@ -180,7 +202,7 @@ def test_null_harness_entry_reexposes_the_builtin_and_definitions_shadow():
         "my-codex",
         "P",
         "--full_auto",
-    )
+    )  # a shadowing definition renders as Dagu does: no "--", keys as written
 
 
 def test_root_harness_defaults_merge_under_the_step():

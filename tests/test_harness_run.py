@@ -91,13 +91,14 @@ def test_builtin_claude_and_codex_end_to_end(tmp_path, agents_on_path):
             with: {provider: claude, prompt: 'fix it', model: sonnet, max_turns: 3}
           - id: codex
             action: harness.run
-            with: {provider: codex, prompt: 'fix it', full_auto: true}
+            with: {provider: codex, prompt: '- fix it', sandbox: workspace-write}
         """,
     )
     assert ran.result.status == "succeeded", [(s.name, s.error) for s in ran.result.steps]
     assert ran.stdout("claude") == "claude answered: fix it\nflags: --max-turns 3 --model sonnet\n"
     assert (
-        ran.stdout("codex") == "codex answered: fix it\nflags: --full-auto --skip-git-repo-check\n"
+        ran.stdout("codex")
+        == "codex answered: - fix it\nflags: --sandbox workspace-write --skip-git-repo-check\n"
     )
 
 
@@ -230,8 +231,8 @@ def test_journal_of_a_success_has_every_field(tmp_path, agents_on_path):
         assert event["step"] == "a" and event["attempt"] == 1
     started = next(e for e in events if e["event"] == "try.started")
     assert started["runtime"] == "host" and started["binary"] == "claude"
-    assert started["argv"][:2] == ["claude", "-p"]
-    assert started["argv"][2].startswith("<prompt: 18 chars, sha256 ")
+    assert started["argv"][:3] == ["claude", "-p", "--"]
+    assert started["argv"][3].startswith("<prompt: 18 chars, sha256 ")
     phase = next(e for e in events if e["event"] == "try.phase")
     assert phase["first_byte_ms"] is not None
     finished = next(e for e in events if e["event"] == "try.finished")

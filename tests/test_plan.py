@@ -103,8 +103,8 @@ def test_harness_tries_are_rendered_with_params():
     ).dag
     step = plan.build(dag, {"TASK": "docs"}).steps[0]
     assert [(t.provider, t.argv) for t in step.tries] == [
-        ("claude", ("claude", "-p", "fix docs", "--model", "base")),
-        ("aider", ("aider", "--message", "fix docs")),
+        ("claude", ("claude", "-p", "--model", "base", "--", "fix docs")),
+        ("aider", ("aider", "--message=fix docs")),
     ]
 
 

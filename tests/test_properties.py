@@ -198,9 +198,7 @@ HARNESS_DEF = st.fixed_dictionaries(
 )
 WITH = st.dictionaries(
     st.one_of(
-        st.sampled_from(
-            ["provider", "prompt", "stdin", "fallback", "model", "max_turns", "full_auto"]
-        ),
+        st.sampled_from(["provider", "prompt", "stdin", "fallback", "model", "max_turns", "usage"]),
         st.text(max_size=8),
     ),
     st.one_of(

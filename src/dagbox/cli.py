@@ -551,6 +551,14 @@ def bench(
         raise typer.Exit(1)
 
 
+def _whole(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def _dollars(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def render_summary(rows: list[dict], repeat: int) -> str:
     ks = [k for k in range(1, repeat + 1) if k in (1, 2, 5, 10, repeat)]
     head = [
@@ -565,6 +573,9 @@ def render_summary(rows: list[dict], repeat: int) -> str:
         "p95",
         "overhead",
     ]
+    costs = any(row.get("usage_runs") for row in rows)
+    if costs:
+        head += ["tokens/run", "tokens/ok", "$/run", "$/ok"]
 
     def number(value: object, scale: float = 1.0, suffix: str = "") -> str:
         if value is None:
@@ -589,6 +600,13 @@ def render_summary(rows: list[dict], repeat: int) -> str:
                 number(row["overhead_p50_ms"], 1, "ms"),
             ]
         )
+        if costs:
+            table[-1] += [
+                number(_whole(row.get("tokens_per_run"))),
+                number(_whole(row.get("tokens_per_success"))),
+                _dollars(row.get("cost_usd_per_run")),
+                _dollars(row.get("cost_usd_per_success")),
+            ]
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table

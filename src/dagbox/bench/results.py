@@ -24,6 +24,7 @@ from dagbox.engine.events import (
     TryPhase,
     TryStarted,
 )
+from dagbox.harness.usage import Usage
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -89,6 +90,8 @@ class StepTimings:
         self.steps: dict[str, dict[str, Any]] = {}
         self._last_try: dict[str, dict[str, Any]] = {}
         self.started_at: str | None = None
+        #: Tokens and dollars of every try of the run that reported them, failed ones too.
+        self.usage: dict[str, Any] = {}
 
     def __call__(self, event: AnyEvent) -> None:
         if isinstance(event, RunStarted):
@@ -110,6 +113,9 @@ class StepTimings:
             entry["try_ms"] = event.duration_ms
             step = self.steps.setdefault(event.step, {})
             step["inside_ms"] = step.get("inside_ms", 0.0) + event.duration_ms
+            if event.usage is not None:
+                add_usage(step.setdefault("usage", {}), event.usage)
+                add_usage(self.usage, event.usage)
         elif isinstance(event, StepFinished) and event.handler is None:
             step = self.steps.setdefault(event.step, {})
             last = self._last_try.get(event.step, {})
@@ -127,6 +133,7 @@ class StepTimings:
                 "tries": last.get("try", 1 if event.attempts else 0),
                 "attempts": event.attempts,
                 "failure_class": event.failure_class,
+                "usage": step.get("usage"),
                 "phases": {
                     "queue_wait_ms": _between(self.started_at, started),
                     "image_ready_ms": last.get("image_ready_ms"),
@@ -146,6 +153,18 @@ class StepTimings:
     def inside_ms(self) -> float:
         """Time spent in harness processes and engine calls (the tries), summed over steps."""
         return sum(s.get("inside_ms", 0.0) for s in self.steps.values())
+
+
+#: The usage fields a bench adds up; ``model`` and ``turns`` stay in the journals.
+SUMMED = ("input_tokens", "output_tokens", "cached_tokens", "cost_usd")
+
+
+def add_usage(total: dict[str, Any], usage: Usage) -> None:
+    """Add one try's reported usage to ``total`` (a field nobody reported stays absent)."""
+    for name in SUMMED:
+        value = getattr(usage, name)
+        if value is not None:
+            total[name] = round(total.get(name, 0) + value, 6)
 
 
 def _between(start: str | None, end: str | None) -> float | None:

@@ -203,6 +203,7 @@ class _Bench:
             "overhead_ms": round(max(wall_ms - timings.inside_ms(), 0.0), 1),
             "failure_class": "ok" if result.status == "succeeded" else failure or "exit_nonzero",
             "infra": failure in INFRA,
+            "usage": timings.usage or None,
             "steps": steps,
         }
         if result.record_error is not None:

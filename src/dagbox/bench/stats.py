@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 #: Failure classes that are the environment's fault, not the agent's.
-INFRA = frozenset({"infra_image", "infra_engine", "binary_missing", "refused"})
+INFRA = frozenset({"infra_image", "infra_engine", "binary_missing", "refused", "auth"})
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -77,10 +77,33 @@ def summarize(results: Iterable[Mapping[str, Any]], repeat: int) -> list[dict[st
                 "duration_p50_ms": _round(percentile(durations, 50)),
                 "duration_p95_ms": _round(percentile(durations, 95)),
                 "overhead_p50_ms": _round(percentile(overheads, 50)),
+                **_costs(runs, len(succeeded)),
                 "failures": dict(sorted(failures.items())),
             }
         )
     return rows
+
+
+def _costs(runs: Sequence[Mapping[str, Any]], successes: int) -> dict[str, Any]:
+    """Tokens and dollars per run and per success, over the runs whose CLI reported them.
+
+    Per success divides everything spent (failed runs included) by the runs that
+    succeeded: what one solved task costs. None where nothing was reported.
+    """
+    reported = [r["usage"] for r in runs if r.get("usage")]
+    out: dict[str, Any] = {"usage_runs": len(reported)}
+    for name, key, digits in (("tokens", None, 1), ("cost_usd", "cost_usd", 6)):
+        values = [
+            u.get(key) if key else (u.get("input_tokens") or 0) + (u.get("output_tokens") or 0)
+            for u in reported
+        ]
+        known = [v for v in values if v is not None]
+        total = sum(known) if known else None
+        out[f"{name}_per_run"] = round(total / len(known), digits) if total is not None else None
+        out[f"{name}_per_success"] = (
+            round(total / successes, digits) if total is not None and successes else None
+        )
+    return out
 
 
 def _round(value: float | None) -> float | None:

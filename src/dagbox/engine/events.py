@@ -13,6 +13,8 @@ from typing import Literal
 
 import msgspec
 
+from dagbox.harness.usage import Usage
+
 StepStatus = Literal[
     "not_started", "running", "succeeded", "failed", "aborted", "skipped", "retrying"
 ]
@@ -125,6 +127,7 @@ FailureClass = Literal[
     "cancelled",
     "binary_missing",
     "refused",
+    "auth",
     "oom",
     "infra_image",
     "infra_engine",
@@ -144,6 +147,8 @@ class TryFinished(Event, tag="try.finished"):
     outcome: Outcome
     failure_class: FailureClass
     error: str | None = None
+    #: What the try cost, as the CLI reported it (``with: {usage: true}``); else null.
+    usage: Usage | None = None
 
 
 class AttemptFinished(Event, tag="attempt.finished"):

@@ -25,6 +25,7 @@ from dagbox.engine.events import (
     TryStarted,
 )
 from dagbox.harness.argv import Invocation
+from dagbox.harness.usage import Usage
 from dagbox.runtimes import Exit, Trace
 
 #: How much of a failed try's stdout ends up in the step's error.
@@ -36,7 +37,14 @@ _PHASES = ("image_ready_ms", "container_create_ms", "container_start_ms", "conta
 def failure_class(exit_: Exit) -> FailureClass:
     if exit_.code == 0:
         return "ok"
-    if exit_.failure_class in ("binary_missing", "refused", "oom", "infra_image", "infra_engine"):
+    if exit_.failure_class in (
+        "binary_missing",
+        "refused",
+        "auth",
+        "oom",
+        "infra_image",
+        "infra_engine",
+    ):
         return exit_.failure_class  # type: ignore[return-value]
     if exit_.code in (126, 127):
         return "binary_missing"  # an agent CLI runs directly: the runtime could not exec it
@@ -49,7 +57,16 @@ def hide_prompt(argv: tuple[str, ...], prompt: str) -> list[str]:
         return list(argv)
     digest = hashlib.sha256(prompt.encode()).hexdigest()
     marker = f"<prompt: {len(prompt)} chars, sha256 {digest}>"
-    return [marker if word == prompt else word for word in argv]
+    # the prompt is a word of its own, or joined to its flag (--message=PROMPT)
+    joined = "=" + prompt
+    return [
+        marker
+        if word == prompt
+        else word[: len(word) - len(prompt)] + marker
+        if word.startswith("-") and word.endswith(joined)
+        else word
+        for word in argv
+    ]
 
 
 class AttemptJournal:
@@ -105,8 +122,9 @@ class AttemptJournal:
         )
         return current.trace
 
-    def finished(self, index: int, result: Exit) -> None:
-        self._end(result, "succeeded" if result.code == 0 else "failed", failure_class(result))
+    def finished(self, index: int, result: Exit, usage: Usage | None = None) -> None:
+        outcome = "succeeded" if result.code == 0 else "failed"
+        self._end(result, outcome, failure_class(result), usage)
 
     # --- what the engine tells us ------------------------------------------------------
 
@@ -131,7 +149,9 @@ class AttemptJournal:
             )
         )
 
-    def _end(self, result: Exit, outcome: Outcome, failure: FailureClass) -> None:
+    def _end(
+        self, result: Exit, outcome: Outcome, failure: FailureClass, usage: Usage | None = None
+    ) -> None:
         current, self.current = self.current, None
         if current is None:
             return
@@ -163,6 +183,7 @@ class AttemptJournal:
                 outcome=outcome,
                 failure_class=failure,
                 error=self.redact(result.error) if result.error else None,
+                usage=usage,
             )
         )
 

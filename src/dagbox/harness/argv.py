@@ -8,10 +8,11 @@ from functools import cache
 from typing import Any
 
 from dagbox.harness.catalog import Provider
+from dagbox.harness.usage import USAGE_FLAGS
 from dagbox.yaml12 import plain_scalar
 
 #: ``with`` keys that are never rendered as flags.
-RESERVED = frozenset({"provider", "fallback", "managed", "prompt", "stdin"})
+RESERVED = frozenset({"provider", "fallback", "managed", "prompt", "stdin", "usage"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +58,13 @@ def _flag_name(key: str, builtin: bool) -> str:
     return key.replace("_", "-") if builtin else key
 
 
+def wants_usage(provider: Provider, options: Mapping[str, Any]) -> bool:
+    """``with: {usage: true}`` for a provider that reports what a try cost."""
+    return provider.usage is not None and _coerce(options.get("usage")) is True
+
+
 def flags(provider: Provider, options: Mapping[str, Any]) -> list[str]:
-    """``{model: x, full_auto: true}`` -> ``["--full-auto", "--model", "x"]`` (keys sorted)."""
+    """``{model: x, verbose: true}`` -> ``["--model", "x", "--verbose"]`` (keys sorted)."""
     merged: dict[str, Any] = {}
     builtin = provider.builtin
     for key, value in options.items():
@@ -70,6 +76,8 @@ def flags(provider: Provider, options: Mapping[str, Any]) -> list[str]:
         merged[name] = value
     for key, value in provider.defaults.items():
         merged.setdefault(key, value)
+    if wants_usage(provider, options):
+        merged.update(USAGE_FLAGS[provider.usage or ""])  # the parser needs exactly these
     out: list[str] = []
     dash = "--" if provider.flag_style == "gnu_long" else "-"
     overrides = provider.option_flags
@@ -105,7 +113,8 @@ def render(provider: Provider, options: Mapping[str, Any]) -> Invocation:
     if provider.prompt_mode == "stdin":
         prompt_part: list[str] = []
     elif provider.prompt_mode == "flag":
-        prompt_part = [provider.prompt_flag or "", prompt]
+        flag = provider.prompt_flag or ""
+        prompt_part = [flag + prompt] if len(flag) > 1 and flag.endswith("=") else [flag, prompt]
     else:
         prompt_part = [prompt]
     middle = (

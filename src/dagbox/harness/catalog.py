@@ -14,11 +14,29 @@ from typing import Any, Literal
 
 
 @dataclass(frozen=True, slots=True)
+class Trap:
+    """A line an agent CLI prints when it cannot do the work, whatever its exit code says.
+
+    ``pattern`` is an RE2 pattern searched in each line of the try's output; a
+    match ends the try at once as failed, with ``message`` as its error. It is
+    how a CLI that waits for a browser login (amp) fails in seconds instead of
+    at the step's timeout, and how one that exits 0 after an auth error
+    (aider) fails at all.
+    """
+
+    pattern: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Provider:
     name: str
     binary: str
     prefix_args: tuple[str, ...] = ()
     prompt_mode: Literal["arg", "flag", "stdin"] = "arg"
+    #: ``--`` (with ``after_flags``): options end before the prompt. A flag that ends in
+    #: ``=`` is joined to the prompt (``--message=PROMPT``). Either way a prompt that
+    #: starts with ``-`` is never read as an option.
     prompt_flag: str | None = None
     prompt_position: Literal["before_flags", "after_flags"] = "before_flags"
     flag_style: Literal["gnu_long", "single_dash"] = "gnu_long"
@@ -28,44 +46,91 @@ class Provider:
     #: "pipe": with.stdin goes to the process's stdin; "fold": it is appended to the prompt.
     stdin: Literal["pipe", "fold"] = "pipe"
     builtin: bool = False
+    #: False: the CLI accepts no option at all, so a ``with:`` flag is a load error.
+    takes_options: bool = True
+    traps: tuple[Trap, ...] = ()
+    #: The structured output ``with: {usage: true}`` asks for (see harness/usage.py).
+    usage: str | None = None
 
 
-def _flag(name: str, binary: str, flag: str, **kw: Any) -> Provider:
-    return Provider(name, binary, prompt_mode="flag", prompt_flag=flag, builtin=True, **kw)
+def _positional(name: str, binary: str, *prefix: str, **kw: Any) -> Provider:
+    """``binary PREFIX... FLAGS... -- PROMPT``."""
+    return Provider(
+        name,
+        binary,
+        prefix,
+        prompt_mode="flag",
+        prompt_flag="--",
+        prompt_position="after_flags",
+        builtin=True,
+        **kw,
+    )
 
 
-def _arg(name: str, binary: str, *prefix: str, **kw: Any) -> Provider:
-    return Provider(name, binary, prefix_args=prefix, builtin=True, **kw)
+def _flag(name: str, binary: str, flag: str, *prefix: str, **kw: Any) -> Provider:
+    """``binary PREFIX... FLAGS... FLAG=PROMPT``."""
+    return Provider(
+        name,
+        binary,
+        prefix,
+        prompt_mode="flag",
+        prompt_flag=f"{flag}=",
+        prompt_position="after_flags",
+        builtin=True,
+        **kw,
+    )
 
 
 BUILTIN: dict[str, Provider] = {
     p.name: p
     for p in (
-        _flag("claude", "claude", "-p"),
-        _arg("codex", "codex", "exec", defaults={"skip-git-repo-check": True}),
-        _flag("copilot", "copilot", "-p"),
-        _arg("opencode", "opencode", "run"),
-        _flag("pi", "pi", "-p"),
-        _flag("gemini", "gemini", "-p"),
-        _flag("cursor", "cursor-agent", "-p", defaults={"output-format": "text"}, stdin="fold"),
-        _arg("cline", "cline", prompt_position="after_flags"),
-        _flag("aider", "aider", "--message", stdin="fold"),
-        _flag("qwen", "qwen", "-p"),
-        Provider(
-            "goose",
-            "goose",
-            ("run",),
-            "flag",
-            "--text",
-            defaults={"quiet": True},
-            stdin="fold",
-            builtin=True,
+        _positional("claude", "claude", "-p", usage="claude"),
+        _positional(
+            "codex", "codex", "exec", defaults={"skip-git-repo-check": True}, usage="codex"
         ),
-        _arg("kiro", "kiro-cli", "chat", "--no-interactive"),
-        _arg("droid", "droid", "exec", stdin="fold"),
-        _flag("amp", "amp", "-x"),
-        _arg(
-            "deepseek", "dsh", "--profile", "headless", prompt_position="after_flags", stdin="fold"
+        _flag("copilot", "copilot", "--prompt"),
+        _positional("opencode", "opencode", "run"),
+        _positional("pi", "pi", "-p"),
+        _flag("gemini", "gemini", "--prompt", defaults={"skip-trust": True}, usage="gemini"),
+        _positional(
+            "cursor", "cursor-agent", "-p", defaults={"output-format": "text"}, stdin="fold"
+        ),
+        _positional("cline", "cline"),
+        _flag(
+            "aider",
+            "aider",
+            "--message",
+            stdin="fold",
+            traps=(
+                Trap(
+                    r"^The API provider is not able to authenticate you",
+                    "aider could not authenticate (it exits 0 all the same): "
+                    "set the API key of the model's provider",
+                ),
+            ),
+        ),
+        _positional("qwen", "qwen"),
+        _flag("goose", "goose", "--text", "run", defaults={"quiet": True}, stdin="fold"),
+        _positional("kiro", "kiro-cli", "chat", "--no-interactive"),
+        _positional("droid", "droid", "exec", stdin="fold"),
+        _flag(
+            "amp",
+            "amp",
+            "--execute",
+            traps=(
+                Trap(
+                    r"^No API key found\. Starting login flow",
+                    "amp is not logged in and would wait for a browser login: set AMP_API_KEY",
+                ),
+            ),
+        ),
+        Provider(
+            "deepseek",
+            "dsh",
+            ("--profile", "headless"),
+            builtin=True,
+            stdin="fold",
+            takes_options=False,
         ),
     )
 }

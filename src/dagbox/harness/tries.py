@@ -13,8 +13,12 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+import anyio
+
 from dagbox.harness.argv import Invocation, render, tries
 from dagbox.harness.catalog import Provider
+from dagbox.harness.reading import TryOutput
+from dagbox.harness.usage import Usage
 from dagbox.runtimes import Command, Exit, OnOutput, Runtime, Stop, Trace, no_trace
 
 
@@ -23,8 +27,8 @@ class TryObserver(Protocol):
         """A try begins (``invocation`` is None when the provider does not exist)."""
         ...
 
-    def finished(self, index: int, result: Exit) -> None:
-        """A try ended on its own (not by a timeout or cancel)."""
+    def finished(self, index: int, result: Exit, usage: Usage | None = None) -> None:
+        """A try ended on its own (not by a timeout or cancel); ``usage`` if it was read."""
         ...
 
 
@@ -32,7 +36,7 @@ class _Silent:
     def started(self, index: int, provider: str, invocation: Invocation | None) -> Trace:
         return no_trace
 
-    def finished(self, index: int, result: Exit) -> None:
+    def finished(self, index: int, result: Exit, usage: Usage | None = None) -> None:
         pass
 
 
@@ -63,6 +67,7 @@ async def run_tries(
     result = Exit(1, "no provider to run")
     for index, (opts, name) in enumerate(zip(chain, names, strict=True), 1):
         provider = providers.get(name)
+        usage: Usage | None = None
         if provider is None:
             what = "unresolved provider template" if "${" in name else "unknown provider"
             observer.started(index, name, None)
@@ -81,11 +86,19 @@ async def run_tries(
             if refused:
                 result = Exit(1, refused, "refused")
             else:
-                result = await runtime.run(command, on_output, stop, trace)
+                scope = anyio.CancelScope()
+                output = TryOutput(provider, values, on_output, scope.cancel)
+                result = Exit(1)
+                with scope:
+                    result = await runtime.run(command, output.feed, stop, trace)
+                output.close()
+                usage = output.usage
+                if output.sprung is not None:
+                    result = Exit(1, output.sprung, "auth")
             if result.code == 127 and result.error is not None and base.container is None:
                 message = f'harness: "{provider.binary}" CLI not found in PATH; install it first'
                 result = Exit(1, message, "binary_missing")
-        observer.finished(index, result)
+        observer.finished(index, result, usage)
         if result.code == 0:
             return result
         if index < len(chain):

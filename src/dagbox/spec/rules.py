@@ -359,6 +359,7 @@ class Checker:
         if "provider" not in options:
             at.error('the root harness block must name a "provider"')
         self.options(options, at, merged=True)
+        self.keys_for(options.get("provider"), options, at)
 
     def harness_step(self, step: Step) -> None:
         at = self.at(step, "with")
@@ -379,6 +380,7 @@ class Checker:
         if "provider" not in merged:
             at.error('with.provider is required (or set a root "harness:" block with a provider)')
         self.options(options, at, merged=False)
+        self.keys_for(merged.get("provider"), options, at)
 
     def options(self, options: dict[str, Any], at: Sink, merged: bool) -> None:
         """Rules shared by a step's ``with:`` and the root ``harness:`` defaults."""
@@ -408,6 +410,7 @@ class Checker:
                 continue
             if "provider" not in entry:
                 entry_at.error("a fallback entry needs a provider")
+            self.keys_for(entry.get("provider"), entry, entry_at)
             self.provider(
                 entry.get("provider"), entry_at.at("provider"), present="provider" in entry
             )
@@ -419,6 +422,39 @@ class Checker:
                         else f'"{key}" cannot be set in a fallback entry'
                     )
                     entry_at.error(what, key, at_key=True)
+
+    def keys_for(self, name: Any, options: Mapping[Any, Any], at: Sink) -> None:
+        """What a built-in's real CLI makes of a step's ``with:`` keys (docs/providers.md)."""
+        if not isinstance(name, str) or "${" in name or name not in self.providers:
+            return  # resolved when the step runs, or a typo reported elsewhere
+        custom = self.dag.harnesses.get(name) is not None
+        wants_usage = options.get("usage") not in (None, False, "false")
+        if custom or name not in BUILTIN:
+            if wants_usage:
+                known = ", ".join(n for n, p in BUILTIN.items() if p.usage)
+                at.error(f"usage: true works with the built-in {known}, not with {name}", "usage")
+            return
+        provider = BUILTIN[name]
+        for key in options:
+            if not isinstance(key, str) or key in RESERVED:
+                continue
+            if not provider.takes_options:
+                at.error(
+                    f"{name}'s CLI ({' '.join((provider.binary, *provider.prefix_args))}) "
+                    f'accepts no options, so "{key}" cannot be passed to it',
+                    key,
+                    at_key=True,
+                )
+            elif name == "codex" and key.replace("_", "-") == "full-auto":
+                at.warn(
+                    "codex removed --full-auto in 0.147, and the current CLI stops at it; "
+                    "use sandbox: workspace-write (codex exec never asks for approval)",
+                    key,
+                    at_key=True,
+                )
+        if wants_usage and provider.usage is None:
+            known = ", ".join(n for n, p in BUILTIN.items() if p.usage)
+            at.error(f"{name} does not report usage; usage: true works with {known}", "usage")
 
     def provider(self, value: Any, at: Sink, present: bool) -> None:
         if not present:

@@ -1,0 +1,187 @@
+"""What a try cost, read from an agent CLI's own JSON event stream.
+
+``with: {usage: true}`` asks a provider for its structured output (the flags in
+:data:`USAGE_FLAGS`). A :class:`Reader` turns that stream, one JSON line at a
+time, into three things: readable progress lines (the agent's messages and
+tool calls), the final answer (what the CLI prints in text mode, so a step's
+``output:`` does not change with ``usage``), and a :class:`Usage`.
+
+The shapes are each CLI's documented ones (docs/providers.md): Claude Code's
+``stream-json`` (the ``result`` event carries totals), Codex's ``exec --json``
+(``turn.completed`` carries each turn's tokens, summed here) and Gemini CLI's
+``stream-json`` (the ``result`` event's ``stats``). A line that is not JSON is
+shown as it is; events that say nothing a reader needs (a tool's raw result,
+session ids) are not shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+#: The flags each format needs; a step's own value for these keys is overridden.
+USAGE_FLAGS: dict[str, dict[str, Any]] = {
+    "claude": {"output-format": "stream-json", "verbose": True},
+    "codex": {"json": True},
+    "gemini": {"output-format": "stream-json"},
+}
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    """What one try reported; None where the CLI does not say."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    cost_usd: float | None = None
+    turns: int | None = None
+    model: str | None = None
+
+
+@dataclass(slots=True)
+class Reading:
+    """What one event meant."""
+
+    progress: list[str] = field(default_factory=list)
+    answer: str | None = None  # replaces the answer so far
+    more_answer: str = ""  # appended to it
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if type(value) in (int, float) else None
+
+
+def _add(total: int | None, value: Any) -> int | None:
+    value = _int(value)
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+def _tool_line(name: Any, detail: Any) -> str:
+    text = detail if isinstance(detail, str) else msgspec.json.encode(detail).decode()
+    text = " ".join(text.split())
+    return f"> {name}: {text[:200]}" if text else f"> {name}"
+
+
+def _claude(event: dict[str, Any], usage: Usage) -> Reading:
+    reading = Reading()
+    kind = event.get("type")
+    if kind == "system" and event.get("subtype") == "init":
+        usage.model = event.get("model") if isinstance(event.get("model"), str) else usage.model
+    elif kind == "assistant":
+        message = event.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "text" and isinstance(part.get("text"), str):
+                reading.progress.append(part["text"])
+            elif part.get("type") == "tool_use":
+                reading.progress.append(_tool_line(part.get("name"), part.get("input")))
+    elif kind == "result":
+        totals = event.get("usage") if isinstance(event.get("usage"), dict) else {}
+        usage.input_tokens = _int(totals.get("input_tokens"))
+        usage.output_tokens = _int(totals.get("output_tokens"))
+        cached = [totals.get(k) for k in ("cache_read_input_tokens", "cache_creation_input_tokens")]
+        if any(type(c) is int for c in cached):
+            usage.cached_tokens = sum(c for c in cached if type(c) is int)
+        usage.cost_usd = _number(event.get("total_cost_usd"))
+        usage.turns = _int(event.get("num_turns"))
+        models = event.get("modelUsage")
+        if usage.model is None and isinstance(models, dict) and len(models) == 1:
+            usage.model = next(iter(models))
+        if isinstance(event.get("result"), str):
+            if event.get("is_error"):
+                reading.progress.append(event["result"])
+            else:
+                reading.answer = event["result"]
+    return reading
+
+
+def _codex(event: dict[str, Any], usage: Usage) -> Reading:
+    reading = Reading()
+    kind = event.get("type")
+    item = event.get("item") if isinstance(event.get("item"), dict) else {}
+    if kind == "turn.completed":
+        totals = event.get("usage") if isinstance(event.get("usage"), dict) else {}
+        usage.input_tokens = _add(usage.input_tokens, totals.get("input_tokens"))
+        usage.output_tokens = _add(usage.output_tokens, totals.get("output_tokens"))
+        usage.cached_tokens = _add(usage.cached_tokens, totals.get("cached_input_tokens"))
+        usage.turns = (usage.turns or 0) + 1
+    elif kind == "item.completed" and item.get("type") == "agent_message":
+        text = item.get("text")
+        if isinstance(text, str):
+            reading.progress.append(text)
+            reading.answer = text  # the last message is the answer, as in text mode
+    elif kind == "item.started" and item.get("type") == "command_execution":
+        reading.progress.append(_tool_line("command", item.get("command")))
+    elif kind == "item.completed" and item.get("type") in ("file_change", "mcp_tool_call"):
+        reading.progress.append(
+            _tool_line(item.get("type"), item.get("changes") or item.get("tool"))
+        )
+    elif kind in ("turn.failed", "error"):
+        error = event.get("error") if isinstance(event.get("error"), dict) else event
+        message = error.get("message")
+        reading.progress.append(f"error: {message}" if isinstance(message, str) else str(event))
+    return reading
+
+
+def _gemini(event: dict[str, Any], usage: Usage) -> Reading:
+    reading = Reading()
+    kind = event.get("type")
+    if kind == "init":
+        usage.model = event.get("model") if isinstance(event.get("model"), str) else usage.model
+    elif kind == "message" and event.get("role") == "assistant":
+        text = event.get("content")
+        if isinstance(text, str):
+            reading.more_answer = text
+    elif kind == "tool_use":
+        reading.answer = ""  # text before a tool call was progress; the answer comes after
+        reading.progress.append(_tool_line(event.get("tool_name"), event.get("parameters")))
+    elif kind == "result":
+        stats = event.get("stats") if isinstance(event.get("stats"), dict) else {}
+        usage.input_tokens = _int(stats.get("input_tokens"))
+        usage.output_tokens = _int(stats.get("output_tokens"))
+        usage.cached_tokens = _int(stats.get("cached"))
+        error = event.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            reading.progress.append(f"error: {error['message']}")
+    return reading
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any], Usage], Reading]] = {
+    "claude": _claude,
+    "codex": _codex,
+    "gemini": _gemini,
+}
+
+
+class Reader:
+    """Reads one try's JSON lines; ``usage`` and ``answer`` grow as they arrive."""
+
+    def __init__(self, format_: str, model: str | None = None) -> None:
+        self.parse = _PARSERS[format_]
+        self.usage = Usage(model=model)
+        self.answer = ""
+
+    def line(self, text: str) -> list[str]:
+        """One line of the CLI's stdout; returns what to show as progress."""
+        try:
+            event = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            return [text] if text.strip() else []
+        if not isinstance(event, dict):
+            return [text]
+        reading = self.parse(event, self.usage)
+        if reading.answer is not None:
+            self.answer = reading.answer
+        self.answer += reading.more_answer
+        return reading.progress

@@ -1,0 +1,195 @@
+"""dagbox's argv against the real agent CLIs (docs/providers.md).
+
+For each built-in provider whose CLI installs from npm or PyPI, the argv that
+``dagbox dry-run --json`` prints for a step with a typical ``with:`` and a prompt
+that opens with a ``- `` bullet list is run as a new user would run it: no key,
+empty HOME, stdin closed, no network. The CLI must get past its argument parser
+and fail where a real run without a credential fails (a login, an auth error, a
+refused connection), never on an option, and must not sit waiting on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.contract
+
+PROMPT = "- list the files in this folder\n- then say done\n"
+
+#: What an argument parser says when it refuses an argv, in the CLIs' own words.
+PARSER_ERRORS = re.compile(
+    r"unknown option|unexpected argument|unrecognized argument|Unknown argument|"
+    r"invalid option|error: unexpected|Usage: |invalid thinking level|too many arguments",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class Contract:
+    options: dict[str, Any]
+    #: Output that shows the CLI took the argv and went on to run the prompt.
+    reached: str
+    #: True: it ends by itself, without a credential, within BOUND seconds.
+    ends: bool = True
+    #: False: the CLI exits 0 all the same (aider); dagbox's trap fails it (test below).
+    exits_nonzero: bool = True
+
+
+#: Seconds a CLI may take to give up without a credential (the acceptance bound is 30).
+BOUND = 30
+
+CONTRACTS = {
+    "claude": Contract(
+        {"model": "sonnet", "max_turns": 3, "permission_mode": "acceptEdits"},
+        r"Not logged in",
+    ),
+    # Offline, codex reconnects again and again; the echo of the prompt shows it took it.
+    "codex": Contract(
+        {"model": "gpt-5", "sandbox": "workspace-write"},
+        r"^- list the files in this folder$",
+        ends=False,
+    ),
+    "copilot": Contract(
+        {"model": "gpt-5", "allow_all_tools": True}, r"No authentication information found"
+    ),
+    "opencode": Contract(
+        {"model": "anthropic/claude-sonnet-4-5", "auto": True}, r"level=ERROR|UnknownError"
+    ),
+    "pi": Contract({"model": "sonnet", "thinking": "low"}, r"No API key found"),
+    "gemini": Contract({"model": "gemini-2.5-pro", "yolo": True}, r"Please set an Auth method"),
+    # cline (an optional-value flag just before the prompt) starts its task, then waits on
+    # the network for ever; --verbose shows the task begin.
+    "cline": Contract(
+        {"thinking": True, "verbose": True, "model": "anthropic/claude-sonnet-4.5"},
+        r"\[hook:agent_start\]",
+        ends=False,
+    ),
+    "qwen": Contract({"model": "qwen3-coder-plus", "yolo": True}, r"No auth type is selected"),
+    "droid": Contract(
+        {"model": "claude-sonnet-4-5-20250929", "auto": "low"}, r"Authentication failed"
+    ),
+    # amp would wait for a browser login for ever: dagbox's trap stops it (test below).
+    "amp": Contract({"dangerously_allow_all": True}, r"Starting login flow", ends=False),
+    "aider": Contract(
+        {"model": "gpt-4o", "yes_always": True, "no_git": True},
+        r"not able to authenticate you",
+        exits_nonzero=False,
+    ),
+}
+
+
+def dry_run_argv(tmp_path: Path, provider: str, options: dict[str, Any]) -> list[str]:
+    dag = tmp_path / "dag.yaml"
+    step = {"id": "agent", "action": "harness.run", "with": {"provider": provider, **options}}
+    step["with"]["prompt"] = PROMPT
+    dag.write_text(yaml.safe_dump({"steps": [step]}))
+    done = subprocess.run(
+        [sys.executable, "-m", "dagbox", "dry-run", "--json", str(dag)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    plan = json.loads(done.stdout)
+    return plan["steps"][0]["tries"][0]["argv"]
+
+
+@pytest.mark.parametrize("provider", sorted(CONTRACTS))
+def test_the_real_cli_takes_dagboxs_argv(provider, tmp_path, run_cli):
+    contract = CONTRACTS[provider]
+    argv = dry_run_argv(tmp_path, provider, contract.options)
+    assert PROMPT in argv or any(word.endswith("=" + PROMPT) for word in argv)
+    ran = run_cli(argv, until=None if contract.ends else contract.reached, bound=BOUND + 15)
+    assert not PARSER_ERRORS.search(ran.output), "the CLI refused dagbox's argv"
+    assert re.search(contract.reached, ran.output, re.M), "the CLI did not get to the prompt"
+    if contract.ends:
+        assert ran.code is not None
+        assert (ran.code != 0) == contract.exits_nonzero, f"exit {ran.code}"
+        assert ran.seconds < BOUND, f"took {ran.seconds:.1f}s to give up"
+
+
+def test_the_old_argv_shape_was_refused(tmp_path, run_cli):
+    """What the catalogue used to render, for the record: a "- " prompt read as an option."""
+    ran = run_cli(["claude", "-p", PROMPT], bound=BOUND)
+    assert PARSER_ERRORS.search(ran.output) or "unknown option" in ran.output
+
+
+def test_gemini_trusts_the_fresh_folder_so_yolo_holds(tmp_path, run_cli):
+    argv = dry_run_argv(tmp_path, "gemini", {"yolo": True})
+    ran = run_cli(argv, bound=BOUND)
+    assert "YOLO mode is enabled" in ran.output
+    assert "not trusted" not in ran.output
+    plain = run_cli([word for word in argv if word != "--skip-trust"], bound=BOUND)
+    assert "not trusted" in plain.output  # what dagbox's default prevents
+
+
+def dagbox_run(tmp_path: Path, clis: Path, provider: str, options: dict[str, Any]):
+    """``dagbox run`` of one agent step with the real CLI, offline: (exit, seconds, journal)."""
+    import time
+
+    from tests.contract.conftest import _isolate
+
+    dag = tmp_path / "dag.yaml"
+    step = {
+        "id": "agent",
+        "action": "harness.run",
+        "timeout_sec": 120,
+        "with": {"provider": provider, "prompt": PROMPT, **options},
+    }
+    dag.write_text(yaml.safe_dump({"steps": [step]}))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": f"{clis}:/usr/bin:/bin",
+        "HOME": str(home),
+        "DAGBOX_HOME": str(tmp_path / "records"),
+        "LANG": "C.UTF-8",
+    }
+    began = time.monotonic()
+    done = subprocess.run(
+        [
+            *_isolate(),
+            sys.executable,
+            "-m",
+            "dagbox",
+            "run",
+            "-o",
+            "quiet",
+            "--run-id",
+            "r1",
+            str(dag),
+        ],
+        check=False,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    seconds = time.monotonic() - began
+    journal = next((tmp_path / "records").rglob("attempts/*/1.jsonl"))
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    return done, seconds, events
+
+
+@pytest.mark.parametrize(
+    ("provider", "options", "error"),
+    [
+        ("amp", {}, "amp is not logged in"),  # it would wait for a browser login
+        ("aider", {"model": "gpt-4o", "no_git": True}, "aider could not authenticate"),  # exit 0
+    ],
+)
+def test_a_missing_credential_fails_the_try_fast(tmp_path, clis, provider, options, error):
+    done, seconds, events = dagbox_run(tmp_path, clis, provider, options)
+    finished = next(e for e in events if e["event"] == "try.finished")
+    assert done.returncode == 1, done.stderr
+    assert finished["failure_class"] == "auth" and error in finished["error"]
+    assert seconds < BOUND, f"took {seconds:.1f}s"

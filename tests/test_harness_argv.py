@@ -44,7 +44,7 @@ def test_worked_example_of_the_reference():
         ("claude", ["claude", "-p", "--", "P"]),
         ("codex", ["codex", "exec", "--skip-git-repo-check", "--", "P"]),
         ("copilot", ["copilot", "--prompt=P"]),
-        ("opencode", ["opencode", "run", "--", "P"]),
+        ("opencode", ["opencode", "run", "--log-level", "WARN", "--print-logs", "--", "P"]),
         ("pi", ["pi", "-p", "--", "P"]),
         ("gemini", ["gemini", "--skip-trust", "--prompt=P"]),
         ("cursor", ["cursor-agent", "-p", "--output-format", "text", "--", "P"]),

@@ -89,7 +89,10 @@ BUILTIN: dict[str, Provider] = {
             "codex", "codex", "exec", defaults={"skip-git-repo-check": True}, usage="codex"
         ),
         _flag("copilot", "copilot", "--prompt"),
-        _positional("opencode", "opencode", "run"),
+        # Without its logs, a bad model or a failed request is only "UnknownError".
+        _positional(
+            "opencode", "opencode", "run", defaults={"print-logs": True, "log-level": "WARN"}
+        ),
         _positional("pi", "pi", "-p"),
         _flag("gemini", "gemini", "--prompt", defaults={"skip-trust": True}, usage="gemini"),
         _positional(

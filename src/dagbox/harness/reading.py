@@ -78,21 +78,26 @@ class TryOutput:
             if buffer:
                 line, buffer[:] = bytes(buffer), b""
                 self._line(stream, line)
-        if self.reader is not None and self.reader.answer:
-            answer = self.reader.answer
-            self.on_output("stdout", (answer if answer.endswith("\n") else answer + "\n").encode())
+        if self.reader is not None:
+            answer, left = self.reader.finish()
+            self._progress(left)
+            if answer:
+                self.on_output(
+                    "stdout", (answer if answer.endswith("\n") else answer + "\n").encode()
+                )
 
     def _line(self, stream: Stream, line: bytes) -> None:
         text = line.decode(errors="replace")
         if self.reader is not None and stream == "stdout":
-            shown = self.reader.line(text)
-            if shown:
-                self.on_output(
-                    "stderr", "".join(s if s.endswith("\n") else s + "\n" for s in shown).encode()
-                )
+            self._progress(self.reader.line(text))
             self._check(text)
             return
         self._check(text[:_TRAP_LINE_BYTES])
+
+    def _progress(self, lines: list[str]) -> None:
+        if lines:
+            text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+            self.on_output("stderr", text.encode())
 
     def _check(self, text: str) -> None:
         if self.sprung is not None:

@@ -7,9 +7,11 @@ tool calls), the final answer (what the CLI prints in text mode, so a step's
 ``output:`` does not change with ``usage``), and a :class:`Usage`.
 
 The shapes are each CLI's documented ones (docs/providers.md): Claude Code's
-``stream-json`` (the ``result`` event carries totals), Codex's ``exec --json``
+``stream-json`` (the ``result`` event carries the run's totals; an assistant
+event's usage is a snapshot, never summed), Codex's ``exec --json``
 (``turn.completed`` carries each turn's tokens, summed here) and Gemini CLI's
-``stream-json`` (the ``result`` event's ``stats``). A line that is not JSON is
+``stream-json`` (the ``result`` event's ``stats``, totals over every model it
+routed to). ``tests/fixtures/usage/`` holds streams recorded from the real CLIs. A line that is not JSON is
 shown as it is; events that say nothing a reader needs (a tool's raw result,
 session ids) are not shown.
 """
@@ -45,9 +47,13 @@ class Usage(msgspec.Struct, kw_only=True):
 class Reading:
     """What one event meant."""
 
+    #: Lines to show: tool calls, errors. The agent's messages go in ``text``.
     progress: list[str] = field(default_factory=list)
-    answer: str | None = None  # replaces the answer so far
-    more_answer: str = ""  # appended to it
+    #: A message of the agent's (a whole one, or with ``delta`` a piece of the current one).
+    text: str | None = None
+    delta: bool = False
+    #: The final answer, where the CLI says it (claude's ``result``).
+    answer: str | None = None
 
 
 def _int(value: Any) -> int | None:
@@ -83,7 +89,7 @@ def _claude(event: dict[str, Any], usage: Usage) -> Reading:
             if not isinstance(part, dict):
                 continue
             if part.get("type") == "text" and isinstance(part.get("text"), str):
-                reading.progress.append(part["text"])
+                reading.text = part["text"]
             elif part.get("type") == "tool_use":
                 reading.progress.append(_tool_line(part.get("name"), part.get("input")))
     elif kind == "result":
@@ -98,9 +104,12 @@ def _claude(event: dict[str, Any], usage: Usage) -> Reading:
         models = event.get("modelUsage")
         if usage.model is None and isinstance(models, dict) and len(models) == 1:
             usage.model = next(iter(models))
+        errors = event.get("errors")  # error_max_turns and the like: no result at all
+        if isinstance(errors, list):
+            reading.progress += [f"error: {e}" for e in errors if isinstance(e, str)]
         if isinstance(event.get("result"), str):
-            if event.get("is_error"):
-                reading.progress.append(event["result"])
+            if event.get("is_error"):  # an API error says subtype "success" all the same
+                reading.progress.append(f"error: {event['result']}")
             else:
                 reading.answer = event["result"]
     return reading
@@ -115,12 +124,10 @@ def _codex(event: dict[str, Any], usage: Usage) -> Reading:
         usage.input_tokens = _add(usage.input_tokens, totals.get("input_tokens"))
         usage.output_tokens = _add(usage.output_tokens, totals.get("output_tokens"))
         usage.cached_tokens = _add(usage.cached_tokens, totals.get("cached_input_tokens"))
-        usage.turns = (usage.turns or 0) + 1
+        usage.cached_tokens = _add(usage.cached_tokens, totals.get("cache_write_input_tokens"))
     elif kind == "item.completed" and item.get("type") == "agent_message":
-        text = item.get("text")
-        if isinstance(text, str):
-            reading.progress.append(text)
-            reading.answer = text  # the last message is the answer, as in text mode
+        if isinstance(item.get("text"), str):
+            reading.text = item["text"]  # the last message is the answer, as in text mode
     elif kind == "item.started" and item.get("type") == "command_execution":
         reading.progress.append(_tool_line("command", item.get("command")))
     elif kind == "item.completed" and item.get("type") in ("file_change", "mcp_tool_call"):
@@ -140,17 +147,21 @@ def _gemini(event: dict[str, Any], usage: Usage) -> Reading:
     if kind == "init":
         usage.model = event.get("model") if isinstance(event.get("model"), str) else usage.model
     elif kind == "message" and event.get("role") == "assistant":
-        text = event.get("content")
-        if isinstance(text, str):
-            reading.more_answer = text
+        if isinstance(event.get("content"), str):
+            reading.text, reading.delta = event["content"], bool(event.get("delta"))
     elif kind == "tool_use":
-        reading.answer = ""  # text before a tool call was progress; the answer comes after
         reading.progress.append(_tool_line(event.get("tool_name"), event.get("parameters")))
     elif kind == "result":
         stats = event.get("stats") if isinstance(event.get("stats"), dict) else {}
         usage.input_tokens = _int(stats.get("input_tokens"))
         usage.output_tokens = _int(stats.get("output_tokens"))
         usage.cached_tokens = _int(stats.get("cached"))
+        models = stats.get("models")
+        if usage.model in (None, "auto") and isinstance(models, dict) and models:
+            # "auto" routes: the model that did the work is the one that used the most
+            usage.model = max(
+                models, key=lambda m: _int((models[m] or {}).get("total_tokens")) or 0
+            )
         error = event.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             reading.progress.append(f"error: {error['message']}")
@@ -165,23 +176,57 @@ _PARSERS: dict[str, Callable[[dict[str, Any], Usage], Reading]] = {
 
 
 class Reader:
-    """Reads one try's JSON lines; ``usage`` and ``answer`` grow as they arrive."""
+    """Reads one try's JSON lines; ``usage`` grows as they arrive.
+
+    The agent's latest message is held back: if another event follows it, it was
+    progress and is shown; if the stream ends on it, it is the answer (unless the
+    CLI names the answer itself), shown once, on stdout.
+    """
 
     def __init__(self, format_: str, model: str | None = None) -> None:
         self.parse = _PARSERS[format_]
         self.usage = Usage(model=model)
-        self.answer = ""
+        self.held: str | None = None
+        self.answer: str | None = None
+        self.last_shown: str | None = None
 
     def line(self, text: str) -> list[str]:
         """One line of the CLI's stdout; returns what to show as progress."""
         try:
             event = msgspec.json.decode(text)
         except msgspec.DecodeError:
-            return [text] if text.strip() else []
+            return self._show([text] if text.strip() else [])
         if not isinstance(event, dict):
-            return [text]
+            return self._show([text])
         reading = self.parse(event, self.usage)
+        shown: list[str] = []
+        if reading.text is not None:
+            if reading.delta and self.held is not None:
+                self.held += reading.text
+            else:
+                shown += self._release()
+                self.held = reading.text
+        if reading.progress:
+            shown += self._release() + reading.progress
         if reading.answer is not None:
             self.answer = reading.answer
-        self.answer += reading.more_answer
-        return reading.progress
+        return self._show(shown)
+
+    def finish(self) -> tuple[str, list[str]]:
+        """The final answer, and what is left to show as progress."""
+        if self.answer is None:
+            return self.held or "", []
+        left = self._release()
+        return self.answer, self._show([t for t in left if t.strip() != self.answer.strip()])
+
+    def _release(self) -> list[str]:
+        held, self.held = self.held, None
+        return [held] if held and held.strip() else []
+
+    def _show(self, lines: list[str]) -> list[str]:
+        out = []
+        for line in lines:
+            if line != self.last_shown:  # codex says each error twice (error, turn.failed)
+                out.append(line)
+                self.last_shown = line
+        return out

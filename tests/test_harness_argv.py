@@ -55,7 +55,7 @@ def test_worked_example_of_the_reference():
         ("kiro", ["kiro-cli", "chat", "--no-interactive", "--", "P"]),
         ("droid", ["droid", "exec", "--", "P"]),
         ("amp", ["amp", "--execute=P"]),
-        ("deepseek", ["dsh", "--profile", "headless", "P"]),
+        ("deepseek", ["dsh", "--profile", "headless", "--", "--", "P"]),
     ],
 )
 def test_every_builtin_provider(name, argv):
@@ -66,7 +66,7 @@ def test_catalog_has_the_fifteen_providers():
     assert len(BUILTIN) == 15
 
 
-@pytest.mark.parametrize("name", sorted(set(BUILTIN) - {"deepseek"}))
+@pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_a_prompt_that_starts_with_a_dash_is_never_an_option(name):
     """A YAML block prompt that opens with a "- " bullet list, and a flag with an optional
     value (cline's --thinking) just before it: the prompt follows "--" or is joined to its

@@ -185,6 +185,7 @@ def dagbox_run(tmp_path: Path, clis: Path, provider: str, options: dict[str, Any
     [
         ("amp", {}, "amp is not logged in"),  # it would wait for a browser login
         ("aider", {"model": "gpt-4o", "no_git": True}, "aider could not authenticate"),  # exit 0
+        ("aider", {"no_git": True}, "would wait 5 minutes for a browser login"),
     ],
 )
 def test_a_missing_credential_fails_the_try_fast(tmp_path, clis, provider, options, error):
@@ -193,3 +194,53 @@ def test_a_missing_credential_fails_the_try_fast(tmp_path, clis, provider, optio
     assert done.returncode == 1, done.stderr
     assert finished["failure_class"] == "auth" and error in finished["error"]
     assert seconds < BOUND, f"took {seconds:.1f}s"
+
+
+def test_cline_without_a_credential_is_ended_by_the_timeout_with_its_daemon(tmp_path, clis):
+    """cline offline retries for ever, ignores SIGTERM and starts a hub daemon that outlives
+    it: timeout_sec ends the try, and nothing of cline's is left once dagbox returns."""
+    from tests.contract.conftest import _isolate
+
+    dag = tmp_path / "dag.yaml"
+    step = {
+        "id": "agent",
+        "action": "harness.run",
+        "timeout_sec": 8,
+        "with": {"provider": "cline", "prompt": PROMPT},
+    }
+    dag.write_text(yaml.safe_dump({"steps": [step], "max_clean_up_time_sec": 2}))
+    home = tmp_path / "home"
+    home.mkdir()
+    script = '"$@"; echo "dagbox exit $?"; ps -eo args'
+    done = subprocess.run(
+        [
+            *_isolate(),
+            "sh",
+            "-c",
+            script,
+            "run",
+            sys.executable,
+            "-m",
+            "dagbox",
+            "run",
+            "-o",
+            "quiet",
+            str(dag),
+        ],
+        env={
+            "PATH": f"{clis}:/usr/bin:/bin",
+            "HOME": str(home),
+            "DAGBOX_HOME": str(tmp_path / "records"),
+        },
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "dagbox exit 1" in done.stdout, done.stdout + done.stderr
+    record = json.loads(next((tmp_path / "records").rglob("run.json")).read_text())
+    assert "timed out" in record["steps"][0]["error"]
+    assert "stopped 1 process" in done.stderr  # cline's hub daemon, which it left behind
+    left = [line for line in done.stdout.splitlines() if "cline" in line and "ps -eo" not in line]
+    assert left == [], f"left running: {left}"

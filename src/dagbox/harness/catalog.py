@@ -106,6 +106,11 @@ BUILTIN: dict[str, Provider] = {
             stdin="fold",
             traps=(
                 Trap(
+                    r"^No LLM model was specified and no API keys were provided",
+                    "aider has no model and no API key, and would wait 5 minutes for a "
+                    "browser login: set with: {model: ...} and that provider's API key",
+                ),
+                Trap(
                     r"^The API provider is not able to authenticate you",
                     "aider could not authenticate (it exits 0 all the same): "
                     "set the API key of the model's provider",
@@ -127,13 +132,9 @@ BUILTIN: dict[str, Provider] = {
                 ),
             ),
         ),
-        Provider(
-            "deepseek",
-            "dsh",
-            ("--profile", "headless"),
-            builtin=True,
-            stdin="fold",
-            takes_options=False,
+        # dsh's launcher eats the first "--" before its headless entry sees the task.
+        _positional(
+            "deepseek", "dsh", "--profile", "headless", "--", stdin="fold", takes_options=False
         ),
     )
 }

@@ -172,11 +172,11 @@ class Secrets:
         self.learn(*envs)
 
     def learn(self, *envs: Mapping[str, str]) -> None:
+        """Every value of ``envs`` whose name says it is a secret."""
         for env in envs:
             for name, value in env.items():
-                if is_secret_name(name) and len(value) >= MIN_LENGTH and value not in self._names:
-                    self._names[value] = name
-                    self._stale = True
+                if is_secret_name(name):
+                    self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
         """``value`` is a secret whatever its name (the stdout of a secret-named output)."""
@@ -186,9 +186,6 @@ class Secrets:
 
     def __bool__(self) -> bool:
         return bool(self._names)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._names)
 
     def redactor(self) -> Redactor:
         if self._stale:

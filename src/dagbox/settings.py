@@ -31,8 +31,6 @@ class Settings:
     engine_connect_timeout: float = 10.0
     #: Containers in creation and start at once (inf: no limit).
     max_starting: float = math.inf
-    #: "docker" or "podman" (``DAGU_CONTAINER_RUNTIME``).
-    container_runtime: str = "docker"
 
 
 def read(env: Mapping[str, str]) -> Settings:
@@ -57,7 +55,6 @@ def read(env: Mapping[str, str]) -> Settings:
         engine_call_timeout=_seconds(env, "DAGBOX_ENGINE_CALL_TIMEOUT", 60.0),
         engine_connect_timeout=_seconds(env, "DAGBOX_ENGINE_CONNECT_TIMEOUT", 10.0),
         max_starting=_count(env, "DAGBOX_MAX_STARTING"),
-        container_runtime=runtime,
     )
 
 

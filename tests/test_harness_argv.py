@@ -4,7 +4,9 @@ import pytest
 
 from dagbox.harness.argv import merge_defaults, render, tries, trim_prompt
 from dagbox.harness.catalog import BUILTIN, Provider, registry
+from dagbox.spec.issues import DagError
 from dagbox.spec.model import HarnessDef
+from tests.conftest import load_text
 
 CUSTOM_ARG = Provider("mine", "mine")
 
@@ -224,3 +226,98 @@ def test_tries_are_primary_then_fallbacks_without_inherited_flags():
     first, second = tries(options)
     assert first == {"provider": "claude", "prompt": "P", "model": "m"}
     assert second == {"provider": "codex", "prompt": "P", "stdin": None}
+
+
+# --- what validate knows of the real CLIs (docs/providers.md) ---------------------------------
+
+
+def said(text: str) -> list[str]:
+    """Every error and warning, as LINE:SEVERITY:PATH: MESSAGE."""
+    try:
+        issues = load_text(text).warnings
+    except DagError as error:
+        issues = error.issues
+    return [f"{i.line}:{i.severity}:{i.path}: {i.message}" for i in issues]
+
+
+def test_deepseek_takes_no_options_and_codex_full_auto_is_a_warning():
+    found = said(
+        """
+        steps:
+          - action: harness.run
+            with:
+              provider: deepseek
+              prompt: hi
+              model: x
+              fallback:
+                - {provider: codex, full_auto: true}
+        """
+    )
+    assert found == [
+        "6:error:steps[0].with.model: deepseek's CLI (dsh --profile headless --) accepts no "
+        'options, so "model" cannot be passed to it',
+        "8:warning:steps[0].with.fallback[0].full_auto: codex removed --full-auto in 0.147, and "
+        "the current CLI stops at it; use sandbox: workspace-write (codex exec never asks for "
+        "approval)",
+    ]
+    assert render(BUILTIN["deepseek"], {"prompt": "P", "model": "x"}).argv[-2:] == ("--", "P")
+
+
+def test_root_harness_keys_are_checked_for_the_provider_each_step_uses():
+    found = said(
+        """
+        harness: {provider: claude, model: sonnet, usage: true}
+        steps:
+          - action: harness.run
+            with: {provider: deepseek, prompt: hi}
+          - action: harness.run
+            with: {provider: aider, prompt: hi}
+          - action: harness.run
+            with: {prompt: hi}
+        """
+    )
+    assert [f.split(": ")[0] for f in found] == [
+        "1:error:harness.model",  # deepseek takes none
+        "1:error:harness.usage",  # deepseek: no usage
+        "1:error:harness.usage",  # aider: no usage
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("true", True), (False, True), ("yes", False), (1, False)]
+)
+def test_usage_is_true_or_false(value, ok):
+    found = said(
+        f"steps:\n  - action: harness.run\n    with: {{provider: claude, prompt: hi, usage: {value!r}}}\n"
+    )
+    assert (found == []) == ok, found
+
+
+def test_usage_is_refused_for_a_custom_harness():
+    found = said(
+        """
+        harnesses:
+          mine: {binary: mine}
+        steps:
+          - action: harness.run
+            with: {provider: mine, prompt: hi, usage: true}
+        """
+    )
+    assert found == [
+        "5:error:steps[0].with.usage: usage: true works with the built-in claude, codex, gemini, not with mine"
+    ]
+
+
+def test_the_journal_hides_only_the_prompts_own_word():
+    from dagbox.engine.journal import hide_prompt
+
+    joined = hide_prompt(render(BUILTIN["gemini"], {"prompt": "-x", "model": "-x"}))
+    assert joined[:3] == ["gemini", "--model", "-x"]  # a value like the prompt stays
+    assert joined[-1].startswith("--prompt=<prompt: 2 chars, sha256 ")
+    ended = hide_prompt(render(BUILTIN["claude"], {"prompt": "--"}))
+    assert ended[:3] == ["claude", "-p", "--"] and ended[3].startswith("<prompt: 2 chars")
+
+
+def test_fallbacks_inherit_usage():
+    chain = tries({"prompt": "P", "usage": True, "fallback": [{"provider": "codex"}]})
+    assert chain[1] == {"prompt": "P", "stdin": None, "usage": True, "provider": "codex"}

@@ -41,7 +41,7 @@ def read(name: str, fmt: str, model: str | None = None) -> tuple[Reader, list[st
             "claude",
             "claude",
             Usage(
-                input_tokens=4,
+                input_tokens=4 + 31432 + 5642,  # cached tokens counted in, as codex and gemini do
                 output_tokens=129,
                 cached_tokens=31432 + 5642,
                 cost_usd=0.0370924,
@@ -175,14 +175,126 @@ def test_bench_sums_tokens_and_cost_per_run_and_per_success(tmp_path, agents):
     assert done.returncode == 0, done.stderr
     lines = {r["cell"]: r for r in results(out)}
     assert lines["CODE=0"]["usage"] == {
-        "input_tokens": 4,
+        "input_tokens": 37078,
         "output_tokens": 129,
         "cached_tokens": 37074,
         "cost_usd": 0.037092,
     }
     assert lines["CODE=1"]["steps"][0]["usage"]["cost_usd"] == 0.037092  # failed, still paid
     summary = {row["cell"]: row for row in json.loads((out / "summary.json").read_text())["cells"]}
-    assert summary["CODE=0"]["tokens_per_success"] == 133
+    assert summary["CODE=0"]["tokens_per_success"] == 37078 + 129
     assert summary["CODE=1"]["cost_usd_per_run"] == 0.037092
     assert summary["CODE=1"]["cost_usd_per_success"] is None  # nothing solved
     assert "$/ok" in done.stdout and "0.0371" in done.stdout
+
+
+# --- TryOutput: what stands between a try's process and the step's output ---------------------
+
+
+def output_of(provider: str, options: dict, chunks: list[tuple[str, bytes]], redact=str):
+    from dagbox.harness.catalog import BUILTIN
+    from dagbox.harness.reading import TryOutput
+
+    seen: list[tuple[str, bytes]] = []
+    stopped: list[bool] = []
+    out = TryOutput(
+        BUILTIN[provider],
+        options,
+        lambda s, d: seen.append((s, d)),
+        lambda: stopped.append(True),
+        redact,
+    )
+    for stream, data in chunks:
+        out.feed(stream, data)
+    out.close()
+    return out, seen, bool(stopped)
+
+
+def joined(seen, stream):
+    return b"".join(d for s, d in seen if s == stream).decode()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"No API key found. Starting login flow...\n",
+        b"\x1b[33mNo API key found. Starting login flow...\x1b[0m\n",  # in colour
+        b"checking\rNo API key found. Starting login flow...",  # after \r, no newline yet
+    ],
+)
+def test_a_trap_line_stops_the_try_however_it_is_printed(line):
+    out, seen, stopped = output_of("amp", {}, [("stdout", line[:7]), ("stdout", line[7:])])
+    assert stopped and out.sprung is not None and "AMP_API_KEY" in out.sprung
+    assert joined(seen, "stdout").encode() == line  # plain output passes byte for byte
+
+
+def test_plain_output_passes_unchanged_and_other_lines_spring_nothing():
+    data = [("stdout", b"No API key found in the docs\r\n"), ("stderr", b"\xff\xfe partial")]
+    out, seen, stopped = output_of("amp", {}, data)
+    assert not stopped and out.sprung is None
+    assert seen == data
+
+
+def test_usage_lines_split_across_chunks_are_read_whole():
+    stream = (RECORDED / "codex.jsonl").read_bytes()
+    chunks = [("stdout", stream[i : i + 7]) for i in range(0, len(stream), 7)]
+    out, seen, _ = output_of("codex", {"usage": True}, chunks)
+    assert joined(seen, "stdout") == "All 3 tests pass.\n"
+    assert out.usage is not None and out.usage.output_tokens == 239
+
+
+def test_a_tool_line_is_masked_whole_before_it_is_cut():
+    secret = "sk-SECRETVALUE-0123456789abcdef"
+    command = "echo " + "x" * 170 + " " + secret  # the secret straddles the 200th character
+    event = {"type": "item.started", "item": {"type": "command_execution", "command": command}}
+    line = (json.dumps(event) + "\n").encode()
+    _, seen, _ = output_of(
+        "codex", {"usage": True}, [("stdout", line)], redact=lambda t: t.replace(secret, "***")
+    )
+    shown = joined(seen, "stderr")
+    assert "sk-SECRET" not in shown and shown.startswith("> command: echo xxx")
+    assert len(shown.strip()) <= 200
+
+
+def test_a_failed_try_says_why_in_its_error(tmp_path, agents, monkeypatch):
+    monkeypatch.setenv("FAKE_AGENT_REPLAY", str(RECORDED / "claude-error.jsonl"))
+    monkeypatch.setenv("FAKE_AGENT_EXIT", "1")
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: agent
+            action: harness.run
+            with: {provider: claude, prompt: go, usage: true}
+        """,
+    )
+    assert "API Error: 500" in ran.step("agent").error
+    stderr = Path(ran.step("agent").stderr_file).read_text()
+    assert stderr.count("API Error: 500") == 1  # said once, not as a message and an error
+    assert ran.of(TryFinished)[0].usage.cost_usd == 0.032172  # what it spent is kept
+
+
+def test_a_timed_out_try_keeps_what_it_cost(tmp_path, agents, monkeypatch):
+    """Timeouts are the dearest runs: their usage must reach the journal and the bench."""
+    replay = tmp_path / "slow.jsonl"
+    lines = (RECORDED / "codex.jsonl").read_text().splitlines()
+    replay.write_text("\n".join(line for line in lines if "agent_message" not in line) + "\n")
+    monkeypatch.setenv("FAKE_AGENT_REPLAY", str(replay))
+    monkeypatch.setenv("FAKE_AGENT_REPLAY_THEN_SLEEP", "60")  # cut by the 2 s timeout
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: agent
+            action: harness.run
+            timeout_sec: 2
+            with: {provider: codex, prompt: go, usage: true}
+        """,
+    )
+    assert ran.step("agent").status == "failed"
+    journal = next(ran.home.rglob("attempts/*/1.jsonl")).read_text().splitlines()
+    finished = next(json.loads(e) for e in journal if '"try.finished"' in e)
+    assert finished["outcome"] == "timeout"
+    assert finished["usage"]["output_tokens"] == 239
+    stderr = Path(ran.step("agent").stderr_file).read_text()
+    assert "> command:" in stderr  # what it did before the timeout is shown

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,10 @@ def _isolate() -> list[str]:
 def clis() -> Path:
     """The folder of the installed CLIs' entry points (node 22 among them)."""
     required = os.environ.get("DAGBOX_REQUIRE_AGENT_CLIS") == "1"
-    if shutil.which("npm") is None and not required:
-        pytest.skip("npm is not installed")
+    if not required:  # never a 3 GB install for tests that would skip anyway
+        if shutil.which("npm") is None:
+            pytest.skip("npm is not installed")
+        _isolate()
     done = subprocess.run(
         [str(ROOT / "scripts" / "ensure-agent-clis")],
         check=False,
@@ -84,10 +87,11 @@ def run_cli(clis: Path, tmp_path: Path):
         bound: float = 60,
         env: dict[str, str] | None = None,
     ) -> Ran:
-        home, cwd = tmp_path / "home", tmp_path / "work"
-        home.mkdir(exist_ok=True)
-        cwd.mkdir(exist_ok=True)
-        log = tmp_path / "output.log"
+        folder = Path(tempfile.mkdtemp(dir=tmp_path))  # a new user each time
+        home, cwd = folder / "home", folder / "work"
+        home.mkdir()
+        cwd.mkdir()
+        log = folder / "output.log"
         base = {"PATH": f"{clis}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
         with log.open("wb") as out:
             began = time.monotonic()
@@ -102,21 +106,23 @@ def run_cli(clis: Path, tmp_path: Path):
             )
             pattern = re.compile(until, re.M) if until else None
             code: int | None = None
-            while True:
-                try:
-                    code = process.wait(timeout=0.2)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                text = log.read_text(errors="replace")
-                if pattern is not None and pattern.search(text):
-                    break
-                if time.monotonic() - began > bound:
-                    break
-            seconds = time.monotonic() - began
-            if process.poll() is None:
-                process.kill()  # unshare --kill-child: the whole PID namespace goes with it
-                process.wait(timeout=30)
+            try:
+                while True:
+                    try:
+                        code = process.wait(timeout=0.2)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    text = log.read_text(errors="replace")
+                    if pattern is not None and pattern.search(text):
+                        break
+                    if time.monotonic() - began > bound:
+                        break
+            finally:  # also when the test is interrupted: amp and cline would run for ever
+                seconds = time.monotonic() - began
+                if process.poll() is None:
+                    process.kill()  # unshare --kill-child: the whole PID namespace goes with it
+                    process.wait(timeout=30)
         output = log.read_text(errors="replace")
         sys.stdout.write(f"$ {' '.join(argv)}\n{output}\n")  # shown when a test fails
         return Ran(code, output, seconds, home, cwd)

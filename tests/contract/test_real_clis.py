@@ -241,6 +241,6 @@ def test_cline_without_a_credential_is_ended_by_the_timeout_with_its_daemon(tmp_
     assert "dagbox exit 1" in done.stdout, done.stdout + done.stderr
     record = json.loads(next((tmp_path / "records").rglob("run.json")).read_text())
     assert "timed out" in record["steps"][0]["error"]
-    assert "stopped 1 process" in done.stderr  # cline's hub daemon, which it left behind
+    assert re.search(r"stopped \d+ process", done.stderr)  # cline's hub daemon, left behind
     left = [line for line in done.stdout.splitlines() if "cline" in line and "ps -eo" not in line]
     assert left == [], f"left running: {left}"

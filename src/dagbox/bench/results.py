@@ -133,7 +133,7 @@ class StepTimings:
                 "tries": last.get("try", 1 if event.attempts else 0),
                 "attempts": event.attempts,
                 "failure_class": event.failure_class,
-                "usage": step.get("usage"),
+                "usage": step.get("usage") or None,
                 "phases": {
                     "queue_wait_ms": _between(self.started_at, started),
                     "image_ready_ms": last.get("image_ready_ms"),

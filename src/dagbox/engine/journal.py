@@ -51,22 +51,21 @@ def failure_class(exit_: Exit) -> FailureClass:
     return "exit_nonzero"
 
 
-def hide_prompt(argv: tuple[str, ...], prompt: str) -> list[str]:
-    """The argv with the prompt replaced by its length and sha256: journals stay small and private."""
-    if not prompt:
-        return list(argv)
+def hide_prompt(invocation: Invocation) -> list[str]:
+    """The argv with the prompt replaced by its length and sha256: journals stay small and private.
+
+    Only the prompt's own word is touched (alone, or after its ``--flag=``), so a flag
+    or value that happens to read like the prompt is left as it is.
+    """
+    argv, prompt, index = list(invocation.argv), invocation.prompt, invocation.prompt_index
+    if not prompt or index is None:
+        return argv
     digest = hashlib.sha256(prompt.encode()).hexdigest()
-    marker = f"<prompt: {len(prompt)} chars, sha256 {digest}>"
-    # the prompt is a word of its own, or joined to its flag (--message=PROMPT)
-    joined = "=" + prompt
-    return [
-        marker
-        if word == prompt
-        else word[: len(word) - len(prompt)] + marker
-        if word.startswith("-") and word.endswith(joined)
-        else word
-        for word in argv
-    ]
+    word = argv[index]
+    argv[index] = (
+        word[: len(word) - len(prompt)] + f"<prompt: {len(prompt)} chars, sha256 {digest}>"
+    )
+    return argv
 
 
 class AttemptJournal:
@@ -105,7 +104,7 @@ class AttemptJournal:
         stdout_file, stderr_file = self.log_files(index)
         self.on_try_start(stdout_file, stderr_file)
         self.current = current = _Try(index, provider)
-        argv = hide_prompt(invocation.argv, invocation.prompt) if invocation else []
+        argv = hide_prompt(invocation) if invocation else []
         self.emit(
             TryStarted(
                 **self.ids,
@@ -122,9 +121,9 @@ class AttemptJournal:
         )
         return current.trace
 
-    def finished(self, index: int, result: Exit, usage: Usage | None = None) -> None:
+    def finished(self, index: int, result: Exit) -> None:
         outcome = "succeeded" if result.code == 0 else "failed"
-        self._end(result, outcome, failure_class(result), usage)
+        self._end(result, outcome, failure_class(result))
 
     # --- what the engine tells us ------------------------------------------------------
 
@@ -149,9 +148,7 @@ class AttemptJournal:
             )
         )
 
-    def _end(
-        self, result: Exit, outcome: Outcome, failure: FailureClass, usage: Usage | None = None
-    ) -> None:
+    def _end(self, result: Exit, outcome: Outcome, failure: FailureClass) -> None:
         current, self.current = self.current, None
         if current is None:
             return
@@ -183,7 +180,7 @@ class AttemptJournal:
                 outcome=outcome,
                 failure_class=failure,
                 error=self.redact(result.error) if result.error else None,
-                usage=usage,
+                usage=current.usage,
             )
         )
 
@@ -198,10 +195,13 @@ class _Try:
         self.first_byte: float | None = None
         self.bytes = {"stdout": 0, "stderr": 0}
         self.tail = b""
+        self.usage: Usage | None = None
 
     def trace(self, name: str, value: object) -> None:
         if name == "container_id":
             self.container_id = str(value)
+        elif isinstance(value, Usage):
+            self.usage = value
         elif isinstance(value, int | float):
             self.phases[name] = float(value)
 

@@ -670,6 +670,7 @@ class Engine:
                     resolve=lambda text: expand(text, self.params, env, plain=True),
                     observer=journal,
                     guard=self._unsafe_argv,
+                    redact=lambda text: self._redact(text) or "",
                 )
         if timer.cancelled_caught:
             return _Attempt(

@@ -23,6 +23,8 @@ class Invocation:
     argv: tuple[str, ...]
     stdin: str | None
     prompt: str
+    #: Where the prompt is in argv (alone, or joined to its flag); None: on stdin.
+    prompt_index: int | None = None
 
 
 def trim_prompt(prompt: str) -> str:
@@ -34,7 +36,7 @@ def trim_prompt(prompt: str) -> str:
 _MAY_BE_SCALAR = frozenset("-+0123456789.tTfF")
 
 
-def _coerce(value: Any) -> Any:
+def coerce(value: Any) -> Any:
     """A string that YAML reads as a bool or a number becomes one ("true" -> True, "10" -> 10)."""
     if type(value) is str and value[:1] in _MAY_BE_SCALAR and "\n" not in value:
         parsed = plain_scalar(value)
@@ -58,13 +60,20 @@ def _flag_name(key: str, builtin: bool) -> str:
     return key.replace("_", "-") if builtin else key
 
 
+def asks_usage(value: Any) -> bool:
+    """Whether a ``usage:`` value is true, read as every flag value is (``"true"`` too)."""
+    return coerce(value) is True
+
+
 def wants_usage(provider: Provider, options: Mapping[str, Any]) -> bool:
     """``with: {usage: true}`` for a provider that reports what a try cost."""
-    return provider.usage is not None and _coerce(options.get("usage")) is True
+    return provider.usage is not None and asks_usage(options.get("usage"))
 
 
 def flags(provider: Provider, options: Mapping[str, Any]) -> list[str]:
     """``{model: x, verbose: true}`` -> ``["--model", "x", "--verbose"]`` (keys sorted)."""
+    if not provider.takes_options:
+        return []  # validate says so for each key; nothing reaches a CLI that refuses all
     merged: dict[str, Any] = {}
     builtin = provider.builtin
     for key, value in options.items():
@@ -82,7 +91,7 @@ def flags(provider: Provider, options: Mapping[str, Any]) -> list[str]:
     dash = "--" if provider.flag_style == "gnu_long" else "-"
     overrides = provider.option_flags
     for name in sorted(merged):
-        value = _coerce(merged[name])
+        value = coerce(merged[name])
         token = (overrides.get(name) if overrides else None) or dash + name
         if value is True:
             out.append(token)
@@ -117,13 +126,13 @@ def render(provider: Provider, options: Mapping[str, Any]) -> Invocation:
         prompt_part = [flag + prompt] if len(flag) > 1 and flag.endswith("=") else [flag, prompt]
     else:
         prompt_part = [prompt]
-    middle = (
-        prompt_part + rendered
-        if provider.prompt_position == "before_flags"
-        else rendered + prompt_part
-    )
+    first = provider.prompt_position == "before_flags"
+    middle = prompt_part + rendered if first else rendered + prompt_part
     argv = (provider.binary, *provider.prefix_args, *middle)
-    return Invocation(provider.name, argv, stdin, prompt)
+    index = None  # the prompt's word is the last of prompt_part
+    if prompt_part:
+        index = len(argv) - len(middle) + (0 if first else len(rendered)) + len(prompt_part) - 1
+    return Invocation(provider.name, argv, stdin, prompt, index)
 
 
 def merge_defaults(
@@ -145,6 +154,9 @@ def tries(options: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The primary try and its fallbacks, each a complete ``with`` for :func:`render`."""
     primary = {k: v for k, v in options.items() if k != "fallback"}
     out = [primary]
+    shared = {"prompt": options.get("prompt", ""), "stdin": options.get("stdin")}
+    if "usage" in options:
+        shared["usage"] = options["usage"]  # what a try cost is asked of every try
     for entry in options.get("fallback") or ():
-        out.append({"prompt": options.get("prompt", ""), "stdin": options.get("stdin"), **entry})
+        out.append({**shared, **entry})
     return out

@@ -11,6 +11,7 @@ what the try cost is in :attr:`TryOutput.usage`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +25,9 @@ from dagbox.runtimes import OnOutput, Stream
 _TRAP_LINE_BYTES = 4096
 #: One JSON event (a tool's result can hold a whole file); past this it is shown as is.
 _EVENT_BYTES = 64 * 1024 * 1024
+#: A tool call is shown on one line of at most this many characters.
+_TOOL_LINE_CHARS = 200
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-_])")
 
 
 class TryOutput:
@@ -33,9 +37,11 @@ class TryOutput:
         options: Mapping[str, Any],
         on_output: OnOutput,
         on_trap: Callable[[], None],
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.on_output = on_output
         self.on_trap = on_trap
+        self.redact = redact
         self.traps = [(compile_pattern(t.pattern), t.message) for t in provider.traps]
         model = options.get("model")
         self.reader = (
@@ -45,6 +51,8 @@ class TryOutput:
         )
         self.partial: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self.sprung: str | None = None
+        #: Errors the CLI reported in its events: the try's error when it fails.
+        self.errors: list[str] = []
 
     @property
     def usage(self) -> Usage | None:
@@ -71,6 +79,8 @@ class TryOutput:
             buffer.clear()
         else:
             buffer.extend(rest[: max(0, limit - len(buffer))])
+        if self.traps and buffer and not reading:
+            self._check(buffer.decode(errors="replace"))  # a prompt that waits on its line
 
     def close(self) -> None:
         """The try ended: read what is left, and give the final answer as its stdout."""
@@ -95,15 +105,27 @@ class TryOutput:
         self._check(text[:_TRAP_LINE_BYTES])
 
     def _progress(self, lines: list[str]) -> None:
-        if lines:
-            text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-            self.on_output("stderr", text.encode())
+        """Show made-up lines: masked whole first, then made short (a cut secret is not one)."""
+        shown = []
+        for line in lines:
+            line = self.redact(line)
+            if line.startswith("error: "):
+                self.errors.append(line.removeprefix("error: ").strip())
+            if line.startswith("> "):
+                line = " ".join(line.split())
+                line = (
+                    line if len(line) <= _TOOL_LINE_CHARS else line[: _TOOL_LINE_CHARS - 3] + "..."
+                )
+            shown.append(line if line.endswith("\n") else line + "\n")
+        if shown:
+            self.on_output("stderr", "".join(shown).encode())
 
     def _check(self, text: str) -> None:
         if self.sprung is not None:
             return
+        text = _ANSI.sub("", text.rstrip("\r")).rpartition("\r")[2]  # as a terminal shows it
         for pattern, message in self.traps:
-            if pattern.search(text.rstrip("\r")):
+            if pattern.search(text):
                 self.sprung = message
                 self.on_trap()
                 return

@@ -18,7 +18,6 @@ import anyio
 from dagbox.harness.argv import Invocation, render, tries
 from dagbox.harness.catalog import Provider
 from dagbox.harness.reading import TryOutput
-from dagbox.harness.usage import Usage
 from dagbox.runtimes import Command, Exit, OnOutput, Runtime, Stop, Trace, no_trace
 
 
@@ -27,8 +26,12 @@ class TryObserver(Protocol):
         """A try begins (``invocation`` is None when the provider does not exist)."""
         ...
 
-    def finished(self, index: int, result: Exit, usage: Usage | None = None) -> None:
-        """A try ended on its own (not by a timeout or cancel); ``usage`` if it was read."""
+    def finished(self, index: int, result: Exit) -> None:
+        """A try ended on its own (not by a timeout or cancel).
+
+        What a try cost (``usage: true``) reaches the observer through the try's
+        Trace as ``("usage", Usage)``, also when a timeout cuts the try short.
+        """
         ...
 
 
@@ -36,7 +39,7 @@ class _Silent:
     def started(self, index: int, provider: str, invocation: Invocation | None) -> Trace:
         return no_trace
 
-    def finished(self, index: int, result: Exit, usage: Usage | None = None) -> None:
+    def finished(self, index: int, result: Exit) -> None:
         pass
 
 
@@ -55,11 +58,14 @@ async def run_tries(
     resolve: Callable[[str], str],
     observer: TryObserver | None = None,
     guard: Callable[[tuple[str, ...]], str | None] | None = None,
+    redact: Callable[[str], str] = str,
 ) -> Exit:
     """Run the tries of ``options`` (a merged ``with:``); the exit of the last one run.
 
     ``resolve`` expands ``${...}`` in string values; ``base`` carries env, cwd and name.
     ``guard`` may refuse an argv (a secret in it) with a reason: that try fails unrun.
+    ``redact`` masks secrets in text the try's output reader makes up (tool-call lines
+    that it shortens: the whole text must be masked before it is cut).
     """
     observer = observer or _Silent()
     chain = tries(options)
@@ -67,7 +73,6 @@ async def run_tries(
     result = Exit(1, "no provider to run")
     for index, (opts, name) in enumerate(zip(chain, names, strict=True), 1):
         provider = providers.get(name)
-        usage: Usage | None = None
         if provider is None:
             what = "unresolved provider template" if "${" in name else "unknown provider"
             observer.started(index, name, None)
@@ -87,18 +92,23 @@ async def run_tries(
                 result = Exit(1, refused, "refused")
             else:
                 scope = anyio.CancelScope()
-                output = TryOutput(provider, values, on_output, scope.cancel)
+                output = TryOutput(provider, values, on_output, scope.cancel, redact)
                 result = Exit(1)
-                with scope:
-                    result = await runtime.run(command, output.feed, stop, trace)
-                output.close()
-                usage = output.usage
+                try:
+                    with scope:
+                        result = await runtime.run(command, output.feed, stop, trace)
+                finally:  # a timeout too: what was said, and what it cost, is not lost
+                    output.close()
+                    if output.usage is not None:
+                        trace("usage", output.usage)
                 if output.sprung is not None:
                     result = Exit(1, output.sprung, "auth")
+                elif result.code != 0 and result.error is None and output.errors:
+                    result = dataclasses.replace(result, error="; ".join(output.errors[-3:]))
             if result.code == 127 and result.error is not None and base.container is None:
                 message = f'harness: "{provider.binary}" CLI not found in PATH; install it first'
                 result = Exit(1, message, "binary_missing")
-        observer.finished(index, result, usage)
+        observer.finished(index, result)
         if result.code == 0:
             return result
         if index < len(chain):

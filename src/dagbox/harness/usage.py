@@ -72,9 +72,9 @@ def _add(total: int | None, value: Any) -> int | None:
 
 
 def _tool_line(name: Any, detail: Any) -> str:
+    """``> Bash: {"command": ...}``, whole: the caller masks secrets, then shortens it."""
     text = detail if isinstance(detail, str) else msgspec.json.encode(detail).decode()
-    text = " ".join(text.split())
-    return f"> {name}: {text[:200]}" if text else f"> {name}"
+    return f"> {name}: {text}" if text else f"> {name}"
 
 
 def _claude(event: dict[str, Any], usage: Usage) -> Reading:
@@ -85,20 +85,25 @@ def _claude(event: dict[str, Any], usage: Usage) -> Reading:
     elif kind == "assistant":
         message = event.get("message")
         content = message.get("content") if isinstance(message, dict) else None
+        texts = []
         for part in content if isinstance(content, list) else ():
             if not isinstance(part, dict):
                 continue
             if part.get("type") == "text" and isinstance(part.get("text"), str):
-                reading.text = part["text"]
+                texts.append(part["text"])
             elif part.get("type") == "tool_use":
                 reading.progress.append(_tool_line(part.get("name"), part.get("input")))
+        if texts:
+            reading.text = "\n".join(texts)
     elif kind == "result":
         totals = event.get("usage") if isinstance(event.get("usage"), dict) else {}
-        usage.input_tokens = _int(totals.get("input_tokens"))
         usage.output_tokens = _int(totals.get("output_tokens"))
         cached = [totals.get(k) for k in ("cache_read_input_tokens", "cache_creation_input_tokens")]
         if any(type(c) is int for c in cached):
             usage.cached_tokens = sum(c for c in cached if type(c) is int)
+        # Anthropic counts cached prompt tokens apart; codex and gemini count them in.
+        # In too here, so that input_tokens means the same for every provider.
+        usage.input_tokens = _add(usage.cached_tokens, totals.get("input_tokens"))
         usage.cost_usd = _number(event.get("total_cost_usd"))
         usage.turns = _int(event.get("num_turns"))
         models = event.get("modelUsage")
@@ -207,6 +212,8 @@ class Reader:
                 shown += self._release()
                 self.held = reading.text
         if reading.progress:
+            if self.held is not None and any(p.endswith(self.held) for p in reading.progress):
+                self.held = None  # claude says an API error as a message, then as the error
             shown += self._release() + reading.progress
         if reading.answer is not None:
             self.answer = reading.answer
@@ -226,7 +233,8 @@ class Reader:
     def _show(self, lines: list[str]) -> list[str]:
         out = []
         for line in lines:
-            if line != self.last_shown:  # codex says each error twice (error, turn.failed)
-                out.append(line)
-                self.last_shown = line
+            if line.startswith("error: ") and line == self.last_shown:
+                continue  # codex says each error twice (error, then turn.failed)
+            out.append(line)
+            self.last_shown = line
         return out

@@ -16,7 +16,7 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from dagbox.harness.argv import RESERVED, merge_defaults
+from dagbox.harness.argv import RESERVED, asks_usage, coerce, merge_defaults
 from dagbox.harness.catalog import BUILTIN
 from dagbox.regex import RegexError, compile_pattern
 from dagbox.secrets import is_secret_name
@@ -380,7 +380,12 @@ class Checker:
         if "provider" not in merged:
             at.error('with.provider is required (or set a root "harness:" block with a provider)')
         self.options(options, at, merged=False)
-        self.keys_for(merged.get("provider"), options, at)
+        provider = merged.get("provider")
+        self.keys_for(provider, options, at)
+        root = self.dag.harness or {}
+        if provider != root.get("provider"):  # root keys were checked for the root provider
+            inherited = {k: v for k, v in root.items() if k not in options and k != "fallback"}
+            self.keys_for(provider, inherited, Sink(self.sink.issues, ("harness",)))
 
     def options(self, options: dict[str, Any], at: Sink, merged: bool) -> None:
         """Rules shared by a step's ``with:`` and the root ``harness:`` defaults."""
@@ -428,7 +433,10 @@ class Checker:
         if not isinstance(name, str) or "${" in name or name not in self.providers:
             return  # resolved when the step runs, or a typo reported elsewhere
         custom = self.dag.harnesses.get(name) is not None
-        wants_usage = options.get("usage") not in (None, False, "false")
+        usage = options.get("usage")
+        if usage is not None and not isinstance(coerce(usage), bool) and "${" not in str(usage):
+            at.error(f"usage is true or false, not {usage!r}", "usage")
+        wants_usage = asks_usage(usage)
         if custom or name not in BUILTIN:
             if wants_usage:
                 known = ", ".join(n for n, p in BUILTIN.items() if p.usage)

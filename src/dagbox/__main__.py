@@ -13,6 +13,13 @@ import os
 import sys
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    import dagbox  # imported already: the package of this module
+
+    dagbox.early_interrupts += 1
+    raise KeyboardInterrupt
+
+
 def _reopen_closed_streams() -> None:
     for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
         try:
@@ -27,6 +34,9 @@ def _reopen_closed_streams() -> None:
 
 def main() -> None:
     try:
+        import signal  # here, not above: it imports enum, a Ctrl-C there must exit 130 too
+
+        signal.signal(signal.SIGINT, _interrupted)
         _reopen_closed_streams()
         from dagbox.cli import main as cli
 

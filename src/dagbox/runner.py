@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+import dagbox
 from dagbox.engine.events import AnyEvent, RunFinished
 from dagbox.engine.run import Engine, RunOptions, RunResult
 from dagbox.layout import RunLayout
@@ -333,5 +334,7 @@ def use_pidfd_child_watcher() -> None:
 async def _watch_signals(engine: Engine) -> None:
     """First SIGINT/SIGTERM: stop the run gracefully. Second: stop processes at once."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        if dagbox.early_interrupts:  # a Ctrl-C that Python lost while dagbox was importing
+            engine.interrupt.request()
         async for _ in signals:
             engine.interrupt.request()

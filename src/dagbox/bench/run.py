@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+import dagbox
 from dagbox.bench.jobs import BenchInputError, Job, image_references
 from dagbox.bench.progress import AboveProgress, Progress
 from dagbox.bench.results import ResultsFile, StepTimings, read_results
@@ -236,10 +237,15 @@ class _Bench:
     async def watch_signals(self, scope: anyio.CancelScope) -> None:
         """Ctrl-C or SIGTERM: stop admitting, stop running runs; a second one kills at once."""
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            if dagbox.early_interrupts:  # a Ctrl-C that Python lost while dagbox was importing
+                self._stop_all()
             async for _ in signals:
-                self.stopping = self.signalled = True
-                for engine in list(self.engines.values()):
-                    engine.interrupt.request()
+                self._stop_all()
+
+    def _stop_all(self) -> None:
+        self.stopping = self.signalled = True
+        for engine in list(self.engines.values()):
+            engine.interrupt.request()
 
     async def tick(self) -> None:
         while True:

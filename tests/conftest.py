@@ -21,6 +21,8 @@ from dagbox.spec.issues import LocatedIssue
 
 TEST_IMAGE = os.environ.get("DAGBOX_TEST_IMAGE", "dagbox-test/busybox:latest")
 REPO = Path(__file__).resolve().parent.parent
+#: Every example DAG, in subfolders too (examples/*-in-docker/dag.yaml, examples/bench/).
+EXAMPLE_DAGS = sorted((REPO / "examples").rglob("*.yaml"))
 
 
 def dag_text(text: str) -> str:

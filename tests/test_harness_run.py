@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TEST_IMAGE
+from tests.conftest import EXAMPLE_DAGS, REPO, TEST_IMAGE
 from tests.test_engine import run_text
 
 FAKE = REPO / "tests" / "fixtures" / "fake-agent"
@@ -408,9 +408,8 @@ def test_retries_and_timeout_in_the_shared_container(tmp_path, engine_env):
 def test_every_example_validates():
     from dagbox.spec import load
 
-    files = sorted(REPO.glob("examples/*.yaml")) + sorted(REPO.glob("examples/*/dag.yaml"))
-    assert len(files) >= 10
-    for file in files:
+    assert len(EXAMPLE_DAGS) >= 11
+    for file in EXAMPLE_DAGS:
         assert load(file).dag.steps, file
 
 

@@ -18,7 +18,7 @@ from dagbox import plan
 from dagbox.spec import DagError, load
 from dagbox.spec.build import _info
 from dagbox.spec.model import Container, ContinueOn, Dag, HarnessDef, RetryPolicy, Step
-from tests.conftest import REPO
+from tests.conftest import EXAMPLE_DAGS
 
 EXAMPLES = int(os.environ.get("DAGBOX_HYPOTHESIS_EXAMPLES", "300"))
 #: One seed for the session, shown in pytest's header: DAGBOX_HYPOTHESIS_SEED=N repeats a run.
@@ -127,7 +127,7 @@ def test_arbitrary_mappings_never_crash(document):
     check(yaml.safe_dump(document, allow_unicode=True))
 
 
-CORPUS = [p.read_bytes() for p in sorted((REPO / "examples").glob("*.yaml"))]
+CORPUS = [p.read_bytes() for p in EXAMPLE_DAGS]
 NOISE = [
     b":",
     b"-",

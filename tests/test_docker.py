@@ -630,3 +630,16 @@ def test_the_client_pool_has_no_limit():
             return client.connector.limit
 
     assert anyio.run(main) == 0
+
+
+def test_the_aiodocker_internals_dagbox_uses_are_there():
+    """runtimes/aiodocker_private.py reaches into aiodocker; a release that moves what it
+    uses must fail here, loudly and without an engine, not in a user's run."""
+    import inspect
+
+    import aiodocker
+    import aiodocker.stream
+
+    query = inspect.signature(aiodocker.Docker._query_json)
+    assert {"method", "data", "params"} <= set(query.parameters)
+    assert "self._resp" in inspect.getsource(aiodocker.stream.Stream)

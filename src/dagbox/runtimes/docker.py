@@ -39,6 +39,7 @@ from dagbox.runtimes import (
     Trace,
     no_trace,
 )
+from dagbox.runtimes.aiodocker_private import create_container, half_close
 from dagbox.runtimes.engine import EngineError, call, message_of, status_of
 from dagbox.runtimes.images import Images
 
@@ -413,12 +414,7 @@ async def create(
         # arrives, at its next await.
         with anyio.CancelScope(shield=True):
             data = await call(
-                client._query_json(  # create() has no platform parameter
-                    "containers/create",
-                    method="POST",
-                    data=json.dumps(config).encode(),
-                    params=params,
-                ),
+                create_container(client, json.dumps(config).encode(), params),
                 f"creating a container from {spec.image}",
             )
     except EngineError:
@@ -752,9 +748,7 @@ async def _feed(stream: Any, data: bytes) -> None:
     """Write stdin, then half-close it so the process sees EOF and can still answer (D5)."""
     try:
         await stream.write_in(data)
-        transport = stream._resp.connection.transport  # aiodocker has no public half-close
-        if transport is not None and transport.can_write_eof():
-            transport.write_eof()
+        half_close(stream)
     except (RuntimeError, ConnectionError, AttributeError):
         pass  # the process ended without reading all of its stdin
 

@@ -1,8 +1,8 @@
-"""Every load-time error of dagu-format.md §4.13 and §1, with its path, line and message.
+"""Every load-time error Dagu reports for a DAG file, with its path, line and message.
 
 Each case is a small DAG with one mistake; the test asserts the exact place
 (line, column, path) and a fragment of the message. Differences from Dagu that
-product-decisions.md makes on purpose (D1, D5, D6, D7) are tested at the end.
+docs/format.md lists as on purpose (D1, D5, D6, D7) are tested at the end.
 """
 
 import pytest

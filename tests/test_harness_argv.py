@@ -1,4 +1,4 @@
-"""Harness argv rendering (dagu-format.md §1.3-1.5, §2)."""
+"""Harness argv rendering (docs/format.md, "Agent steps"; docs/providers.md)."""
 
 import pytest
 

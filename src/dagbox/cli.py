@@ -1,6 +1,6 @@
 """The ``dagbox`` command line: parse, call, map outcomes to exit codes.
 
-Exit codes (product-decisions.md D8): 0 success; 1 the run failed; 2 usage
+Exit codes (docs/format.md, D8): 0 success; 1 the run failed; 2 usage
 error or invalid DAG file; 3 the container engine or another required piece
 of the environment is unavailable; 130 interrupted.
 

@@ -1,4 +1,4 @@
-"""Dagu's ``${...}`` references (dagu-format.md §4.11), resolved against a scope.
+"""Dagu's ``${...}`` references (docs/format.md, "Values"), resolved against a scope.
 
 ``${params.X}`` and ``${env.X}`` are namespaced references; ``$X`` and ``${X}``
 are plain ones. Who expands which depends on the field: a host ``run:`` line

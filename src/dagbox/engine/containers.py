@@ -1,9 +1,9 @@
 """From a DAG ``container:`` to a runtime :class:`ContainerSpec`, values resolved.
 
 Container fields are resolved when the container is about to be used
-(dagu-format.md §1.1): ``${params.X}``, ``${env.X}`` and ``$X``/``${X}`` from the
+(docs/format.md, "Values"): ``${params.X}``, ``${env.X}`` and ``$X``/``${X}`` from the
 run's scope. Volume sources are then expanded from dagbox's own environment
-(``$VAR``, ``~``) and relative ones are joined to the working directory (D2).
+(``$VAR``, ``~``) and relative ones are joined to the working directory (docs/format.md, D2).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Ready steps are dispatched first in, first out, in file order, up to
 ``max_active_steps`` at a time; each runs in its own task, and reports back
 to the dispatcher when it reaches a final status. The dispatcher then settles
-the step's dependents (ready, skipped or aborted, per dagu-format.md §4.3).
+the step's dependents (ready, skipped or aborted, per docs/format.md, "Statuses").
 The engine knows statuses, values and timing; processes are the runtime's
 business, and everything the user sees or finds on disk comes from the events
 it emits.
@@ -126,7 +126,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """D8: 0 succeeded (or DAG precondition not met), 130 interrupted, 1 otherwise.
+        """docs/format.md, D8: 0 succeeded (or DAG precondition not met), 130 interrupted, 1 otherwise.
 
         A run whose record is incomplete (a full disk) exits 1 even when its steps
         succeeded: the record is part of what a run promises.
@@ -261,7 +261,7 @@ class Engine:
                                     self._finish(run, "aborted", error=error)
                 except (_ConditionError, ValueProblem) as exc:
                     status, error = "failed", str(exc)
-                except SetupError as exc:  # no step and no handler runs (§3.1)
+                except SetupError as exc:  # no step and no handler runs (docs/format.md)
                     status, error = "failed", str(exc)
                     self.setup_failed = True
             self.interrupt.scope = None
@@ -567,7 +567,7 @@ class Engine:
                 flush()  # the last bytes of the previous try go to its own files
                 run.stdout_file, run.stderr_file = stdout_file, stderr_file
                 if capture is not None:
-                    capture.reset()  # only the successful try's stdout counts (D4)
+                    capture.reset()  # only the successful try's stdout counts (docs/format.md, D4)
 
             journal.on_try_start = next_try
         try:
@@ -791,7 +791,7 @@ class Engine:
         """A step's process env: params, DAG env, outputs, step env and run variables.
 
         On the host these overlay dagbox's own environment. In a container they
-        overlay the container's env instead, and host paths stay out (D3).
+        overlay the container's env instead, and host paths stay out (docs/format.md, D3).
         """
         on_host = runtime_of(run.step, self.dag.container)[0] == "host"
         env = {**self.options.host_env, **self.env} if on_host else dict(self.env)
@@ -990,7 +990,7 @@ class _Capture:
         return self.data.decode(errors="replace")
 
     def reset(self) -> None:
-        """A new harness try: only the successful try's stdout counts (D4)."""
+        """A new harness try: only the successful try's stdout counts (docs/format.md, D4)."""
         self.data.clear()
         self.overflow = False
 
@@ -1030,7 +1030,7 @@ def _signal_number(name: str | None) -> int:
 
 
 def _work_dir(dag: Dag, file: Path) -> Path:
-    """D2: the DAG's working_dir (relative to the file's folder), else the file's folder."""
+    """docs/format.md, D2: the DAG's working_dir (relative to the file's folder), else the file's folder."""
     base = file.resolve().parent
     if dag.working_dir:
         path = Path(os.path.expandvars(dag.working_dir)).expanduser()

@@ -1,4 +1,4 @@
-"""Render a harness step's ``with:`` into an argv and stdin (dagu-format.md §1.3-1.5)."""
+"""Render a harness step's ``with:`` into an argv and stdin (docs/format.md, "Agent steps")."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def render(provider: Provider, options: Mapping[str, Any]) -> Invocation:
 def merge_defaults(
     step_with: Mapping[str, Any], dag_harness: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """Root ``harness:`` defaults under a step's ``with:`` (§1.4): step keys win.
+    """Root ``harness:`` defaults under a step's ``with:`` (docs/format.md, "Agent steps"): step keys win.
 
     A step ``fallback`` replaces the DAG's (``[]`` removes it); fallback entries
     never inherit DAG flags.

@@ -7,7 +7,7 @@
 - A step in the DAG's shared container, or in a named container, is an exec.
   Docker cannot kill an exec, so each exec is started through a tiny ``sh``
   wrapper that reports its process id first (on stderr, stripped again here);
-  a second exec then signals that process group, as D9 asks.
+  a second exec then signals that process group, as docs/format.md D9 promises.
 - Cleanup (kill, remove) always runs shielded from cancellation and bounded in
   time, so Ctrl-C, SIGTERM and timeouts leave nothing behind.
 """
@@ -374,7 +374,7 @@ def container_config(spec: ContainerSpec, labels: Mapping[str, str]) -> dict[str
 
 
 def _program(command: Command, spec: ContainerSpec) -> dict[str, Any]:
-    """Entrypoint and Cmd of a per-attempt container for ``command`` (D1)."""
+    """Entrypoint and Cmd of a per-attempt container for ``command`` (docs/format.md, D1)."""
     if command.entrypoint and command.argv:  # an agent CLI: never doubled with an image entrypoint
         return {"Entrypoint": [command.argv[0]], "Cmd": list(command.argv[1:])}
     if command.argv:
@@ -387,7 +387,7 @@ def _program(command: Command, spec: ContainerSpec) -> dict[str, Any]:
 
 
 def _shell_argv(command: Command, spec: ContainerSpec) -> list[str]:
-    """A ``run:`` string or script through the container's shell, else ``sh -c`` (D1).
+    """A ``run:`` string or script through the container's shell, else ``sh -c`` (docs/format.md, D1).
 
     A private script (it holds a secret) travels in the environment instead, because
     a container's processes show in the host's process list with their arguments.
@@ -745,7 +745,7 @@ async def _kill_exec(container: DockerContainer, execution: Any, pid: int, stop:
 
 
 async def _feed(stream: Any, data: bytes) -> None:
-    """Write stdin, then half-close it so the process sees EOF and can still answer (D5)."""
+    """Write stdin, then half-close it so the process sees EOF and can still answer (docs/format.md, D5)."""
     try:
         await stream.write_in(data)
         half_close(stream)

@@ -1,4 +1,4 @@
-"""The rules a well-typed DAG must still follow (dagu-format.md §1 and §4.13).
+"""The rules a well-typed DAG must still follow (docs/format.md).
 
 Types and shapes were checked while building the Structs (build.py, forms.py).
 What is left here needs more than one value at a time: exclusive fields,
@@ -50,7 +50,7 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
-#: Variables dagbox sets for every step (dagu-format.md §4.11).
+#: Variables dagbox sets for every step (docs/format.md, "Values").
 RUN_VARIABLES = (
     "DAG_NAME",
     "DAG_RUN_ID",
@@ -478,7 +478,7 @@ class Checker:
 
     def container_env(self, c: Container) -> None:
         """A ``${NAME}`` the DAG does not define reaches the container as text, since
-        container fields never read dagbox's own environment (§4.11): a credential meant
+        container fields never read dagbox's own environment (docs/format.md, "Values"): a credential meant
         to come from the host silently arrives as "${ANTHROPIC_API_KEY}"."""
         for index, (_, value) in enumerate(c.env):
             earlier = {key for key, _ in c.env[:index]}

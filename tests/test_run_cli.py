@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -197,7 +198,7 @@ def test_logs_and_history(tmp_path, env):
     assert "run one of dag: succeeded" in status
 
 
-def _start_long_run(tmp_path, env, grace=5, trap=""):
+def _start_long_run(tmp_path, env, grace=5, trap="", body=None):
     dag = write(
         tmp_path,
         f"""
@@ -207,7 +208,7 @@ def _start_long_run(tmp_path, env, grace=5, trap=""):
           exit: {{run: 'echo "$DAG_RUN_STATUS" > {tmp_path}/exit.ran'}}
         steps:
           - id: long
-            run: {trap} sleep 120 & echo $! > {tmp_path}/child; echo $$ > {tmp_path}/pid; wait
+            run: {body or f"{trap} sleep 120 & echo $! > {tmp_path}/child; echo $$ > {tmp_path}/pid; wait"}
           - id: fast
             run: 'true'
           - id: later
@@ -253,12 +254,25 @@ def test_signal_stops_the_run_cleanly(tmp_path, env, sig):
 
 
 def test_second_interrupt_skips_the_grace_period(tmp_path, env):
-    proc = _start_long_run(tmp_path, env, grace=60, trap="trap '' INT TERM;")
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)  # let the first signal reach the step (it ignores it) before the second
-    started = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
+    # The step notes the stop signal and goes on; its child ignores it: only SIGKILL ends them.
+    got = tmp_path / "got"
+    body = (
+        f"trap 'echo TERM >> {got}' TERM; trap '' INT; "
+        f"(trap '' INT TERM; exec sleep 120) & echo $! > {tmp_path}/child; "
+        f"echo $$ > {tmp_path}/pid; while :; do wait || :; done"  # (the shell has -e)
+    )
+    proc = _start_long_run(tmp_path, env, grace=60, body=body)
+    try:
+        proc.send_signal(signal.SIGINT)
+        wait_for(got.exists, what="the first signal to reach the step")  # its grace began
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:  # a failure here must not leave the step (it ignores SIGTERM) running
+        proc.kill()
+        for name in ("pid", "child"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int((tmp_path / name).read_text()), signal.SIGKILL)
     assert time.monotonic() - started < 20  # far below the 60 s grace
     assert not alive(int((tmp_path / "pid").read_text()))
     assert (tmp_path / "exit.ran").read_text() == "aborted\n"  # handlers still run

@@ -17,12 +17,19 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from dagbox import __version__
 from dagbox.terminal import OutputMode
+
+if TYPE_CHECKING:  # the commands import these when they run (startup time)
+    from dagbox.engine.run import Engine
+    from dagbox.plan import Plan, PlannedStep
+    from dagbox.records import HandlerRecord, RunRecord, StepRecord
+    from dagbox.spec import Loaded
+    from dagbox.spec.model import Dag
 
 
 class LogFormat(StrEnum):
@@ -77,7 +84,7 @@ def _check_settings() -> None:
         raise typer.Exit(EXIT_USAGE) from None
 
 
-def _load(file: Path):  # -> Loaded, or exits 2 after printing the problems
+def _load(file: Path) -> Loaded:  # or exits 2 after printing the problems
     from dagbox.spec import DagError, load
 
     try:
@@ -149,8 +156,8 @@ def parse_param_overrides(
         items.extend(_params_file(file))
     items.extend(parse_params_text(params or ""))
     for pair in [*pairs, *trailing]:
-        name, sep, value = pair.partition("=")
-        items.append((name, value) if sep else (None, pair))
+        key, sep, text = pair.partition("=")
+        items.append((key, text) if sep else (None, pair))
     out: dict[str, str] = {}
     position = 0
     for name, value in items:
@@ -272,7 +279,7 @@ def run(
         request.sinks.append(JsonLog(sys.stderr))
     from dagbox.runtimes.engine import EngineUnavailable
 
-    engines: list = []
+    engines: list[Engine] = []
     request.on_engine = engines.append
     try:
         with _adopting():
@@ -335,7 +342,7 @@ def _check_run_id(run_id: str) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
-def _find_run(run_id: str):  # -> (RunRecord, Path) | None, or exits 2 for a broken record
+def _find_run(run_id: str) -> tuple[RunRecord, Path] | None:  # or exits 2 if broken
     from dagbox.records import RecordError, find_run
 
     _check_run_id(run_id)
@@ -346,7 +353,7 @@ def _find_run(run_id: str):  # -> (RunRecord, Path) | None, or exits 2 for a bro
         raise typer.Exit(EXIT_USAGE) from None
 
 
-def _pick_run(run_id: str | None, last: Path | None):  # -> (RunRecord, Path)
+def _pick_run(run_id: str | None, last: Path | None) -> tuple[RunRecord, Path]:
     from dagbox.records import all_runs
 
     if run_id is not None:
@@ -388,7 +395,9 @@ def status(
     typer.echo(f"  file: {printable(record.file)}\n  started: {record.started_at}")
     if record.error:
         typer.echo(f"  error: {first_line(record.error)}")
-    rows = [(printable(s.name), s) for s in record.steps]
+    rows: list[tuple[str, StepRecord | HandlerRecord]] = [
+        (printable(s.name), s) for s in record.steps
+    ]
     rows += [(f"({k})", h) for k, h in record.handlers.items()]
     width = max((len(name) for name, _ in rows), default=4)
     for name, step in rows:
@@ -559,7 +568,7 @@ def _dollars(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def render_summary(rows: list[dict], repeat: int) -> str:
+def render_summary(rows: list[dict[str, Any]], repeat: int) -> str:
     ks = [k for k in range(1, repeat + 1) if k in (1, 2, 5, 10, repeat)]
     head = [
         "cell",
@@ -577,7 +586,7 @@ def render_summary(rows: list[dict], repeat: int) -> str:
     if costs:
         head += ["tokens/run", "tokens/ok", "$/run", "$/ok"]
 
-    def number(value: object, scale: float = 1.0, suffix: str = "") -> str:
+    def number(value: Any, scale: float = 1.0, suffix: str = "") -> str:
         if value is None:
             return "-"
         if isinstance(value, float) and suffix == "%":
@@ -682,7 +691,7 @@ def dry_run(
     typer.echo(redactor.text(render_plan(plan, loaded.dag)))
 
 
-def render_plan(plan, dag) -> str:  # (Plan, Dag) -> str
+def render_plan(plan: Plan, dag: Dag) -> str:
     lines = [
         f"DAG {plan.dag} ({plan.type}; max_active_steps {plan.max_active_steps or 'unlimited'})"
     ]
@@ -703,7 +712,7 @@ def render_plan(plan, dag) -> str:  # (Plan, Dag) -> str
     return "\n".join(lines)
 
 
-def _render_step(head: str, step) -> list[str]:
+def _render_step(head: str, step: PlannedStep) -> list[str]:
     where = {
         "host": "host",
         "root": f"root container ({step.image})",
@@ -720,7 +729,7 @@ def _render_step(head: str, step) -> list[str]:
             out.append(f"{pad}{label} {n} {t.provider}: {shlex.join(t.argv)}{stdin}")
         if step.error:
             out.append(f"{pad}will fail: {step.error}")
-    elif step.kind == "argv":
+    elif step.kind == "argv" and isinstance(step.command, tuple):
         out.append(f"{pad}argv: {shlex.join(step.command)}")
     elif step.kind == "image":
         out.append(

@@ -143,8 +143,9 @@ def plan_step(
         return PlannedStep(kind="image", command=command, **fields)
     if isinstance(step.run, tuple):
         return PlannedStep(kind="argv", command=step.run, **fields)
-    kind = "script" if "\n" in step.run.strip() else "command"
-    return PlannedStep(kind=kind, command=step.run, **fields)
+    if "\n" in step.run.strip():
+        return PlannedStep(kind="script", command=step.run, **fields)
+    return PlannedStep(kind="command", command=step.run, **fields)
 
 
 def build(dag: Dag, overrides: Mapping[str, str] | None = None) -> Plan:

@@ -264,7 +264,11 @@ class RecordWriter:
                 target.outputs = dict(event.outputs)
                 target.retry_count = max(event.attempts - 1, 0)
         elif isinstance(event, RunFinished):
-            for target in (*self.record.steps, *self.record.handlers.values()):
+            every: list[StepRecord | HandlerRecord] = [
+                *self.record.steps,
+                *self.record.handlers.values(),
+            ]
+            for target in every:
                 if target.status in ("running", "retrying"):  # only after an internal error
                     target.status, target.finished_at = "aborted", event.ts
             self.record.status = event.status
@@ -409,7 +413,7 @@ class JournalWriter:
             path = Path(event.journal_file)
             with self.lost.guard(path):
                 _make_dir(path.parent)
-                handle = path.open("ab")
+                handle: IO[bytes] = path.open("ab")
                 structlog = import_structlog()
                 logger = structlog.wrap_logger(
                     structlog.BytesLogger(handle),

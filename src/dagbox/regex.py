@@ -31,7 +31,8 @@ def compile_pattern(pattern: str) -> Pattern:
     options = re2.Options()
     options.log_errors = False  # RE2 would print its own line on stderr
     try:
-        return re2.compile(pattern, options=options)
+        compiled: Pattern = re2.compile(pattern, options=options)
+        return compiled
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):

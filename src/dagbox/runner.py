@@ -87,7 +87,7 @@ async def execute(request: RunRequest) -> RunResult:
     lost = LostWrites(request.warn)
     writer = RecordWriter(layout, {s.key: s.id for s in dag.steps}, lost=lost)
     journals = JournalWriter(lost=lost)
-    sinks = [writer, journals, *request.sinks]
+    sinks: list[Sink] = [writer, journals, *request.sinks]
 
     def emit(event: AnyEvent) -> None:
         for sink in tuple(sinks):  # a copy: a failing sink is removed on the way
@@ -136,8 +136,9 @@ async def execute(request: RunRequest) -> RunResult:
             began = time.monotonic()
             try:
                 result = await engine.run()
-            except Exception as exc:
+            except Exception as raised:
                 # A bug in the engine: the record still ends (failed), then the bug surfaces.
+                exc: BaseException = raised
                 while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
                     exc = exc.exceptions[0]  # the bug itself, not the task groups around it
                 if writer.record is not None and writer.record.finished_at is None:

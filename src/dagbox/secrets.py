@@ -77,7 +77,7 @@ def _literals(values: Iterable[str | bytes]) -> Any:
     options.log_errors = False
     escaped = [re2.escape(v) for v in values]
     either = "|" if isinstance(escaped[0], str) else b"|"
-    return re2.compile(either.join(escaped), options=options)  # type: ignore[attr-defined]
+    return re2.compile(either.join(escaped), options=options)
 
 
 class Redactor:
@@ -135,7 +135,7 @@ class StreamRedactor:
         pattern = self._redactor._bytes
         if pattern is None:
             return chunk
-        data = pattern.sub(MASK.encode(), self._carry + chunk)
+        data: bytes = pattern.sub(MASK.encode(), self._carry + chunk)
         hold = self._held_back(data)
         self._carry = data[len(data) - hold :] if hold else b""
         return data[: len(data) - hold] if hold else data

@@ -316,7 +316,7 @@ class Terminal:
         elif isinstance(event, StepRetrying | StepFinished):
             lines = []
             for stream in ("stdout", "stderr"):
-                splitter = self.splitters.pop((event.step, stream), None)
+                splitter = self.splitters.pop((event.step, stream), None)  # type: ignore[arg-type]
                 if splitter is not None:
                     for line in splitter.flush():
                         self._json_line(

@@ -78,6 +78,8 @@ def plain_scalar(text: str) -> Any:
 class _Constructor(yaml.constructor.SafeConstructor):
     """Safe constructor with YAML 1.2 numbers and duplicate-key detection."""
 
+    duplicate_keys: list[yaml.Node]
+
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         text = str(self.construct_scalar(node))
         if text.startswith("0o"):
@@ -104,11 +106,12 @@ class _Constructor(yaml.constructor.SafeConstructor):
         return super().construct_mapping(node, deep)
 
 
-_Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)
-_Constructor.add_constructor("tag:yaml.org,2002:float", _Constructor.construct_yaml_float)
+# (types-PyYAML types these for the base constructor's own methods only)
+_Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)  # type: ignore[type-var]
+_Constructor.add_constructor("tag:yaml.org,2002:float", _Constructor.construct_yaml_float)  # type: ignore[type-var]
 
 
-class Loader(yaml._yaml.CParser, _Constructor, _Yaml12Resolver):  # type: ignore[misc]
+class Loader(yaml._yaml.CParser, _Constructor, _Yaml12Resolver):
     def __init__(self, stream: str) -> None:
         yaml._yaml.CParser.__init__(self, stream)
         _Constructor.__init__(self)

@@ -128,7 +128,8 @@ def jobs(
         for name, values in matrix
     }
     out = []
-    for task_label, task_params in tasks or [(None, {})]:
+    no_task: list[tuple[str | None, dict[str, str]]] = [(None, {})]
+    for task_label, task_params in tasks or no_task:
         for combo in combos:
             shown = tuple(shown_as[n][v] for n, v in zip(names, combo, strict=True))
             cell = Cell(tuple(zip(names, combo, strict=True)), task_label, shown)

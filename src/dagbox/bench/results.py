@@ -152,7 +152,7 @@ class StepTimings:
 
     def inside_ms(self) -> float:
         """Time spent in harness processes and engine calls (the tries), summed over steps."""
-        return sum(s.get("inside_ms", 0.0) for s in self.steps.values())
+        return float(sum(s.get("inside_ms", 0.0) for s in self.steps.values()))
 
 
 #: The usage fields a bench adds up; ``model`` and ``turns`` stay in the journals.

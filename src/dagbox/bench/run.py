@@ -14,7 +14,7 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from dagbox.records import write_whole
 from dagbox.runner import (
     RunRequest,
     SharedEngine,
+    Sink,
     connect_shared,
     execute,
     stop_orphans_within,
@@ -77,7 +78,9 @@ async def image_ids(shared: SharedEngine | None, references: set[str]) -> dict[s
     return ids
 
 
-async def run_bench(loaded: Loaded, make_jobs, options: BenchOptions) -> BenchReport:
+async def run_bench(
+    loaded: Loaded, make_jobs: Callable[[dict[str, str]], list[Job]], options: BenchOptions
+) -> BenchReport:
     """``make_jobs(image_ids) -> list[Job]``: keys depend on the images, known once connected."""
     results_path = options.out / "results.jsonl"
     try:
@@ -153,7 +156,7 @@ class _Bench:
         began = time.monotonic()
         timings = StepTimings()
         label = f"[{job.cell.label}#{job.repeat}] "
-        sinks = [timings]
+        sinks: list[Sink] = [timings]
         if self.options.output is not OutputMode.quiet:
             out = AboveProgress(self.progress)
             sinks.append(Terminal(self.options.output, out, label=label, summary=False))  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dagbox.runtimes import ContainerSpec
@@ -29,7 +29,9 @@ def is_host_path(source: str) -> bool:
     return source.startswith(("/", ".", "~")) or "/" in source or "\\" in source
 
 
-def bind(volume: Volume, base: Path, host_env: Mapping[str, str], resolve) -> str:
+def bind(
+    volume: Volume, base: Path, host_env: Mapping[str, str], resolve: Callable[[str], str]
+) -> str:
     def variable(match: re.Match[str]) -> str:
         name = match[1] or match[2]
         if name not in host_env:

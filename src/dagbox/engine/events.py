@@ -31,7 +31,7 @@ class Event(msgspec.Struct, tag_field="event", kw_only=True, frozen=True):
     ts: str = msgspec.field(default_factory=now_iso)
 
 
-class RunStarted(Event, tag="run.started"):
+class RunStarted(Event, tag="run.started", frozen=True):
     dag: str
     file: str
     params: dict[str, str]
@@ -40,7 +40,7 @@ class RunStarted(Event, tag="run.started"):
     record_dir: str | None = None
 
 
-class StepStarted(Event, tag="step.started"):
+class StepStarted(Event, tag="step.started", frozen=True):
     step: str
     attempt: int
     handler: str | None = None
@@ -48,7 +48,7 @@ class StepStarted(Event, tag="step.started"):
     stderr_file: str | None = None
 
 
-class StepOutput(Event, tag="step.output"):
+class StepOutput(Event, tag="step.output", frozen=True):
     """A chunk of a step's output, as the process wrote it (not line-aligned)."""
 
     step: str
@@ -57,14 +57,14 @@ class StepOutput(Event, tag="step.output"):
     data: bytes
 
 
-class StepRetrying(Event, tag="step.retrying"):
+class StepRetrying(Event, tag="step.retrying", frozen=True):
     step: str
     attempt: int  # the attempt that failed
     exit_code: int
     delay_sec: float
 
 
-class StepFinished(Event, tag="step.finished"):
+class StepFinished(Event, tag="step.finished", frozen=True):
     """A step reached its final status: run to the end, or skipped/aborted without running."""
 
     step: str
@@ -82,7 +82,7 @@ class StepFinished(Event, tag="step.finished"):
     failure_class: str | None = None
 
 
-class AttemptStarted(Event, tag="attempt.started"):
+class AttemptStarted(Event, tag="attempt.started", frozen=True):
     """A harness attempt begins: its tries are the primary provider, then each fallback."""
 
     step: str
@@ -92,7 +92,7 @@ class AttemptStarted(Event, tag="attempt.started"):
     journal_file: str | None = None
 
 
-class TryStarted(Event, tag="try.started"):
+class TryStarted(Event, tag="try.started", frozen=True):
     step: str
     attempt: int
     try_: int = msgspec.field(name="try")
@@ -106,7 +106,7 @@ class TryStarted(Event, tag="try.started"):
     stderr_file: str | None = None
 
 
-class TryPhase(Event, tag="try.phase"):
+class TryPhase(Event, tag="try.phase", frozen=True):
     """How long the steps before the agent's first output took, in milliseconds."""
 
     step: str
@@ -135,7 +135,7 @@ FailureClass = Literal[
 Outcome = Literal["succeeded", "failed", "timeout", "cancelled"]
 
 
-class TryFinished(Event, tag="try.finished"):
+class TryFinished(Event, tag="try.finished", frozen=True):
     step: str
     attempt: int
     try_: int = msgspec.field(name="try")
@@ -151,7 +151,7 @@ class TryFinished(Event, tag="try.finished"):
     usage: Usage | None = None
 
 
-class AttemptFinished(Event, tag="attempt.finished"):
+class AttemptFinished(Event, tag="attempt.finished", frozen=True):
     step: str
     attempt: int
     outcome: Outcome
@@ -164,14 +164,14 @@ class AttemptFinished(Event, tag="attempt.finished"):
 JOURNAL_EVENTS = (AttemptStarted, TryStarted, TryPhase, TryFinished, AttemptFinished)
 
 
-class Notice(Event, tag="run.notice"):
+class Notice(Event, tag="run.notice", frozen=True):
     """Something dagbox itself has to say: an image being pulled, a fallback taken."""
 
     message: str
     step: str | None = None
 
 
-class RunFinished(Event, tag="run.finished"):
+class RunFinished(Event, tag="run.finished", frozen=True):
     status: RunStatus
     duration_sec: float
     error: str | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from typing import TypedDict
 
 from dagbox.engine.events import (
     AnyEvent,
@@ -68,6 +69,12 @@ def hide_prompt(invocation: Invocation) -> list[str]:
     return argv
 
 
+class _Ids(TypedDict):
+    run_id: str
+    step: str
+    attempt: int
+
+
 class AttemptJournal:
     def __init__(
         self,
@@ -82,7 +89,7 @@ class AttemptJournal:
         journal_file: str | None = None,
     ) -> None:
         self.emit = emit
-        self.ids = {"run_id": run_id, "step": step, "attempt": attempt}
+        self.ids: _Ids = {"run_id": run_id, "step": step, "attempt": attempt}
         self.runtime = runtime
         self.image = image
         self.log_files = log_files
@@ -122,7 +129,7 @@ class AttemptJournal:
         return current.trace
 
     def finished(self, index: int, result: Exit) -> None:
-        outcome = "succeeded" if result.code == 0 else "failed"
+        outcome: Outcome = "succeeded" if result.code == 0 else "failed"
         self._end(result, outcome, failure_class(result))
 
     # --- what the engine tells us ------------------------------------------------------

@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 
 from dagbox.engine.containers import ContainerValueError, container_spec
 from dagbox.engine.events import (
     AnyEvent,
     Notice,
+    Outcome,
     RunFinished,
     RunStarted,
     RunStatus,
@@ -49,10 +51,10 @@ from dagbox.harness.tries import provider_names, run_tries
 from dagbox.layout import RunLayout
 from dagbox.plan import params_of, runtime_of
 from dagbox.regex import compile_pattern
-from dagbox.runtimes import Command, ContainerSpec, Exit, Runtime, SetupError, Stop
+from dagbox.runtimes import Command, ContainerSpec, Exit, Runtime, SetupError, Stop, Stream
 from dagbox.runtimes.helpers import capture
 from dagbox.runtimes.host import with_errexit
-from dagbox.secrets import MASK, Redactor, Secrets, is_secret_name
+from dagbox.secrets import MASK, Redactor, Secrets, StreamRedactor, is_secret_name
 from dagbox.spec.model import Condition, Dag, RetryPolicy, Step
 from dagbox.values import ValueProblem, evaluate, expand
 
@@ -367,7 +369,7 @@ class Engine:
                 active -= 1
                 remaining -= 1 + self._settle(run, ready)
 
-    async def _step_task(self, run: StepRun, done: anyio.abc.ObjectSendStream[StepRun]) -> None:
+    async def _step_task(self, run: StepRun, done: MemoryObjectSendStream[StepRun]) -> None:
         try:
             await self._run_step(run)
         finally:
@@ -379,6 +381,7 @@ class Engine:
         queue = deque([finished])
         while queue:
             upstream = queue.popleft()
+            verdict: StepStatus | None
             if upstream.status in ("succeeded",) or (
                 upstream.status == "failed" and upstream.continued
             ):
@@ -509,7 +512,10 @@ class Engine:
         except (_ConditionError, ValueProblem) as exc:
             return _Attempt(Exit(1, str(exc)), capture, failed_early=True)
         redactor = self._redactor()
-        streams = {"stdout": redactor.stream(), "stderr": redactor.stream()}
+        streams: dict[Stream, StreamRedactor] = {
+            "stdout": redactor.stream(),
+            "stderr": redactor.stream(),
+        }
         journal = self._journal(run, command) if harness else None
         # A step whose output is named like a secret prints a secret: all of its stdout is
         # the value, so none of it is shown (one mask stands for it), and its stderr is held
@@ -519,7 +525,7 @@ class Engine:
         held = bytearray()
         printed = False
 
-        def emit_output(stream: str, data: bytes) -> None:
+        def emit_output(stream: Stream, data: bytes) -> None:
             if data:
                 self.emit(
                     StepOutput(
@@ -545,7 +551,7 @@ class Engine:
             for stream, redacting in streams.items():
                 emit_output(stream, redacting.flush())
 
-        def on_output(stream: str, data: bytes) -> None:
+        def on_output(stream: Stream, data: bytes) -> None:
             nonlocal printed
             if capture is not None and stream == "stdout":
                 capture.add(data)  # the real bytes: a dependent gets the real output value
@@ -623,12 +629,12 @@ class Engine:
             journal.interrupted("timeout", TIMEOUT_EXIT)
             journal.finish("timeout", result.exit, "timeout")
             return
-        outcome = "succeeded" if result.exit.code == 0 else "failed"
+        outcome: Outcome = "succeeded" if result.exit.code == 0 else "failed"
         journal.finish(outcome, result.exit, failure_class(result.exit))
         if tail and result.exit.code != 0 and journal.last_tail.strip():
-            tail = self._redact(journal.last_tail.decode(errors="replace").strip()) or ""
+            recent = self._redact(journal.last_tail.decode(errors="replace").strip()) or ""
             base = result.exit.error or f"exit code {result.exit.code}"
-            result.exit = dataclasses.replace(result.exit, error=f"{base}; recent stdout: {tail}")
+            result.exit = dataclasses.replace(result.exit, error=f"{base}; recent stdout: {recent}")
 
     async def _execute(
         self,
@@ -636,7 +642,7 @@ class Engine:
         env: dict[str, str],
         command: Command,
         capture: _Capture | None,
-        on_output: Callable[[str, bytes], None],
+        on_output: Callable[[Stream, bytes], None],
         journal: AttemptJournal | None = None,
     ) -> _Attempt:
         step = run.step

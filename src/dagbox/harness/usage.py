@@ -65,10 +65,15 @@ def _number(value: Any) -> float | None:
 
 
 def _add(total: int | None, value: Any) -> int | None:
-    value = _int(value)
-    if value is None:
+    number = _int(value)
+    if number is None:
         return total
-    return value if total is None else total + value
+    return number if total is None else total + number
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: events are read, never trusted."""
+    return value if isinstance(value, dict) else {}
 
 
 def _tool_line(name: Any, detail: Any) -> str:
@@ -96,7 +101,7 @@ def _claude(event: dict[str, Any], usage: Usage) -> Reading:
         if texts:
             reading.text = "\n".join(texts)
     elif kind == "result":
-        totals = event.get("usage") if isinstance(event.get("usage"), dict) else {}
+        totals = _object(event.get("usage"))
         usage.output_tokens = _int(totals.get("output_tokens"))
         cached = [totals.get(k) for k in ("cache_read_input_tokens", "cache_creation_input_tokens")]
         if any(type(c) is int for c in cached):
@@ -123,9 +128,9 @@ def _claude(event: dict[str, Any], usage: Usage) -> Reading:
 def _codex(event: dict[str, Any], usage: Usage) -> Reading:
     reading = Reading()
     kind = event.get("type")
-    item = event.get("item") if isinstance(event.get("item"), dict) else {}
+    item = _object(event.get("item"))
     if kind == "turn.completed":
-        totals = event.get("usage") if isinstance(event.get("usage"), dict) else {}
+        totals = _object(event.get("usage"))
         usage.input_tokens = _add(usage.input_tokens, totals.get("input_tokens"))
         usage.output_tokens = _add(usage.output_tokens, totals.get("output_tokens"))
         usage.cached_tokens = _add(usage.cached_tokens, totals.get("cached_input_tokens"))
@@ -140,7 +145,7 @@ def _codex(event: dict[str, Any], usage: Usage) -> Reading:
             _tool_line(item.get("type"), item.get("changes") or item.get("tool"))
         )
     elif kind in ("turn.failed", "error"):
-        error = event.get("error") if isinstance(event.get("error"), dict) else event
+        error = _object(event.get("error")) or event
         message = error.get("message")
         reading.progress.append(f"error: {message}" if isinstance(message, str) else str(event))
     return reading
@@ -157,7 +162,7 @@ def _gemini(event: dict[str, Any], usage: Usage) -> Reading:
     elif kind == "tool_use":
         reading.progress.append(_tool_line(event.get("tool_name"), event.get("parameters")))
     elif kind == "result":
-        stats = event.get("stats") if isinstance(event.get("stats"), dict) else {}
+        stats = _object(event.get("stats"))
         usage.input_tokens = _int(stats.get("input_tokens"))
         usage.output_tokens = _int(stats.get("output_tokens"))
         usage.cached_tokens = _int(stats.get("cached"))

@@ -15,7 +15,10 @@ from typing import Any
 
 def create_container(client: Any, config: bytes, params: Mapping[str, str]) -> Awaitable[Any]:
     """``POST /containers/create`` with query params (``name``, ``platform``)."""
-    return client._query_json("containers/create", method="POST", data=config, params=params)
+    answer: Awaitable[Any] = client._query_json(
+        "containers/create", method="POST", data=config, params=params
+    )
+    return answer
 
 
 def half_close(stream: Any) -> None:

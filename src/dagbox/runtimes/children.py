@@ -91,7 +91,7 @@ def become_subreaper() -> bool:
     if libc is None or not hasattr(libc, "prctl"):
         return False
     _inherited.update(_children())
-    return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
 def is_subreaper() -> bool:

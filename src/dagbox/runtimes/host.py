@@ -66,7 +66,7 @@ def step_budget(runs_at_once: int = 1) -> int:
     return max(4, (room - FDS_RESERVED) // FDS_PER_STEP // max(runs_at_once, 1))
 
 
-def default_shell(env: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
+def default_shell(env: Mapping[str, str]) -> tuple[str, ...]:
     """``$DAGU_DEFAULT_SHELL``, else ``$SHELL``, else ``sh``; with ``-e`` for Unix shells."""
     text = env.get("DAGU_DEFAULT_SHELL") or env.get("SHELL") or "sh"
     return with_errexit(tuple(shlex.split(text)))

@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import msgspec
 
@@ -139,8 +139,8 @@ def _info(cls: type[Model]) -> _Info:
             choices=choices,
             target=nested or inner,
         )
-    required = tuple(f for f in fields.values() if f.required)
-    return _Info(fields, dict(cls.keys.aliases), cls.keys, required)
+    needed = tuple(f for f in fields.values() if f.required)
+    return _Info(fields, dict(cls.keys.aliases), cls.keys, needed)
 
 
 _MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -156,7 +156,7 @@ _TYPE_WORDS = {
 }
 
 
-def _report_msgspec(exc: msgspec.ValidationError, sink: Sink) -> None:
+def _report_msgspec(exc: msgspec.ValidationError, sink: Sink | _LazySink) -> None:
     match = _MSGSPEC_PATH.match(str(exc))
     assert match is not None
     message = re.sub(
@@ -173,7 +173,7 @@ def _report_msgspec(exc: msgspec.ValidationError, sink: Sink) -> None:
     sink.error(message, *parts)
 
 
-def _leaf(spec: _Field, value: Any, sink: Sink) -> Any:
+def _leaf(spec: _Field, value: Any, sink: Sink | _LazySink) -> Any:
     if spec.plain is not None and type(value) is spec.plain:
         return value  # the common case, without a trip through msgspec
     if value is None and spec.optional:
@@ -287,12 +287,13 @@ class Builder:
         if spec.container is None:
             if value is None and spec.optional:
                 return None
-            return self.build(value, spec.nested, sink)
+            return self.build(value, cast("type[Model]", spec.nested), sink)
         if spec.container == "list":
             if not isinstance(value, list):
                 sink.error(f"expected a list, not {kind(value)}")
                 return INVALID
-            built = (self.build(item, spec.nested, sink.at(i)) for i, item in enumerate(value))
+            nested = cast("type[Model]", spec.nested)
+            built = (self.build(item, nested, sink.at(i)) for i, item in enumerate(value))
             return tuple(b for b in built if b is not INVALID)
         if not isinstance(value, dict):
             sink.error(f"expected a mapping, not {kind(value)}")
@@ -301,7 +302,9 @@ class Builder:
         for key, item in value.items():
             if item is None:
                 out[str(key)] = None
-            elif (b := self.build(item, spec.nested, sink.at(str(key)))) is not INVALID:
+            elif (
+                b := self.build(item, cast("type[Model]", spec.nested), sink.at(str(key)))
+            ) is not INVALID:
                 out[str(key)] = b
         return out
 

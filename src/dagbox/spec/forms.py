@@ -457,6 +457,7 @@ def params(value: Any, sink: Sink, ctx: Context) -> Any:
     from dagbox.spec.model import Param
 
     pairs: list[tuple[str | None, str | None, str | None, tuple[str | int, ...]]] = []
+    text: str | None
     if value is None:
         return ()
     if isinstance(value, str):
@@ -580,7 +581,7 @@ def steps(value: Any, sink: Sink, ctx: Context) -> Any:
 
 def _step_kind(step: Any) -> str:
     if step.action is not None:
-        return step.action.split(".")[0]
+        return str(step.action).split(".")[0]
     if step.container is not None:
         return "docker"
     if step.script is not None:

@@ -41,7 +41,7 @@ class Volume(msgspec.Struct, frozen=True, array_like=True):
     read_only: bool = False
 
 
-class Healthcheck(Model, frozen=True, kw_only=True):
+class Healthcheck(Model, frozen=True, kw_only=True):  # type: ignore[misc]  # msgspec allows it
     test: Annotated[tuple[str, ...], forms.STRINGS]
     interval: str | None = None
     timeout: str | None = None
@@ -49,7 +49,7 @@ class Healthcheck(Model, frozen=True, kw_only=True):
     retries: NonNegative | None = None
 
 
-class Container(Model, frozen=True):
+class Container(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
     """Root-level (one shared container per run) or step-level (one per attempt) container.
 
     Exactly one of ``image`` (image mode) and ``exec`` (run inside an existing
@@ -84,7 +84,7 @@ class Container(Model, frozen=True):
         return [f for f in self.__struct_fields__ if getattr(self, f) != getattr(defaults, f)]
 
 
-class RetryPolicy(Model, frozen=True):
+class RetryPolicy(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
     """Retry failed attempts. ``limit`` counts extra attempts; numbers may be ``${...}`` text."""
 
     limit: int | str = 0
@@ -94,7 +94,7 @@ class RetryPolicy(Model, frozen=True):
     max_interval_sec: NonNegative | None = None
 
 
-class ContinueOn(Model, frozen=True):
+class ContinueOn(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
     """When a failed (or skipped) step lets its dependents run anyway."""
 
     failed: bool = False
@@ -106,7 +106,7 @@ class ContinueOn(Model, frozen=True):
     keys: ClassVar[KeyRules] = KeyRules(aliases={"failure": "failed"})
 
 
-class Condition(Model, frozen=True):
+class Condition(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
     """A precondition: a command that must exit 0, or a value that must match ``expected``."""
 
     condition: str = ""
@@ -133,7 +133,7 @@ class Param(msgspec.Struct, frozen=True):
     description: str | None = None
 
 
-class HarnessDef(Model, frozen=True, kw_only=True):
+class HarnessDef(Model, frozen=True, kw_only=True):  # type: ignore[misc]  # msgspec allows it
     """A custom agent CLI (``harnesses:``); shadows a built-in provider of the same name."""
 
     binary: str

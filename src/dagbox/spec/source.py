@@ -131,7 +131,7 @@ def _scalars_with_nul(root: yaml.Node) -> list[yaml.ScalarNode]:
 
 
 def _same_key(node: yaml.ScalarNode, part: str | int) -> bool:
-    return node.value == (part if isinstance(part, str) else str(part))
+    return bool(node.value == (part if isinstance(part, str) else str(part)))
 
 
 #: A DAG file larger than this is refused before it is parsed (``/dev/zero`` never ends;
@@ -159,11 +159,12 @@ def read(path: Path, text: bytes | str | None = None) -> Source:
             )
             return source
     if isinstance(text, bytes):
+        raw = text
         try:
-            text = text.decode("utf-8-sig")
+            text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            line = text.count(b"\n", 0, exc.start) + 1
-            col = exc.start - (text.rfind(b"\n", 0, exc.start) + 1) + 1
+            line = raw.count(b"\n", 0, exc.start) + 1
+            col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
             source.issues.append(
                 Issue(
                     (),

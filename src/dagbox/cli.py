@@ -342,22 +342,17 @@ def _check_run_id(run_id: str) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
-def _find_run(run_id: str) -> tuple[RunRecord, Path] | None:  # or exits 2 if broken
-    from dagbox.records import RecordError, find_run
-
-    _check_run_id(run_id)
-    try:
-        return find_run(run_id)
-    except RecordError as exc:
-        _err(f"dagbox: {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
-
-
 def _pick_run(run_id: str | None, last: Path | None) -> tuple[RunRecord, Path]:
-    from dagbox.records import all_runs
+    """The run named, else the latest (of ``last``'s DAG); exits 2 when there is none."""
+    from dagbox.records import RecordError, all_runs, find_run
 
     if run_id is not None:
-        found = _find_run(run_id)
+        _check_run_id(run_id)
+        try:
+            found = find_run(run_id)
+        except RecordError as exc:
+            _err(f"dagbox: {exc}")
+            raise typer.Exit(EXIT_USAGE) from None
         if found is None:
             _err(f"no run with id {run_id}")
             raise typer.Exit(EXIT_USAGE)
@@ -423,11 +418,8 @@ def logs(
     """Print the logs of a run's steps (the attempt that decided each step's status)."""
     from dagbox.logview import show_logs
 
-    found = _find_run(run_id)
-    if found is None:
-        _err(f"no run with id {run_id}")
-        raise typer.Exit(EXIT_USAGE)
-    raise typer.Exit(show_logs(*found, step, "stderr" if stderr else "stdout", follow))
+    record, run_dir = _pick_run(run_id, None)
+    raise typer.Exit(show_logs(record, run_dir, step, "stderr" if stderr else "stdout", follow))
 
 
 @app.command()

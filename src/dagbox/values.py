@@ -29,6 +29,13 @@ class ValueProblem(ValueError):
     """A value that cannot be expanded: too large, or JSON too deep to read."""
 
 
+def _too_large(what: str) -> ValueProblem:
+    return ValueProblem(
+        f"the value would be larger than {MAX_VALUE_BYTES // 2**20} MiB once its {what} "
+        "are expanded"
+    )
+
+
 def expand(
     text: str,
     params: Mapping[str, str],
@@ -62,10 +69,7 @@ def expand(
         value = match[0] if value is None else value
         size += len(value) - len(match[0])
         if size > MAX_VALUE_BYTES:
-            raise ValueProblem(
-                f"the value would be larger than {MAX_VALUE_BYTES // 2**20} MiB once its "
-                "${...} references are expanded"
-            )
+            raise _too_large("${...} references")
         return value
 
     def _resolve(match: re.Match[str]) -> str | None:
@@ -167,8 +171,5 @@ async def evaluate(
         last = match.end()
     out.append(expand(text[last:], params, env, plain=True))
     if sum(map(len, out)) > MAX_VALUE_BYTES:
-        raise ValueProblem(
-            f"the value would be larger than {MAX_VALUE_BYTES // 2**20} MiB once its "
-            "commands and references are expanded"
-        )
+        raise _too_large("commands and references")
     return "".join(out)

@@ -195,13 +195,19 @@ class Checker:
             if step.id is not None and step.id in names and names[step.id] is not step:
                 self.at(step, "id").error(f'step id "{step.id}" is another step\'s name')
 
-    def dependencies(self) -> None:
-        steps = self.dag.steps
+    @functools.cached_property
+    def known_steps(self) -> dict[str, Step]:
+        """Each step by its id and its name; with a duplicate (an error of its own), the first."""
         known: dict[str, Step] = {}
-        for step in steps:
+        for step in self.dag.steps:
             for key in (step.id, step.name):
                 if key is not None:
                     known.setdefault(key, step)
+        return known
+
+    def dependencies(self) -> None:
+        steps = self.dag.steps
+        known = self.known_steps
         graph: dict[int, list[Step]] = {}
         for step in steps:
             edges = graph.setdefault(id(step), [])
@@ -307,7 +313,7 @@ class Checker:
                 named.setdefault(c.name, []).append(step)
         if not any(len(group) > 1 for group in named.values()) or self.dag.type == "chain":
             return
-        known = {k: s for s in steps for k in (s.id, s.name) if k is not None}
+        known = self.known_steps
         ancestors: dict[int, set[int]] = {}
 
         def above(step: Step) -> set[int]:

@@ -131,20 +131,26 @@ def test_gemini_trusts_the_fresh_folder_so_yolo_holds(tmp_path, run_cli):
     assert "not trusted" in plain.output  # what dagbox's default prevents
 
 
-def dagbox_run(tmp_path: Path, clis: Path, provider: str, options: dict[str, Any]):
-    """``dagbox run`` of one agent step with the real CLI, offline: (exit, seconds, journal)."""
+@dataclass(frozen=True)
+class DagboxRan:
+    code: int  # dagbox's exit code
+    seconds: float
+    stderr: str
+    left: list[str]  # the command lines still running in the namespace once dagbox returned
+    events: list[dict[str, Any]]  # the attempt's journal
+    record: dict[str, Any]  # run.json
+
+
+def dagbox_run(tmp_path: Path, clis: Path, step: dict[str, Any], **root: Any) -> DagboxRan:
+    """``dagbox run`` of one agent step with the real CLI, offline, in the CLIs' namespaces;
+    then what is still running there (before the namespace, and all in it, goes)."""
     import time
 
     from tests.contract.conftest import _isolate
 
     dag = tmp_path / "dag.yaml"
-    step = {
-        "id": "agent",
-        "action": "harness.run",
-        "timeout_sec": 120,
-        "with": {"provider": provider, "prompt": PROMPT, **options},
-    }
-    dag.write_text(yaml.safe_dump({"steps": [step]}))
+    agent = {"id": "agent", "action": "harness.run", "timeout_sec": 120, **step}
+    dag.write_text(yaml.safe_dump({"steps": [agent], **root}))
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -153,20 +159,11 @@ def dagbox_run(tmp_path: Path, clis: Path, provider: str, options: dict[str, Any
         "DAGBOX_HOME": str(tmp_path / "records"),
         "LANG": "C.UTF-8",
     }
+    dagbox = [sys.executable, "-m", "dagbox", "run", "-o", "quiet", "--run-id", "r1", str(dag)]
+    script = '"$@"; echo "dagbox exit $?"; ps -eo args'
     began = time.monotonic()
     done = subprocess.run(
-        [
-            *_isolate(),
-            sys.executable,
-            "-m",
-            "dagbox",
-            "run",
-            "-o",
-            "quiet",
-            "--run-id",
-            "r1",
-            str(dag),
-        ],
+        [*_isolate(), "sh", "-c", script, "run", *dagbox],
         check=False,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -175,9 +172,19 @@ def dagbox_run(tmp_path: Path, clis: Path, provider: str, options: dict[str, Any
         timeout=180,
     )
     seconds = time.monotonic() - began
+    _, _, listing = done.stdout.partition("dagbox exit ")
+    code, _, listing = listing.partition("\n")
+    assert code.isdigit(), done.stdout + done.stderr
     journal = next((tmp_path / "records").rglob("attempts/*/1.jsonl"))
-    events = [json.loads(line) for line in journal.read_text().splitlines()]
-    return done, seconds, events
+    return DagboxRan(
+        code=int(code),
+        seconds=seconds,
+        stderr=done.stderr,
+        # ps's header, ps itself and the shell that ran dagbox and ps are not left behind
+        left=[line for line in listing.splitlines()[1:] if "ps -eo" not in line],
+        events=[json.loads(line) for line in journal.read_text().splitlines()],
+        record=json.loads(next((tmp_path / "records").rglob("run.json")).read_text()),
+    )
 
 
 @pytest.mark.parametrize(
@@ -189,58 +196,21 @@ def dagbox_run(tmp_path: Path, clis: Path, provider: str, options: dict[str, Any
     ],
 )
 def test_a_missing_credential_fails_the_try_fast(tmp_path, clis, provider, options, error):
-    done, seconds, events = dagbox_run(tmp_path, clis, provider, options)
-    finished = next(e for e in events if e["event"] == "try.finished")
-    assert done.returncode == 1, done.stderr
+    step = {"with": {"provider": provider, "prompt": PROMPT, **options}}
+    ran = dagbox_run(tmp_path, clis, step)
+    finished = next(e for e in ran.events if e["event"] == "try.finished")
+    assert ran.code == 1, ran.stderr
     assert finished["failure_class"] == "auth" and error in finished["error"]
-    assert seconds < BOUND, f"took {seconds:.1f}s"
+    assert ran.seconds < BOUND, f"took {ran.seconds:.1f}s"
 
 
 def test_cline_without_a_credential_is_ended_by_the_timeout_with_its_daemon(tmp_path, clis):
     """cline offline retries for ever, ignores SIGTERM and starts a hub daemon that outlives
     it: timeout_sec ends the try, and nothing of cline's is left once dagbox returns."""
-    from tests.contract.conftest import _isolate
-
-    dag = tmp_path / "dag.yaml"
-    step = {
-        "id": "agent",
-        "action": "harness.run",
-        "timeout_sec": 8,
-        "with": {"provider": "cline", "prompt": PROMPT},
-    }
-    dag.write_text(yaml.safe_dump({"steps": [step], "max_clean_up_time_sec": 2}))
-    home = tmp_path / "home"
-    home.mkdir()
-    script = '"$@"; echo "dagbox exit $?"; ps -eo args'
-    done = subprocess.run(
-        [
-            *_isolate(),
-            "sh",
-            "-c",
-            script,
-            "run",
-            sys.executable,
-            "-m",
-            "dagbox",
-            "run",
-            "-o",
-            "quiet",
-            str(dag),
-        ],
-        env={
-            "PATH": f"{clis}:/usr/bin:/bin",
-            "HOME": str(home),
-            "DAGBOX_HOME": str(tmp_path / "records"),
-        },
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert "dagbox exit 1" in done.stdout, done.stdout + done.stderr
-    record = json.loads(next((tmp_path / "records").rglob("run.json")).read_text())
-    assert "timed out" in record["steps"][0]["error"]
-    assert re.search(r"stopped \d+ process", done.stderr)  # cline's hub daemon, left behind
-    left = [line for line in done.stdout.splitlines() if "cline" in line and "ps -eo" not in line]
+    step = {"timeout_sec": 8, "with": {"provider": "cline", "prompt": PROMPT}}
+    ran = dagbox_run(tmp_path, clis, step, max_clean_up_time_sec=2)
+    assert ran.code == 1, ran.stderr
+    assert "timed out" in ran.record["steps"][0]["error"]
+    assert re.search(r"stopped \d+ process", ran.stderr)  # cline's hub daemon, left behind
+    left = [line for line in ran.left if "cline" in line]
     assert left == [], f"left running: {left}"

@@ -21,6 +21,7 @@ from dagbox.spec.issues import LocatedIssue
 
 TEST_IMAGE = os.environ.get("DAGBOX_TEST_IMAGE", "dagbox-test/busybox:latest")
 REPO = Path(__file__).resolve().parent.parent
+FAKE_AGENT = REPO / "tests" / "fixtures" / "fake-agent"
 #: Every example DAG, in subfolders too (examples/*-in-docker/dag.yaml, examples/bench/).
 EXAMPLE_DAGS = sorted((REPO / "examples").rglob("*.yaml"))
 
@@ -140,3 +141,14 @@ def pytest_report_header(config: pytest.Config) -> str:
     from tests.test_properties import EXAMPLES, SEED
 
     return f"property tests: {EXAMPLES} examples each, seed {SEED} (DAGBOX_HYPOTHESIS_SEED)"
+
+
+@pytest.fixture
+def agents_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """claude, codex, gemini and fake-agent on PATH, each the fake agent (as that CLI)."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in ("claude", "codex", "gemini", "fake-agent"):
+        (folder / name).symlink_to(FAKE_AGENT)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    return folder

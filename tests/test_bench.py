@@ -17,11 +17,10 @@ import pytest
 
 from dagbox.bench.jobs import BenchInputError, Cell, jobs, parse_matrix
 from dagbox.bench.stats import pass_at_k, percentile, summarize
-from tests.conftest import REPO, TEST_IMAGE, load_text
+from tests.conftest import FAKE_AGENT, TEST_IMAGE, load_text
 from tests.test_run_cli import wait_for
 
 DAGBOX = [sys.executable, "-m", "dagbox"]
-FAKE = REPO / "tests" / "fixtures" / "fake-agent"
 
 
 # --- arithmetic ------------------------------------------------------------------------------
@@ -131,7 +130,7 @@ def results(out: Path) -> list[dict]:
 HOST_DAG = f"""
 params: [CODE=0]
 harnesses:
-  fake: {{binary: {FAKE}}}
+  fake: {{binary: {FAKE_AGENT}}}
 steps:
   - id: agent
     action: harness.run
@@ -337,7 +336,7 @@ def test_progress_shows_on_a_terminal_and_not_when_piped(tmp_path):
         f"""
         params: [N=0]
         harnesses:
-          fake: {{binary: {FAKE}}}
+          fake: {{binary: {FAKE_AGENT}}}
         steps:
           - id: agent
             action: harness.run

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE_DAGS, REPO, TEST_IMAGE
+from tests.conftest import EXAMPLE_DAGS, FAKE_AGENT, REPO, TEST_IMAGE
 from tests.test_engine import run_text
-
-FAKE = REPO / "tests" / "fixtures" / "fake-agent"
 
 # One custom provider per prompt mode and position; "generic answered: P" plus the flags.
 MODES = {
@@ -29,17 +27,6 @@ MODES = {
 }
 # Reads stdin and says what the prompt was: `sh -c '...' PROMPT`.
 ECHO_STDIN = "{binary: sh, prefix_args: ['-c', 'printf \"prompt=%s stdin=\" \"$0\"; cat']}"
-
-
-@pytest.fixture
-def agents_on_path(tmp_path, monkeypatch) -> Path:
-    """claude and codex on PATH, both the fake agent."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    for name in ("claude", "codex", "fake-agent"):
-        (folder / name).symlink_to(FAKE)
-    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
-    return folder
 
 
 def harnesses(binary: str) -> str:
@@ -77,7 +64,7 @@ def journal(ran, step: str, attempt: int = 1) -> list[dict]:
 
 
 def test_prompt_modes_and_stdin_on_the_host(tmp_path):
-    ran = run_text(tmp_path, harnesses(str(FAKE)) + "steps:\n" + mode_steps())
+    ran = run_text(tmp_path, harnesses(str(FAKE_AGENT)) + "steps:\n" + mode_steps())
     check_modes(ran)
 
 

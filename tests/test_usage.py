@@ -10,7 +10,6 @@ dagbox asks with the flags each CLI needs.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from tests.conftest import REPO
 from tests.test_bench import bench, results, write
 from tests.test_engine import run_text
 
-FAKE = REPO / "tests" / "fixtures" / "fake-agent"
 RECORDED = REPO / "tests" / "fixtures" / "usage"
 
 
@@ -92,19 +90,9 @@ def test_a_line_that_is_not_json_is_shown_not_lost():
     assert reader.line("") == []
 
 
-@pytest.fixture
-def agents(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    for name in ("claude", "codex", "gemini"):
-        (folder / name).symlink_to(FAKE)
-    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
-    return folder
-
-
 @pytest.mark.parametrize("provider", ["claude", "codex", "gemini"])
 def test_a_run_with_usage_journals_it_and_keeps_the_answer_as_output(
-    tmp_path, agents, monkeypatch, provider
+    tmp_path, agents_on_path, monkeypatch, provider
 ):
     monkeypatch.setenv("FAKE_AGENT_REPLAY", str(RECORDED / f"{provider}.jsonl"))
     ran = run_text(
@@ -141,7 +129,7 @@ def test_a_run_with_usage_journals_it_and_keeps_the_answer_as_output(
         assert usage["model"] == "m1" and usage["cost_usd"] is None  # codex says neither
 
 
-def test_without_usage_the_output_is_the_clis_own(tmp_path, agents, monkeypatch):
+def test_without_usage_the_output_is_the_clis_own(tmp_path, agents_on_path, monkeypatch):
     monkeypatch.setenv("FAKE_AGENT_REPLAY", str(RECORDED / "claude.jsonl"))
     ran = run_text(
         tmp_path,
@@ -156,7 +144,7 @@ def test_without_usage_the_output_is_the_clis_own(tmp_path, agents, monkeypatch)
     assert ran.of(TryFinished)[0].usage is None
 
 
-def test_bench_sums_tokens_and_cost_per_run_and_per_success(tmp_path, agents):
+def test_bench_sums_tokens_and_cost_per_run_and_per_success(tmp_path, agents_on_path):
     dag = write(
         tmp_path,
         f"""
@@ -256,7 +244,7 @@ def test_a_tool_line_is_masked_whole_before_it_is_cut():
     assert len(shown.strip()) <= 200
 
 
-def test_a_failed_try_says_why_in_its_error(tmp_path, agents, monkeypatch):
+def test_a_failed_try_says_why_in_its_error(tmp_path, agents_on_path, monkeypatch):
     monkeypatch.setenv("FAKE_AGENT_REPLAY", str(RECORDED / "claude-error.jsonl"))
     monkeypatch.setenv("FAKE_AGENT_EXIT", "1")
     ran = run_text(
@@ -274,7 +262,7 @@ def test_a_failed_try_says_why_in_its_error(tmp_path, agents, monkeypatch):
     assert ran.of(TryFinished)[0].usage.cost_usd == 0.032172  # what it spent is kept
 
 
-def test_a_timed_out_try_keeps_what_it_cost(tmp_path, agents, monkeypatch):
+def test_a_timed_out_try_keeps_what_it_cost(tmp_path, agents_on_path, monkeypatch):
     """Timeouts are the dearest runs: their usage must reach the journal and the bench."""
     replay = tmp_path / "slow.jsonl"
     lines = (RECORDED / "codex.jsonl").read_text().splitlines()

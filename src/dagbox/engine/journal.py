@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from typing import TypedDict
+from typing import TypedDict, get_args
 
 from dagbox.engine.events import (
     AnyEvent,
@@ -35,17 +35,15 @@ TAIL_BYTES = 1024
 _PHASES = ("image_ready_ms", "container_create_ms", "container_start_ms", "container_remove_ms")
 
 
+#: The classes an Exit carries as it is: every class but those the exit code or the
+#: engine's own timeout and cancel decide.
+_FROM_EXIT = frozenset(get_args(FailureClass)) - {"ok", "exit_nonzero", "timeout", "cancelled"}
+
+
 def failure_class(exit_: Exit) -> FailureClass:
     if exit_.code == 0:
         return "ok"
-    if exit_.failure_class in (
-        "binary_missing",
-        "refused",
-        "auth",
-        "oom",
-        "infra_image",
-        "infra_engine",
-    ):
+    if exit_.failure_class in _FROM_EXIT:
         return exit_.failure_class  # type: ignore[return-value]
     if exit_.code in (126, 127):
         return "binary_missing"  # an agent CLI runs directly: the runtime could not exec it

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from dagbox.engine.lines import LineSplitter
+from dagbox.lines import LineSplitter
 from dagbox.records import RecordError, RunRecord, read_record, runner_gone
 from dagbox.terminal import printable
 

@@ -39,7 +39,7 @@ from dagbox.engine.events import (
     StepRetrying,
     StepStarted,
 )
-from dagbox.engine.lines import LineSplitter
+from dagbox.lines import CONTROL_CHARS, STEERING, LineSplitter
 
 
 class OutputMode(StrEnum):
@@ -64,18 +64,8 @@ GROUP_LIMIT = 2 * 1024 * 1024
 SLOT = 8
 
 
-#: Any C0 or C1 control character but tab (and newline, which never reaches a line).
-_CONTROL_CHARS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 #: The cheap test that lets most lines through as they are.
-_CONTROL = re.compile(_CONTROL_CHARS)
-#: Escape sequences (CSI, OSC, two-character ones), then any control character left over.
-_STEERING = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours (SGR, ending in m), cursor, erase, ...
-    r"|(?:\x1b[]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-    # ^ strings: OSC (titles, links), DCS (sixel images), SOS, PM, APC; to ST, BEL or the end
-    r"|\x1b[ -/]*[0-~]"  # other escapes
-    "|" + _CONTROL_CHARS
-)
+_CONTROL = re.compile(CONTROL_CHARS)
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 
 
@@ -93,7 +83,7 @@ def safe_line(line: str, colour: bool) -> str:
             return match.group()
         return ""
 
-    line = _STEERING.sub(keep, line)
+    line = STEERING.sub(keep, line)
     return line + "\x1b[0m" if kept else line
 
 

@@ -44,11 +44,11 @@ from dagbox.engine.events import (
 )
 from dagbox.engine.exec_limits import argv_problem, env_problem, total_problem
 from dagbox.engine.journal import AttemptJournal, failure_class
-from dagbox.engine.lines import LineSplitter
 from dagbox.harness.argv import merge_defaults
 from dagbox.harness.catalog import registry
 from dagbox.harness.tries import provider_names, run_tries
 from dagbox.layout import RunLayout
+from dagbox.lines import LineSplitter
 from dagbox.plan import params_of, runtime_of
 from dagbox.regex import compile_pattern
 from dagbox.runtimes import Command, ContainerSpec, Exit, Runtime, SetupError, Stop, Stream

@@ -11,23 +11,22 @@ what the try cost is in :attr:`TryOutput.usage`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from dagbox.harness.argv import wants_usage
 from dagbox.harness.catalog import Provider
 from dagbox.harness.usage import Reader, Usage
+from dagbox.lines import STEERING, LineSplitter
 from dagbox.regex import compile_pattern
 from dagbox.runtimes import OnOutput, Stream
 
-#: A trap only needs the start of a line.
-_TRAP_LINE_BYTES = 4096
+#: A trap needs no more of a line than this: a longer one is checked piece by piece.
+_TRAP_LINE_CHARS = 4096
 #: One JSON event (a tool's result can hold a whole file); past this it is shown as is.
-_EVENT_BYTES = 64 * 1024 * 1024
+_EVENT_CHARS = 64 * 1024 * 1024
 #: A tool call is shown on one line of at most this many characters.
 _TOOL_LINE_CHARS = 200
-_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-_])")
 
 
 class TryOutput:
@@ -49,7 +48,11 @@ class TryOutput:
             if wants_usage(provider, options)
             else None
         )
-        self.partial: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        event_lines = self.reader is not None
+        self.splitters: dict[Stream, LineSplitter] = {
+            "stdout": LineSplitter(_EVENT_CHARS if event_lines else _TRAP_LINE_CHARS),
+            "stderr": LineSplitter(_TRAP_LINE_CHARS),
+        }
         self.sprung: str | None = None
         #: Errors the CLI reported in its events: the try's error when it fails.
         self.errors: list[str] = []
@@ -64,29 +67,16 @@ class TryOutput:
             self.on_output(stream, data)
             if not self.traps:
                 return
-        buffer = self.partial[stream]
-        start = 0
-        while (end := data.find(b"\n", start)) != -1:
-            self._line(stream, bytes(buffer) + data[start:end] if buffer else data[start:end])
-            buffer.clear()
-            start = end + 1
-        rest = data[start:]
-        limit = _EVENT_BYTES if reading else _TRAP_LINE_BYTES
-        if len(buffer) + len(rest) <= limit:
-            buffer.extend(rest)
-        elif reading:
-            self.on_output("stderr", bytes(buffer) + rest)  # not an event we can read: shown
-            buffer.clear()
-        else:
-            buffer.extend(rest[: max(0, limit - len(buffer))])
-        if self.traps and buffer and not reading:
-            self._check(buffer.decode(errors="replace"))  # a prompt that waits on its line
+        splitter = self.splitters[stream]
+        for line in splitter.feed(data):
+            self._line(stream, line)
+        if self.traps and not reading and splitter.pending:
+            self._check(splitter.pending)  # a prompt that waits on its line
 
     def close(self) -> None:
         """The try ended: read what is left, and give the final answer as its stdout."""
-        for stream, buffer in self.partial.items():
-            if buffer:
-                line, buffer[:] = bytes(buffer), b""
+        for stream, splitter in self.splitters.items():
+            for line in splitter.flush():
                 self._line(stream, line)
         if self.reader is not None:
             answer, left = self.reader.finish()
@@ -96,13 +86,11 @@ class TryOutput:
                     "stdout", (answer if answer.endswith("\n") else answer + "\n").encode()
                 )
 
-    def _line(self, stream: Stream, line: bytes) -> None:
-        text = line.decode(errors="replace")
+    def _line(self, stream: Stream, text: str) -> None:
+        """A whole line (or, past the bound, a piece of one: read, and shown if not JSON)."""
         if self.reader is not None and stream == "stdout":
             self._progress(self.reader.line(text))
-            self._check(text)
-            return
-        self._check(text[:_TRAP_LINE_BYTES])
+        self._check(text)
 
     def _progress(self, lines: list[str]) -> None:
         """Show made-up lines: masked whole first, then made short (a cut secret is not one)."""
@@ -123,7 +111,7 @@ class TryOutput:
     def _check(self, text: str) -> None:
         if self.sprung is not None:
             return
-        text = _ANSI.sub("", text.rstrip("\r")).rpartition("\r")[2]  # as a terminal shows it
+        text = STEERING.sub("", text.rstrip("\r").rpartition("\r")[2])  # as a terminal shows it
         for pattern, message in self.traps:
             if pattern.search(text):
                 self.sprung = message

@@ -20,6 +20,15 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _say_interrupted() -> None:
+    try:
+        sys.stderr.write("dagbox: interrupted\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    sys.exit(130)
+
+
 def _reopen_closed_streams() -> None:
     for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
         try:
@@ -41,13 +50,14 @@ def main() -> None:
         from dagbox.cli import main as cli
 
         cli()
+    except BaseExceptionGroup as group:
+        # A Ctrl-C in a task group before the run's signal watcher took over (setting up
+        # containers): the same quiet exit. Anything else in the group is a bug to show.
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
+        _say_interrupted()
     except KeyboardInterrupt:
-        try:
-            sys.stderr.write("dagbox: interrupted\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        sys.exit(130)
+        _say_interrupted()
     finally:
         # CPython (3.11, 3.12) remembers a KeyboardInterrupt that ended a string exec()
         # (dataclasses and namedtuple build their methods that way, at import time) even

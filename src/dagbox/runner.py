@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+from anyio.abc import TaskStatus
 
 import dagbox
 from dagbox.engine.events import AnyEvent, RunFinished
@@ -129,7 +130,7 @@ async def execute(request: RunRequest) -> RunResult:
         stack.push_async_callback(_stop_leftovers, request)
         async with anyio.create_task_group() as tg:
             if request.watch_signals:
-                tg.start_soon(_watch_signals, engine)
+                await tg.start(_watch_signals, engine)  # in place before the engine's first step
             tg.start_soon(writer.keep_fresh)
             if children.is_subreaper():
                 tg.start_soon(_reap_adopted)
@@ -332,9 +333,12 @@ def use_pidfd_child_watcher() -> None:
         asyncio.set_child_watcher(watcher)
 
 
-async def _watch_signals(engine: Engine) -> None:
+async def _watch_signals(
+    engine: Engine, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     """First SIGINT/SIGTERM: stop the run gracefully. Second: stop processes at once."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
         if dagbox.early_interrupts:  # a Ctrl-C that Python lost while dagbox was importing
             engine.interrupt.request()
         async for _ in signals:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 import dagbox
 from dagbox.bench.jobs import BenchInputError, Job, image_references
@@ -102,7 +103,7 @@ async def run_bench(
         progress = Progress(len(todo))
         bench = _Bench(loaded, options, shared, results, progress)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(bench.watch_signals, tg.cancel_scope)
+            await tg.start(bench.watch_signals)  # in place before the first run starts
             tg.start_soon(bench.tick)
             await bench.admit(todo)
             tg.cancel_scope.cancel()
@@ -237,9 +238,12 @@ class _Bench:
         if self.stopping:
             engine.interrupt.request()
 
-    async def watch_signals(self, scope: anyio.CancelScope) -> None:
+    async def watch_signals(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Ctrl-C or SIGTERM: stop admitting, stop running runs; a second one kills at once."""
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
             if dagbox.early_interrupts:  # a Ctrl-C that Python lost while dagbox was importing
                 self._stop_all()
             async for _ in signals:

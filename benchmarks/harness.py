@@ -90,6 +90,7 @@ def dagbox_try_ms(count: int) -> float:
     """Median try duration (from the journal) of fake-agent tries in the shared container."""
     import anyio
 
+    from dagbox.compiler import compile
     from dagbox.runner import RunRequest, execute
     from dagbox.spec import load
 
@@ -104,7 +105,10 @@ def dagbox_try_ms(count: int) -> float:
             "harnesses: {fake: {binary: fake-agent}}\nsteps:\n" + steps
         )
         result = anyio.run(
-            execute, RunRequest(loaded=load(dag), run_id="bench", home=Path(tmp) / "home")
+            execute,
+            RunRequest(
+                plan=compile(load(dag).dag, file=dag), run_id="bench", home=Path(tmp) / "home"
+            ),
         )
         assert result.status == "succeeded", result.error
         durations = []

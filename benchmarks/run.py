@@ -16,6 +16,10 @@ medians and the dagbox/peer ratio. Not a timed test: read the figures.
 
     benchmarks/peers/get-dagu            # once: Dagu 1.30.2 from the npm registry
     python benchmarks/run.py --peer dagu [--repeat 7] [--containers]
+
+``--baseline SRC`` compares with another dagbox instead (the ``src`` folder of a checkout
+of an earlier commit, ``git worktree add /tmp/before REV``): no regression means a ratio
+of at most 1.05.
 """
 
 from __future__ import annotations
@@ -92,8 +96,10 @@ def engine_overhead(steps: int = 10_000) -> float:
     """Seconds for the engine alone to get through ``steps`` no-op steps (no processes)."""
     import anyio
 
-    from dagbox.engine.run import Engine, RunOptions
-    from dagbox.runtimes import Exit
+    from dagbox.compiler import compile
+    from dagbox.engine.context import RunOptions
+    from dagbox.engine.scheduler import Scheduler
+    from dagbox.runtimes import Exit, Runtimes
     from dagbox.spec import load
 
     class Instant:
@@ -106,11 +112,11 @@ def engine_overhead(steps: int = 10_000) -> float:
     )
     dag = load(Path("overhead.yaml"), text).dag
     events: list[object] = []
-    engine = Engine(
-        dag,
-        {"host": Instant()},
+    engine = Scheduler(
+        compile(dag, file=Path("overhead.yaml")),
+        Runtimes(Instant()),
         events.append,
-        RunOptions(run_id="bench", file=Path("overhead.yaml")),
+        RunOptions(run_id="bench"),
     )
     started = time.perf_counter()
     result = anyio.run(engine.run)
@@ -137,7 +143,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--containers", action="store_true", help="also the container scenarios")
     parser.add_argument("--bare-loop", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--baseline", type=Path, help="compare with the dagbox in this src folder, not Dagu"
+    )
     args = parser.parse_args()
+    if args.baseline is not None:
+        args.peer = "baseline"
     if args.bare_loop:
         import anyio
 
@@ -152,7 +163,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         env = {**os.environ, "DAGBOX_HOME": str(base / "dagbox"), "DAGU_HOME": str(base / "dagu")}
-        header = f"{'scenario':<13} {'dagbox':>9} {'dagu':>9} {'ratio':>7}"
+        peer_name = "before" if args.peer == "baseline" else "dagu"
+        header = f"{'scenario':<13} {'dagbox':>9} {peer_name:>9} {'ratio':>7}"
         print(f"\n{header}   (medians of {args.repeat}, whole process)")
         scenarios = {**SCENARIOS, **(CONTAINER_SCENARIOS if args.containers else {})}
         targets = {"root-chain20": 0.2}
@@ -161,18 +173,22 @@ def main() -> None:
             file.write_text(text)
             ours = [sys.executable, "-m", "dagbox", "run", str(file), "--output", "quiet"]
             theirs = [str(args.dagu), "start", str(file)]
+            peer_env = env
+            if args.peer == "baseline":
+                theirs = ours
+                peer_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
             timed(ours, env)  # warm caches for both before measuring
-            if args.peer == "dagu":
-                timed(theirs, env)
+            if args.peer != "none":
+                timed(theirs, peer_env)
             mine, peer = [], []
             for _ in range(args.repeat):
                 mine.append(timed(ours, env))
-                if args.peer == "dagu":
-                    peer.append(timed(theirs, env))
+                if args.peer != "none":
+                    peer.append(timed(theirs, peer_env))
             a = statistics.median(mine)
             if peer:
                 b = statistics.median(peer)
-                target = targets.get(name, 1.0)
+                target = 1.05 if args.peer == "baseline" else targets.get(name, 1.0)
                 print(
                     f"{name:<13} {a * 1000:7.0f}ms {b * 1000:7.0f}ms {a / b:7.2f}   (target <= {target:.2f})"
                 )

@@ -8,7 +8,6 @@ import pty
 import select
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -18,10 +17,7 @@ import pytest
 from dagbox.bench.jobs import BenchInputError, Cell, jobs, parse_matrix
 from dagbox.bench.stats import pass_at_k, percentile, summarize
 from tests.conftest import FAKE_AGENT, TEST_IMAGE, load_text
-from tests.test_run_cli import wait_for
-
-DAGBOX = [sys.executable, "-m", "dagbox"]
-
+from tests.helpers import DAGBOX, wait_for
 
 # --- arithmetic ------------------------------------------------------------------------------
 

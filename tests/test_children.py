@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from dagbox.runtimes import children
-from tests.test_run_cli import wait_for
+from tests.helpers import wait_for
 
 
 def state(pid: int) -> str:

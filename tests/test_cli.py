@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE_DAGS, REPO
-
-DAGBOX = [sys.executable, "-m", "dagbox"]
+from tests.helpers import DAGBOX
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

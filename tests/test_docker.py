@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 import uuid
@@ -22,11 +21,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, TEST_IMAGE, Engine
-from tests.test_engine import run_text
-from tests.test_run_cli import wait_for
+from tests.helpers import DAGBOX, run_text, wait_for
 
 pytestmark = pytest.mark.docker
-DAGBOX = [sys.executable, "-m", "dagbox"]
 IMAGE = TEST_IMAGE
 _current: list[Engine] = []
 
@@ -623,7 +620,7 @@ def test_docker_host_wins_over_a_docker_context(tmp_path, engine, monkeypatch):
 def test_the_client_pool_has_no_limit():
     import anyio
 
-    from dagbox.runtimes.engine import connect, endpoint
+    from dagbox.runtimes.container_engine import connect, endpoint
 
     async def main() -> int:
         async with connect(endpoint()) as client:

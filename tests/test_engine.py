@@ -9,63 +9,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import textwrap
 from pathlib import Path
 
 import anyio
 import pytest
 
-from dagbox.engine.events import StepFinished, StepRetrying, StepStarted
-from dagbox.runner import RunRequest, execute
-from dagbox.spec import load
+from dagbox.compiler import compile
+from dagbox.engine.events import StepRetrying, StepStarted
+from tests.helpers import alive, run_text
 
 WAIT_FOR = 'for i in $(seq 200); do [ -f "{f}" ] && break; sleep 0.05; done; [ -f "{f}" ]'
-
-
-class Ran:
-    def __init__(self, result, events, home: Path):
-        self.result, self.events, self.home = result, events, home
-        self.record = json.loads(next(home.glob("runs/*/*/run.json")).read_text())
-
-    def status(self, name: str) -> str:
-        return next(s.status for s in self.result.steps if s.name == name)
-
-    def step(self, name: str):
-        return next(s for s in self.result.steps if s.name == name)
-
-    def stdout(self, name: str) -> str:
-        return Path(self.step(name).stdout_file).read_text()
-
-    def of(self, kind):
-        return [e for e in self.events if isinstance(e, kind)]
-
-
-def run_text(tmp_path: Path, text: str, params=None, max_active=None, run_id="r1") -> Ran:
-    path = tmp_path / "dag.yaml"
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    events: list = []
-    request = RunRequest(
-        loaded=load(path),
-        run_id=run_id,
-        params=params or {},
-        max_active=max_active,
-        home=tmp_path / "home",
-        sinks=[events.append],
-    )
-    result = anyio.run(execute, request)
-    return Ran(result, events, tmp_path / "home")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is not alive for our purposes
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_independent_steps_start_together(tmp_path):
@@ -260,15 +213,15 @@ def test_retry_limit_is_extra_attempts_and_delays_follow_backoff(tmp_path):
 
 
 def test_retry_delay_arithmetic():
-    from dagbox.engine.run import Engine
-    from dagbox.spec.model import RetryPolicy
+    from dagbox.engine.retry import retry_delay
+    from dagbox.plan import RetryPolicy
+    from dagbox.values import Scope
 
-    engine = Engine.__new__(Engine)
-    engine.params = {}
     policy = RetryPolicy(limit=5, interval_sec=2, backoff=True, max_interval_sec=10)
-    assert [engine._retry_delay(policy, n, {}) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 10.0]
+    scope = Scope({}, {})
+    assert [retry_delay(policy, n, scope) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 10.0]
     policy = RetryPolicy(limit=5, interval_sec="${X}", backoff=1.5)
-    assert engine._retry_delay(policy, 3, {"X": "4"}) == 9.0
+    assert retry_delay(policy, 3, Scope({}, {"X": "4"})) == 9.0
 
 
 def test_step_timeout_fails_with_124_kills_the_group_and_is_not_retried(tmp_path):
@@ -634,36 +587,8 @@ def test_missing_harness_binary_on_the_host(tmp_path):
     assert step.error == 'harness: "claude" CLI not found in PATH; install it first'
 
 
-def test_ten_thousand_steps_with_the_fake_runtime(tmp_path):
-    """The engine alone (no processes) gets through a large DAG with exact statuses."""
-    from dagbox.engine.run import Engine, RunOptions
-    from dagbox.runtimes import Exit
-    from tests.conftest import load_text
-
-    class Instant:
-        async def run(self, command, on_output, stop, trace=None):
-            return Exit(0)
-
-    steps = "\n".join(
-        f"  - {{id: s{i}, run: 'true'{', depends: s' + str(i - 1) if i % 10 else ''}}}"
-        for i in range(10_000)
-    )
-    dag = load_text("steps:\n" + steps + "\n").dag
-    events: list = []
-    result = anyio.run(
-        Engine(
-            dag,
-            {"host": Instant()},
-            events.append,
-            RunOptions(run_id="big", file=tmp_path / "d.yaml"),
-        ).run
-    )
-    assert result.status == "succeeded"
-    assert sum(isinstance(e, StepFinished) for e in events) == 10_000
-
-
 def test_signal_numbers():
-    from dagbox.engine.run import _signal_number
+    from dagbox.engine.attempt import signal_number as _signal_number
 
     assert _signal_number(None) == signal.SIGTERM
     assert _signal_number("int") == signal.SIGINT
@@ -702,7 +627,9 @@ def test_an_unusable_dag_precondition_fails_the_run(tmp_path):
 
 def test_container_steps_fail_clearly_without_a_container_runtime(tmp_path):
     """An engine given only the host runtime says so, instead of running the step on the host."""
-    from dagbox.engine.run import Engine, RunOptions
+    from dagbox.engine.context import RunOptions
+    from dagbox.engine.scheduler import Scheduler
+    from dagbox.runtimes import Runtimes
     from dagbox.runtimes.host import HostRuntime
     from tests.conftest import load_text
 
@@ -713,11 +640,11 @@ def test_container_steps_fail_clearly_without_a_container_runtime(tmp_path):
           - {id: free, run: 'true'}
         """
     ).dag
-    engine = Engine(
-        dag,
-        {"host": HostRuntime(tmp_path)},
+    engine = Scheduler(
+        compile(dag, file=tmp_path / "d.yaml"),
+        Runtimes(HostRuntime(tmp_path)),
         lambda e: None,
-        RunOptions(run_id="r", file=tmp_path / "d.yaml"),
+        RunOptions(run_id="r"),
     )
     result = anyio.run(engine.run)
     statuses = {s.name: (s.status, s.error) for s in result.steps}

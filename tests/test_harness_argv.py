@@ -3,7 +3,7 @@
 import pytest
 
 from dagbox.harness.argv import merge_defaults, render, tries, trim_prompt
-from dagbox.harness.catalog import BUILTIN, Provider, registry
+from dagbox.harness.catalog import BUILTIN, Provider, customs, registry
 from dagbox.spec.issues import DagError
 from dagbox.spec.model import HarnessDef
 from tests.conftest import load_text
@@ -151,7 +151,7 @@ def test_reserved_keys_are_never_flags():
 
 
 def _custom(**kw):
-    return registry({"c": HarnessDef(binary=" tool ", **kw)})["c"]
+    return registry(customs({"c": HarnessDef(binary=" tool ", **kw)}))["c"]
 
 
 def test_custom_flag_mode_and_positions():
@@ -198,8 +198,8 @@ def test_prompt_trimming():
 
 
 def test_null_harness_entry_reexposes_the_builtin_and_definitions_shadow():
-    assert registry({"claude": None})["claude"] is BUILTIN["claude"]
-    shadow = registry({"codex": HarnessDef(binary="my-codex")})["codex"]
+    assert registry(customs({"claude": None}))["claude"] is BUILTIN["claude"]
+    shadow = registry(customs({"codex": HarnessDef(binary="my-codex")}))["codex"]
     assert render(shadow, {"prompt": "P", "full_auto": True}).argv == (
         "my-codex",
         "P",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE_DAGS, FAKE_AGENT, REPO, TEST_IMAGE
-from tests.test_engine import run_text
+from tests.helpers import run_text
 
 # One custom provider per prompt mode and position; "generic answered: P" plus the flags.
 MODES = {

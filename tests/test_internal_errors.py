@@ -12,12 +12,14 @@ from pathlib import Path
 import anyio
 import pytest
 
+from dagbox.compiler import compile
+from dagbox.engine.commands import Commands
 from dagbox.engine.events import StepStarted
-from dagbox.engine.run import Engine
+from dagbox.engine.scheduler import Scheduler
 from dagbox.runner import RunRequest, execute
 from dagbox.runtimes import children
 from dagbox.spec import load
-from tests.test_engine import alive, run_text
+from tests.helpers import alive, run_text
 
 
 class Bug(RuntimeError):
@@ -25,14 +27,14 @@ class Bug(RuntimeError):
 
 
 def test_a_bug_inside_one_step_fails_that_step_only(tmp_path, monkeypatch):
-    original = Engine._command
+    original = Commands.build
 
     def broken(self, run, env):
         if run.name == "b":
             raise Bug("step b")
         return original(self, run, env)
 
-    monkeypatch.setattr(Engine, "_command", broken)
+    monkeypatch.setattr(Commands, "build", broken)
     ran = run_text(
         tmp_path,
         """
@@ -64,8 +66,8 @@ def test_a_bug_in_the_engine_loop_still_ends_the_record_and_the_processes(tmp_pa
     def broken(self, finished, ready):
         raise Bug("settling")
 
-    monkeypatch.setattr(Engine, "_settle", broken)
-    request = RunRequest(loaded=load(dag), run_id="r1", home=tmp_path / "home")
+    monkeypatch.setattr(Scheduler, "_settle", broken)
+    request = RunRequest(plan=compile(load(dag).dag, file=dag), run_id="r1", home=tmp_path / "home")
     with pytest.raises(BaseExceptionGroup) as caught:
         anyio.run(execute, request)
     assert caught.group_contains(Bug)
@@ -90,7 +92,10 @@ def test_a_bug_in_an_output_drops_that_output_not_the_run(tmp_path, capfd):
                 raise Bug("output")
 
     request = RunRequest(
-        loaded=load(dag), run_id="r1", home=tmp_path / "home", sinks=[BrokenOutput()]
+        plan=compile(load(dag).dag, file=dag),
+        run_id="r1",
+        home=tmp_path / "home",
+        sinks=[BrokenOutput()],
     )
     result = anyio.run(execute, request)
     assert [s.status for s in result.steps] == ["succeeded", "succeeded"]
@@ -130,7 +135,7 @@ def test_the_traceback_of_a_bug_shows_no_secret(tmp_path, monkeypatch, capfd, in
     def broken(self, finished, ready):
         raise Bug(f"settling with {secret}")
 
-    monkeypatch.setattr(Engine, "_settle", broken)
+    monkeypatch.setattr(Scheduler, "_settle", broken)
     monkeypatch.setenv("SERVICE_TOKEN", secret)
     assert in_process_cli("run", str(dag)) == 1
     told = capfd.readouterr()
@@ -149,9 +154,9 @@ def test_the_traceback_of_a_bug_in_a_bench_shows_no_secret(
     tasks.write_text(json.dumps({"API_KEY": secret}) + "\n")
 
     def broken(self, finished, ready):
-        raise Bug(f"settling with {self.params['API_KEY']}")
+        raise Bug(f"settling with {self.plan.params['API_KEY']}")
 
-    monkeypatch.setattr(Engine, "_settle", broken)
+    monkeypatch.setattr(Scheduler, "_settle", broken)
     args = ["bench", str(dag), "--tasks", str(tasks), "--out", str(tmp_path / "out")]
     assert in_process_cli(*args, "-o", "quiet") == 1
     told = capfd.readouterr()

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from dagbox import plan
+from dagbox.compiler import compile
 from dagbox.spec import DagError, load
 from dagbox.spec.build import _info
 from dagbox.spec.model import Container, ContinueOn, Dag, HarnessDef, RetryPolicy, Step
@@ -110,7 +110,7 @@ def check(text: bytes | str) -> None:
             assert issue.line >= 1 and issue.col >= 1
             str(issue)
         return
-    plan.build(loaded.dag)
+    compile(loaded.dag)
 
 
 @seed(SEED)

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -15,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.test_engine import alive
-
-DAGBOX = [sys.executable, "-m", "dagbox"]
+from tests.helpers import DAGBOX, alive, wait_for
 
 
 @pytest.fixture
@@ -41,14 +38,6 @@ def dagbox(env, *args, cwd=None, timeout=60) -> subprocess.CompletedProcess[str]
         timeout=timeout,
         check=False,
     )
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_hello_example_runs_and_status_says_succeeded(env):

@@ -17,8 +17,8 @@ import pytest
 from dagbox.engine.events import TryFinished
 from dagbox.harness.usage import Reader, Usage
 from tests.conftest import REPO
+from tests.helpers import run_text
 from tests.test_bench import bench, results, write
-from tests.test_engine import run_text
 
 RECORDED = REPO / "tests" / "fixtures" / "usage"
 

@@ -25,11 +25,10 @@ from dagbox import __version__
 from dagbox.terminal import OutputMode
 
 if TYPE_CHECKING:  # the commands import these when they run (startup time)
-    from dagbox.engine.run import Engine
+    from dagbox.engine.scheduler import Scheduler
     from dagbox.plan import Plan, PlannedStep
     from dagbox.records import HandlerRecord, RunRecord, StepRecord
     from dagbox.spec import Loaded
-    from dagbox.spec.model import Dag
 
 
 class LogFormat(StrEnum):
@@ -258,6 +257,7 @@ def run(
     """
     import anyio
 
+    from dagbox.compiler import compile
     from dagbox.layout import new_run_id
     from dagbox.runner import RunExists, RunRequest, execute
     from dagbox.terminal import Terminal
@@ -266,10 +266,10 @@ def run(
     if run_id is not None:
         _check_run_id(run_id)
     loaded = _load(file)
+    overrides = _overrides(params, param or [], trailing or [], params_file or [])
     request = RunRequest(
-        loaded=loaded,
+        plan=compile(loaded.dag, overrides, loaded.path),
         run_id=run_id or new_run_id(),
-        params=_overrides(params, param or [], trailing or [], params_file or []),
         max_active=jobs,
         sinks=[Terminal(output)],
     )
@@ -277,21 +277,21 @@ def run(
         from dagbox.records import JsonLog
 
         request.sinks.append(JsonLog(sys.stderr))
-    from dagbox.runtimes.engine import EngineUnavailable
+    from dagbox.runtimes.container_engine import ContainerEngineUnavailable
 
-    engines: list[Engine] = []
-    request.on_engine = engines.append
+    schedulers: list[Scheduler] = []
+    request.on_scheduler = schedulers.append
     try:
         with _adopting():
             result = anyio.run(execute, request)
-    except EngineUnavailable as exc:
+    except ContainerEngineUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
     except RunExists as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:  # a bug in dagbox (its record has ended): the traceback, masked
-        _internal_error(exc, engines[0].secrets.redactor().text if engines else str)
+        _internal_error(exc, schedulers[0].ctx.secrets.redactor().text if schedulers else str)
     if result.record_error is not None:
         _err(f"dagbox: the run's record or output is incomplete: {result.record_error}")
     raise typer.Exit(result.exit_code)
@@ -378,12 +378,13 @@ def status(
     ] = False,
 ) -> None:
     """Show a run's record: its status and every step's."""
+    from dagbox.layout import RunLayout
     from dagbox.records import shown_status
     from dagbox.terminal import first_line, printable
 
     record, run_dir = _pick_run(run_id, last)
     if as_json:
-        typer.echo((run_dir / "run.json").read_text().rstrip())
+        typer.echo(RunLayout(run_dir).record.read_text().rstrip())
         return
     took = f" in {record.duration_sec:.2f}s" if record.duration_sec is not None else ""
     typer.echo(f"run {record.run_id} of {printable(record.dag)}: {shown_status(record)}{took}")
@@ -492,7 +493,7 @@ def bench(
 
     from dagbox.bench.jobs import BenchInputError, jobs, load_tasks, parse_matrix
     from dagbox.bench.run import BenchOptions, run_bench
-    from dagbox.runtimes.engine import EngineUnavailable
+    from dagbox.runtimes.container_engine import ContainerEngineUnavailable
 
     _check_settings()
     loaded = _load(file)
@@ -502,14 +503,8 @@ def bench(
     except BenchInputError as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
-    out = out or Path("dagbox-bench") / (loaded.dag.name or "dag")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _err(f"dagbox: cannot use --out {out} as the folder for results: {exc.strerror or exc}")
-        raise typer.Exit(EXIT_USAGE) from None
     options = BenchOptions(
-        out=out,
+        out=_results_folder(out or Path("dagbox-bench") / (loaded.dag.name or "dag")),
         repeat=repeat,
         concurrency=concurrency,
         max_containers=max_containers,
@@ -524,7 +519,7 @@ def bench(
                 lambda ids: jobs(loaded.dag, axes, task_list, repeat, ids),
                 options,
             )
-    except EngineUnavailable as exc:
+    except ContainerEngineUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
     except BenchInputError as exc:
@@ -550,6 +545,15 @@ def bench(
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.error is not None:
         raise typer.Exit(1)
+
+
+def _results_folder(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _err(f"dagbox: cannot use --out {out} as the folder for results: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    return out
 
 
 def _whole(value: float | None) -> int | None:
@@ -624,7 +628,7 @@ def gc() -> None:
     import anyio
 
     from dagbox.owner import orphan_report, stop_orphans
-    from dagbox.runtimes.engine import EngineUnavailable, connect, endpoint
+    from dagbox.runtimes.container_engine import ContainerEngineUnavailable, connect, endpoint
     from dagbox.runtimes.gc import reap
 
     _check_settings()
@@ -637,7 +641,7 @@ def gc() -> None:
 
     try:
         removed = anyio.run(main)
-    except EngineUnavailable as exc:
+    except ContainerEngineUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
     for container, run_id in removed:
@@ -668,34 +672,36 @@ def dry_run(
     """
     import os
 
-    from dagbox import plan as planning
-    from dagbox.secrets import Redactor, dag_secrets
+    from dagbox.compiler import compile
+    from dagbox.secrets import Redactor, plan_secrets
 
     loaded = _load(file)
     overrides = _overrides(params, param or [], trailing or [], params_file or [])
-    plan = planning.build(loaded.dag, overrides)
-    redactor = Redactor(dag_secrets(loaded.dag, plan.params, os.environ))
+    plan = compile(loaded.dag, overrides, loaded.path)
+    redactor = Redactor(plan_secrets(plan, os.environ))
     if as_json:
         import msgspec
 
         typer.echo(redactor.text(msgspec.json.format(msgspec.json.encode(plan), indent=2).decode()))
         return
-    typer.echo(redactor.text(render_plan(plan, loaded.dag)))
+    typer.echo(redactor.text(render_plan(plan)))
 
 
-def render_plan(plan: Plan, dag: Dag) -> str:
+def render_plan(plan: Plan) -> str:
+    from dagbox.plan import dispatch_order
+
     lines = [
         f"DAG {plan.dag} ({plan.type}; max_active_steps {plan.max_active_steps or 'unlimited'})"
     ]
-    if dag.container is not None:
-        c = dag.container
+    if plan.container is not None:
+        c = plan.container
         what = f"exec into {c.exec}" if c.exec else f"image {c.image} (pull {c.pull_policy})"
         lines.append(f"root container: {what}")
     if plan.params:
         lines.append("params: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.params.items()))
     lines.append("steps, in dispatch order:")
     width = max((len(s.name) for s in plan.steps), default=0)
-    for i, step in enumerate(plan.steps, 1):
+    for i, step in enumerate(dispatch_order(plan), 1):
         lines.extend(_render_step(f"{i:>3}. {step.name:<{width}}", step))
     for name, step in plan.handlers.items():
         if name == next(iter(plan.handlers)):
@@ -709,7 +715,7 @@ def _render_step(head: str, step: PlannedStep) -> list[str]:
         "host": "host",
         "root": f"root container ({step.image})",
         "step": f"step container ({step.image})",
-        "exec": f"exec in {step.container}",
+        "exec": f"exec in {step.container.exec if step.container else ''}",
     }[step.runtime]
     after = f"  after {', '.join(step.depends)}" if step.depends else ""
     out = [f"{head}  [{where}]{after}"]

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from dagbox.layout import RunLayout
 from dagbox.lines import LineSplitter
 from dagbox.records import RecordError, RunRecord, read_record, runner_gone
 from dagbox.terminal import printable
@@ -79,7 +80,7 @@ def show_logs(record: RunRecord, run_dir: Path, step: str | None, stream: str, f
             return 0
         time.sleep(POLL_SECONDS)
         try:
-            record = read_record(run_dir / "run.json")
+            record = read_record(RunLayout(run_dir).record)
         except RecordError as exc:
             sys.stderr.write(f"dagbox: {exc}\n")
             return 2

@@ -20,17 +20,17 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from dagbox import procfs
+from dagbox.layout import RunLayout
+
 #: The environment variable that marks every process a host step starts.
 ENV_OWNER = "DAGBOX_OWNER"
 
 
 def start_time(pid: int) -> str:
     """The pid's start time in clock ticks since boot, or "" when it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:  # noqa: PTH123
-            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return ""
+    fields = procfs.stat(pid)
+    return fields[procfs.START].decode() if fields is not None else ""
 
 
 def _namespace() -> str:
@@ -98,17 +98,11 @@ def orphaned_processes() -> list[Orphan]:
     me, own_group = os.getpid(), os.getpgrp()
     crashed: dict[tuple[str, str], bool] = {}
     found: list[Orphan] = []
-    names: list[str] = []
-    with contextlib.suppress(OSError):
-        names = os.listdir("/proc")  # noqa: PTH208 (plain names: cheaper than Paths)
-    for name in names:
-        if not name.isdigit():
+    for name in procfs.pids():
+        environ = procfs.environ(name)
+        if environ is None or marker not in environ:
             continue
         try:
-            with open(f"/proc/{name}/environ", "rb") as handle:  # noqa: PTH123
-                environ = b"\0" + handle.read()
-            if marker not in environ:
-                continue
             variables = dict(item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item)
             owner = variables[ENV_OWNER.encode()].decode(errors="replace")
             if alive(owner):
@@ -117,8 +111,10 @@ def orphaned_processes() -> list[Orphan]:
             if not crashed.setdefault((owner, record), _ended_early(record, owner)):
                 continue
             pid = int(name)
-            with open(f"/proc/{name}/stat", "rb") as handle:  # noqa: PTH123
-                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+            fields = procfs.stat(name)
+            if fields is None:
+                continue
+            parent = int(fields[procfs.PARENT])
             pgid = os.getpgid(pid)
             with open(f"/proc/{name}/cmdline", "rb") as handle:  # noqa: PTH123
                 command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
@@ -137,7 +133,7 @@ def _ended_early(events_file: str, owner: str) -> bool:
     if not events_file:
         return False
     try:
-        with Path(events_file).with_name("run.json").open("rb") as handle:
+        with RunLayout(Path(events_file).parent).record.open("rb") as handle:
             record = json.load(handle)
     except (OSError, ValueError):
         return False  # no record to prove it: leave the process alone

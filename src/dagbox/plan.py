@@ -1,30 +1,102 @@
-"""From a loaded DAG to what will run: order, dependencies, runtime and argv per step.
+"""The plan: what a run executes, decided once, as one plain value.
 
-Pure. ``dagbox dry-run`` prints a Plan; the engine will run one. A step's
-runtime is decided here, once: its own container (``step``: a fresh container
-per attempt; ``exec``: an existing named container), else the DAG's root
-container (``root``, or ``exec`` when it names an existing container), else
-the ``host``.
+``compiler.compile`` turns a loaded DAG into a Plan; the scheduler (engine/) runs a
+Plan and nothing else, and ``dagbox dry-run --json`` prints the same object. It is a
+msgspec value, so it can be written, read back and run elsewhere.
+
+What is decided here: each step's kind and runtime, its dependencies (as positions in
+``Plan.steps``, which are in file order), its shell, the container configuration that
+applies to it, and an agent step's chain of tries. What is not: values. Params are
+known (``Plan.params``), but every ``${...}`` stays a template, resolved when the run
+reaches it (docs/format.md, "Values"), because env values, outputs and backticks only
+exist then. This module imports nothing from spec/: the engine reads only this.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
-from dagbox.harness.argv import merge_defaults, render, tries
-from dagbox.harness.catalog import registry
-from dagbox.spec.model import Container, Dag, Step
-from dagbox.values import expand
+from dagbox.harness.catalog import Provider
 
-Runtime = Literal["host", "root", "step", "exec"]
+#: Steps run outside the graph: init before it; success, failure or abort by its outcome;
+#: exit last (docs/format.md, "Statuses and what a failure does").
+Handler = Literal["init", "success", "failure", "abort", "exit"]
+HANDLERS: tuple[Handler, ...] = get_args(Handler)
+
+#: Where a step runs: the host; the DAG's shared container; a fresh container of its own
+#: per attempt; or a running container it names (which dagbox never creates or stops).
+RuntimeKind = Literal["host", "root", "step", "exec"]
+#: What a step runs: one shell line; a shell script (several lines, or ``script:``); an
+#: argv; an agent CLI (``action: harness.run``); or its container image's own command.
+StepKind = Literal["command", "script", "argv", "harness", "image"]
+
+
+class Volume(msgspec.Struct, frozen=True, array_like=True):
+    source: str
+    target: str
+    read_only: bool = False
+
+
+class Healthcheck(msgspec.Struct, frozen=True, omit_defaults=True):
+    test: tuple[str, ...]
+    interval: str | None = None
+    timeout: str | None = None
+    start_period: str | None = None
+    retries: int | None = None
+
+
+class ContainerConfig(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A ``container:`` as written (templates unresolved); see docs/format.md."""
+
+    image: str | None = None
+    exec: str | None = None
+    name: str | None = None
+    pull_policy: str = "missing"
+    env: tuple[tuple[str, str], ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    working_dir: str | None = None
+    user: str | None = None
+    network: str | None = None
+    platform: str | None = None
+    ports: tuple[str, ...] = ()
+    keep_container: bool = False
+    startup: str = "keepalive"
+    command: tuple[str, ...] = ()
+    wait_for: str = "running"
+    log_pattern: str | None = None
+    restart_policy: str | None = None
+    healthcheck: Healthcheck | None = None
+    shell: tuple[str, ...] = ()
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, omit_defaults=True):
+    limit: int | str = 0
+    interval_sec: int | str = 0
+    exit_code: tuple[int, ...] = ()
+    backoff: bool | float | None = None
+    max_interval_sec: int | None = None
+
+
+class ContinueOn(msgspec.Struct, frozen=True, omit_defaults=True):
+    failed: bool = False
+    skipped: bool = False
+    exit_code: tuple[int, ...] = ()
+    output: tuple[str, ...] = ()
+    mark_success: bool = False
+
+
+class Condition(msgspec.Struct, frozen=True, omit_defaults=True):
+    condition: str = ""
+    expected: str | None = None
+    negate: bool = False
 
 
 class Try(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One provider invocation of a harness attempt (primary, then each fallback)."""
+    """One provider invocation of an agent step, rendered with the params (for reading:
+    the run renders it again once the step's env is known)."""
 
     provider: str
     argv: tuple[str, ...]
@@ -33,134 +105,83 @@ class Try(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
-    runtime: Runtime
-    kind: Literal["command", "script", "argv", "harness", "image"]
+    runtime: RuntimeKind
+    kind: StepKind
+    #: The steps this one waits for: names (for reading) and positions in Plan.steps.
     depends: tuple[str, ...] = ()
+    upstream: tuple[int, ...] = ()
     id: str | None = None
-    image: str | None = None
-    container: str | None = None  # the named container of exec mode
+    #: The shell text, the script, the argv, or the image command (by ``kind``).
     command: str | tuple[str, ...] | None = None
+    #: ``command: python3`` with ``script:``: the script is a file for this program.
+    interpreter: str | None = None
+    #: A ``script:`` body: the shell gets it as written, no ``${...}`` resolved in it.
+    verbatim: bool = False
+    shell: tuple[str, ...] = ()
+    #: The container configuration that applies (the step's own, else the DAG's).
+    container: ContainerConfig | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    working_dir: str | None = None
+    output: str | None = None
+    retry_policy: RetryPolicy | None = None
+    continue_on: ContinueOn = ContinueOn()
+    timeout_sec: int = 0
+    preconditions: tuple[Condition, ...] = ()
+    signal_on_stop: str | None = None
+    #: An agent step: each try's complete ``with:`` (templates), primary then fallbacks.
+    chain: tuple[dict[str, Any], ...] = ()
     tries: tuple[Try, ...] = ()
     error: str | None = None  # a problem that will fail the step when it runs
+
+    @property
+    def image(self) -> str | None:
+        return self.container.image if self.container is not None else None
 
 
 class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
     dag: str
     type: str
     max_active_steps: int
-    steps: tuple[PlannedStep, ...]
+    steps: tuple[PlannedStep, ...]  # in file order
     handlers: dict[str, PlannedStep] = msgspec.field(default_factory=dict)
     params: dict[str, str] = msgspec.field(default_factory=dict)
+    file: str = ""  # the DAG file, absolute
+    work_dir: str = ""  # where steps run (docs/format.md, D2)
+    env: tuple[tuple[str, str], ...] = ()
+    preconditions: tuple[Condition, ...] = ()
+    container: ContainerConfig | None = None  # the shared (root) container
+    timeout_sec: int = 0
+    delay_sec: int = 0
+    max_output_size: int = 1024 * 1024
+    max_clean_up_time_sec: int = 5
+    #: The DAG's own agent CLIs (``harnesses:``), beside and over the built-in ones.
+    harnesses: dict[str, Provider] = msgspec.field(default_factory=dict)
+
+    @property
+    def every_step(self) -> tuple[PlannedStep, ...]:
+        """The steps, then the handlers."""
+        return (*self.steps, *self.handlers.values())
+
+    def uses_containers(self) -> bool:
+        return any(step.runtime != "host" for step in self.every_step)
 
 
-def params_of(dag: Dag, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Param values: defaults from the file, then ``overrides`` by name."""
-    values = {p.name: p.default or "" for p in dag.params}
-    values.update(overrides or {})
-    return values
-
-
-def dispatch_order(dag: Dag) -> list[tuple[Step, tuple[str, ...]]]:
-    """Steps in the order they become ready, with their dependencies resolved to names.
-
-    Ready steps queue first-in first-out, and steps that become ready at the
-    same moment queue in file order: the order Dagu dispatches them in with
-    ``max_active_steps: 1``.
-    """
-    steps = dag.steps
-    by_key: dict[str, int] = {}
-    for i, step in enumerate(steps):
-        for key in (step.id, step.name):
-            if key is not None:
-                by_key.setdefault(key, i)
-    deps: list[list[int]] = []
-    for i, step in enumerate(steps):
-        if dag.type == "chain":
-            deps.append([i - 1] if i else [])
-        else:
-            deps.append(sorted({by_key[d] for d in step.depends or () if d in by_key}))
-    waiting = [len(d) for d in deps]
+def dispatch_order(plan: Plan) -> list[PlannedStep]:
+    """Steps in the order they become ready: first in, first out, and steps that become
+    ready at the same moment in file order (Dagu's order with ``max_active_steps: 1``)."""
+    steps = plan.steps
+    waiting = [len(step.upstream) for step in steps]
     dependents: list[list[int]] = [[] for _ in steps]
-    for i, ds in enumerate(deps):
-        for d in ds:
+    for i, step in enumerate(steps):
+        for d in step.upstream:
             dependents[d].append(i)
     ready = deque(i for i, n in enumerate(waiting) if n == 0)
-    order: list[tuple[Step, tuple[str, ...]]] = []
+    order: list[PlannedStep] = []
     while ready:
         i = ready.popleft()
-        order.append((steps[i], tuple(steps[d].key for d in deps[i])))
-        for j in sorted(dependents[i]):
+        order.append(steps[i])
+        for j in dependents[i]:
             waiting[j] -= 1
             if waiting[j] == 0:
                 ready.append(j)
     return order
-
-
-def runtime_of(step: Step, root: Container | None) -> tuple[Runtime, Container | None]:
-    """Where ``step`` runs, and the container configuration that applies to it."""
-    container = step.container or root
-    if container is None:
-        return "host", None
-    if container.exec is not None:
-        return "exec", container
-    return ("step" if step.container is not None else "root"), container
-
-
-def plan_step(
-    dag: Dag, step: Step, depends: tuple[str, ...], params: Mapping[str, str]
-) -> PlannedStep:
-    runtime, container = runtime_of(step, dag.container)
-    fields: dict[str, Any] = {
-        "name": step.key,
-        "id": step.id,
-        "runtime": runtime,
-        "depends": depends,
-        "image": container.image if container else None,
-        "container": container.exec if container else None,
-    }
-    if step.action is not None:
-        options = merge_defaults(step.with_ or {}, dag.harness)
-        providers = registry(dag.harnesses)
-        planned: list[Try] = []
-        error = None
-        for opts in tries(options):
-            name = expand(str(opts.get("provider", "")), params, {}, plain=False)
-            provider = providers.get(name)
-            if provider is None:
-                error = f'unknown provider "{name}"'
-                break
-            resolved = {
-                k: expand(v, params, {}, plain=False) if isinstance(v, str) else v
-                for k, v in opts.items()
-            }
-            invocation = render(provider, resolved)
-            planned.append(Try(provider.name, invocation.argv, invocation.stdin))
-        return PlannedStep(kind="harness", tries=tuple(planned), error=error, **fields)
-    if step.script is not None:
-        return PlannedStep(kind="script", command=step.script, **fields)
-    if step.run is None:
-        command = container.command if container is not None and container.command else None
-        return PlannedStep(kind="image", command=command, **fields)
-    if isinstance(step.run, tuple):
-        return PlannedStep(kind="argv", command=step.run, **fields)
-    if "\n" in step.run.strip():
-        return PlannedStep(kind="script", command=step.run, **fields)
-    return PlannedStep(kind="command", command=step.run, **fields)
-
-
-def build(dag: Dag, overrides: Mapping[str, str] | None = None) -> Plan:
-    params = params_of(dag, overrides)
-    steps = tuple(plan_step(dag, s, deps, params) for s, deps in dispatch_order(dag))
-    handlers = {
-        name: plan_step(dag, step, (), params)
-        for name in ("init", "success", "failure", "abort", "exit")
-        if (step := getattr(dag.handler_on, name)) is not None
-    }
-    return Plan(
-        dag=dag.name or "",
-        type=dag.type,
-        max_active_steps=dag.max_active_steps,
-        steps=steps,
-        handlers=handlers,
-        params=params,
-    )

@@ -484,7 +484,7 @@ def all_runs(dag: str | None = None, root: Path | None = None) -> list[tuple[Run
         if not folder.is_dir():
             continue
         for run_dir in folder.iterdir():
-            record_file = run_dir / "run.json"
+            record_file = RunLayout(run_dir).record
             if record_file.is_file():
                 try:
                     found.append((read_record(record_file), run_dir))
@@ -503,7 +503,7 @@ def find_run(run_id: str, root: Path | None = None) -> tuple[RunRecord, Path] | 
     if run_id_problem(run_id) is not None or not base.is_dir():
         return None
     for folder in base.iterdir():
-        record_file = folder / run_id / "run.json"
+        record_file = RunLayout(folder / run_id).record
         if record_file.is_file():
             return read_record(record_file), record_file.parent
     return None

@@ -38,3 +38,9 @@ def compile_pattern(pattern: str) -> Pattern:
         if isinstance(reason, bytes):
             reason = reason.decode(errors="replace")
         raise RegexError(str(reason)) from None
+
+
+def regex_of(text: str) -> Pattern | None:
+    """The pattern of a ``re:PATTERN`` value (``expected:``, ``continue_on.output``), or
+    None for plain text, which each of those compares in its own way."""
+    return compile_pattern(text[3:]) if text.startswith("re:") else None

@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,23 +25,24 @@ import anyio
 from anyio.abc import TaskStatus
 
 import dagbox
+from dagbox.engine.context import RunOptions
 from dagbox.engine.events import AnyEvent, RunFinished
-from dagbox.engine.run import Engine, RunOptions, RunResult
+from dagbox.engine.scheduler import Scheduler
+from dagbox.engine.state import RunResult
 from dagbox.layout import RunLayout
 from dagbox.owner import orphan_report, stop_orphans
 from dagbox.owner import token as owner_token
-from dagbox.plan import runtime_of
+from dagbox.plan import Plan
 from dagbox.records import JournalWriter, JsonLog, LostWrites, RecordWriter
-from dagbox.runtimes import Runtime, children
+from dagbox.runtimes import ContainerRuntime, Runtimes, children
 from dagbox.runtimes.host import HostRuntime, raise_open_file_limit, step_budget
-from dagbox.spec import Dag, Loaded
 
 Sink = Callable[[AnyEvent], None]
 T = TypeVar("T")
 
 
 @dataclass
-class SharedEngine:
+class ContainerEngine:
     """One container engine connection shared by many runs (``dagbox bench``)."""
 
     client: Any
@@ -59,18 +60,17 @@ def warn(message: str) -> None:
 
 @dataclass
 class RunRequest:
-    loaded: Loaded
+    plan: Plan
     run_id: str
-    params: Mapping[str, str] = field(default_factory=dict)
     max_active: int | None = None
     home: Path | None = None
     sinks: list[Sink] = field(default_factory=list)
     #: A connection to reuse; None connects when the DAG uses containers.
-    engine: SharedEngine | None = None
+    container_engine: ContainerEngine | None = None
     #: False when the caller handles SIGINT/SIGTERM itself (``dagbox bench``).
     watch_signals: bool = True
-    #: Called with the Engine before it starts, e.g. to interrupt it later.
-    on_engine: Callable[[Engine], None] | None = None
+    #: Called with the Scheduler before it starts, e.g. to interrupt it later.
+    on_scheduler: Callable[[Scheduler], None] | None = None
     #: Where a failed write of the record is told, as it happens.
     warn: Callable[[str], None] = warn
     #: Stop host processes that dead dagbox processes left (``dagbox bench`` does it once).
@@ -83,29 +83,17 @@ async def execute(request: RunRequest) -> RunResult:
     """Run the DAG once, recording it, until it ends or SIGINT/SIGTERM stop it."""
     use_pidfd_child_watcher()
     raise_open_file_limit()
-    dag = request.loaded.dag
-    layout = RunLayout.for_run(dag.name or "dag", request.run_id, request.home)
+    plan = request.plan
+    layout = RunLayout.for_run(plan.dag or "dag", request.run_id, request.home)
     lost = LostWrites(request.warn)
-    writer = RecordWriter(layout, {s.key: s.id for s in dag.steps}, lost=lost)
+    writer = RecordWriter(layout, {s.name: s.id for s in plan.steps}, lost=lost)
     journals = JournalWriter(lost=lost)
-    sinks: list[Sink] = [writer, journals, *request.sinks]
-
-    def emit(event: AnyEvent) -> None:
-        for sink in tuple(sinks):  # a copy: a failing sink is removed on the way
-            try:
-                sink(event)
-            except Exception as exc:  # a sink's failure must not become the run's
-                sinks.remove(sink)
-                if not isinstance(exc, OSError):  # a bug: keep what is needed to fix it
-                    request.warn("internal error in an output:\n" + traceback.format_exc().rstrip())
-                lost.lost(f"{_sink_name(sink)} stopped: {type(exc).__name__}: {exc}")
+    emit = _Fanout([writer, journals, *request.sinks], lost, request.warn)
 
     options = RunOptions(
         run_id=request.run_id,
-        file=request.loaded.path,
-        params=request.params,
         # "Unlimited" (0) still stops short of running out of open files.
-        max_active=(dag.max_active_steps if request.max_active is None else request.max_active)
+        max_active=(plan.max_active_steps if request.max_active is None else request.max_active)
         or step_budget(request.runs_at_once),
         layout=layout,
     )
@@ -114,56 +102,81 @@ async def execute(request: RunRequest) -> RunResult:
     async with contextlib.AsyncExitStack() as stack:
         # Script files hold expanded values (secrets too): private, and gone after the run.
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="dagbox-"))
-        runtimes: dict[str, Runtime] = {"host": HostRuntime(Path(scratch))}
-        engines: list[Engine] = []
+        schedulers: list[Scheduler] = []
 
-        def said(event: AnyEvent) -> None:  # through the engine's redaction, once there is one
-            (engines[0].emit if engines else emit)(event)
+        def said(event: AnyEvent) -> None:  # through the run's redaction, once there is one
+            (schedulers[0].emit if schedulers else emit)(event)
 
-        if uses_containers(dag):
-            runtimes.update(await _container_runtimes(stack, request, said, options.notices))
+        containers = None
+        if plan.uses_containers():
+            containers = await _container_runtime(stack, request, said, options.notices)
+        runtimes = Runtimes(HostRuntime(Path(scratch)), containers)
         claim(layout)  # once the run can start: a run that cannot records nothing
-        engine = Engine(dag, runtimes, emit, options)
-        engines.append(engine)
-        if request.on_engine is not None:
-            request.on_engine(engine)
+        scheduler = Scheduler(plan, runtimes, emit, options)
+        schedulers.append(scheduler)
+        if request.on_scheduler is not None:
+            request.on_scheduler(scheduler)
         stack.push_async_callback(_stop_leftovers, request)
-        async with anyio.create_task_group() as tg:
-            if request.watch_signals:
-                await tg.start(_watch_signals, engine)  # in place before the engine's first step
-            tg.start_soon(writer.keep_fresh)
-            if children.is_subreaper():
-                tg.start_soon(_reap_adopted)
-            began = time.monotonic()
-            try:
-                result = await engine.run()
-            except Exception as raised:
-                # A bug in the engine: the record still ends (failed), then the bug surfaces.
-                exc: BaseException = raised
-                while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-                    exc = exc.exceptions[0]  # the bug itself, not the task groups around it
-                if writer.record is not None and writer.record.finished_at is None:
-                    engine.emit(  # redacted like every other event
-                        RunFinished(
-                            run_id=request.run_id,
-                            status="failed",
-                            duration_sec=round(time.monotonic() - began, 3),
-                            error=f"internal error: {type(exc).__name__}: {exc}",
-                        )
-                    )
-                raise
-            tg.cancel_scope.cancel()
-        docker = runtimes.get("step")
-        if docker is not None and hasattr(docker, "sweep"):
-            # Containers the engine could not remove in time; after an interrupt, a
-            # timeout or a failure, any other container of this run the engine still lists.
-            await docker.sweep(thorough=result.interrupted or result.status != "succeeded")
+        result = await _supervised(scheduler, request, writer)
+        if containers is not None:
+            # Containers the run could not remove in time; after an interrupt, a timeout
+            # or a failure, any other container of this run the container engine lists.
+            await containers.sweep(thorough=result.interrupted or result.status != "succeeded")
     journals.close()
     with contextlib.suppress(Exception):  # a second chance for a final write that failed
         writer.close()
     result.record_error = lost.summary
     if writer.unfinished:  # say it plainly: `dagbox status` would still show it running
         result.record_error = f"{lost.summary}; {layout.record} does not hold the run's end"
+    return result
+
+
+class _Fanout:
+    """Each event to every sink. A sink that fails is dropped and the loss recorded (the
+    run exits 1 and says what is missing), but its failure never becomes the run's."""
+
+    def __init__(self, sinks: list[Sink], lost: LostWrites, warn: Callable[[str], None]) -> None:
+        self.sinks, self.lost, self.warn = sinks, lost, warn
+
+    def __call__(self, event: AnyEvent) -> None:
+        for sink in tuple(self.sinks):  # a copy: a failing sink is removed on the way
+            try:
+                sink(event)
+            except Exception as exc:
+                self.sinks.remove(sink)
+                if not isinstance(exc, OSError):  # a bug: keep what is needed to fix it
+                    self.warn("internal error in an output:\n" + traceback.format_exc().rstrip())
+                self.lost.lost(f"{_sink_name(sink)} stopped: {type(exc).__name__}: {exc}")
+
+
+async def _supervised(scheduler: Scheduler, request: RunRequest, writer: RecordWriter) -> RunResult:
+    """The run, with what goes beside it: the signal watcher, the record kept fresh, and
+    the reaping of processes steps left to this process."""
+    async with anyio.create_task_group() as tg:
+        if request.watch_signals:
+            await tg.start(_watch_signals, scheduler)  # in place before the first step
+        tg.start_soon(writer.keep_fresh)
+        if children.is_subreaper():
+            tg.start_soon(_reap_adopted)
+        began = time.monotonic()
+        try:
+            result = await scheduler.run()
+        except Exception as raised:
+            # A bug in the scheduler: the record still ends (failed), then the bug surfaces.
+            exc: BaseException = raised
+            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]  # the bug itself, not the task groups around it
+            if writer.record is not None and writer.record.finished_at is None:
+                scheduler.emit(  # redacted like every other event
+                    RunFinished(
+                        run_id=request.run_id,
+                        status="failed",
+                        duration_sec=round(time.monotonic() - began, 3),
+                        error=f"internal error: {type(exc).__name__}: {exc}",
+                    )
+                )
+            raise
+        tg.cancel_scope.cancel()
     return result
 
 
@@ -260,40 +273,33 @@ def _sink_name(sink: Sink) -> str:
     return names.get(type(sink), f"the {type(sink).__name__.lower()} output")
 
 
-def uses_containers(dag: Dag) -> bool:
-    handlers = [getattr(dag.handler_on, k) for k in ("init", "success", "failure", "abort", "exit")]
-    steps = [*dag.steps, *(h for h in handlers if h is not None)]
-    return any(runtime_of(step, dag.container)[0] != "host" for step in steps)
-
-
-async def _container_runtimes(
+async def _container_runtime(
     stack: contextlib.AsyncExitStack,
     request: RunRequest,
     emit: Callable[[AnyEvent], None],
     early_notices: list[str],
-) -> dict[str, Runtime]:
-    """Connect to the engine (EngineUnavailable if it does not answer), reap orphans."""
+) -> ContainerRuntime:
+    """Connect to the engine (ContainerEngineUnavailable if it does not answer), reap orphans."""
     from dagbox.engine.events import Notice
     from dagbox.runtimes.docker import DockerRuntime
 
     def notify(message: str) -> None:
         emit(Notice(run_id=request.run_id, message=message))
 
-    shared = request.engine
+    shared = request.container_engine
     if shared is None:  # the run has not started yet: its notices wait for it
-        shared = await connect_shared(stack, early_notices.append)
-    docker = DockerRuntime(
+        shared = await connect_container_engine(stack, early_notices.append)
+    return DockerRuntime(
         shared.client, request.run_id, notify, shared.starting, shared.images, shared.names
     )
-    return {"step": docker, "exec": docker, "root": docker}
 
 
-async def connect_shared(
+async def connect_container_engine(
     stack: contextlib.AsyncExitStack, notify: Callable[[str], None], max_starting: int | None = None
-) -> SharedEngine:
+) -> ContainerEngine:
     """Connect to the engine for the life of ``stack`` and remove orphaned containers."""
+    from dagbox.runtimes.container_engine import connect, endpoint
     from dagbox.runtimes.docker import default_max_starting
-    from dagbox.runtimes.engine import connect, endpoint
     from dagbox.runtimes.gc import reap
     from dagbox.runtimes.images import Images
 
@@ -301,7 +307,7 @@ async def connect_shared(
     for container, owner_run in await reap(client):
         notify(f"removed container {container} left behind by run {owner_run}")
     limit = max_starting or default_max_starting()
-    return SharedEngine(client, anyio.CapacityLimiter(limit), Images(client, notify))
+    return ContainerEngine(client, anyio.CapacityLimiter(limit), Images(client, notify))
 
 
 def use_pidfd_child_watcher() -> None:
@@ -334,12 +340,12 @@ def use_pidfd_child_watcher() -> None:
 
 
 async def _watch_signals(
-    engine: Engine, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    scheduler: Scheduler, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     """First SIGINT/SIGTERM: stop the run gracefully. Second: stop processes at once."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
         if dagbox.early_interrupts:  # a Ctrl-C that Python lost while dagbox was importing
-            engine.interrupt.request()
+            scheduler.interrupt.request()
         async for _ in signals:
-            engine.interrupt.request()
+            scheduler.interrupt.request()

@@ -19,10 +19,13 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 import msgspec
+
+if TYPE_CHECKING:
+    from dagbox.plan import Plan
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"(?:_KEY|_TOKEN|_SECRET)$|PASSWORD", re.IGNORECASE)
@@ -201,14 +204,13 @@ class Secrets:
         return None
 
 
-def dag_secrets(dag: Any, params: Mapping[str, str], host_env: Mapping[str, str]) -> set[str]:
-    """Secret values a DAG could show before it runs: host env, params, env blocks as written."""
-    envs: list[Mapping[str, str]] = [host_env, params, dict(dag.env)]
-    handlers = [getattr(dag.handler_on, k) for k in ("init", "success", "failure", "abort", "exit")]
-    for step in [*dag.steps, *(h for h in handlers if h is not None)]:
+def plan_secrets(plan: Plan, host_env: Mapping[str, str]) -> set[str]:
+    """Secret values a plan could show before it runs: host env, params, env blocks as written."""
+    envs: list[Mapping[str, str]] = [host_env, plan.params, dict(plan.env)]
+    for step in plan.every_step:
         envs.append(dict(step.env))
         if step.container is not None:
             envs.append(dict(step.container.env))
-    if dag.container is not None:
-        envs.append(dict(dag.container.env))
+    if plan.container is not None:
+        envs.append(dict(plan.container.env))
     return secret_values(*envs)

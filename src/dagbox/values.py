@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 _REFERENCE = re.compile(
     r"\\(?P<escaped>\$\{[^}]*\})"
@@ -91,6 +92,32 @@ def expand(
         return None
 
     return _REFERENCE.sub(replace, text)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The one way dagbox resolves ``${...}``: the params and the env a value is read in,
+    and a method per rule of docs/format.md, "Values"."""
+
+    params: Mapping[str, str]
+    env: Mapping[str, str]
+
+    def value(self, text: str) -> str:
+        """A value (argv words, ``with:`` values, container fields): every reference."""
+        return expand(text, self.params, self.env, plain=True)
+
+    def shell(self, text: str) -> str:
+        """Text a shell reads (a ``run:`` line, a command precondition): the namespaced
+        references pasted in; ``$X`` is the shell's, from its environment."""
+        return expand(text, self.params, self.env, plain=False)
+
+    def shell_fields(self, text: str, into: dict[str, str] | None = None) -> str:
+        """As :meth:`shell`, and ``${OUT.a.b}`` too; with ``into``, the values resolved
+        are handed over by name instead of pasted (see :func:`expand`)."""
+        return expand(text, self.params, self.env, plain=False, fields=True, into=into)
+
+    def with_env(self, env: Mapping[str, str]) -> Scope:
+        return Scope(self.params, env)
 
 
 def references(text: str) -> list[str]:

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_IMAGE
-
-DAGBOX = [sys.executable, "-m", "dagbox"]
+from tests.helpers import DAGBOX
 
 BROKEN_FILES = {
     "invalid-utf8": (b"steps:\n  - id: a\n    run: echo \xff\n", "3:15: file is not valid UTF-8"),

@@ -7,11 +7,11 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-DAGBOX = [sys.executable, "-m", "dagbox"]
+from tests.helpers import DAGBOX
+
 RSS_LIMIT_MB = 150
 
 

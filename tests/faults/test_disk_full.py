@@ -12,13 +12,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-DAGBOX = [sys.executable, "-m", "dagbox"]
+from tests.helpers import DAGBOX
+
 FLOOD = r"head -c 2000000 /dev/zero | tr '\\0' x | fold -w 99"  # YAML double quotes: \\0 is \0
 
 

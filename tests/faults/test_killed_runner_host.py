@@ -15,13 +15,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.test_engine import alive
-from tests.test_run_cli import wait_for
-
-DAGBOX = [sys.executable, "-m", "dagbox"]
+from tests.helpers import DAGBOX, alive, wait_for
 
 
 def busy_dag(folder: Path) -> Path:

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,10 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_IMAGE
-from tests.test_engine import alive, run_text
-from tests.test_run_cli import wait_for
-
-DAGBOX = [sys.executable, "-m", "dagbox"]
+from tests.helpers import DAGBOX, alive, run_text, wait_for
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:

@@ -14,8 +14,7 @@ import threading
 from pathlib import Path
 
 from tests.conftest import TEST_IMAGE
-from tests.test_engine import run_text
-from tests.test_run_cli import wait_for
+from tests.helpers import run_text, wait_for
 
 HOST, AGENTS, CONTAINERS = 250, 50, 50
 GATED = '{ touch "$GATE/ready.$1"; cat >/dev/null; } < "$GATE/go"'

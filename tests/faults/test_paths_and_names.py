@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.test_run_cli import wait_for
-
-DAGBOX = [sys.executable, "-m", "dagbox"]
+from tests.helpers import DAGBOX, wait_for
 
 
 def dagbox(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

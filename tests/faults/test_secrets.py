@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_IMAGE
-from tests.test_run_cli import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -11,7 +11,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,10 +18,9 @@ import pytest
 
 from tests.conftest import TEST_IMAGE
 from tests.faults.proxy import EngineProxy
-from tests.test_run_cli import wait_for
+from tests.helpers import DAGBOX, wait_for
 
 pytestmark = pytest.mark.docker
-DAGBOX = [sys.executable, "-m", "dagbox"]
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -67,6 +65,13 @@ def start(tmp_path: Path, dag: Path, run_id: str, **env: str) -> subprocess.Pope
     )
 
 
+def events(tmp_path: Path, run_id: str, kind: str) -> int:
+    """How many ``kind`` events (``step.finished``) the run's events.jsonl holds yet."""
+    found = list((tmp_path / "home").glob(f"runs/*/{run_id}/events.jsonl"))
+    text = found[0].read_text() if found else ""
+    return sum(json.loads(line)["event"] == kind for line in text.splitlines() if line)
+
+
 def record(tmp_path: Path, run_id: str) -> dict:
     found = list((tmp_path / "home").glob(f"runs/*/{run_id}/run.json"))
     return json.loads(found[0].read_text()) if found else {"steps": [{"status": "not_started"}]}
@@ -83,8 +88,12 @@ def test_signals_stop_a_busy_run_without_leftovers(tmp_path, docker_engine, sign
             lambda: running(run_id) == 21, timeout=120, what="20 step containers and the shared one"
         )
         for i, name in enumerate(signals):
-            if i:
-                time.sleep(0.2)
+            if i:  # the first one was taken: the step that does not trap TERM has ended
+                wait_for(
+                    lambda: events(tmp_path, run_id, "step.finished") >= 1,
+                    timeout=60,
+                    what="the first signal to stop a step",
+                )
             proc.send_signal(getattr(signal, f"SIG{name}"))
         assert proc.wait(timeout=120) == 130
     finally:
@@ -265,7 +274,11 @@ def test_engine_restart_mid_run_fails_steps_as_infra_and_retries_recover(tmp_pat
     try:
         wait_for(lambda: running("restart") == 1, timeout=60, what="the agent container")
         proxy.stop()  # the engine goes away: streams break, calls fail
-        time.sleep(1.5)
+        wait_for(
+            lambda: events(tmp_path, "restart", "step.retrying") >= 1,
+            timeout=60,
+            what="the first attempt to fail with the engine gone",
+        )
         proxy.start()  # ...and comes back
         (gate / "open").touch()  # only now may an agent answer: attempt 1 was cut off
         assert proc.wait(timeout=120) == 0, proc.stderr.read().decode() if proc.stderr else ""

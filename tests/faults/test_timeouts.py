@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_IMAGE
-from tests.test_engine import alive, run_text
+from tests.helpers import alive, run_text
 
 TIMEOUT, GRACE = 1, 2
 STUBBORN = "trap '' TERM; sleep 30 & echo $! > child; echo $$ > pid; wait"

@@ -141,6 +141,5 @@ def jobs(
 
 def image_references(dag: Dag) -> set[str]:
     """Images the DAG names, as written (templates and all)."""
-    handlers = [getattr(dag.handler_on, k) for k in ("init", "success", "failure", "abort", "exit")]
-    containers = [dag.container, *(s.container for s in [*dag.steps, *(h for h in handlers if h)])]
+    containers = [dag.container, *(s.container for s in dag.every_step())]
     return {c.image for c in containers if c is not None and c.image}

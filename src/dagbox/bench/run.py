@@ -27,16 +27,17 @@ from dagbox.bench.jobs import BenchInputError, Job, image_references
 from dagbox.bench.progress import AboveProgress, Progress
 from dagbox.bench.results import ResultsFile, StepTimings, read_results
 from dagbox.bench.stats import INFRA, summarize
-from dagbox.engine.run import Engine
+from dagbox.compiler import compile
+from dagbox.engine.scheduler import Scheduler
+from dagbox.engine.state import RunResult
 from dagbox.records import write_whole
 from dagbox.runner import (
+    ContainerEngine,
     RunRequest,
-    SharedEngine,
     Sink,
-    connect_shared,
+    connect_container_engine,
     execute,
     stop_orphans_within,
-    uses_containers,
     warn,
 )
 from dagbox.secrets import MASK, is_secret_name
@@ -66,7 +67,7 @@ class BenchReport:
     error: str | None = None
 
 
-async def image_ids(shared: SharedEngine | None, references: set[str]) -> dict[str, str]:
+async def image_ids(shared: ContainerEngine | None, references: set[str]) -> dict[str, str]:
     """Image id per reference, so that a rebuilt image changes the jobs' keys."""
     ids: dict[str, str] = {}
     if shared is None:
@@ -94,8 +95,10 @@ async def run_bench(
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(results.close)
         shared = None
-        if uses_containers(loaded.dag):
-            shared = await connect_shared(stack, lambda message: None, options.max_containers)
+        if compile(loaded.dag, {}, loaded.path).uses_containers():  # whatever the params
+            shared = await connect_container_engine(
+                stack, lambda message: None, options.max_containers
+            )
         for message in await stop_orphans_within():
             warn(message)
         jobs: list[Job] = make_jobs(await image_ids(shared, image_references(loaded.dag)))
@@ -127,7 +130,7 @@ class _Bench:
         self,
         loaded: Loaded,
         options: BenchOptions,
-        shared: SharedEngine | None,
+        shared: ContainerEngine | None,
         results: ResultsFile,
         progress: Progress,
     ) -> None:
@@ -137,7 +140,7 @@ class _Bench:
         self.results = results
         self.progress = progress
         self.slots = anyio.Semaphore(options.concurrency)
-        self.engines: dict[str, Engine] = {}
+        self.schedulers: dict[str, Scheduler] = {}
         self.stopping = False
         self.signalled = False
         self.finished = 0
@@ -166,14 +169,13 @@ class _Bench:
         try:
             result = await execute(
                 RunRequest(
-                    loaded=self.loaded,
+                    plan=compile(self.loaded.dag, job.params, self.loaded.path),
                     run_id=run_id,
-                    params=job.params,
                     home=self.options.home,
                     sinks=sinks,
-                    engine=self.shared,
+                    container_engine=self.shared,
                     watch_signals=False,
-                    on_engine=self._track,
+                    on_scheduler=self._track,
                     warn=lambda _: None,  # told once for the bench, from record_error
                     stop_orphans=False,  # once for the bench, not once per run
                     runs_at_once=self.options.concurrency,
@@ -182,35 +184,10 @@ class _Bench:
         finally:
             self.progress.running -= 1
             self.slots.release()
-            self.engines.pop(run_id, None)
-        wall_ms = (time.monotonic() - began) * 1000
+            self.schedulers.pop(run_id, None)
         if result.interrupted:
             return  # never half-counted: --resume runs it again
-        steps = timings.step_lines()
-        failure = next(
-            (
-                s["failure_class"]
-                for s in steps
-                if s["status"] != "succeeded" and s["failure_class"]
-            ),
-            None,
-        )
-        line = {
-            "key": job.key,
-            "cell": job.cell.matrix_label,
-            "task": job.cell.task,
-            "params": {k: MASK if is_secret_name(k) else v for k, v in job.params.items()},
-            "repeat": job.repeat,
-            "status": result.status,
-            "run_id": run_id,
-            "duration_ms": round(wall_ms, 1),
-            "queue_wait_ms": round((began - queued) * 1000, 1),
-            "overhead_ms": round(max(wall_ms - timings.inside_ms(), 0.0), 1),
-            "failure_class": "ok" if result.status == "succeeded" else failure or "exit_nonzero",
-            "infra": failure in INFRA,
-            "usage": timings.usage or None,
-            "steps": steps,
-        }
+        line = _result_line(job, result, run_id, timings, (queued, began, time.monotonic()))
         if result.record_error is not None:
             line["record_error"] = result.record_error
             # The same disk will fail the next runs too: stop admitting (the line is kept).
@@ -233,10 +210,10 @@ class _Bench:
             warn(f"{error}; no new runs start")
         self.stopping = True
 
-    def _track(self, engine: Engine) -> None:
-        self.engines[engine.run_id] = engine
+    def _track(self, scheduler: Scheduler) -> None:
+        self.schedulers[scheduler.run_id] = scheduler
         if self.stopping:
-            engine.interrupt.request()
+            scheduler.interrupt.request()
 
     async def watch_signals(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -251,10 +228,43 @@ class _Bench:
 
     def _stop_all(self) -> None:
         self.stopping = self.signalled = True
-        for engine in list(self.engines.values()):
-            engine.interrupt.request()
+        for scheduler in list(self.schedulers.values()):
+            scheduler.interrupt.request()
 
     async def tick(self) -> None:
         while True:
             self.progress.draw()
             await anyio.sleep(0.25)
+
+
+def _result_line(
+    job: Job,
+    result: RunResult,
+    run_id: str,
+    timings: StepTimings,
+    times: tuple[float, float, float],
+) -> dict[str, Any]:
+    """The results.jsonl line of one run; ``times``: queued, began and ended (monotonic)."""
+    queued, began, ended = times
+    wall_ms = (ended - began) * 1000
+    steps = timings.step_lines()
+    failure = next(
+        (s["failure_class"] for s in steps if s["status"] != "succeeded" and s["failure_class"]),
+        None,
+    )
+    return {
+        "key": job.key,
+        "cell": job.cell.matrix_label,
+        "task": job.cell.task,
+        "params": {k: MASK if is_secret_name(k) else v for k, v in job.params.items()},
+        "repeat": job.repeat,
+        "status": result.status,
+        "run_id": run_id,
+        "duration_ms": round(wall_ms, 1),
+        "queue_wait_ms": round((began - queued) * 1000, 1),
+        "overhead_ms": round(max(wall_ms - timings.inside_ms(), 0.0), 1),
+        "failure_class": "ok" if result.status == "succeeded" else failure or "exit_nonzero",
+        "infra": failure in INFRA,
+        "usage": timings.usage or None,
+        "steps": steps,
+    }

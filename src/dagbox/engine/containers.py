@@ -13,9 +13,9 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from dagbox.plan import ContainerConfig, Volume
 from dagbox.runtimes import ContainerSpec
-from dagbox.spec.model import Container, Volume
-from dagbox.values import expand
+from dagbox.values import Scope
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -46,20 +46,16 @@ def bind(
 
 
 def container_spec(
-    container: Container,
-    params: Mapping[str, str],
-    scope: Mapping[str, str],
+    container: ContainerConfig,
+    scope: Scope,
     base: Path,
     host_env: Mapping[str, str] = os.environ,
 ) -> ContainerSpec:
-    """Resolve ``container`` for use now; raises ContainerValueError."""
-
-    def resolve(text: str) -> str:
-        return expand(text, params, scope, plain=True)
-
+    """Resolve ``container`` for use now, in ``scope``; raises ContainerValueError."""
+    resolve = scope.value
     env: dict[str, str] = {}
     for name, raw in container.env:
-        env[name] = expand(raw, params, {**scope, **env}, plain=True)
+        env[name] = scope.with_env({**scope.env, **env}).value(raw)
     health = None
     if container.healthcheck is not None:
         h = container.healthcheck

@@ -13,6 +13,7 @@ from typing import Literal
 
 import msgspec
 
+from dagbox.failures import FailureClass
 from dagbox.harness.usage import Usage
 
 StepStatus = Literal[
@@ -79,7 +80,7 @@ class StepFinished(Event, tag="step.finished", frozen=True):
     stdout_file: str | None = None
     stderr_file: str | None = None
     #: Why the last attempt ended as it did (docs/events.md); None if the step never ran.
-    failure_class: str | None = None
+    failure_class: FailureClass | None = None
 
 
 class AttemptStarted(Event, tag="attempt.started", frozen=True):
@@ -120,18 +121,6 @@ class TryPhase(Event, tag="try.phase", frozen=True):
     container_id: str | None = None
 
 
-FailureClass = Literal[
-    "ok",
-    "exit_nonzero",
-    "timeout",
-    "cancelled",
-    "binary_missing",
-    "refused",
-    "auth",
-    "oom",
-    "infra_image",
-    "infra_engine",
-]
 Outcome = Literal["succeeded", "failed", "timeout", "cancelled"]
 
 

@@ -19,12 +19,12 @@ from dagbox.engine.events import (
     AnyEvent,
     AttemptFinished,
     AttemptStarted,
-    FailureClass,
     Outcome,
     TryFinished,
     TryPhase,
     TryStarted,
 )
+from dagbox.failures import FailureClass
 from dagbox.harness.argv import Invocation
 from dagbox.harness.usage import Usage
 from dagbox.runtimes import Exit, Trace

@@ -1,4 +1,6 @@
-"""Agent CLIs (``action: harness.run``): the provider catalog and argv rendering.
+"""Agent CLIs (``action: harness.run``): the provider catalog, argv rendering, reading
+what a CLI prints, and the chain of tries of one attempt.
 
-Pure data and pure functions: nothing here starts a process.
+Only tries.py runs anything, and only through the :class:`~dagbox.runtimes.Runtime`
+it is handed: nothing here knows where a process runs.
 """

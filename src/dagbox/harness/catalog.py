@@ -154,11 +154,11 @@ def custom(name: str, definition: Any) -> Provider:
     )
 
 
-def registry(harnesses: Mapping[str, Any]) -> dict[str, Provider]:
-    """Providers visible to a DAG: built-ins, shadowed or removed (``null``) by ``harnesses:``."""
-    providers = dict(BUILTIN)
-    for name, definition in harnesses.items():
-        if definition is None:
-            continue  # null re-exposes the built-in of that name, if there is one
-        providers[name] = custom(name, definition)
-    return providers
+def customs(harnesses: Mapping[str, Any]) -> dict[str, Provider]:
+    """A DAG's ``harnesses:`` as Providers; a ``null`` entry re-exposes the built-in."""
+    return {name: custom(name, d) for name, d in harnesses.items() if d is not None}
+
+
+def registry(customs: Mapping[str, Provider]) -> dict[str, Provider]:
+    """Providers visible to a DAG: the built-ins, shadowed by its own."""
+    return {**BUILTIN, **customs}

@@ -10,12 +10,12 @@ for the attempt's journal and to give each try its own log files.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import anyio
 
-from dagbox.harness.argv import Invocation, render, tries
+from dagbox.harness.argv import Invocation, render
 from dagbox.harness.catalog import Provider
 from dagbox.harness.reading import TryOutput
 from dagbox.runtimes import Command, Exit, OnOutput, Runtime, Stop, Trace, no_trace
@@ -43,13 +43,13 @@ class _Silent:
         pass
 
 
-def provider_names(options: Mapping[str, Any], resolve: Callable[[str], str]) -> list[str]:
+def provider_names(chain: Sequence[Mapping[str, Any]], resolve: Callable[[str], str]) -> list[str]:
     """The providers an attempt will try, in order, templates resolved."""
-    return [resolve(str(t.get("provider", ""))) for t in tries(options)]
+    return [resolve(str(t.get("provider", ""))) for t in chain]
 
 
 async def run_tries(
-    options: Mapping[str, Any],
+    chain: Sequence[Mapping[str, Any]],
     providers: Mapping[str, Provider],
     runtime: Runtime,
     base: Command,
@@ -60,7 +60,8 @@ async def run_tries(
     guard: Callable[[tuple[str, ...]], str | None] | None = None,
     redact: Callable[[str], str] = str,
 ) -> Exit:
-    """Run the tries of ``options`` (a merged ``with:``); the exit of the last one run.
+    """Run the tries of ``chain`` (each a complete ``with:``, see argv.tries); the exit of
+    the last one run.
 
     ``resolve`` expands ``${...}`` in string values; ``base`` carries env, cwd and name.
     ``guard`` may refuse an argv (a secret in it) with a reason: that try fails unrun.
@@ -68,8 +69,7 @@ async def run_tries(
     that it shortens: the whole text must be masked before it is cut).
     """
     observer = observer or _Silent()
-    chain = tries(options)
-    names = provider_names(options, resolve)
+    names = provider_names(chain, resolve)
     result = Exit(1, "no provider to run")
     for index, (opts, name) in enumerate(zip(chain, names, strict=True), 1):
         provider = providers.get(name)
@@ -81,30 +81,13 @@ async def run_tries(
             values = {k: resolve(v) if isinstance(v, str) else v for k, v in opts.items()}
             invocation = render(provider, values)
             trace = observer.started(index, provider.name, invocation)
-            command = dataclasses.replace(
-                base,
-                argv=invocation.argv,
-                script=None,
-                stdin=invocation.stdin.encode() if invocation.stdin is not None else None,
-            )
             refused = guard(invocation.argv) if guard is not None else None
             if refused:
                 result = Exit(1, refused, "refused")
             else:
-                scope = anyio.CancelScope()
+                scope = anyio.CancelScope()  # a trap line cancels it
                 output = TryOutput(provider, values, on_output, scope.cancel, redact)
-                result = Exit(1)
-                try:
-                    with scope:
-                        result = await runtime.run(command, output.feed, stop, trace)
-                finally:  # a timeout too: what was said, and what it cost, is not lost
-                    output.close()
-                    if output.usage is not None:
-                        trace("usage", output.usage)
-                if output.sprung is not None:
-                    result = Exit(1, output.sprung, "auth")
-                elif result.code != 0 and result.error is None and output.errors:
-                    result = dataclasses.replace(result, error="; ".join(output.errors[-3:]))
+                result = await _one_try(runtime, base, invocation, output, scope, stop, trace)
             if result.code == 127 and result.error is not None and base.container is None:
                 message = f'harness: "{provider.binary}" CLI not found in PATH; install it first'
                 result = Exit(1, message, "binary_missing")
@@ -118,4 +101,35 @@ async def run_tries(
                 f"harness: attempt {index}/{len(chain)} with {name} failed{detail}; "
                 f"trying fallback {index + 1}/{len(chain)} with {names[index]}\n".encode(),
             )
+    return result
+
+
+async def _one_try(
+    runtime: Runtime,
+    base: Command,
+    invocation: Invocation,
+    output: TryOutput,
+    scope: anyio.CancelScope,
+    stop: Stop,
+    trace: Trace,
+) -> Exit:
+    """One provider's process: its output read as it comes (a trap line ends it at once)."""
+    command = dataclasses.replace(
+        base,
+        argv=invocation.argv,
+        script=None,
+        stdin=invocation.stdin.encode() if invocation.stdin is not None else None,
+    )
+    result = Exit(1)
+    try:
+        with scope:
+            result = await runtime.run(command, output.feed, stop, trace)
+    finally:  # a timeout too: what was said, and what it cost, is not lost
+        output.close()
+        if output.usage is not None:
+            trace("usage", output.usage)
+    if output.sprung is not None:
+        return Exit(1, output.sprung, "auth")
+    if result.code != 0 and result.error is None and output.errors:
+        return dataclasses.replace(result, error="; ".join(output.errors[-3:]))
     return result

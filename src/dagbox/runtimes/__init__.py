@@ -2,18 +2,20 @@
 
 A runtime turns a :class:`Command` into a running process, feeds its stdout
 and stderr to a callback as raw byte chunks, and returns how it ended. The
-engine never imports a runtime module; it is handed one object that follows
-:class:`Runtime`. The host runtime is here; containers come through the same
-protocol.
+engine never imports a runtime module; it is handed :class:`Runtimes`: the host
+runtime, and when the run uses containers one that follows :class:`ContainerRuntime`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import anyio
+
+from dagbox.failures import FailureClass
 
 Stream = Literal["stdout", "stderr"]
 OnOutput = Callable[[Stream, bytes], None]
@@ -103,13 +105,13 @@ class Exit:
     code: int
     error: str | None = None  # set when the process could not be started at all
     #: Why it failed when that is not the step's fault: "infra_image", "infra_engine", "oom".
-    failure_class: str | None = None
+    failure_class: FailureClass | None = None
 
 
 class SetupError(Exception):
     """A runtime could not prepare what a run needs (an image, the shared container)."""
 
-    def __init__(self, message: str, failure_class: str = "infra_engine") -> None:
+    def __init__(self, message: str, failure_class: FailureClass = "infra_engine") -> None:
         super().__init__(message)
         self.failure_class = failure_class
 
@@ -123,3 +125,27 @@ class Runtime(Protocol):
     ) -> Exit:
         """Run ``command`` to the end. On cancellation, stop it per ``stop`` before returning."""
         ...
+
+
+class ContainerRuntime(Runtime, Protocol):
+    """A runtime for containers: a fresh one per attempt, or exec into a running one
+    (by ``Command.container``), and the run's shared container."""
+
+    def shared(
+        self, spec: ContainerSpec, notify: Notify
+    ) -> contextlib.AbstractAsyncContextManager[Runtime]:
+        """The shared (root) container of a run, started, and removed on exit."""
+        ...
+
+    async def sweep(self, thorough: bool = False) -> None:
+        """Remove what the run's attempts could not remove in time; ``thorough``: any
+        container of this run the container engine still lists."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Runtimes:
+    """What a run's steps run on: the host, and containers when the run can use them."""
+
+    host: Runtime
+    containers: ContainerRuntime | None = None

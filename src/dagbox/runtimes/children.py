@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
+from dagbox import procfs
 from dagbox.owner import ENV_OWNER
 
 _PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
@@ -85,25 +86,27 @@ def _libc() -> Any:
         return None
 
 
-def become_subreaper() -> bool:
-    """Make this process the reaper of its orphaned descendants; False where Linux cannot."""
+def _prctl(option: int, argument: Any) -> bool:
+    """``prctl(option, argument)`` succeeded; False where the C library has no prctl."""
     libc = _libc()
     if libc is None or not hasattr(libc, "prctl"):
         return False
+    return bool(libc.prctl(option, argument, 0, 0, 0) == 0)
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants; False where Linux cannot."""
+    if _libc() is None:
+        return False
     _inherited.update(_children())
-    return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
 def is_subreaper() -> bool:
-    libc = _libc()
-    if libc is None or not hasattr(libc, "prctl"):
-        return False
     import ctypes
 
     flag = ctypes.c_int(0)
-    return libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0 and bool(
-        flag.value
-    )
+    return _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag)) and bool(flag.value)
 
 
 def _children() -> list[int]:
@@ -127,13 +130,10 @@ def _children() -> list[int]:
 def _children_by_parent() -> list[int]:
     me = os.getpid()
     found = []
-    for name in _proc_pids():
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:  # noqa: PTH123
-                if int(handle.read().rsplit(b")", 1)[1].split()[1]) == me:
-                    found.append(int(name))
-        except (OSError, IndexError, ValueError):
-            continue
+    for name in procfs.pids():
+        fields = procfs.stat(name)
+        if fields is not None and int(fields[procfs.PARENT]) == me:
+            found.append(int(name))
     return found
 
 
@@ -144,21 +144,18 @@ def adopted() -> list[int]:
 
 def _stat(pid: int) -> tuple[str, int, float] | None:
     """(state, process group, start in seconds since boot) of ``pid``, None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:  # noqa: PTH123
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError, ValueError):
+    fields = procfs.stat(pid)
+    if fields is None:
         return None
-    return fields[0].decode(), int(fields[2]), int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    started = int(fields[procfs.START]) / os.sysconf("SC_CLK_TCK")
+    return fields[procfs.STATE].decode(), int(fields[procfs.GROUP]), started
 
 
 def _marked(pid: int, run_id: str, owner: str) -> bool:
     """``pid``'s environment names this run and this dagbox process (what every host step
     starts inherits, unless it clears its environment)."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:  # noqa: PTH123
-            environ = b"\0" + handle.read() + b"\0"
-    except OSError:
+    environ = procfs.environ(pid)
+    if environ is None:
         return False
     return (
         f"\0DAG_RUN_ID={run_id}\0".encode() in environ
@@ -240,7 +237,7 @@ def stop_run_leftovers(run_id: str, owner: str) -> list[int]:
 def _stop_marked_anywhere(run_id: str, owner: str) -> list[int]:
     me = os.getpid()
     stopped = []
-    for name in _proc_pids():
+    for name in procfs.pids():
         pid = int(name)
         if pid == me or pid in _mine:
             continue
@@ -262,13 +259,6 @@ def _stop_marked_anywhere(run_id: str, owner: str) -> list[int]:
         finally:
             os.close(handle)
     return stopped
-
-
-def _proc_pids() -> list[str]:
-    try:
-        return [name for name in os.listdir("/proc") if name.isdigit()]  # noqa: PTH208
-    except OSError:
-        return []
 
 
 __all__ = [

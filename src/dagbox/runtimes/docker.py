@@ -27,6 +27,7 @@ import anyio
 
 from dagbox import owner as owner_mod
 from dagbox import settings
+from dagbox.failures import FailureClass
 from dagbox.regex import compile_pattern
 from dagbox.runtimes import (
     Command,
@@ -40,7 +41,13 @@ from dagbox.runtimes import (
     no_trace,
 )
 from dagbox.runtimes.aiodocker_private import create_container, half_close
-from dagbox.runtimes.engine import EngineError, call, message_of, status_of
+from dagbox.runtimes.container_engine import (
+    ContainerEngineError,
+    call,
+    inspect,
+    message_of,
+    status_of,
+)
 from dagbox.runtimes.images import Images
 
 if TYPE_CHECKING:
@@ -149,7 +156,7 @@ class DockerRuntime:
             return await self._fresh(command, spec, on_output, stop, trace)
         except SetupError as exc:
             return Exit(1, str(exc), exc.failure_class)
-        except EngineError as exc:
+        except ContainerEngineError as exc:
             return Exit(1, str(exc), "infra_engine")
         except ENGINE_FAILURES as exc:
             return Exit(1, f"the container engine failed: {message_of(exc)}", "infra_engine")
@@ -160,19 +167,12 @@ class DockerRuntime:
         deadline = anyio.current_time() + budget
         last = "not found"
         while True:
-            try:
-                container = await call(self.client.containers.get(target), f"inspecting {target}")
+            container = await inspect(self.client.containers.get(target), f"container {target}")
+            if container is not None:
                 state = container["State"]
                 if state.get("Running") and not state.get("Paused"):
                     return container
                 last = state.get("Status", "not running")
-            except EngineError:
-                raise
-            except Exception as exc:
-                if status_of(exc) != 404:
-                    raise SetupError(
-                        f"cannot inspect container {target}: {message_of(exc)}"
-                    ) from None
             if anyio.current_time() >= deadline:
                 raise SetupError(f"container {target} is not running ({last}) after {budget:g}s")
             await anyio.sleep(0.5)
@@ -239,14 +239,9 @@ class DockerRuntime:
 
     async def _existing(self, name: str) -> DockerContainer | None:
         """Dagu's rule for a named step container: a running one is exec'd into, a stopped one replaced."""
-        try:
-            container = await call(self.client.containers.get(name), f"inspecting {name}")
-        except EngineError:
-            raise
-        except Exception as exc:
-            if status_of(exc) == 404:
-                return None
-            raise SetupError(f"cannot inspect container {name}: {message_of(exc)}") from None
+        container = await inspect(self.client.containers.get(name), f"container {name}")
+        if container is None:
+            return None
         if container["State"].get("Running"):
             return container
         await _remove(container)
@@ -265,18 +260,12 @@ class DockerRuntime:
             config.update(Entrypoint=[], Cmd=_KEEPALIVE)
         elif spec.startup == "command":
             config["Cmd"] = list(spec.command)
-        if spec.name:
-            try:
-                await call(self.client.containers.get(spec.name), f"inspecting {spec.name}")
-            except EngineError:
-                raise
-            except Exception as exc:
-                if status_of(exc) != 404:
-                    raise SetupError(
-                        f"cannot inspect container {spec.name}: {message_of(exc)}"
-                    ) from None
-            else:
-                raise SetupError(f"a container named {spec.name} already exists")
+        name = spec.name
+        if (
+            name
+            and await inspect(self.client.containers.get(name), f"container {name}") is not None
+        ):
+            raise SetupError(f"a container named {name} already exists")
         container = await create(self.client, config, spec)
         try:
             try:
@@ -318,7 +307,7 @@ class SharedContainer:
             if done.code in _KILLED_OR_NOT_RUN and done.error is None:
                 return await self._stopped_under(done)
             return done
-        except EngineError as exc:
+        except ContainerEngineError as exc:
             return Exit(1, str(exc), "infra_engine")
         except ENGINE_FAILURES as exc:
             return Exit(1, f"the container engine failed: {message_of(exc)}", "infra_engine")
@@ -417,11 +406,11 @@ async def create(
                 create_container(client, json.dumps(config).encode(), params),
                 f"creating a container from {spec.image}",
             )
-    except EngineError:
+    except ContainerEngineError:
         raise
     except Exception as exc:
         status = status_of(exc)
-        kind = "infra_image" if status == 404 else "infra_engine"
+        kind: FailureClass = "infra_image" if status == 404 else "infra_engine"
         raise SetupError(
             f"cannot create a container from {spec.image}: {message_of(exc)}", kind
         ) from None
@@ -520,7 +509,7 @@ async def _attached(
                 began = time.monotonic()
                 await call(container.start(), "starting a step container")
                 trace("container_start_ms", _ms(began))
-            except EngineError:
+            except ContainerEngineError:
                 raise
             except Exception as exc:
                 return _start_failure(message_of(exc))
@@ -690,17 +679,24 @@ async def exec_in(
                 on_output("stdout" if message.stream == 1 else "stderr", data)
             if pending:
                 on_output("stderr", pending)
-        info = await call(execution.inspect(), "inspecting an exec")
-        with anyio.move_on_after(10):
-            while info.get("Running"):
-                await anyio.sleep(0.02)
-                info = await call(execution.inspect(), "inspecting an exec")
+        code = await _exit_code(execution)
     except BaseException:
         if pid:
             with anyio.CancelScope(shield=True), anyio.move_on_after(stop.grace + CLEANUP_TIMEOUT):
                 await _kill_exec(container, execution, pid[0], stop)
         raise
-    return Exit(int(info.get("ExitCode") or 0))
+    return Exit(code)
+
+
+async def _exit_code(execution: Any) -> int:
+    """An exec's exit code, once the engine no longer says it runs (its output can end a
+    moment before)."""
+    info = await call(execution.inspect(), "inspecting an exec")
+    with anyio.move_on_after(10):
+        while info.get("Running"):
+            await anyio.sleep(0.02)
+            info = await call(execution.inspect(), "inspecting an exec")
+    return int(info.get("ExitCode") or 0)
 
 
 def _strip_marker(data: bytes, pid: list[int]) -> bytes:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from dagbox.owner import alive as owner_alive
+from dagbox.runtimes.container_engine import call, status_of
 from dagbox.runtimes.docker import (
     LABEL_KEEP,
     LABEL_OWNER,
@@ -21,7 +22,6 @@ from dagbox.runtimes.docker import (
     LABEL_OWNER_START,
     LABEL_RUN,
 )
-from dagbox.runtimes.engine import call
 
 if TYPE_CHECKING:
     import aiodocker
@@ -47,7 +47,7 @@ async def reap(client: aiodocker.Docker) -> list[tuple[str, str]]:
             try:
                 await container.delete(force=True, v=True)
             except Exception as exc:
-                if getattr(exc, "status", None) != 404:
+                if status_of(exc) != 404:  # gone already is removed too
                     continue
             removed.append((container.id[:12], labels.get(LABEL_RUN, "?")))
     return removed

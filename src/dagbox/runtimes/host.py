@@ -27,13 +27,13 @@ import anyio.abc
 from dagbox.owner import ENV_OWNER
 from dagbox.owner import token as owner_token
 from dagbox.runtimes import Command, Exit, OnOutput, Stop, Stream, Trace, children, no_trace
+from dagbox.shells import default_shell
 
 #: A one-line script longer than this runs from a file, as a multi-line one does: Linux
 #: refuses an argument over 128 KiB.
 ON_ARGV_MAX = 64 * 1024
 #: How long output may keep flowing after the main process exited (background children).
 DRAIN_SECONDS = 1.0
-_UNIX_SHELLS = {"sh", "bash", "zsh", "ksh", "ash", "dash", "mksh", "busybox"}
 #: Descriptors a running step holds (two pipes, a pidfd, two log files, an engine socket)
 #: with room to spare, and what the runner keeps for itself (records, journals, engine).
 FDS_PER_STEP, FDS_RESERVED = 8, 128
@@ -64,19 +64,6 @@ def step_budget(runs_at_once: int = 1) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     room = (1 << 20) if soft == resource.RLIM_INFINITY else soft
     return max(4, (room - FDS_RESERVED) // FDS_PER_STEP // max(runs_at_once, 1))
-
-
-def default_shell(env: Mapping[str, str]) -> tuple[str, ...]:
-    """``$DAGU_DEFAULT_SHELL``, else ``$SHELL``, else ``sh``; with ``-e`` for Unix shells."""
-    text = env.get("DAGU_DEFAULT_SHELL") or env.get("SHELL") or "sh"
-    return with_errexit(tuple(shlex.split(text)))
-
-
-def with_errexit(shell: tuple[str, ...]) -> tuple[str, ...]:
-    """Add ``-e`` to a Unix-like shell that does not have it (Dagu's rule for default shells)."""
-    if shell and Path(shell[0]).name in _UNIX_SHELLS and "-e" not in shell:
-        return (*shell, "-e")
-    return shell
 
 
 class HostRuntime:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from dagbox.runtimes import Notify, SetupError
-from dagbox.runtimes.engine import call, message_of, status_of
+from dagbox.runtimes.container_engine import inspect, message_of
 
 if TYPE_CHECKING:
     import aiodocker
@@ -48,12 +48,11 @@ class Images:
             raise self._errors[key]
 
     async def _local(self, image: str, platform: str | None) -> dict[str, Any] | None:
-        try:
-            info = await call(self.client.images.inspect(image), f"inspecting image {image}")
-        except Exception as exc:
-            if status_of(exc) == 404:
-                return None
-            raise SetupError(f"cannot inspect image {image}: {message_of(exc)}") from None
+        info: dict[str, Any] | None = await inspect(
+            self.client.images.inspect(image), f"image {image}"
+        )
+        if info is None:
+            return None
         if platform:
             os_, _, arch = platform.partition("/")
             arch = arch.split("/")[0]

@@ -453,20 +453,32 @@ def _unread(text: str, start: int, end: int) -> None:
         raise ParamsTextError(f"cannot read params from column {at + 1}: {what}")
 
 
+_Pair = tuple[str | None, str | None, str | None, tuple[str | int, ...]]
+
+
 def params(value: Any, sink: Sink, ctx: Context) -> Any:
     from dagbox.spec.model import Param
 
-    pairs: list[tuple[str | None, str | None, str | None, tuple[str | int, ...]]] = []
-    text: str | None
     if value is None:
         return ()
+    pairs = _param_pairs(value, sink)
+    if pairs is None:
+        return INVALID
+    return tuple(Param(*named) for named in _named_params(pairs, sink))
+
+
+def _param_pairs(value: Any, sink: Sink) -> list[_Pair] | None:
+    """(name or None for positional, default, description, where) for each param written;
+    None when ``value`` is no params at all."""
+    pairs: list[_Pair] = []
+    text: str | None
     if isinstance(value, str):
         try:
             for name, text in parse_params_text(value):
                 pairs.append((name, text, None, ()))
         except ParamsTextError as exc:
             sink.error(str(exc))
-            return INVALID
+            return None
     elif isinstance(value, dict):
         for name in sorted(value, key=str):  # Dagu sorts map-form params by name
             text = scalar_text(value[name])
@@ -476,46 +488,56 @@ def params(value: Any, sink: Sink, ctx: Context) -> Any:
             pairs.append((str(name), text, None, (name,)))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            if isinstance(item, str):
-                name, sep, text = item.partition("=")
-                pairs.append((name, text, None, (i,)) if sep else (None, item, None, (i,)))
-            elif isinstance(item, dict) and "name" in item and len(item) > 1:
-                extra = [k for k in item if k not in _RICH_PARAM_KEYS]
-                for key in extra:
-                    sink.error(f'unknown param field "{key}"', i, key, at_key=True)
-                if "eval" in item:
-                    sink.error('"eval" params are not supported by dagbox', i, "eval", at_key=True)
-                default = scalar_text(item.get("default"))
-                if default is None:
-                    sink.error("a param default must be a scalar", i, "default")
-                desc = item.get("description")
-                pairs.append(
-                    (
-                        scalar_text(item["name"]),
-                        default if "default" in item else None,
-                        desc if isinstance(desc, str) else None,
-                        (i,),
-                    )
-                )
-            elif isinstance(item, dict):
-                for name, raw in item.items():
-                    text = scalar_text(raw)
-                    if text is None:
-                        sink.error(
-                            f"value of param {name} must be a scalar, not {kind(raw)}", i, name
-                        )
-                        continue
-                    pairs.append((str(name), text, None, (i, name)))
-            elif scalar_text(item) is not None:
-                pairs.append((None, scalar_text(item), None, (i,)))
-            else:
-                sink.error(f"a param is 'NAME=value', a mapping or a scalar, not {kind(item)}", i)
+            pairs.extend(_listed_param(item, i, sink))
     else:
         text = scalar_text(value)
         if text is None:
             sink.error(f"params must be a string, a list or a mapping, not {kind(value)}")
-            return INVALID
+            return None
         pairs.append((None, text, None, ()))
+    return pairs
+
+
+def _listed_param(item: Any, i: int, sink: Sink) -> list[_Pair]:
+    """One entry of a params list: ``NAME=value``, ``{name:, default:}``, ``{NAME: value}``
+    or a positional scalar."""
+    if isinstance(item, str):
+        name, sep, after = item.partition("=")
+        return [(name, after, None, (i,)) if sep else (None, item, None, (i,))]
+    if isinstance(item, dict) and "name" in item and len(item) > 1:
+        for key in [k for k in item if k not in _RICH_PARAM_KEYS]:
+            sink.error(f'unknown param field "{key}"', i, key, at_key=True)
+        if "eval" in item:
+            sink.error('"eval" params are not supported by dagbox', i, "eval", at_key=True)
+        default = scalar_text(item.get("default"))
+        if default is None:
+            sink.error("a param default must be a scalar", i, "default")
+        desc = item.get("description")
+        return [
+            (
+                scalar_text(item["name"]),
+                default if "default" in item else None,
+                desc if isinstance(desc, str) else None,
+                (i,),
+            )
+        ]
+    if isinstance(item, dict):
+        pairs: list[_Pair] = []
+        for name, raw in item.items():
+            text = scalar_text(raw)
+            if text is None:
+                sink.error(f"value of param {name} must be a scalar, not {kind(raw)}", i, name)
+                continue
+            pairs.append((str(name), text, None, (i, name)))
+        return pairs
+    if scalar_text(item) is not None:
+        return [(None, scalar_text(item), None, (i,))]
+    sink.error(f"a param is 'NAME=value', a mapping or a scalar, not {kind(item)}", i)
+    return []
+
+
+def _named_params(pairs: list[_Pair], sink: Sink) -> list[tuple[str, str | None, str | None]]:
+    """Positional params named "1", "2", ...; invalid and repeated names refused."""
     out = []
     seen: set[str] = set()
     position = 0
@@ -533,8 +555,8 @@ def params(value: Any, sink: Sink, ctx: Context) -> Any:
             sink.error(f"param {name} is defined twice", *at)
             continue
         seen.add(name)
-        out.append(Param(name, default, description))
-    return tuple(out)
+        out.append((name, default, description))
+    return out
 
 
 PARAMS = Form(

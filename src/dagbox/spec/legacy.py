@@ -102,6 +102,37 @@ def rewrite(step: Any, sink: Sink, ctx: Context) -> None:
         step.with_ = None
 
 
+def _unpacked(step: Any, sink: Sink) -> Sink | None:
+    """``executor: NAME`` or ``executor: {type, config}`` moved to ``type:`` and ``with:``;
+    where its options are, or None when it is invalid (said in ``sink``)."""
+    executor, at = step.executor, sink.at("executor")
+    step.executor = None
+    if executor is None:
+        return sink.at("with")
+    if step.type is not None:
+        sink.error('"executor" and "type" cannot be used together', "executor", at_key=True)
+        return None
+    if isinstance(executor, str):
+        step.type = executor
+        return at
+    if not isinstance(executor, dict):
+        at.error(f"executor must be a type name or {{type, config}}, not {kind(executor)}")
+        return None
+    step.type = executor.get("type")
+    if "config" in executor:
+        if step.with_ is not None:
+            at.error('"executor.config" and "with" cannot be used together', "config", at_key=True)
+            return None
+        if not isinstance(executor["config"], dict):
+            at.error(f"executor.config must be a mapping, not {kind(executor['config'])}", "config")
+            return None
+        step.with_ = executor["config"]
+    for key in executor:
+        if key not in ("type", "config"):
+            at.error(f'unknown executor key "{key}"', key, at_key=True)
+    return at.at("config")
+
+
 def _executor(step: Any, sink: Sink, ctx: Context) -> None:
     if step.config is not None:
         if step.with_ is not None:
@@ -111,40 +142,10 @@ def _executor(step: Any, sink: Sink, ctx: Context) -> None:
         else:
             step.with_ = step.config
         step.config = None
-    executor, at = step.executor, sink.at("executor")
-    step.executor = None
-    if executor is not None:
-        if step.type is not None:
-            sink.error('"executor" and "type" cannot be used together', "executor", at_key=True)
-            return
-        if isinstance(executor, str):
-            step.type = executor
-        elif isinstance(executor, dict):
-            step.type = executor.get("type")
-            if "config" in executor:
-                if step.with_ is not None:
-                    at.error(
-                        '"executor.config" and "with" cannot be used together',
-                        "config",
-                        at_key=True,
-                    )
-                    return
-                if not isinstance(executor["config"], dict):
-                    at.error(
-                        f"executor.config must be a mapping, not {kind(executor['config'])}",
-                        "config",
-                    )
-                    return
-                step.with_ = executor["config"]
-            for key in executor:
-                if key not in ("type", "config"):
-                    at.error(f'unknown executor key "{key}"', key, at_key=True)
-            at = at.at("config")
-        else:
-            at.error(f"executor must be a type name or {{type, config}}, not {kind(executor)}")
-            return
-    else:
-        at = sink.at("with")
+    executor = step.executor
+    at = _unpacked(step, sink)
+    if at is None:
+        return
     kind_ = step.type
     step.type = None
     if step.action in DOCKER_ACTIONS:
@@ -174,6 +175,11 @@ def _executor(step: Any, sink: Sink, ctx: Context) -> None:
             f'executor type "{kind_}" is not supported by dagbox (use container: for Docker)', where
         )
         return
+    _docker(step, sink, at, ctx)
+
+
+def _docker(step: Any, sink: Sink, at: Sink, ctx: Context) -> None:
+    """A docker executor's options (at ``at``) as the step's ``container:``."""
     if step.container is not None:
         sink.error(
             "a docker executor and container: cannot be used together; use container:", "container"

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
+from dagbox.plan import HANDLERS
 from dagbox.spec import forms, legacy
 from dagbox.spec.build import Builder, KeyRules, Model
 from dagbox.spec.forms import Context
@@ -230,7 +231,7 @@ class HandlerOn(Model):
     )
 
     def finish(self, sink: Sink, builder: Builder) -> None:
-        for key in ("init", "success", "failure", "abort", "exit"):
+        for key in HANDLERS:
             step = getattr(self, key)
             if step is not None and step.name is None:
                 step.name = "on" + key.capitalize()  # Dagu's handler step names
@@ -315,3 +316,11 @@ class Dag(Model, kw_only=True):
         ignored=_ROOT_SERVER_ONLY,
         unsupported=_ROOT_UNSUPPORTED,
     )
+
+    def handlers(self) -> dict[str, Step]:
+        """The handlers it has, by name, in the order of :data:`~dagbox.plan.HANDLERS`."""
+        return {k: s for k in HANDLERS if (s := getattr(self.handler_on, k)) is not None}
+
+    def every_step(self) -> list[Step]:
+        """The steps, then the handlers."""
+        return [*self.steps, *self.handlers().values()]

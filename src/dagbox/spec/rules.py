@@ -577,15 +577,19 @@ class Checker:
     def continue_on(self, c: ContinueOn) -> None:
         at = self.at(c)
         for i, pattern in enumerate(c.output):
-            if pattern.startswith("re:"):
-                _regex(pattern[3:], at.at("output", i))
+            _re_value(pattern, at.at("output", i))
 
     def condition(self, c: Condition) -> None:
         at = self.at(c)
         if not c.condition.strip() and id(c) not in self.flawed:
             at.error("condition is required")
-        if c.expected is not None and c.expected.startswith("re:"):
-            _regex(c.expected[3:], at.at("expected"))
+        if c.expected is not None:
+            _re_value(c.expected, at.at("expected"))
+
+
+def _re_value(text: str, at: Sink) -> None:
+    if text.startswith("re:"):
+        _regex(text[3:], at)
 
 
 def _regex(pattern: str, at: Sink) -> None:

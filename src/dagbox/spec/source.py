@@ -139,25 +139,24 @@ def _same_key(node: yaml.ScalarNode, part: str | int) -> bool:
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
-def read(path: Path, text: bytes | str | None = None) -> Source:
-    """Parse ``path`` (or the given text) into a :class:`Source`; never raises for bad input."""
-    source = Source(path=path)
+def _decoded(path: Path, text: bytes | str | None, issues: list[Issue]) -> str | None:
+    """The file's text (read up to MAX_FILE_BYTES, UTF-8), or None with the reason in ``issues``."""
     if text is None:
         try:
             with path.open("rb") as handle:
                 text = handle.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
-            source.issues.append(Issue((), f"cannot read file: {exc.strerror or exc}"))
-            return source
+            issues.append(Issue((), f"cannot read file: {exc.strerror or exc}"))
+            return None
         if len(text) > MAX_FILE_BYTES:
-            source.issues.append(
+            issues.append(
                 Issue(
                     (),
                     f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB; dagbox reads "
                     "DAG files up to that size",
                 )
             )
-            return source
+            return None
     if isinstance(text, bytes):
         raw = text
         try:
@@ -165,7 +164,7 @@ def read(path: Path, text: bytes | str | None = None) -> Source:
         except UnicodeDecodeError as exc:
             line = raw.count(b"\n", 0, exc.start) + 1
             col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-            source.issues.append(
+            issues.append(
                 Issue(
                     (),
                     f"file is not valid UTF-8 (byte 0x{text[exc.start]:02x})",
@@ -173,26 +172,31 @@ def read(path: Path, text: bytes | str | None = None) -> Source:
                     col=col,
                 )
             )
-            return source
+            return None
+    return text
+
+
+def _parsed(text: str, issues: list[Issue]) -> tuple[Any, Any, list[Any]] | None:
+    """The document, its root node and its duplicate keys; None with the reason in ``issues``."""
     loader = Loader(text)
     try:
         root = loader.get_single_node()
         if root is not None and "*" in text and expanded_size(root) > MAX_VALUES:
-            source.issues.append(
+            issues.append(
                 Issue(
                     (),
                     f"the document expands to more than {MAX_VALUES:,} values through YAML "
                     "aliases (*name); dagbox refuses it",
                 )
             )
-            return source
+            return None
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = exc.problem or str(exc)
         if exc.context and "single document" in str(exc.context):
             message = "a DAG file holds one YAML document; dagbox does not support multi-document files (sub-DAGs)"
-        source.issues.append(
+        issues.append(
             Issue(
                 (),
                 f"invalid YAML: {message}",
@@ -200,19 +204,31 @@ def read(path: Path, text: bytes | str | None = None) -> Source:
                 col=(mark.column + 1) if mark else 1,
             )
         )
-        return source
+        return None
     except yaml.YAMLError as exc:  # reader errors (control characters such as NUL)
         position = getattr(exc, "position", 0) or 0
         line = text.count("\n", 0, position) + 1
         col = position - (text.rfind("\n", 0, position) + 1) + 1
         reason = getattr(exc, "reason", None) or str(exc)
-        source.issues.append(Issue((), f"invalid YAML: {reason}", line=line, col=col))
-        return source
+        issues.append(Issue((), f"invalid YAML: {reason}", line=line, col=col))
+        return None
     except RecursionError:
-        source.issues.append(Issue((), "invalid YAML: the document nests too deeply"))
-        return source
+        issues.append(Issue((), "invalid YAML: the document nests too deeply"))
+        return None
     finally:
         loader.dispose()
+    return data, root, loader.duplicate_keys
+
+
+def read(path: Path, text: bytes | str | None = None) -> Source:
+    """Parse ``path`` (or the given text) into a :class:`Source`; never raises for bad input."""
+    source = Source(path=path)
+    decoded = _decoded(path, text, source.issues)
+    parsed = _parsed(decoded, source.issues) if decoded is not None else None
+    if decoded is None or parsed is None:
+        return source
+    data, root, duplicate_keys = parsed
+    text = decoded
     source.data, source.root = data, root
     if root is not None and _NUL_ESCAPE.search(text):
         for node in _scalars_with_nul(root):
@@ -224,7 +240,7 @@ def read(path: Path, text: bytes | str | None = None) -> Source:
                     col=node.start_mark.column + 1,
                 )
             )
-    for key_node in loader.duplicate_keys:
+    for key_node in duplicate_keys:
         parent = source.path_of(key_node)
         source.issues.append(
             Issue(

@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class EngineUnavailable(Exception):
+class ContainerEngineUnavailable(Exception):
     """The container engine cannot be reached (dagbox exits 3)."""
 
 
-class EngineError(Exception):
+class ContainerEngineError(Exception):
     """An engine call failed or did not answer in time."""
 
 
@@ -51,7 +51,7 @@ def endpoint(env: Mapping[str, str] = os.environ) -> Endpoint:
     if runtime == "podman":
         return Endpoint(env.get("DAGU_PODMAN_HOST") or "unix:///run/podman/podman.sock", "podman")
     if runtime != "docker":
-        raise EngineUnavailable(
+        raise ContainerEngineUnavailable(
             f"DAGU_CONTAINER_RUNTIME={env['DAGU_CONTAINER_RUNTIME']!r} is not supported: use docker or podman"
         )
     if env.get("DOCKER_HOST"):
@@ -84,11 +84,11 @@ async def connect(where: Endpoint) -> AsyncIterator[aiodocker.Docker]:
             with anyio.fail_after(bound):
                 await client.version()
         except TimeoutError:
-            raise EngineUnavailable(
+            raise ContainerEngineUnavailable(
                 f"the {where.kind} engine at {where.url} did not answer within {bound:g}s"
             ) from None
         except Exception as exc:
-            raise EngineUnavailable(
+            raise ContainerEngineUnavailable(
                 f"cannot reach the {where.kind} engine at {where.url}: {_reason(exc)}"
             ) from None
         yield client
@@ -111,7 +111,25 @@ async def call(awaitable: Awaitable[T], what: str, timeout: float | None = None)
         with anyio.fail_after(timeout):
             return await awaitable
     except TimeoutError:
-        raise EngineError(f"the engine did not answer {what} within {timeout:g}s") from None
+        raise ContainerEngineError(
+            f"the engine did not answer {what} within {timeout:g}s"
+        ) from None
+
+
+async def inspect(awaitable: Awaitable[T], what: str) -> T | None:
+    """An engine object (``container X``, ``image X``) as the engine describes it, or None
+    when the engine says there is none (404). Any other refusal is a SetupError; an
+    engine that does not answer, an ContainerEngineError."""
+    from dagbox.runtimes import SetupError
+
+    try:
+        return await call(awaitable, f"inspecting {what}")
+    except ContainerEngineError:
+        raise
+    except Exception as exc:
+        if status_of(exc) == 404:
+            return None
+        raise SetupError(f"cannot inspect {what}: {message_of(exc)}") from None
 
 
 def status_of(exc: BaseException) -> int | None:

@@ -1,0 +1,183 @@
+"""From a loaded DAG to the Plan a run executes (plan.py): every decision made once.
+
+Pure: it reads the DAG and the params and starts nothing. A step's runtime is its own
+container (``step``: a fresh container per attempt; ``exec``: a running container it
+names), else the DAG's root container (``root``, or ``exec`` when that names a running
+container), else the ``host``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from dagbox.harness.argv import merge_defaults, render, tries
+from dagbox.harness.catalog import customs, registry
+from dagbox.plan import (
+    Condition,
+    ContainerConfig,
+    ContinueOn,
+    Plan,
+    PlannedStep,
+    RetryPolicy,
+    RuntimeKind,
+    StepKind,
+    Try,
+)
+from dagbox.shells import with_errexit
+from dagbox.spec.model import Container, Dag, Step
+from dagbox.values import Scope
+
+
+def compile(  # the word for what it does; the builtin is never needed here
+    dag: Dag, overrides: Mapping[str, str] | None = None, file: Path | None = None
+) -> Plan:
+    """The plan of ``dag`` with its params (defaults, then ``overrides`` by name).
+
+    ``file`` is where the DAG was read from: steps run in its folder unless the DAG
+    says otherwise (docs/format.md, D2).
+    """
+    params = {p.name: p.default or "" for p in dag.params}
+    params.update(overrides or {})
+    upstream = link(dag)
+    harnesses = customs(dag.harnesses)
+    compiler = _Compiler(dag, params, harnesses)
+    steps = tuple(
+        compiler.step(step, tuple(upstream[i]), tuple(dag.steps[d].key for d in upstream[i]))
+        for i, step in enumerate(dag.steps)
+    )
+    handlers = {name: compiler.step(step, (), ()) for name, step in dag.handlers().items()}
+    path = (file or Path(dag.name or "dag")).resolve()
+    return Plan(
+        dag=dag.name or "",
+        type=dag.type,
+        max_active_steps=dag.max_active_steps,
+        steps=steps,
+        handlers=handlers,
+        params=params,
+        file=str(path),
+        work_dir=str(_work_dir(dag, path)),
+        env=dag.env,
+        preconditions=_conditions(dag.preconditions),
+        container=_container(dag.container),
+        timeout_sec=dag.timeout_sec,
+        delay_sec=dag.delay_sec,
+        max_output_size=dag.max_output_size,
+        max_clean_up_time_sec=dag.max_clean_up_time_sec,
+        harnesses=harnesses,
+    )
+
+
+def link(dag: Dag) -> list[list[int]]:
+    """Each step's dependencies, as positions in ``dag.steps``, in the order written.
+
+    A ``depends`` entry names a step by name or id (the first step that has it); in a
+    ``chain`` every step depends on the one before. Validation has refused unknown names.
+    """
+    by_key: dict[str, int] = {}
+    for i, step in enumerate(dag.steps):
+        for key in (step.id, step.name):
+            if key is not None:
+                by_key.setdefault(key, i)
+    if dag.type == "chain":
+        return [[i - 1] if i else [] for i in range(len(dag.steps))]
+    return [list(dict.fromkeys(by_key[d] for d in step.depends or ())) for step in dag.steps]
+
+
+def runtime_of(step: Step, root: Container | None) -> tuple[RuntimeKind, Container | None]:
+    """Where ``step`` runs, and the container configuration that applies to it."""
+    container = step.container or root
+    if container is None:
+        return "host", None
+    if container.exec is not None:
+        return "exec", container
+    return ("step" if step.container is not None else "root"), container
+
+
+class _Compiler:
+    def __init__(self, dag: Dag, params: Mapping[str, str], harnesses: Mapping[str, Any]) -> None:
+        self.dag = dag
+        self.scope = Scope(params, {})
+        self.providers = registry(harnesses)
+
+    def step(self, step: Step, upstream: tuple[int, ...], depends: tuple[str, ...]) -> PlannedStep:
+        runtime, container = runtime_of(step, self.dag.container)
+        on_host = runtime == "host"
+        fields: dict[str, Any] = {
+            "name": step.key,
+            "id": step.id,
+            "runtime": runtime,
+            "depends": depends,
+            "upstream": upstream,
+            # The DAG's shell is for the host; in a container only the step's own counts.
+            "shell": step.shell or (with_errexit(self.dag.shell) if on_host else ()),
+            "container": _container(container),
+            "env": step.env,
+            "working_dir": step.working_dir,
+            "output": step.output,
+            "retry_policy": _convert(step.retry_policy, RetryPolicy),
+            "continue_on": _convert(step.continue_on, ContinueOn),
+            "timeout_sec": step.timeout_sec,
+            "preconditions": _conditions(step.preconditions),
+            "signal_on_stop": step.signal_on_stop,
+        }
+        if step.action is not None:
+            return self._harness(step, fields)
+        if step.script is not None:
+            interpreter = step.run if isinstance(step.run, str) else None
+            return PlannedStep(
+                kind="script", command=step.script, interpreter=interpreter, verbatim=True, **fields
+            )
+        if step.run is None:
+            command = container.command if container is not None and container.command else None
+            return PlannedStep(kind="image", command=command, **fields)
+        if isinstance(step.run, tuple):
+            return PlannedStep(kind="argv", command=step.run, **fields)
+        kind: StepKind = "script" if "\n" in step.run.strip() else "command"
+        return PlannedStep(kind=kind, command=step.run, **fields)
+
+    def _harness(self, step: Step, fields: dict[str, Any]) -> PlannedStep:
+        chain = tuple(tries(merge_defaults(step.with_ or {}, self.dag.harness)))
+        rendered: list[Try] = []
+        error = None
+        for options in chain:
+            name = self.scope.shell(str(options.get("provider", "")))
+            provider = self.providers.get(name)
+            if provider is None:
+                error = f'unknown provider "{name}"'
+                break
+            values = {
+                k: self.scope.shell(v) if isinstance(v, str) else v for k, v in options.items()
+            }
+            invocation = render(provider, values)
+            rendered.append(Try(provider.name, invocation.argv, invocation.stdin))
+        return PlannedStep(
+            kind="harness", chain=chain, tries=tuple(rendered), error=error, **fields
+        )
+
+
+def _convert(value: Any, kind: type[Any]) -> Any:
+    return None if value is None else msgspec.convert(value, kind, from_attributes=True)
+
+
+def _container(container: Container | None) -> ContainerConfig | None:
+    config: ContainerConfig | None = _convert(container, ContainerConfig)
+    return config
+
+
+def _conditions(conditions: tuple[Any, ...]) -> tuple[Condition, ...]:
+    return tuple(_convert(c, Condition) for c in conditions)
+
+
+def _work_dir(dag: Dag, file: Path) -> Path:
+    """The DAG's working_dir (relative to the file's folder), else the file's folder
+    (docs/format.md, D2)."""
+    base = file.parent
+    if dag.working_dir:
+        path = Path(os.path.expandvars(dag.working_dir)).expanduser()
+        return path if path.is_absolute() else (base / path).resolve()
+    return base

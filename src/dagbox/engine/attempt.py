@@ -1,0 +1,203 @@
+"""One attempt of a step: its log files, its command, its process (or chain of agent
+tries) under the step's timeout, its output, and for an agent step its journal."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+
+from dagbox.engine.commands import Commands
+from dagbox.engine.context import Context, StepError
+from dagbox.engine.events import Outcome, StepStarted
+from dagbox.engine.journal import AttemptJournal, failure_class
+from dagbox.engine.output import Capture, OutputRouter
+from dagbox.engine.state import StepRun
+from dagbox.harness.catalog import Provider
+from dagbox.harness.tries import provider_names, run_tries
+from dagbox.runtimes import Command, Exit, Runtime, Stop
+from dagbox.values import ValueProblem
+
+#: The exit code of a step that timed out (as coreutils' ``timeout`` says it).
+TIMEOUT_EXIT = 124
+_WHERE = {"root": "the DAG's container", "step": "its own container", "exec": "a named container"}
+
+
+@dataclass
+class Attempt:
+    """How an attempt ended."""
+
+    exit: Exit
+    capture: Capture | None
+    timed_out: bool = False
+    failed_early: bool = False  # could not start: retrying would not help
+
+
+class Attempts:
+    """Runs attempts of the steps of one run."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        commands: Commands,
+        providers: dict[str, Provider],
+        runtime_for: Callable[[StepRun], Runtime | None],
+        now: anyio.Event,
+    ) -> None:
+        self.ctx = ctx
+        self.commands = commands
+        self.providers = providers
+        self.runtime_for = runtime_for
+        self.now = now  # set: stop processes at once (a second Ctrl-C)
+
+    async def run(self, run: StepRun, env: dict[str, str]) -> Attempt:
+        ctx, step = self.ctx, run.step
+        harness = step.kind == "harness"
+        run.stdout_file, run.stderr_file = self._log_files(run, 1 if harness else None)
+        env = dict(env)
+        if run.stdout_file and run.stderr_file:
+            env["DAG_RUN_STEP_STDOUT_FILE"] = run.stdout_file
+            env["DAG_RUN_STEP_STDERR_FILE"] = run.stderr_file
+        run.status = "running"
+        ctx.emit(
+            StepStarted(
+                run_id=ctx.run_id,
+                step=run.name,
+                attempt=run.attempts,
+                handler=run.handler,
+                stdout_file=run.stdout_file,
+                stderr_file=run.stderr_file,
+            )
+        )
+        wanted = step.output or step.continue_on.output
+        capture = Capture(ctx.plan.max_output_size) if wanted else None
+        ctx.secrets.learn(env)
+        try:
+            command = self.commands.build(run, env)
+        except (StepError, ValueProblem) as exc:
+            return Attempt(Exit(1, str(exc)), capture, failed_early=True)
+        journal = self._journal(run, command) if harness else None
+        router = OutputRouter(ctx, run.name, run.attempts, step.output, capture, journal)
+        if journal is not None:
+
+            def next_try(stdout_file: str | None, stderr_file: str | None) -> None:
+                router.flush()  # the last bytes of the previous try go to its own files
+                run.stdout_file, run.stderr_file = stdout_file, stderr_file
+                if capture is not None:
+                    capture.reset()  # only the successful try's stdout counts (docs/format.md, D4)
+
+            journal.on_try_start = next_try
+        try:
+            result = await self._execute(run, env, command, capture, router, journal)
+        except anyio.get_cancelled_exc_class():
+            if journal is not None:
+                journal.interrupted("cancelled", 130)
+                journal.finish("cancelled", Exit(130), "cancelled")
+            raise
+        finally:
+            router.flush()
+        if journal is not None:
+            self._journal_end(journal, result, tail=not router.secret_output)
+        return result
+
+    async def _execute(
+        self,
+        run: StepRun,
+        env: dict[str, str],
+        command: Command,
+        capture: Capture | None,
+        router: OutputRouter,
+        journal: AttemptJournal | None,
+    ) -> Attempt:
+        step = run.step
+        runtime = self.runtime_for(run)
+        if runtime is None:
+            where = _WHERE.get(step.runtime, step.runtime)
+            message = f"this step runs in {where}, and this dagbox cannot run containers yet"
+            return Attempt(Exit(1, message), capture, failed_early=True)
+        stop = Stop(
+            signal_number(step.signal_on_stop),
+            float(self.ctx.plan.max_clean_up_time_sec),
+            self.now,
+        )
+        with anyio.move_on_after(step.timeout_sec or math.inf) as timer:
+            if step.kind != "harness":
+                exit_ = await runtime.run(command, router, stop)
+            else:
+                exit_ = await run_tries(
+                    step.chain,
+                    self.providers,
+                    runtime,
+                    command,
+                    router,
+                    stop,
+                    resolve=self.ctx.scope(env).value,
+                    observer=journal,
+                    guard=self.commands.unsafe_argv,
+                    redact=lambda text: self.ctx.redact(text) or "",
+                )
+        if timer.cancelled_caught:
+            return Attempt(
+                Exit(TIMEOUT_EXIT, f"step timed out after {step.timeout_sec}s"),
+                capture,
+                timed_out=True,
+            )
+        failed_early = exit_.error is not None and step.kind != "harness"
+        return Attempt(exit_, capture, failed_early=failed_early)
+
+    def _log_files(self, run: StepRun, try_: int | None) -> tuple[str | None, str | None]:
+        layout = self.ctx.layout
+        if layout is None:
+            return None, None
+        return (
+            str(layout.log(run.index, run.name, run.attempts, "stdout", try_)),
+            str(layout.log(run.index, run.name, run.attempts, "stderr", try_)),
+        )
+
+    def _journal(self, run: StepRun, command: Command) -> AttemptJournal:
+        ctx = self.ctx
+        image = command.container.image if command.container else None
+        if run.step.runtime == "root" and self.commands.root_spec is not None:
+            image = self.commands.root_spec.image
+        layout = ctx.layout
+        journal = AttemptJournal(
+            ctx.emit,
+            ctx.run_id,
+            run.name,
+            run.attempts,
+            run.step.runtime,
+            image,
+            log_files=lambda index: self._log_files(run, index),
+            redact=lambda text: ctx.redact(text) or "",
+            journal_file=(
+                str(layout.journal(run.index, run.name, run.attempts)) if layout else None
+            ),
+        )
+        journal.start(provider_names(run.step.chain, ctx.scope(command.env).value))
+        return journal
+
+    def _journal_end(self, journal: AttemptJournal, result: Attempt, tail: bool = True) -> None:
+        if result.timed_out:
+            journal.interrupted("timeout", TIMEOUT_EXIT)
+            journal.finish("timeout", result.exit, "timeout")
+            return
+        outcome: Outcome = "succeeded" if result.exit.code == 0 else "failed"
+        journal.finish(outcome, result.exit, failure_class(result.exit))
+        if tail and result.exit.code != 0 and journal.last_tail.strip():
+            recent = self.ctx.redact(journal.last_tail.decode(errors="replace").strip()) or ""
+            base = result.exit.error or f"exit code {result.exit.code}"
+            result.exit = dataclasses.replace(result.exit, error=f"{base}; recent stdout: {recent}")
+
+
+def signal_number(name: str | None) -> int:
+    """``signal_on_stop`` (``TERM``, ``SIGINT``, ``9``) as a number; SIGTERM when unset."""
+    if not name:
+        return signal.SIGTERM
+    text = name.strip().upper()
+    if text.isdigit():
+        return int(text)
+    return int(signal.Signals[text if text.startswith("SIG") else "SIG" + text])

@@ -1,0 +1,68 @@
+"""What every part of one run reads: its plan, its options, its secrets, its event sink.
+
+The scheduler makes one Context per run and hands it to the parts that build a step's
+environment, command and conditions, so that none of them needs the scheduler itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dagbox.engine.events import AnyEvent, Notice, StepOutput
+from dagbox.layout import RunLayout
+from dagbox.plan import Plan
+from dagbox.secrets import Secrets
+from dagbox.values import Scope
+
+Emit = Callable[[AnyEvent], None]
+
+
+class StepError(Exception):
+    """A value, command or precondition that cannot be used: the step (or run) fails."""
+
+
+@dataclass
+class RunOptions:
+    run_id: str
+    max_active: int | None = None  # -j; None keeps max_active_steps
+    layout: RunLayout | None = None  # None: no log files (tests, benchmarks)
+    host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: Said right after run.started (things found while preparing, such as reaped containers).
+    notices: list[str] = field(default_factory=list)
+
+
+class Context:
+    def __init__(self, plan: Plan, options: RunOptions, sink: Emit) -> None:
+        self.plan = plan
+        self.options = options
+        self.run_id = options.run_id
+        self.host_env = options.host_env
+        self.layout = options.layout
+        self.params = plan.params
+        self.work_dir = Path(plan.work_dir or ".")
+        self.secrets = Secrets(options.host_env, plan.params)
+        #: In the environment of the helper shells (backticks, preconditions): whatever
+        #: they leave running is found as this run's, and stopped when it ends.
+        self.marks = {"DAG_RUN_ID": options.run_id}
+        self._sink = sink
+
+    def scope(self, env: Mapping[str, str]) -> Scope:
+        """How ``${...}`` resolves against ``env`` in this run."""
+        return Scope(self.params, env)
+
+    def emit(self, event: AnyEvent) -> None:
+        """Every event leaves through here, redacted as it finally is: one path for every
+        error, notice and value, wherever it was raised. Output is redacted as a stream
+        (a secret may span two chunks) before it gets here."""
+        if self.secrets and not isinstance(event, StepOutput):
+            event = self.secrets.redactor().event(event)
+        self._sink(event)
+
+    def notice(self, message: str, step: str | None = None) -> None:
+        self.emit(Notice(run_id=self.run_id, message=message, step=step))
+
+    def redact(self, text: str | None) -> str | None:
+        return self.secrets.redactor().text(text) if text else text

@@ -210,7 +210,7 @@ def main() -> None:
                 [sys.executable, "-m", "dagbox", "run", str(file), "-o", "quiet"], env
             )
             logged = sum(
-                p.stat().st_size for p in (base / "dagbox").rglob("1.stdout") if "flood" in str(p)
+                p.stat().st_size for p in (base / "dagbox").rglob("*.stdout") if "flood" in p.name
             )
             print(
                 f"\noutput200mb: {wall:.1f}s, peak RSS {rss:.0f} MB (target < 100 MB), "

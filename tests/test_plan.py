@@ -176,3 +176,18 @@ def test_dry_run_json_is_the_plan_that_runs(tmp_path):
         assert from_json.step(name).outputs == from_file.step(name).outputs
     assert from_json.stdout("a") == "hello plans\n"
     assert from_json.result.handlers["exit"].status == "succeeded"
+
+
+def test_depends_read_in_file_order_and_run_in_the_order_written():
+    dag = load_text("steps: [{id: a, run: x}, {id: b, run: x}, {id: c, depends: [b, a], run: x}]\n")
+    step = compile(dag.dag).steps[2]
+    assert (step.depends, step.upstream) == (("a", "b"), (1, 0))
+
+
+def test_a_with_value_too_large_once_expanded_fails_its_step_not_the_compile():
+    big = "x" * (1024 * 1024)
+    refs = "${params.X}" * 17
+    dag = load_text(
+        f"params: [X={big}]\nsteps:\n  - action: harness.run\n    with: {{provider: claude, prompt: '{refs}'}}\n"
+    ).dag
+    assert "larger than 16 MiB" in (compile(dag).steps[0].error or "")

@@ -3,7 +3,8 @@
 import io
 
 from dagbox.engine.events import RunFinished, RunStarted, StepFinished, StepOutput, StepStarted
-from dagbox.terminal import OutputMode, Terminal
+from dagbox.modes import OutputMode
+from dagbox.terminal import Terminal
 
 
 def feed(terminal: Terminal, *events) -> str:

@@ -1,7 +1,8 @@
 """The entry point of ``dagbox`` and ``python -m dagbox``.
 
 It imports nothing heavy before it is ready for the two things that can go wrong before
-the command line is even parsed: a Ctrl-C while dagbox is still importing (its first
+the command line is even parsed (and ``dagbox --version`` is answered here, without the
+command line's parser, which is most of dagbox's start-up): a Ctrl-C while dagbox is still importing (its first
 tenth of a second) exits 130 quietly instead of with a traceback, and a closed stdout,
 stderr or stdin (``dagbox run x.yaml >&-``) is replaced by /dev/null, so that the run
 goes on (recorded as usual) instead of failing on its first write.
@@ -47,6 +48,11 @@ def main() -> None:
 
         signal.signal(signal.SIGINT, _interrupted)
         _reopen_closed_streams()
+        if sys.argv[1:] == ["--version"]:  # answered before typer loads: it is most of the wait
+            from dagbox import __version__
+
+            sys.stdout.write(f"dagbox {__version__}\n")
+            return
         from dagbox.cli import main as cli
 
         cli()

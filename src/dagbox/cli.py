@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from dagbox import __version__
-from dagbox.terminal import OutputMode
+from dagbox.modes import OutputMode
 
 if TYPE_CHECKING:  # the commands import these when they run (startup time)
     from dagbox.engine.scheduler import Scheduler

@@ -30,7 +30,7 @@ from dagbox.plan import (
 )
 from dagbox.shells import with_errexit
 from dagbox.spec.model import Container, Dag, Step
-from dagbox.values import Scope
+from dagbox.values import Scope, ValueProblem
 
 
 def compile(  # the word for what it does; the builtin is never needed here
@@ -47,7 +47,9 @@ def compile(  # the word for what it does; the builtin is never needed here
     harnesses = customs(dag.harnesses)
     compiler = _Compiler(dag, params, harnesses)
     steps = tuple(
-        compiler.step(step, tuple(upstream[i]), tuple(dag.steps[d].key for d in upstream[i]))
+        compiler.step(
+            step, tuple(upstream[i]), tuple(dag.steps[d].key for d in sorted(upstream[i]))
+        )
         for i, step in enumerate(dag.steps)
     )
     handlers = {name: compiler.step(step, (), ()) for name, step in dag.handlers().items()}
@@ -145,14 +147,18 @@ class _Compiler:
         rendered: list[Try] = []
         error = None
         for options in chain:
-            name = self.scope.shell(str(options.get("provider", "")))
+            try:
+                name = self.scope.shell(str(options.get("provider", "")))
+                values = {
+                    k: self.scope.shell(v) if isinstance(v, str) else v for k, v in options.items()
+                }
+            except ValueProblem as exc:  # the step fails with it when it runs, not the run now
+                error = str(exc)
+                break
             provider = self.providers.get(name)
             if provider is None:
                 error = f'unknown provider "{name}"'
                 break
-            values = {
-                k: self.scope.shell(v) if isinstance(v, str) else v for k, v in options.items()
-            }
             invocation = render(provider, values)
             rendered.append(Try(provider.name, invocation.argv, invocation.stdin))
         return PlannedStep(

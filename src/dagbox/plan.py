@@ -107,7 +107,8 @@ class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
     runtime: RuntimeKind
     kind: StepKind
-    #: The steps this one waits for: names (for reading) and positions in Plan.steps.
+    #: The steps this one waits for: names in file order (for reading), and positions in
+    #: Plan.steps in the order written (a later one's output wins a name both give).
     depends: tuple[str, ...] = ()
     upstream: tuple[int, ...] = ()
     id: str | None = None

@@ -24,7 +24,6 @@ import re
 import sys
 import zlib
 from collections import deque
-from enum import StrEnum
 from typing import TextIO
 
 import msgspec
@@ -40,15 +39,7 @@ from dagbox.engine.events import (
     StepStarted,
 )
 from dagbox.lines import CONTROL_CHARS, STEERING, LineSplitter
-
-
-class OutputMode(StrEnum):
-    prefix = "prefix"
-    grouped = "grouped"
-    failures = "failures"
-    json = "json"
-    quiet = "quiet"
-
+from dagbox.modes import OutputMode
 
 _PALETTE = (36, 33, 35, 32, 34, 96, 93, 95, 92, 94, 91, 31)
 _STATUS_STYLE = {

@@ -30,6 +30,7 @@ from dagbox.bench.stats import INFRA, summarize
 from dagbox.compiler import compile
 from dagbox.engine.scheduler import Scheduler
 from dagbox.engine.state import RunResult
+from dagbox.modes import OutputMode
 from dagbox.records import write_whole
 from dagbox.runner import (
     ContainerEngine,
@@ -42,7 +43,7 @@ from dagbox.runner import (
 )
 from dagbox.secrets import MASK, is_secret_name
 from dagbox.spec import Loaded
-from dagbox.terminal import OutputMode, Terminal
+from dagbox.terminal import Terminal
 
 
 @dataclass

@@ -86,17 +86,19 @@ def _libc() -> Any:
         return None
 
 
+def _has_prctl() -> bool:
+    libc = _libc()
+    return libc is not None and hasattr(libc, "prctl")
+
+
 def _prctl(option: int, argument: Any) -> bool:
     """``prctl(option, argument)`` succeeded; False where the C library has no prctl."""
-    libc = _libc()
-    if libc is None or not hasattr(libc, "prctl"):
-        return False
-    return bool(libc.prctl(option, argument, 0, 0, 0) == 0)
+    return _has_prctl() and bool(_libc().prctl(option, argument, 0, 0, 0) == 0)
 
 
 def become_subreaper() -> bool:
     """Make this process the reaper of its orphaned descendants; False where Linux cannot."""
-    if _libc() is None:
+    if not _has_prctl():
         return False
     _inherited.update(_children())
     return _prctl(_PR_SET_CHILD_SUBREAPER, 1)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from dagbox.runtimes import Notify, SetupError
-from dagbox.runtimes.container_engine import inspect, message_of
+from dagbox.runtimes.container_engine import ContainerEngineError, inspect, message_of
 
 if TYPE_CHECKING:
     import aiodocker
@@ -48,9 +48,12 @@ class Images:
             raise self._errors[key]
 
     async def _local(self, image: str, platform: str | None) -> dict[str, Any] | None:
-        info: dict[str, Any] | None = await inspect(
-            self.client.images.inspect(image), f"image {image}"
-        )
+        try:
+            info: dict[str, Any] | None = await inspect(
+                self.client.images.inspect(image), f"image {image}"
+            )
+        except ContainerEngineError as exc:  # no answer: as any refusal, every waiter hears it
+            raise SetupError(f"cannot inspect image {image}: {message_of(exc)}") from None
         if info is None:
             return None
         if platform:

@@ -491,18 +491,77 @@ def test_stdin_is_closed(tmp_path):
     assert ran.status("a") == "succeeded"
 
 
-def test_missing_program_and_missing_working_dir(tmp_path):
+def test_missing_program_and_a_working_dir_that_cannot_be_made(tmp_path):
+    (tmp_path / "a-file").write_text("")
     ran = run_text(
         tmp_path,
-        """
+        f"""
         steps:
-          - {id: nope, run: [no-such-program-xyz]}
-          - {id: nodir, working_dir: /nonexistent/dir, run: echo}
+          - {{id: nope, run: [no-such-program-xyz]}}
+          - {{id: nodir, working_dir: {tmp_path}/a-file/dir, run: echo}}
         """,
     )
     assert (ran.step("nope").exit_code, ran.status("nope")) == (127, "failed")
     assert "command not found" in ran.step("nope").error
-    assert "does not exist" in ran.step("nodir").error
+    assert ran.step("nodir").error.startswith("cannot create working directory")
+
+
+def test_a_step_working_dir_that_is_not_there_yet_is_made(tmp_path):
+    """As Dagu does (its command executor makes the directory before it starts)."""
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: here, working_dir: made/for/me, run: pwd}
+        """,
+    )
+    assert ran.status("here") == "succeeded"
+    assert ran.stdout("here").strip() == str(tmp_path / "made" / "for" / "me")
+
+
+def test_an_init_handler_skipped_by_its_preconditions_lets_the_steps_run(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        handler_on:
+          init: {run: 'true', preconditions: [{condition: 'no', expected: 'yes'}]}
+        steps:
+          - {id: a, run: 'true'}
+        """,
+    )
+    assert ran.result.handlers["init"].status == "skipped"
+    assert (ran.status("a"), ran.result.status) == ("succeeded", "succeeded")
+
+
+def test_every_precondition_is_evaluated_even_after_one_is_not_met(tmp_path):
+    ran = run_text(
+        tmp_path,
+        f"""
+        steps:
+          - id: a
+            preconditions:
+              - {{condition: 'no', expected: 'yes'}}
+              - {{condition: 'touch {tmp_path}/second-ran'}}
+            run: 'true'
+        """,
+    )
+    assert ran.status("a") == "skipped"
+    assert (tmp_path / "second-ran").exists()
+
+
+def test_handlers_get_no_step_log_file_variables(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        handler_on:
+          exit: {run: 'echo "out=${DAG_RUN_STEP_STDOUT_FILE:-unset} err=${DAG_RUN_STEP_STDERR_FILE:-unset}"'}
+        steps:
+          - {id: a, run: 'echo "$DAG_RUN_STEP_STDOUT_FILE"'}
+        """,
+    )
+    assert ran.stdout("a").strip() == ran.step("a").stdout_file
+    handler = ran.result.handlers["exit"]
+    assert Path(handler.stdout_file).read_text().strip() == "out=unset err=unset"
 
 
 def test_logs_keep_every_byte_and_records_are_final(tmp_path):

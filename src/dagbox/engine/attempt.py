@@ -59,7 +59,7 @@ class Attempts:
         harness = step.kind == "harness"
         run.stdout_file, run.stderr_file = self._log_files(run, 1 if harness else None)
         env = dict(env)
-        if run.stdout_file and run.stderr_file:
+        if run.stdout_file and run.stderr_file and run.handler is None:  # Dagu: not in handlers
             env["DAG_RUN_STEP_STDOUT_FILE"] = run.stdout_file
             env["DAG_RUN_STEP_STDERR_FILE"] = run.stderr_file
         run.status = "running"

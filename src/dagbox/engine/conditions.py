@@ -11,12 +11,14 @@ from dagbox.runtimes.helpers import capture
 
 
 async def all_met(ctx: Context, conditions: tuple[Condition, ...], env: Mapping[str, str]) -> bool:
-    """All conditions met (an AND, in order). Raises StepError if one cannot be evaluated."""
+    """All conditions met (an AND). Each is evaluated, in order, even after one is not met
+    (as Dagu does: their side effects happen). Raises StepError if one cannot be evaluated."""
     scope = {**ctx.host_env, **env}
+    met = True
     for condition in conditions:
         if await _met(ctx, condition, scope) == condition.negate:
-            return False
-    return True
+            met = False
+    return met
 
 
 async def _met(ctx: Context, condition: Condition, env: Mapping[str, str]) -> bool:

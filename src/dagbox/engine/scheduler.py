@@ -150,7 +150,10 @@ class Scheduler:
         init = self.handlers.get("init")
         if not await all_met(self.ctx, self.plan.preconditions, self.env):
             return True, "aborted", "the DAG's preconditions were not met"
-        if init is not None and await self._run_handler(init, "running") != "succeeded":
+        if init is not None and await self._run_handler(init, "running") not in (
+            "succeeded",
+            "skipped",  # its preconditions were not met: the steps run (as in Dagu)
+        ):
             return False, "aborted", "the init handler failed"
         timeout = self.plan.timeout_sec
         with anyio.move_on_after(timeout or math.inf) as timer:

@@ -106,8 +106,13 @@ class HostRuntime:
         self, command: Command, on_output: OnOutput, stop: Stop, trace: Trace = no_trace
     ) -> Exit:
         argv = self.argv(command)
-        if command.cwd is not None and not await anyio.Path(command.cwd).is_dir():
-            return Exit(1, f"working directory {command.cwd} does not exist")
+        if command.cwd is not None:
+            try:  # a working directory that is not there yet is made, as Dagu does
+                await anyio.Path(command.cwd).mkdir(mode=0o750, parents=True, exist_ok=True)
+            except OSError as exc:
+                return Exit(
+                    1, f"cannot create working directory {command.cwd}: {exc.strerror or exc}"
+                )
         try:
             process = await start(argv, command.env, command.cwd, stdin=command.stdin is not None)
         except FileNotFoundError:

@@ -771,3 +771,22 @@ def test_the_validator_knows_every_run_variable_a_step_gets(tmp_path):
     names = {line.split("=", 1)[0] for line in ran.stdout("show").splitlines() if "=" in line}
     set_by_dagbox = {n for n in names - set(os.environ) if n.startswith(("DAG_", "DAGU_"))}
     assert set_by_dagbox and set_by_dagbox <= set(RUN_VARIABLES)
+
+
+def test_fields_of_a_json_output_resolve_in_run_lines(tmp_path):
+    """As Dagu's own integration test does it (``${CONFIG.host}`` in a command)."""
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: config
+            run: |
+              echo '{"port": 8080, "host": "localhost"}'
+            output: CONFIG
+          - id: start
+            depends: config
+            run: echo "Starting server at ${CONFIG.host}:${CONFIG.port}"
+            output: OUT
+        """,
+    )
+    assert ran.step("start").outputs == {"OUT": "Starting server at localhost:8080"}

@@ -106,14 +106,11 @@ class Scope:
         """A value (argv words, ``with:`` values, container fields): every reference."""
         return expand(text, self.params, self.env, plain=True)
 
-    def shell(self, text: str) -> str:
-        """Text a shell reads (a ``run:`` line, a command precondition): the namespaced
-        references pasted in; ``$X`` is the shell's, from its environment."""
-        return expand(text, self.params, self.env, plain=False)
-
-    def shell_fields(self, text: str, into: dict[str, str] | None = None) -> str:
-        """As :meth:`shell`, and ``${OUT.a.b}`` too; with ``into``, the values resolved
-        are handed over by name instead of pasted (see :func:`expand`)."""
+    def shell(self, text: str, into: dict[str, str] | None = None) -> str:
+        """Text a shell reads (a ``run:`` line, a precondition): the namespaced references
+        and the fields of JSON values (``${OUT.a.b}``, as Dagu) pasted in; ``$X`` is the
+        shell's, from its environment. With ``into``, the values are handed over by name
+        instead of pasted (see :func:`expand`)."""
         return expand(text, self.params, self.env, plain=False, fields=True, into=into)
 
     def with_env(self, env: Mapping[str, str]) -> Scope:

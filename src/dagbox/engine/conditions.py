@@ -33,7 +33,7 @@ async def _met(ctx: Context, condition: Condition, env: Mapping[str, str]) -> bo
     # What dagbox resolves itself (${params.X}, ${OUT.a.b}) reaches the shell through
     # its environment, so a value is read as text, never run as code.
     values: dict[str, str] = {}
-    text = scope.shell_fields(condition.condition, into=values)
+    text = scope.shell(condition.condition, into=values)
     script = f"cat <<__DAGBOX_EOF__\n{text}\n__DAGBOX_EOF__\n"
     result = await capture(script, {**env, **values, **ctx.marks}, cwd, limit)
     if result.code != 0:

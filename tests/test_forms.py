@@ -155,6 +155,20 @@ def test_precondition_forms(text, expected):
 
 
 @pytest.mark.parametrize(
+    ("condition", "where", "says"),
+    [
+        ("{eval: '$(printf ready)'}", "preconditions[0].eval", '"eval" needs "expected"'),
+        ("{condition: ready, expected: '   '}", "preconditions[0].expected", "expected is blank"),
+        ("{condition: ready, expected: 're:'}", "preconditions[0].expected", "empty regexp"),
+    ],
+)
+def test_preconditions_dagu_2_refuses(condition, where, says):
+    """As Dagu 2.x's own precondition fixtures: each is a located load error."""
+    problem = one_problem(f"preconditions: [{condition}]\nsteps: [{{run: 'true'}}]\n")
+    assert (problem.path, says in problem.message) == (where, True)
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("params: 'A=1 B=\"x y\"'", (Param("A", "1"), Param("B", "x y"))),

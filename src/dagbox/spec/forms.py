@@ -250,6 +250,27 @@ def struct_or_list(schema: dict[str, Any], from_string: str) -> Form:
     return Form(normalise, schema)
 
 
+def conditions(schema: dict[str, Any]) -> Form:
+    """Preconditions: as :func:`struct_or_list` (a string is a command), and an ``eval:``
+    must say what it expects (Dagu 2.x: ``eval`` compares a value; a command that must
+    succeed is a ``condition``)."""
+    listed = struct_or_list(schema, from_string="condition")
+
+    def normalise(value: Any, sink: Sink, ctx: Context) -> Any:
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            if isinstance(item, dict) and "eval" in item and "expected" not in item:
+                at = sink.at(i) if isinstance(value, list) else sink
+                at.error(
+                    '"eval" needs "expected", the value it must give (a command that must '
+                    'succeed is a "condition")',
+                    "eval",
+                    at_key=True,
+                )
+        return listed.normalise(value, sink, ctx)
+
+    return Form(normalise, schema)
+
+
 _GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 PULL_POLICIES = ("always", "missing", "never", "fallback")

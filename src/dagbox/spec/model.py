@@ -119,9 +119,8 @@ class Condition(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
 
 Conditions = Annotated[
     tuple[Condition, ...],
-    forms.struct_or_list(
-        {"description": "A command (string), a {condition, expected, negate} object, or a list."},
-        from_string="condition",
+    forms.conditions(
+        {"description": "A command (string), a {condition, expected, negate} object, or a list."}
     ),
 ]
 

@@ -583,12 +583,16 @@ class Checker:
         at = self.at(c)
         if not c.condition.strip() and id(c) not in self.flawed:
             at.error("condition is required")
-        if c.expected is not None:
+        if c.expected is not None and not c.expected.strip():
+            at.error("expected is blank: give the value the condition must print", "expected")
+        elif c.expected is not None:
             _re_value(c.expected, at.at("expected"))
 
 
 def _re_value(text: str, at: Sink) -> None:
-    if text.startswith("re:"):
+    if text.startswith("re:") and not text[3:]:
+        at.error("an empty regexp (re:) matches everything: give a pattern")
+    elif text.startswith("re:"):
         _regex(text[3:], at)
 
 

@@ -356,3 +356,19 @@ def test_with_and_config_together_is_an_error():
         "steps:\n  - action: harness.run\n    with: {provider: claude, prompt: hi}\n    config: {x: 1}\n"
     )
     assert issue.path == "steps[0].config"
+
+
+def test_ids_names_and_depends_are_trimmed_as_dagu_does():
+    dag = load_text(
+        """
+        steps:
+          - {id: ' a ', name: ' Alpha ', run: x}
+          - {id: b, depends: [' a '], run: x}
+          - {id: c, depends: [' Alpha ', 'b '], run: x}
+        """
+    ).dag
+    assert [(s.id, s.key, s.depends) for s in dag.steps] == [
+        ("a", "Alpha", None),
+        ("b", "b", ("a",)),
+        ("c", "c", ("Alpha", "b")),
+    ]

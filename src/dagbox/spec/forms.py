@@ -191,7 +191,10 @@ INTS = Form(ints, _INTS_SCHEMA)
 
 def depends(value: Any, sink: Sink, ctx: Context) -> Any:
     # null counts as an explicit "no dependencies" ([]), which matters for type: chain.
-    return () if value is None else _strings(value, sink, "a dependency")
+    if value is None:
+        return ()
+    names = _strings(value, sink, "a dependency")
+    return names if names is INVALID else tuple(name.strip() for name in names)  # as Dagu
 
 
 DEPENDS = Form(

@@ -207,6 +207,9 @@ class Step(Model):
     )
 
     def finish(self, sink: Sink, builder: Builder) -> None:
+        # Dagu trims a step's id and name (and each depends entry, forms.depends).
+        self.id = self.id.strip() if self.id is not None else None
+        self.name = self.name.strip() if self.name is not None else None
         legacy.rewrite(self, sink, Context(Container, builder.build))
 
     @property

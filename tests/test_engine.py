@@ -790,3 +790,39 @@ def test_fields_of_a_json_output_resolve_in_run_lines(tmp_path):
         """,
     )
     assert ran.step("start").outputs == {"OUT": "Starting server at localhost:8080"}
+
+
+def test_a_param_declared_without_a_value_stays_as_written(tmp_path):
+    """As Dagu's params fixtures: a missing runtime param is left unchanged, not emptied."""
+    ran = run_text(
+        tmp_path,
+        """
+        params:
+          - name: environment
+            description: Runtime environment.
+        steps:
+          - id: write
+            run: printf '%s\\n' '${params.environment}'
+        """,
+    )
+    assert ran.stdout("write") == "${params.environment}\n"
+
+
+def test_params_resolve_in_the_root_shell_and_working_dir(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        params:
+          - {name: environment, description: where}
+          - {name: shell_arg, description: how}
+        working_dir: "root-work-${params.environment}"
+        shell: "bash ${params.shell_arg}"
+        steps:
+          - id: write
+            run: echo "$BASH_VERSION" > here.txt; pwd
+        """,
+        params={"environment": "prod", "shell_arg": "-c"},
+    )
+    assert ran.status("write") == "succeeded", ran.step("write").error
+    assert ran.stdout("write").strip() == str(tmp_path / "root-work-prod")
+    assert (tmp_path / "root-work-prod" / "here.txt").read_text().strip()  # bash ran it

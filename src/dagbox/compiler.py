@@ -41,7 +41,9 @@ def compile(  # the word for what it does; the builtin is never needed here
     ``file`` is where the DAG was read from: steps run in its folder unless the DAG
     says otherwise (docs/format.md, D2).
     """
-    params = {p.name: p.default or "" for p in dag.params}
+    # A param declared without a value, and given none, has no value: ${params.X} then
+    # stays as written, as in Dagu (it used to become "").
+    params = {p.name: p.default for p in dag.params if p.default is not None}
     params.update(overrides or {})
     upstream = link(dag)
     harnesses = customs(dag.harnesses)
@@ -62,7 +64,7 @@ def compile(  # the word for what it does; the builtin is never needed here
         handlers=handlers,
         params=params,
         file=str(path),
-        work_dir=str(_work_dir(dag, path)),
+        work_dir=str(_work_dir(dag, path, Scope(params, {}))),
         env=dag.env,
         preconditions=_conditions(dag.preconditions),
         container=_container(dag.container),
@@ -105,6 +107,8 @@ class _Compiler:
         self.dag = dag
         self.scope = Scope(params, {})
         self.providers = registry(harnesses)
+        #: The DAG's shell, its ${params.X} resolved (as Dagu), with -e for a Unix shell.
+        self.dag_shell = with_errexit(tuple(self.scope.shell(word) for word in dag.shell))
 
     def step(self, step: Step, upstream: tuple[int, ...], depends: tuple[str, ...]) -> PlannedStep:
         runtime, container = runtime_of(step, self.dag.container)
@@ -116,7 +120,7 @@ class _Compiler:
             "depends": depends,
             "upstream": upstream,
             # The DAG's shell is for the host; in a container only the step's own counts.
-            "shell": step.shell or (with_errexit(self.dag.shell) if on_host else ()),
+            "shell": step.shell or (self.dag_shell if on_host else ()),
             "container": _container(container),
             "env": step.env,
             "working_dir": step.working_dir,
@@ -179,11 +183,11 @@ def _conditions(conditions: tuple[Any, ...]) -> tuple[Condition, ...]:
     return tuple(_convert(c, Condition) for c in conditions)
 
 
-def _work_dir(dag: Dag, file: Path) -> Path:
-    """The DAG's working_dir (relative to the file's folder), else the file's folder
-    (docs/format.md, D2)."""
+def _work_dir(dag: Dag, file: Path, scope: Scope) -> Path:
+    """The DAG's working_dir (its ${params.X} resolved, then $VAR and ~ from dagbox's
+    environment; relative to the file's folder), else the file's folder (docs/format.md, D2)."""
     base = file.parent
     if dag.working_dir:
-        path = Path(os.path.expandvars(dag.working_dir)).expanduser()
+        path = Path(os.path.expandvars(scope.shell(dag.working_dir))).expanduser()
         return path if path.is_absolute() else (base / path).resolve()
     return base

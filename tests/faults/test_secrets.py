@@ -72,7 +72,7 @@ steps:
   - id: fails
     run: echo "t=${{DEPLOY_TOKEN}}"; exit 3
   - id: bad_dir
-    working_dir: /nonexistent/${{DEPLOY_TOKEN}}
+    working_dir: /dev/null/${{DEPLOY_TOKEN}}  # cannot be made: the error names the path
     run: "true"
 """
 

@@ -826,3 +826,48 @@ def test_params_resolve_in_the_root_shell_and_working_dir(tmp_path):
     assert ran.status("write") == "succeeded", ran.step("write").error
     assert ran.stdout("write").strip() == str(tmp_path / "root-work-prod")
     assert (tmp_path / "root-work-prod" / "here.txt").read_text().strip()  # bash ran it
+
+
+def test_a_command_steps_with_shell_and_shell_args_are_its_shell(tmp_path):
+    """A command executor's config (``with: {shell, shell_args}``) is used, not dropped."""
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: strict, run: 'false | true', with: {shell: bash, shell_args: [-o, pipefail]}}
+          - {id: plain, run: 'false | true'}
+        """,
+    )
+    assert (ran.status("strict"), ran.status("plain")) == ("failed", "succeeded")
+
+
+def test_an_agent_steps_stderr_holds_every_try_in_order(tmp_path):
+    """The step's stderr (``dagbox logs RUN STEP --stderr``) shows each try's stderr after a
+    header, with the harness's own line between them; its stdout stays the good try's."""
+    ran = run_text(
+        tmp_path,
+        """
+        harnesses:
+          broken: {binary: sh, prefix_args: [-c, 'echo primary-out; echo primary-err >&2; exit 1', x]}
+          good: {binary: sh, prefix_args: [-c, 'echo good-err >&2; echo "$0"']}
+        steps:
+          - id: agent
+            action: harness.run
+            with:
+              provider: broken
+              prompt: hello
+              fallback: [{provider: good}]
+        """,
+    )
+    step = ran.step("agent")
+    assert Path(step.stdout_file).read_text() == "hello\n"
+    assert Path(step.stderr_file).name == "1-agent.1.stderr"
+    assert Path(step.stderr_file).read_text() == (
+        "--- try 1: broken ---\n"
+        "primary-err\n"
+        "harness: attempt 1/2 with broken failed (exit 1); trying fallback 2/2 with good\n"
+        "--- try 2: good ---\n"
+        "good-err\n"
+    )
+    record = ran.record["steps"][0]
+    assert record["stderr_file"] == step.stderr_file

@@ -372,3 +372,11 @@ def test_ids_names_and_depends_are_trimmed_as_dagu_does():
         ("b", "b", ("a",)),
         ("c", "c", ("Alpha", "b")),
     ]
+
+
+def test_shell_args_without_a_shell_is_an_error():
+    problem = one_problem("steps: [{run: x, with: {shell_args: [-e]}}]\n")
+    assert (problem.path, problem.message) == (
+        "steps[0].with.shell_args",
+        '"shell_args" needs "shell"',
+    )

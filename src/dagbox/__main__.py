@@ -51,7 +51,12 @@ def main() -> None:
         if sys.argv[1:] == ["--version"]:  # answered before typer loads: it is most of the wait
             from dagbox import __version__
 
-            sys.stdout.write(f"dagbox {__version__}\n")
+            try:
+                sys.stdout.write(f"dagbox {__version__}\n")
+                sys.stdout.flush()
+            except OSError as exc:
+                sys.stderr.write(f"dagbox: cannot write to stdout: {exc.strerror or exc}\n")
+                sys.exit(1)
             return
         from dagbox.cli import main as cli
 
@@ -71,6 +76,20 @@ def main() -> None:
         # SIGINT as it exits, instead of exiting 130. A string exec() that ends normally
         # clears that memory.
         exec("")
+        _drop_unwritable_output()
+
+
+def _drop_unwritable_output() -> None:
+    """Output a full disk will not take is dropped now: left in its buffer, Python's own
+    flush at exit fails and turns dagbox's exit code into 120. dagbox has already said
+    that the terminal output stopped."""
+    for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
 
 
 if __name__ == "__main__":

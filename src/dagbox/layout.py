@@ -76,7 +76,8 @@ class RunLayout:
     def log(
         self, index: int, step: str, attempt: int, stream: str, try_: int | None = None
     ) -> Path:
-        """``logs/<index>-<step>.<attempt>.stdout``; a harness try adds ``.<try>``.
+        """``logs/<index>-<step>.<attempt>.stdout``; a harness try adds ``.<try>`` (and the
+        attempt's own ``.stderr`` then holds every try's, see records.py).
 
         ``index`` is the step's place in the file (handlers follow the steps): two names
         with one safe form (``a/b`` and ``a_b``) still get two files. One folder for all

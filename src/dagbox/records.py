@@ -172,16 +172,9 @@ class RecordWriter:
 
     def __call__(self, event: AnyEvent) -> None:
         if isinstance(event, StepOutput):
-            handle = self._files.get((event.step, event.stream))
-            if handle is not None:
-                try:
-                    _write_all(handle, event.data)
-                except OSError as exc:
-                    # A log with its end missing is honest; one with a hole in it is not.
-                    del self._files[(event.step, event.stream)]
-                    with contextlib.suppress(OSError):
-                        handle.close()
-                    self.lost.failed(handle.name, exc)
+            self._to_file(event.step, event.stream, event.data)
+            if event.stream == "stderr":
+                self._to_file(event.step, "attempt-stderr", event.data)
             return
         if isinstance(event, RunStarted):
             self._start(event)
@@ -239,7 +232,7 @@ class RecordWriter:
             target.started_at = target.started_at or event.ts
             target.stdout_file, target.stderr_file = event.stdout_file, event.stderr_file
         elif isinstance(event, TryStarted):  # each harness try has its own log files
-            self._open_files(event.step, event.stdout_file, event.stderr_file)
+            self._open_try(event)
         elif isinstance(event, StepRetrying):
             self._close_files(event.step)
             step = self._steps[event.step]
@@ -281,19 +274,56 @@ class RecordWriter:
         if current is not None and current.name == stdout_file:
             return  # a harness step's first try writes where its attempt started
         self._close_files(step)
-        for stream, path in (("stdout", stdout_file), ("stderr", stderr_file)):
-            if path is not None:
-                with self.lost.guard(path):
-                    _make_dir(Path(path).parent)
-                    # unbuffered: `dagbox logs -f` and tail -f see each chunk as it comes
-                    self._files[(step, stream)] = Path(path).open("wb", buffering=0)  # noqa: SIM115
+        self._open_stream(step, "stdout", stdout_file)
+        self._open_stream(step, "stderr", stderr_file)
+
+    def _open_stream(self, step: str, stream: str, path: str | None) -> None:
+        if path is not None:
+            with self.lost.guard(path):
+                _make_dir(Path(path).parent)
+                # unbuffered: `dagbox logs -f` and tail -f see each chunk as it comes
+                self._files[(step, stream)] = Path(path).open("wb", buffering=0)  # noqa: SIM115
+
+    def _open_try(self, event: TryStarted) -> None:
+        """A harness try's own files. The attempt's stderr file (the step's, opened at
+        step.started) stays open beside them: every try's stderr goes there too, in order,
+        after a header line, with the harness's own lines between the tries."""
+        step = event.step
+        if (step, "attempt-stderr") not in self._files:
+            attempt = self._files.pop((step, "stderr"), None)
+            if attempt is not None:
+                self._files[(step, "attempt-stderr")] = attempt
+        current = self._files.get((step, "stdout"))
+        if current is None or current.name != event.stdout_file:
+            for stream in ("stdout", "stderr"):
+                handle = self._files.pop((step, stream), None)
+                if handle is not None:
+                    with self.lost.guard(handle.name):
+                        handle.close()
+            self._open_stream(step, "stdout", event.stdout_file)
+        self._open_stream(step, "stderr", event.stderr_file)
+        header = f"--- try {event.try_}: {event.provider} ---\n"
+        self._to_file(step, "attempt-stderr", header.encode())
+
+    def _to_file(self, step: str, stream: str, data: bytes) -> None:
+        handle = self._files.get((step, stream))
+        if handle is None:
+            return
+        try:
+            _write_all(handle, data)
+        except OSError as exc:
+            # A log with its end missing is honest; one with a hole in it is not.
+            del self._files[(step, stream)]
+            with contextlib.suppress(OSError):
+                handle.close()
+            self.lost.failed(handle.name, exc)
 
     def _target(self, step: str, handler: str | None) -> StepRecord | HandlerRecord:
         assert self.record is not None
         return self.record.handlers[handler] if handler is not None else self._steps[step]
 
     def _close_files(self, step: str) -> None:
-        for stream in ("stdout", "stderr"):
+        for stream in ("stdout", "stderr", "attempt-stderr"):
             handle = self._files.pop((step, stream), None)
             if handle is not None:
                 with self.lost.guard(handle.name):

@@ -156,3 +156,24 @@ def test_a_bench_whose_results_fill_the_disk_stops_and_resumes_whole(tmp_path, s
     assert again.returncode == 0, again.stderr
     lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(lines) == 60 and len({line["key"] for line in lines}) == 60
+
+
+def test_a_stdout_that_takes_nothing_fails_cleanly(tmp_path):
+    """stdout on /dev/full (every write: no space): exit 1 and one line, no traceback and
+    no "Exception ignored" from Python's own flush at exit (which would make it 120)."""
+    dag = tmp_path / "d.yaml"
+    dag.write_text("steps:\n  - {id: a, run: echo hi}\n")
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home")}
+    for args in (["--version"], ["run", str(dag)]):
+        with open("/dev/full", "w") as full:  # noqa: PTH123
+            done = subprocess.run(
+                [*DAGBOX, *args],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+        assert done.returncode == 1, (args, done.stderr)
+        assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, args

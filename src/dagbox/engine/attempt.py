@@ -57,7 +57,10 @@ class Attempts:
     async def run(self, run: StepRun, env: dict[str, str]) -> Attempt:
         ctx, step = self.ctx, run.step
         harness = step.kind == "harness"
-        run.stdout_file, run.stderr_file = self._log_files(run, 1 if harness else None)
+        # An agent step's stdout is its successful try's (each try has its own files); its
+        # stderr is the attempt's, every try in order, each after a header (records.py).
+        run.stdout_file = self._log_files(run, 1 if harness else None)[0]
+        run.stderr_file = self._log_files(run, None)[1]
         env = dict(env)
         if run.stdout_file and run.stderr_file and run.handler is None:  # Dagu: not in handlers
             env["DAG_RUN_STEP_STDOUT_FILE"] = run.stdout_file
@@ -86,7 +89,7 @@ class Attempts:
 
             def next_try(stdout_file: str | None, stderr_file: str | None) -> None:
                 router.flush()  # the last bytes of the previous try go to its own files
-                run.stdout_file, run.stderr_file = stdout_file, stderr_file
+                run.stdout_file = stdout_file
                 if capture is not None:
                     capture.reset()  # only the successful try's stdout counts (docs/format.md, D4)
 

@@ -95,10 +95,19 @@ def rewrite(step: Any, sink: Sink, ctx: Context) -> None:
         else:
             step.run = step.command
         step.command = None
-    if step.action is None and isinstance(step.with_, dict) and set(step.with_) <= {"shell"}:
-        shell = words(step.with_.get("shell"), sink.at("with", "shell"), ctx)
-        if not step.shell and shell is not INVALID:
-            step.shell = shell
+    options = step.with_
+    if (
+        step.action is None
+        and isinstance(options, dict)
+        and set(options) <= {"shell", "shell_args"}
+    ):
+        # A command executor's config: its shell, and the arguments that shell gets.
+        shell = words(options.get("shell"), sink.at("with", "shell"), ctx)
+        args = words(options.get("shell_args"), sink.at("with", "shell_args"), ctx)
+        if "shell_args" in options and not options.get("shell"):
+            sink.error('"shell_args" needs "shell"', "with", "shell_args", at_key=True)
+        elif not step.shell and shell is not INVALID and args is not INVALID:
+            step.shell = (*shell, *args)
         step.with_ = None
 
 

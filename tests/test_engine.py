@@ -871,3 +871,25 @@ def test_an_agent_steps_stderr_holds_every_try_in_order(tmp_path):
     )
     record = ran.record["steps"][0]
     assert record["stderr_file"] == step.stderr_file
+
+
+def test_positional_params_reach_shell_text_and_preconditions(tmp_path):
+    """``params: "foo bar"`` gives ``$1`` and ``$2`` as in Dagu (a shell cannot take them
+    from its environment, so they are pasted in), but not inside single quotes."""
+    ran = run_text(
+        tmp_path,
+        """
+        params: "foo bar"
+        steps:
+          - id: line
+            run: echo "1=$1 2=${2}"
+          - id: quoted
+            run: echo "x y" | awk '{print $1}'
+          - id: checked
+            preconditions: [{condition: "$1", expected: foo}]
+            run: echo ran
+        """,
+    )
+    assert ran.stdout("line") == "1=foo 2=bar\n"
+    assert ran.stdout("quoted") == "x\n"
+    assert ran.status("checked") == "succeeded"

@@ -19,6 +19,7 @@ _REFERENCE = re.compile(
     r"\\(?P<escaped>\$\{[^}]*\})"
     r"|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_\-]+)*)\}"
     r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|\$\{(?P<position_braced>[0-9]+)\}|\$(?P<position>[0-9]+)(?![A-Za-z0-9_])"
 )
 _BACKTICKS = re.compile(r"`([^`]*)`")
 #: No value grows past this once its references are expanded: 31 env lines that each
@@ -77,6 +78,15 @@ def expand(
         """The value ``match`` stands for, or None when it stays as written."""
         if match["escaped"]:
             return match["escaped"]
+        position = match["position"] or match["position_braced"]
+        if position is not None:
+            # $1, ${1}: a positional param. A shell cannot get those from its environment,
+            # so dagbox pastes them in everywhere, as Dagu does; but not after a backslash
+            # or inside single quotes (awk '{print $1}'), where they are the text's own.
+            start = match.start()
+            if text[start - 1 : start] == "\\" or _single_quoted(text, start):
+                return None
+            return params.get(position)
         braced, bare = match["braced"], match["bare"]
         if braced is not None and "." in braced:
             space, _, name = braced.partition(".")
@@ -92,6 +102,16 @@ def expand(
         return None
 
     return _REFERENCE.sub(replace, text)
+
+
+def _single_quoted(text: str, end: int) -> bool:
+    """``text[end]`` is inside single quotes (Dagu's rule: each ``'`` not after a backslash
+    opens or closes them)."""
+    inside = False
+    for i, char in enumerate(text[:end]):
+        if char == "'" and text[i - 1 : i] != "\\":
+            inside = not inside
+    return inside
 
 
 @dataclass(frozen=True, slots=True)

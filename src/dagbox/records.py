@@ -145,6 +145,10 @@ class LostWrites:
         return self.first + (f" (and {more} more failed write{'s' * (more > 1)})" if more else "")
 
 
+#: An agent step's own stderr file, beside its tries' files: every try's stderr, in order.
+ATTEMPT_STDERR = "attempt-stderr"
+
+
 class RecordWriter:
     """Sink that keeps one run's record directory."""
 
@@ -174,7 +178,7 @@ class RecordWriter:
         if isinstance(event, StepOutput):
             self._to_file(event.step, event.stream, event.data)
             if event.stream == "stderr":
-                self._to_file(event.step, "attempt-stderr", event.data)
+                self._to_file(event.step, ATTEMPT_STDERR, event.data)
             return
         if isinstance(event, RunStarted):
             self._start(event)
@@ -270,9 +274,6 @@ class RecordWriter:
             self.record.duration_sec = event.duration_sec
 
     def _open_files(self, step: str, stdout_file: str | None, stderr_file: str | None) -> None:
-        current = self._files.get((step, "stdout"))
-        if current is not None and current.name == stdout_file:
-            return  # a harness step's first try writes where its attempt started
         self._close_files(step)
         self._open_stream(step, "stdout", stdout_file)
         self._open_stream(step, "stderr", stderr_file)
@@ -289,21 +290,17 @@ class RecordWriter:
         step.started) stays open beside them: every try's stderr goes there too, in order,
         after a header line, with the harness's own lines between the tries."""
         step = event.step
-        if (step, "attempt-stderr") not in self._files:
+        if (step, ATTEMPT_STDERR) not in self._files:
             attempt = self._files.pop((step, "stderr"), None)
             if attempt is not None:
-                self._files[(step, "attempt-stderr")] = attempt
+                self._files[(step, ATTEMPT_STDERR)] = attempt
         current = self._files.get((step, "stdout"))
-        if current is None or current.name != event.stdout_file:
-            for stream in ("stdout", "stderr"):
-                handle = self._files.pop((step, stream), None)
-                if handle is not None:
-                    with self.lost.guard(handle.name):
-                        handle.close()
+        if current is None or current.name != event.stdout_file:  # the first try's: open
+            self._close_files(step, ("stdout", "stderr"))
             self._open_stream(step, "stdout", event.stdout_file)
         self._open_stream(step, "stderr", event.stderr_file)
         header = f"--- try {event.try_}: {event.provider} ---\n"
-        self._to_file(step, "attempt-stderr", header.encode())
+        self._to_file(step, ATTEMPT_STDERR, header.encode())
 
     def _to_file(self, step: str, stream: str, data: bytes) -> None:
         handle = self._files.get((step, stream))
@@ -322,8 +319,10 @@ class RecordWriter:
         assert self.record is not None
         return self.record.handlers[handler] if handler is not None else self._steps[step]
 
-    def _close_files(self, step: str) -> None:
-        for stream in ("stdout", "stderr", "attempt-stderr"):
+    def _close_files(
+        self, step: str, streams: tuple[str, ...] = ("stdout", "stderr", ATTEMPT_STDERR)
+    ) -> None:
+        for stream in streams:
             handle = self._files.pop((step, stream), None)
             if handle is not None:
                 with self.lost.guard(handle.name):

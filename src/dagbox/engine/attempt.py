@@ -20,6 +20,7 @@ from dagbox.engine.state import StepRun
 from dagbox.harness.catalog import Provider
 from dagbox.harness.tries import provider_names, run_tries
 from dagbox.runtimes import Command, Exit, Runtime, Stop
+from dagbox.signals import signal_of
 from dagbox.values import ValueProblem
 
 #: The exit code of a step that timed out (as coreutils' ``timeout`` says it).
@@ -197,10 +198,6 @@ class Attempts:
 
 
 def signal_number(name: str | None) -> int:
-    """``signal_on_stop`` (``TERM``, ``SIGINT``, ``9``) as a number; SIGTERM when unset."""
-    if not name:
-        return signal.SIGTERM
-    text = name.strip().upper()
-    if text.isdigit():
-        return int(text)
-    return int(signal.Signals[text if text.startswith("SIG") else "SIG" + text])
+    """``signal_on_stop`` as a number (validate refused one that names no signal); SIGTERM
+    when unset."""
+    return (signal_of(name) if name else None) or signal.SIGTERM

@@ -38,16 +38,28 @@ class Context:
     def __init__(self, plan: Plan, options: RunOptions, sink: Emit) -> None:
         self.plan = plan
         self.options = options
-        self.run_id = options.run_id
-        self.host_env = options.host_env
-        self.layout = options.layout
-        self.params = plan.params
         self.work_dir = Path(plan.work_dir or ".")
         self.secrets = Secrets(options.host_env, plan.params)
         #: In the environment of the helper shells (backticks, preconditions): whatever
         #: they leave running is found as this run's, and stopped when it ends.
         self.marks = {"DAG_RUN_ID": options.run_id}
         self._sink = sink
+
+    @property
+    def run_id(self) -> str:
+        return self.options.run_id
+
+    @property
+    def host_env(self) -> Mapping[str, str]:
+        return self.options.host_env
+
+    @property
+    def layout(self) -> RunLayout | None:
+        return self.options.layout
+
+    @property
+    def params(self) -> Mapping[str, str]:
+        return self.plan.params
 
     def scope(self, env: Mapping[str, str]) -> Scope:
         """How ``${...}`` resolves against ``env`` in this run."""

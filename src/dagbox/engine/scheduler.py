@@ -53,7 +53,6 @@ class Scheduler:
         self.plan = plan
         self.runtimes = runtimes
         self.ctx = Context(plan, options, emit)
-        self.run_id = options.run_id
         self.interrupt = Interrupt()
         self.steps = [StepRun(s, i) for i, s in enumerate(plan.steps, 1)]
         self.handlers = {
@@ -79,6 +78,10 @@ class Scheduler:
             self.interrupt.now,
         )
         self.setup_failed = False
+
+    @property
+    def run_id(self) -> str:
+        return self.ctx.run_id
 
     def emit(self, event: AnyEvent) -> None:
         """An event of this run, redacted as every other (see Context.emit)."""

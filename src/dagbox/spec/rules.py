@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from dagbox.harness.argv import RESERVED, asks_usage, coerce, merge_defaults
 from dagbox.harness.catalog import BUILTIN
 from dagbox.regex import RegexError, compile_pattern
 from dagbox.secrets import is_secret_name
+from dagbox.signals import signal_of
 from dagbox.spec.forms import ENV_NAME, kind
 from dagbox.spec.issues import Sink
 from dagbox.spec.model import Condition, Container, ContinueOn, Dag, HarnessDef, RetryPolicy, Step
@@ -161,7 +161,7 @@ class Checker:
         self.continue_on(step.continue_on)
         for condition in step.preconditions:
             self.condition(condition)
-        if step.signal_on_stop is not None and _signal(step.signal_on_stop) is None:
+        if step.signal_on_stop is not None and signal_of(step.signal_on_stop) is None:
             at.error(
                 f'invalid signal "{step.signal_on_stop}" (use a name such as SIGTERM)',
                 "signal_on_stop",
@@ -601,16 +601,6 @@ def _regex(pattern: str, at: Sink) -> None:
         compile_pattern(pattern)
     except RegexError as exc:
         at.error(f"invalid regular expression (Go's RE2 syntax, as in Dagu): {exc}")
-
-
-def _signal(name: str) -> int | None:
-    text = name.strip().upper()
-    if text.isdigit():
-        return int(text) if 0 < int(text) < signal.NSIG else None
-    if not text.startswith("SIG"):
-        text = "SIG" + text
-    value = getattr(signal.Signals, text, None) if text in signal.Signals.__members__ else None
-    return int(value) if value is not None else None
 
 
 def check(dag: Dag, sinks: Mapping[int, Sink], flawed: set[int], sink: Sink) -> None:

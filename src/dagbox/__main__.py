@@ -21,6 +21,16 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _lost_interrupt(unraisable: sys.UnraisableHookArgs) -> None:
+    # A Ctrl-C that lands in code whose exceptions Python cannot raise (a weakref callback
+    # of importlib's module locks, a __del__) is printed as "Exception ignored in ...",
+    # with a traceback, and dropped. It is counted (dagbox.early_interrupts) and honoured
+    # once the run starts, so that print is noise; anything else is reported as usual.
+    if unraisable.exc_type is KeyboardInterrupt:
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def _say_interrupted() -> None:
     try:
         sys.stderr.write("dagbox: interrupted\n")
@@ -46,6 +56,7 @@ def main() -> None:
     try:
         import signal  # here, not above: it imports enum, a Ctrl-C there must exit 130 too
 
+        sys.unraisablehook = _lost_interrupt
         signal.signal(signal.SIGINT, _interrupted)
         _reopen_closed_streams()
         if sys.argv[1:] == ["--version"]:  # answered before typer loads: it is most of the wait
@@ -68,6 +79,12 @@ def main() -> None:
             raise
         _say_interrupted()
     except KeyboardInterrupt:
+        _say_interrupted()
+    except Exception as exc:
+        # Python wraps what a class's __set_name__ raises (msgspec and dataclass fields,
+        # at import time) in a RuntimeError: a Ctrl-C there is still a Ctrl-C.
+        if not isinstance(exc.__cause__, KeyboardInterrupt):
+            raise
         _say_interrupted()
     finally:
         # CPython (3.11, 3.12) remembers a KeyboardInterrupt that ended a string exec()

@@ -289,6 +289,26 @@ def test_an_early_ctrl_c_exits_130_without_a_traceback(tmp_path):
         assert "Traceback" not in err, (delay, err)
 
 
+def test_a_ctrl_c_python_cannot_raise_is_not_printed(tmp_path):
+    """A Ctrl-C that lands in a weakref callback or a __del__ (importlib's module locks have
+    one) is dropped by Python with an "Exception ignored" traceback; dagbox counts it and
+    stops the run later, so the traceback is noise. Other lost exceptions are still shown."""
+    code = (
+        "import sys\n"
+        "from dagbox.__main__ import _lost_interrupt\n"
+        "sys.unraisablehook = _lost_interrupt\n"
+        "class Gone:\n"
+        "    def __init__(self, exc): self.exc = exc\n"
+        "    def __del__(self): raise self.exc\n"
+        "Gone(KeyboardInterrupt())\n"
+        "Gone(ValueError('a bug'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "KeyboardInterrupt" not in done.stderr
+    assert "ValueError: a bug" in done.stderr
+
+
 def test_a_closed_stdout_does_not_stop_a_run(tmp_path):
     dag = tmp_path / "hello.yaml"
     dag.write_text(HELLO)

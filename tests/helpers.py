@@ -44,6 +44,9 @@ class Ran:
     def stdout(self, name: str) -> str:
         return Path(self.step(name).stdout_file).read_text()
 
+    def error(self, name: str) -> str:
+        return str(self.step(name).error or "")
+
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
 

@@ -135,6 +135,8 @@ class _Compiler:
             return self._harness(step, fields)
         if step.script is not None:
             interpreter = step.run if isinstance(step.run, str) else None
+            if interpreter is None and on_host and _shebang(step.script) and not step.shell:
+                fields["shell"] = ()
             return PlannedStep(
                 kind="script", command=step.script, interpreter=interpreter, verbatim=True, **fields
             )
@@ -144,6 +146,8 @@ class _Compiler:
         if isinstance(step.run, tuple):
             return PlannedStep(kind="argv", command=step.run, **fields)
         kind: StepKind = "script" if "\n" in step.run.strip() else "command"
+        if kind == "script" and on_host and _shebang(step.run) and not step.shell:
+            fields["shell"] = ()
         return PlannedStep(kind=kind, command=step.run, **fields)
 
     def _harness(self, step: Step, fields: dict[str, Any]) -> PlannedStep:
@@ -168,6 +172,12 @@ class _Compiler:
         return PlannedStep(
             kind="harness", chain=chain, tries=tuple(rendered), error=error, **fields
         )
+
+
+def _shebang(script: str) -> bool:
+    """A script whose first line is ``#!...`` runs by that interpreter on the host unless the
+    step names its own shell: the DAG's shell or the default does not stop it (as in Dagu)."""
+    return script.startswith("#!")
 
 
 def _convert(value: Any, kind: type[Any]) -> Any:

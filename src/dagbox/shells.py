@@ -12,6 +12,8 @@ UNIX_SHELLS = frozenset({"sh", "bash", "zsh", "ksh", "ash", "dash", "mksh", "bus
 def with_errexit(shell: tuple[str, ...]) -> tuple[str, ...]:
     """Add ``-e`` to a Unix-like shell that does not have it (Dagu's rule for default shells)."""
     if shell and PurePath(shell[0]).name in UNIX_SHELLS and "-e" not in shell:
+        if shell[-1] == "-c":  # sh -c: the text must follow -c, so -e goes before it
+            return (*shell[:-1], "-e", "-c")
         return (*shell, "-e")
     return shell
 

@@ -303,8 +303,7 @@ def test_a_ctrl_c_python_cannot_raise_is_not_printed(tmp_path):
         "Gone(KeyboardInterrupt())\n"
         "Gone(ValueError('a bug'))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert "KeyboardInterrupt" not in done.stderr
     assert "ValueError: a bug" in done.stderr
 

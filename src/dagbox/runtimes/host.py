@@ -16,6 +16,7 @@ import itertools
 import os
 import resource
 import shlex
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Mapping
@@ -66,6 +67,28 @@ def step_budget(runs_at_once: int = 1) -> int:
     return max(4, (room - FDS_RESERVED) // FDS_PER_STEP // max(runs_at_once, 1))
 
 
+class ShebangError(Exception):
+    """A script's ``#!`` line names no interpreter that can be found."""
+
+
+def _interpreter(script: str, env: Mapping[str, str]) -> list[str]:
+    """The words of a script's ``#!`` line, its program found in the step's PATH when the
+    line does not give a path (``#!env sh``, which the kernel would not run), as in Dagu."""
+    line = script.split("\n", 1)[0][2:].strip()
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise ShebangError(f"cannot read the script's #! line: {exc}") from None
+    if not words:
+        raise ShebangError("the script's #! line names no interpreter")
+    if "/" not in words[0]:
+        found = shutil.which(words[0], path=env.get("PATH", os.defpath))
+        if found is None:
+            raise ShebangError(f"cannot find {words[0]} (the script's #! line) in the step's PATH")
+        words[0] = found
+    return words
+
+
 class HostRuntime:
     """Processes on the host. ``scratch`` gives the folder for script files, when one is needed."""
 
@@ -88,8 +111,7 @@ class HostRuntime:
             shell = shell[:-1]
         path = self._script_file(command, text)
         if text.startswith("#!") and not command.shell:
-            path.chmod(0o700)
-            return [str(path)]
+            return [*_interpreter(text, command.env), str(path)]
         return [*shell, str(path)]
 
     def _script_file(self, command: Command, text: str) -> Path:
@@ -105,7 +127,10 @@ class HostRuntime:
     async def run(
         self, command: Command, on_output: OnOutput, stop: Stop, trace: Trace = no_trace
     ) -> Exit:
-        argv = self.argv(command)
+        try:
+            argv = self.argv(command)
+        except ShebangError as exc:
+            return Exit(127, str(exc), "binary_missing")
         if command.cwd is not None:
             try:  # a working directory that is not there yet is made, as Dagu does
                 await anyio.Path(command.cwd).mkdir(mode=0o750, parents=True, exist_ok=True)

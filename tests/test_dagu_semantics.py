@@ -51,3 +51,82 @@ def test_a_shebang_script_runs_by_its_interpreter_under_the_dags_shell(tmp_path)
     assert ran.stdout("no_shebang") == "plain\nscript\n"
     assert ran.status("missing") == "failed"
     assert "no-such-interpreter-xyz" in ran.error("missing")
+
+
+RUN_LISTS = """
+        params: [WHO=me]
+        steps:
+          - id: in_turn
+            run:
+              - mkdir -p sub && cd sub && touch marker && export LOCAL=changed
+              - test -f sub/marker && test ! -f marker && test "${LOCAL-unset}" = unset
+              - echo one; echo two >&2
+              - echo three  # a comment stays a comment
+          - id: stops
+            run:
+              - echo first > first.txt
+              - exit 3
+              - echo third > third.txt
+          - id: errexit_each
+            run:
+              - false; echo "not reached"
+              - echo never
+          - id: one
+            run: ["echo just one"]
+          - id: colon
+            run:
+              - echo a: b
+          - id: values
+            env: [GREETING=hello world]
+            run:
+              - echo "${params.WHO}"
+              - echo "$GREETING"
+        """
+
+
+def test_a_run_list_is_several_commands_each_through_the_shell(tmp_path):
+    """Dagu >= 1.29: each entry through the shell, in order, a fresh shell each time
+    (cd and export do not carry over), stopping at the first failure with its exit code;
+    the shell's -e holds inside each entry."""
+    ran = run_text(tmp_path, RUN_LISTS)
+    assert ran.status("in_turn") == "succeeded"
+    assert ran.stdout("in_turn") == "one\nthree\n"
+    assert ran.status("stops") == "failed"
+    assert ran.step("stops").exit_code == 3
+    assert (tmp_path / "first.txt").exists() and not (tmp_path / "third.txt").exists()
+    assert ran.status("errexit_each") == "failed"
+    assert "not reached" not in ran.stdout("errexit_each")
+    assert ran.stdout("one") == "just one\n"
+    assert ran.stdout("colon") == "a: b\n"
+    assert ran.stdout("values") == "me\nhello world\n"
+
+
+def test_shell_direct_and_exec_run_a_program_without_a_shell(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        params: [WHO=a b]
+        env: [X=ex]
+        steps:
+          - id: direct
+            shell: direct
+            run: printf "[%s]" "${params.WHO}" $X *
+          - id: direct_list
+            shell: direct
+            run:
+              - printf "[%s]" one
+              - printf "[%s]" "${params.WHO}" $X
+          - id: exec
+            exec:
+              command: printf
+              args: ["[%s]", "a;b", 2]
+          - id: exec_action
+            action: exec
+            with: {command: printf, args: ["[%s]", "$X"]}
+        """,
+    )
+    # Words are values: ${...} and $X resolve; no globbing, no word splitting.
+    assert ran.stdout("direct") == "[a b][ex][*]"
+    assert ran.stdout("direct_list") == "[one][a b][ex]"
+    assert ran.stdout("exec") == "[a;b][2]"
+    assert ran.stdout("exec_action") == "[ex]"

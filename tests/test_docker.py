@@ -640,3 +640,35 @@ def test_the_aiodocker_internals_dagbox_uses_are_there():
     query = inspect.signature(aiodocker.Docker._query_json)
     assert {"method", "data", "params"} <= set(query.parameters)
     assert "self._resp" in inspect.getsource(aiodocker.stream.Stream)
+
+
+@pytest.mark.parametrize("where", ["shared", "step"])
+def test_run_lists_direct_and_exec_in_containers(tmp_path, where):
+    """A run: list runs in one container, each command through the shell in a fresh shell
+    (a file the first makes is there for the second; cd and export are not), stopping at the
+    first failure; shell: direct and exec: run programs without a shell."""
+    box = f"{{image: {IMAGE}}}"
+    root, own = (f"container: {box}\n", "") if where == "shared" else ("", f", container: {box}")
+    ran = run_text(
+        tmp_path,
+        root
+        + textwrap.dedent(
+            f"""\
+            params: [WHO=a b]
+            env: [X=ex]
+            steps:
+              - {{id: in_turn{own}, run: ['mkdir -p /tmp/s && cd /tmp/s && touch /tmp/made && export L=1',
+                  'test -f /tmp/made && test "$PWD" != /tmp/s && test "${{L-unset}}" = unset && echo fresh',
+                  'echo two']}}
+              - {{id: stops{own}, run: [echo first, exit 3, echo third]}}
+              - {{id: direct{own}, shell: direct, run: ['printf [%s] "${{params.WHO}}" *', 'printf [%s] $X']}}
+              - {{id: exec{own}, exec: {{command: printf, args: ['[%s]', 'a;b']}}}}
+            """
+        ),
+    )
+    assert ran.stdout("in_turn") == "fresh\ntwo\n", ran.error("in_turn")
+    assert (ran.status("stops"), ran.step("stops").exit_code) == ("failed", 3)
+    assert ran.stdout("stops") == "first\n"
+    assert ran.stdout("direct") == "[a b][*][ex]", ran.error("direct")
+    assert ran.stdout("exec") == "[a;b]", ran.error("exec")
+    assert dagbox_containers() == []

@@ -433,7 +433,7 @@ def test_positional_params_and_argv_steps(tmp_path):
         params: "first second"
         env: [X=from-env]
         steps:
-          - {id: argv, run: [printf, '%s|%s|%s', '${params.1}', '$X', '$NOPE']}
+          - {id: argv, exec: {command: printf, args: ['%s|%s|%s', '${params.1}', '$X', '$NOPE']}}
         """,
     )
     assert ran.stdout("argv") == "first|from-env|$NOPE"
@@ -497,7 +497,7 @@ def test_missing_program_and_a_working_dir_that_cannot_be_made(tmp_path):
         tmp_path,
         f"""
         steps:
-          - {{id: nope, run: [no-such-program-xyz]}}
+          - {{id: nope, exec: {{command: no-such-program-xyz}}}}
           - {{id: nodir, working_dir: {tmp_path}/a-file/dir, run: echo}}
         """,
     )

@@ -3,7 +3,7 @@
 import pytest
 
 from dagbox.spec.model import Condition, ContinueOn, Param, Volume
-from tests.conftest import load_text, one_problem
+from tests.conftest import load_text, one_problem, problems
 
 
 def step_of(yaml_step: str, root: str = ""):
@@ -207,8 +207,8 @@ def test_retry_policy_forms():
     [
         ("run: echo hi", "echo hi"),
         ("command: echo hi", "echo hi"),
-        ("run: [python, -c, 'print(1)']", ("python", "-c", "print(1)")),
-        ("command: [ls, -l, 3]", ("ls", "-l", "3")),
+        ("run: [echo 1, ' ', {echo a: b}, true, 3]", ("echo 1", "echo a: b", "true", "3")),
+        ("command: ['ls -l', 3]", ("ls -l", "3")),
         ("run: 42", "42"),
     ],
 )
@@ -339,7 +339,28 @@ def test_command_type_executors_are_plain_steps():
 
 
 def test_action_exec_is_an_argv():
-    assert step_of("action: exec\nwith: {command: ls, args: [-l, 2]}").run == ("ls", "-l", "2")
+    step = step_of("action: exec\nwith: {command: ls, args: [-l, 2]}")
+    assert (step.exec.command, step.exec.args, step.run) == ("ls", ("-l", "2"), None)
+    assert step_of("exec: {command: ls, args: [-l, 2]}").exec == step.exec
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("exec: {command: ls}\nrun: ls", 'exec cannot be used together with "run"'),
+        ("exec: {command: ls}\nshell: bash", 'exec cannot be used together with "shell"'),
+        ("shell: direct\nrun: |\n  a\n  b", "shell: direct runs a program without a shell"),
+        ("shell: direct\nscript: a", "shell: direct runs a program without a shell"),
+        ("shell: direct\nrun: echo 'a", "cannot split"),
+        ("run: []", "the command list is empty"),
+        ("run: ['', ' ']", "the command list is empty"),
+        ("run: [[a]]", "each command of the list is a string"),
+        ("run: [{a: b, c: d}]", "each command of the list is a string"),
+    ],
+)
+def test_run_lists_exec_and_direct_are_checked(text, error):
+    found = [str(p) for p in problems("steps:\n  - " + text.replace("\n", "\n    ") + "\n")]
+    assert any(error in p for p in found), found
 
 
 def test_type_harness_is_a_harness_step():

@@ -73,8 +73,10 @@ def test_step_kinds():
         """
         steps:
           - {id: a, run: echo}
-          - {id: b, run: [ls, -l]}
+          - {id: b, shell: direct, run: ls -l}
           - {id: c, run: "echo 1\\necho 2"}
+          - {id: f, run: [echo 1, echo 2]}
+          - {id: g, run: [echo 1]}
           - {id: d, container: {image: x, command: [sleep, "1"]}}
           - {id: e, command: python3, script: "print(1)"}
         """
@@ -83,6 +85,8 @@ def test_step_kinds():
         "command",
         "argv",
         "script",
+        "commands",
+        "command",
         "image",
         "script",
     ]
@@ -143,7 +147,7 @@ def test_dry_run_json_is_the_plan_that_runs(tmp_path):
             handler_on: {exit: {run: 'echo "bye $DAG_RUN_STATUS"'}}
             steps:
               - {id: a, run: 'echo "$GREETING ${params.WHO}"', output: A}
-              - {id: b, depends: a, run: [sh, -c, 'echo got $A; exit 3'], continue_on: {exit_code: [3]}}
+              - {id: b, depends: a, run: ['echo got $A', 'exit 3'], continue_on: {exit_code: [3]}}
               - {id: c, depends: b, run: 'echo "$A"', retry_policy: {limit: 1}}
               - {id: d, depends: c, preconditions: [{condition: '${params.WHO}', expected: nobody}], run: 'true'}
             """

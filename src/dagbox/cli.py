@@ -729,6 +729,9 @@ def _render_step(head: str, step: PlannedStep) -> list[str]:
             out.append(f"{pad}will fail: {step.error}")
     elif step.kind == "argv" and isinstance(step.command, tuple):
         out.append(f"{pad}argv: {shlex.join(step.command)}")
+    elif step.kind == "commands" and isinstance(step.command, tuple):
+        out.append(f"{pad}in turn:")
+        out.extend(f"{pad}  {n}. {line}" for n, line in enumerate(step.command, 1))
     elif step.kind == "image":
         out.append(
             f"{pad}image command: {shlex.join(step.command) if step.command else '(image default)'}"

@@ -9,6 +9,7 @@ container), else the ``host``.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from dagbox.plan import (
     StepKind,
     Try,
 )
-from dagbox.shells import with_errexit
+from dagbox.shells import DIRECT, with_errexit
 from dagbox.spec.model import Container, Dag, Step
 from dagbox.values import Scope, ValueProblem
 
@@ -133,6 +134,11 @@ class _Compiler:
         }
         if step.action is not None:
             return self._harness(step, fields)
+        if step.exec is not None:
+            argv = (step.exec.command, *step.exec.args)
+            return PlannedStep(kind="argv", command=argv, **{**fields, "shell": ()})
+        if (step.shell or self.dag.shell)[:1] == (DIRECT,) and step.run is not None:
+            return self._direct(step.run, fields)
         if step.script is not None:
             interpreter = step.run if isinstance(step.run, str) else None
             if interpreter is None and on_host and _shebang(step.script) and not step.shell:
@@ -143,12 +149,22 @@ class _Compiler:
         if step.run is None:
             command = container.command if container is not None and container.command else None
             return PlannedStep(kind="image", command=command, **fields)
-        if isinstance(step.run, tuple):
-            return PlannedStep(kind="argv", command=step.run, **fields)
+        if isinstance(step.run, tuple) and len(step.run) > 1:
+            return PlannedStep(kind="commands", command=step.run, **fields)
+        if isinstance(step.run, tuple):  # one command: as if it were written alone
+            return self.step(msgspec.structs.replace(step, run=step.run[0]), upstream, depends)
         kind: StepKind = "script" if "\n" in step.run.strip() else "command"
         if kind == "script" and on_host and _shebang(step.run) and not step.shell:
             fields["shell"] = ()
         return PlannedStep(kind=kind, command=step.run, **fields)
+
+    def _direct(self, run: str | tuple[str, ...], fields: dict[str, Any]) -> PlannedStep:
+        """``shell: direct``: one command is an argv (its words, templates each); several
+        are split when they run (engine/commands.py). Validation refused what cannot split."""
+        if isinstance(run, tuple) and len(run) > 1:
+            return PlannedStep(kind="commands", command=run, **{**fields, "shell": (DIRECT,)})
+        line = run if isinstance(run, str) else run[0]
+        return PlannedStep(kind="argv", command=tuple(shlex.split(line)), **{**fields, "shell": ()})
 
     def _harness(self, step: Step, fields: dict[str, Any]) -> PlannedStep:
         chain = tuple(tries(merge_defaults(step.with_ or {}, self.dag.harness)))

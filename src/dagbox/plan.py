@@ -29,9 +29,10 @@ HANDLERS: tuple[Handler, ...] = get_args(Handler)
 #: Where a step runs: the host; the DAG's shared container; a fresh container of its own
 #: per attempt; or a running container it names (which dagbox never creates or stops).
 RuntimeKind = Literal["host", "root", "step", "exec"]
-#: What a step runs: one shell line; a shell script (several lines, or ``script:``); an
-#: argv; an agent CLI (``action: harness.run``); or its container image's own command.
-StepKind = Literal["command", "script", "argv", "harness", "image"]
+#: What a step runs: one shell line; a shell script (several lines, or ``script:``);
+#: several commands in turn (a ``run:`` list); a program without a shell (``exec:``,
+#: ``shell: direct``); an agent CLI (``action: harness.run``); or its image's own command.
+StepKind = Literal["command", "script", "commands", "argv", "harness", "image"]
 
 
 class Volume(msgspec.Struct, frozen=True, array_like=True):
@@ -112,7 +113,8 @@ class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     depends: tuple[str, ...] = ()
     upstream: tuple[int, ...] = ()
     id: str | None = None
-    #: The shell text, the script, the argv, or the image command (by ``kind``).
+    #: The shell text, the script, the commands, the argv, or the image command (by
+    #: ``kind``). Commands under ``shell: direct`` are each split into words when run.
     command: str | tuple[str, ...] | None = None
     #: ``command: python3`` with ``script:``: the script is a file for this program.
     interpreter: str | None = None

@@ -323,7 +323,7 @@ def test_argv_forms_naming_a_secret_are_refused_with_a_located_error(tmp_path):
     dag.write_text(
         "steps:\n"
         "  - id: listed\n"
-        '    run: [curl, -H, "Authorization: ${GH_TOKEN}"]\n'
+        '    exec: {command: curl, args: [-H, "Authorization: ${GH_TOKEN}"]}\n'
         "  - id: boxed\n"
         "    container:\n"
         "      image: busybox\n"
@@ -337,8 +337,9 @@ def test_argv_forms_naming_a_secret_are_refused_with_a_located_error(tmp_path):
         check=False,
     )
     assert done.returncode == 2
-    assert f"{dag}:3:21: steps[0].run[2]: ${{GH_TOKEN}} would put a secret on a command line" in (
-        done.stderr
+    assert (
+        f"{dag}:3:38: steps[0].exec.args[1]: ${{GH_TOKEN}} would put a secret on a command line"
+        in (done.stderr)
     )
     assert f"{dag}:7:39: steps[1].container.command[4]: ${{API_KEY}}" in done.stderr
 

@@ -8,6 +8,7 @@ can read those), a NUL byte, or more than Linux lets exec carry.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from pathlib import Path
 
 from dagbox.engine.containers import ContainerValueError, container_spec
@@ -16,6 +17,7 @@ from dagbox.engine.env import cwd
 from dagbox.engine.exec_limits import argv_problem, env_problem, total_problem
 from dagbox.engine.state import StepRun
 from dagbox.runtimes import Command, ContainerSpec
+from dagbox.shells import DIRECT, in_turn
 from dagbox.values import ValueProblem
 
 
@@ -103,7 +105,6 @@ class Commands:
         return dataclasses.replace(
             command,
             cwd=None,
-            shell=step.shell,
             container=spec,
             entrypoint=step.kind == "harness",
         )
@@ -116,6 +117,13 @@ class Commands:
         if step.kind == "argv" and isinstance(step.command, tuple):
             scope = self.ctx.scope(env)
             return dataclasses.replace(base, argv=tuple(scope.value(a) for a in step.command))
+        if step.kind == "commands" and isinstance(step.command, tuple):
+            scope = self.ctx.scope(env)
+            if step.shell[:1] == (DIRECT,):  # each one's words, quoted for the shell that runs them
+                lines = [shlex.join(scope.value(w) for w in shlex.split(c)) for c in step.command]
+                return dataclasses.replace(base, script=in_turn(lines))
+            lines = [scope.shell(c) for c in step.command]
+            return dataclasses.replace(base, script=in_turn(lines), shell=step.shell)
         text = str(step.command)
         if step.interpreter is not None:  # command: python3 + script: the interpreter form
             return dataclasses.replace(base, script=text, interpreter=step.interpreter)

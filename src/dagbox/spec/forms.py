@@ -376,30 +376,47 @@ PORTS = Form(ports, {"type": "array", "items": {"type": ["string", "integer"]}})
 
 
 def command(value: Any, sink: Sink, ctx: Context) -> Any:
-    """A command string (one line, or a multi-line script), or an argv list."""
+    """A command string (one line, or a multi-line script), or a list of commands, each run
+    through the shell in turn (Dagu >= 1.29): scalars, and ``key: value`` read back as text
+    (YAML's reading of an unquoted ``echo a: b``), trimmed, blank ones dropped."""
     if isinstance(value, str) and not value.strip():
         sink.error("the command is empty")
         return INVALID
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, list):
-        out = _strings(value, sink, "an argv item")
-        if out is not INVALID and not out:
-            sink.error("the argv list is empty")
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, dict) and len(item) == 1:
+                ((key, inner),) = item.items()
+                text = f"{key}: {scalar_text(inner)}" if scalar_text(inner) is not None else None
+            else:
+                text = scalar_text(item) if item is not None else None
+            if text is None:
+                sink.error(
+                    f"each command of the list is a string, not {kind(item)} (quote a command "
+                    "that holds a colon)",
+                    i,
+                )
+                return INVALID
+            if text.strip():
+                out.append(text.strip())
+        if not out:
+            sink.error("the command list is empty")
             return INVALID
-        return out
+        return tuple(out)
     text = scalar_text(value)
     if text is not None and not isinstance(value, bool):
         return text
-    sink.error(f"expected a command string or an argv list, not {kind(value)}")
+    sink.error(f"expected a command string or a list of commands, not {kind(value)}")
     return INVALID
 
 
 COMMAND = Form(
     command,
     {
-        "description": "A shell command (a multi-line string is a script), or an argv list exec'd "
-        "without a shell.",
+        "description": "A shell command (a multi-line string is a script), or a list of "
+        "commands run one after another, each through the shell, stopping at the first failure.",
         **_STRINGS_SCHEMA,
     },
 )

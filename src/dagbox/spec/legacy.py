@@ -168,7 +168,9 @@ def _executor(step: Any, sink: Sink, ctx: Context) -> None:
                 "with",
             )
             return
-        step.run = tuple(str(a) for a in argv)
+        from dagbox.spec.model import Exec  # the model imports this module
+
+        step.exec = Exec(command=str(argv[0]), args=tuple(str(a) for a in argv[1:]))
         return
     where = "executor" if executor is not None else "type"
     if kind_ is not None and not isinstance(kind_, str):

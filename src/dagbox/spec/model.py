@@ -125,6 +125,13 @@ Conditions = Annotated[
 ]
 
 
+class Exec(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
+    """A program and its arguments, exec'd without a shell (Dagu 2.x's ``exec:``)."""
+
+    command: str
+    args: Strings = ()
+
+
 class Param(msgspec.Struct, frozen=True):
     """One DAG parameter. Positional parameters are named "1", "2", ..."""
 
@@ -149,7 +156,6 @@ _STEP_SERVER_ONLY = _server_only("mail_on_error", "log_output", "worker_selector
 _STEP_UNSUPPORTED = _unsupported(
     shell_args="shell_args; put the arguments in shell:",
     shell_packages="nix-shell packages",
-    exec="exec:; use run: [argv...]",
     foreach="parallel/foreach fan-out",
     inputs="declared inputs",
     dependencies="file dependencies",
@@ -171,7 +177,8 @@ _STEP_UNSUPPORTED = _unsupported(
 
 
 class Step(Model):
-    """One node of the graph: a shell command, a script, an argv, or an agent CLI (harness.run)."""
+    """One node of the graph: a shell command, a list of them, a script, a program exec'd
+    without a shell (``exec:``, ``shell: direct``), or an agent CLI (harness.run)."""
 
     id: str | None = None
     name: str | None = None
@@ -179,6 +186,7 @@ class Step(Model):
     run: Annotated[str | tuple[str, ...] | None, forms.COMMAND] = None
     command: Annotated[str | tuple[str, ...] | None, forms.COMMAND] = None
     script: str | None = None
+    exec: Exec | None = None
     shell: Annotated[tuple[str, ...], forms.WORDS] = ()
     action: str | None = None
     with_: dict[str, Any] | None = msgspec.field(default=None, name="with")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from dagbox.harness.argv import RESERVED, asks_usage, coerce, merge_defaults
 from dagbox.harness.catalog import BUILTIN
 from dagbox.regex import RegexError, compile_pattern
 from dagbox.secrets import is_secret_name
+from dagbox.shells import DIRECT
 from dagbox.signals import signal_of
 from dagbox.spec.forms import ENV_NAME, kind
 from dagbox.spec.issues import Sink
@@ -115,7 +117,7 @@ class Checker:
 
     def step(self, step: Step) -> None:
         at = self.at(step)
-        given = [k for k in ("run", "script") if getattr(step, k) is not None]
+        given = [k for k in ("run", "script", "exec") if getattr(step, k) is not None]
         if step.action is not None:
             for key in given + (["shell"] if step.shell else []):
                 at.error(f'action cannot be used together with "{key}"', key, at_key=True)
@@ -132,6 +134,7 @@ class Checker:
                 at.error("the script is empty", "script")
             if isinstance(step.run, tuple) and step.script is not None:
                 at.error("with script, command must be a string naming the interpreter", "command")
+            self.without_shell(step, at)
             if (
                 not given
                 and id(step) not in self.flawed
@@ -150,8 +153,15 @@ class Checker:
                         "with",
                         at_key=True,
                     )
-        if isinstance(step.run, tuple):
-            self.secrets_on_argv(step.run, at.at("run"))
+        if step.exec is not None:
+            self.secrets_on_argv((step.exec.command,), at.at("exec", "command"), whole=True)
+            self.secrets_on_argv(step.exec.args, at.at("exec", "args"))
+        elif self.direct(step) and step.run is not None:
+            lines = (step.run,) if isinstance(step.run, str) else step.run
+            for i, line in enumerate(lines):
+                words = tuple(shlex.split(line)) if _splits(line) else ()
+                place = at.at("run") if isinstance(step.run, str) else at.at("run", i)
+                self.secrets_on_argv(words, place, whole=True)
         if step.container is not None:
             self.container(step.container, harness=step.action == HARNESS_ACTION, step_level=True)
         if step.output is not None and not STEP_ID.match(step.output.lstrip("$")):
@@ -267,13 +277,40 @@ class Checker:
                     path.append(nxt)
                     iters.append(iter(graph[id(nxt)]))
 
-    def secrets_on_argv(self, words: tuple[str, ...], at: Sink) -> None:
-        """An argv list that names a secret would put its value on a command line, which
-        every user of the machine can read (``ps``): refused here, as at run time."""
+    def direct(self, step: Step) -> bool:
+        """``shell: direct`` (the step's, else the DAG's): programs exec'd without a shell."""
+        return (step.shell or self.dag.shell)[:1] == (DIRECT,)
+
+    def without_shell(self, step: Step, at: Sink) -> None:
+        """``exec:`` and ``shell: direct`` run a program, so there must be one to run."""
+        if step.exec is not None:
+            for key in ("run", "script", "shell"):
+                if getattr(step, key):
+                    at.error(f'exec cannot be used together with "{key}"', key, at_key=True)
+            return
+        if not self.direct(step):
+            return
+        if step.script is not None or (isinstance(step.run, str) and "\n" in step.run.strip()):
+            at.error(
+                "shell: direct runs a program without a shell, so it cannot run a script; "
+                "give the script a shell, or run one command per line of a run: list",
+                "script" if step.script is not None else "run",
+            )
+        lines = (step.run,) if isinstance(step.run, str) else step.run or ()
+        for line in lines:
+            if not _splits(line):
+                at.error(
+                    f"shell: direct cannot split {line!r} into words (unbalanced quote)", "run"
+                )
+
+    def secrets_on_argv(self, words: tuple[str, ...], at: Sink, whole: bool = False) -> None:
+        """An argv that names a secret would put its value on a command line, which every
+        user of the machine can read (``ps``): refused here, as at run time. ``whole``: ``at``
+        is the one word's own place, not a list's."""
         for index, word in enumerate(words):
             for name in references(word):
                 if is_secret_name(name):
-                    at.at(index).error(
+                    (at if whole else at.at(index)).error(
                         f"${{{name}}} would put a secret on a command line, which every user "
                         f"of this machine can read; {name} is in the step's environment "
                         "already: let the program read it there"
@@ -609,3 +646,11 @@ def check(dag: Dag, sinks: Mapping[int, Sink], flawed: set[int], sink: Sink) -> 
 
 
 __all__ = ["ENV_NAME", "RESERVED", "check"]
+
+
+def _splits(line: str) -> bool:
+    try:
+        shlex.split(line)
+    except ValueError:
+        return False
+    return True

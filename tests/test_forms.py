@@ -401,3 +401,10 @@ def test_shell_args_without_a_shell_is_an_error():
         "steps[0].with.shell_args",
         '"shell_args" needs "shell"',
     )
+
+
+def test_a_run_list_that_looks_like_an_argv_is_warned_about():
+    warnings = [str(i) for i in load_text("steps:\n  - run: [python3, -c, 'print(1)']\n").warnings]
+    assert any("looks like one command's words" in w for w in warnings), warnings
+    quiet = load_text("steps:\n  - run: [echo a, echo b]\n").warnings
+    assert not [str(i) for i in quiet if "looks like" in str(i)]

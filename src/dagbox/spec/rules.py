@@ -134,6 +134,13 @@ class Checker:
                 at.error("the script is empty", "script")
             if isinstance(step.run, tuple) and step.script is not None:
                 at.error("with script, command must be a string naming the interpreter", "command")
+            elif isinstance(step.run, tuple) and any(c.startswith("-") for c in step.run[1:]):
+                at.warn(
+                    "this list looks like one command's words, but each item of a run: list is "
+                    "a command of its own (as in Dagu >= 1.29); write one command as a string, "
+                    "or exec: {command: PROG, args: [...]}",
+                    "run",
+                )
             self.without_shell(step, at)
             if (
                 not given

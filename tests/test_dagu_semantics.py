@@ -130,3 +130,34 @@ def test_shell_direct_and_exec_run_a_program_without_a_shell(tmp_path):
     assert ran.stdout("direct_list") == "[one][a b][ex]"
     assert ran.stdout("exec") == "[a;b][2]"
     assert ran.stdout("exec_action") == "[ex]"
+
+
+def test_shell_style_expressions_in_env_values(tmp_path):
+    """As Dagu evaluates them: a name the env has gets the shell's operators; an unknown
+    name, or one the expression would assign, stays as written."""
+    ran = run_text(
+        tmp_path,
+        r"""
+        env:
+          - FULL: archive/v1/build.tar.gz
+          - NOTHING: ""
+          - CUT: "${FULL:0:7}_${FULL: -2}"
+          - DEFAULTS: ${NOTHING:-none} ${NOTHING-unset} ${FULL:+set} [${NOTHING:+set}]
+          - PATTERNS: ${FULL#*/} ${FULL##*/} ${FULL%.*} ${FULL%%/*} ${#FULL}
+          - NESTED: ${NOTHING:-${FULL%%/*}}
+          - KEPT: ${UNKNOWN_NAME:-x} ${NOTHING:=x} \${FULL:0:3}
+        steps:
+          - id: show
+            env:
+              - STEP: ${CUT:0:4}
+            run: printf '%s\n' "$CUT" "$DEFAULTS" "$PATTERNS" "$NESTED" "$KEPT" "$STEP"
+        """,
+    )
+    assert ran.stdout("show").splitlines() == [
+        "archive_gz",
+        "none  set []",
+        "v1/build.tar.gz build.tar.gz archive/v1/build.tar archive 23",
+        "archive",
+        "${UNKNOWN_NAME:-x} ${NOTHING:=x} ${FULL:0:3}",
+        "arch",
+    ]

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 _REFERENCE = re.compile(
     r"\\(?P<escaped>\$\{[^}]*\})"
     r"|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_\-]+)*)\}"
     r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
     r"|\$\{(?P<position_braced>[0-9]+)\}|\$(?P<position>[0-9]+)(?![A-Za-z0-9_])"
+)
+#: The start of a shell-style expression: ``${#NAME}``, or ``${NAME`` and an operator
+#: (``:-`` ``-`` ``:+`` ``+`` ``:=`` ``=`` ``:?`` ``?`` ``#`` ``##`` ``%`` ``%%`` ``:OFFSET``).
+_SHELL_STYLE = re.compile(
+    r"\$\{(?:#(?P<length>[A-Za-z_][A-Za-z0-9_]*)\}"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:[-=+?]|[-=+?]|##|#|%%|%|:))"
 )
 _BACKTICKS = re.compile(r"`([^`]*)`")
 #: No value grows past this once its references are expanded: 31 env lines that each
@@ -58,6 +65,8 @@ def expand(
     """
     if "$" not in text:
         return text
+    if plain and "${" in text:
+        text = _shell_styles(text, env, lambda word: expand(word, params, env, plain=True))
     size = len(text)
     fields = plain if fields is None else fields
 
@@ -104,6 +113,86 @@ def expand(
     return _REFERENCE.sub(replace, text)
 
 
+def _shell_styles(text: str, env: Mapping[str, str], word: Callable[[str], str]) -> str:
+    """Shell-style expressions of names ``env`` has, evaluated as a POSIX shell (and bash,
+    for ``${V:1:2}``) would: ``${V:-x}``, ``${V:+x}``, ``${#V}``, ``${V#pattern}``, ...,
+    ``word`` resolving the references in their words. Dagu's rule: an expression whose name
+    is not known, or that would assign (``${EMPTY:=x}``), or that cannot be read, stays as
+    written."""
+    out: list[str] = []
+    last = 0
+    for match in _SHELL_STYLE.finditer(text):
+        start = match.start()
+        if start < last or text[start - 1 : start] == "\\":
+            continue
+        if match["length"] is not None:
+            if match["length"] in env:
+                out += [text[last:start], str(len(env[match["length"]]))]
+                last = match.end()
+            continue
+        end = _closing_brace(text, match.end())
+        if end is None or match["name"] not in env:
+            continue
+        value = _operate(env[match["name"]], match["op"], text[match.end() : end], word)
+        if value is not None:
+            out += [text[last:start], value]
+            last = end + 1
+        if sum(map(len, out)) > MAX_VALUE_BYTES:
+            raise _too_large("${...} expressions")
+    return "".join(out) + text[last:] if out else text
+
+
+def _closing_brace(text: str, start: int) -> int | None:
+    """Where the ``}`` that closes a ``${`` opened before ``start`` is (nested ones count)."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "{" and text[i - 1] == "$":
+            depth += 1
+        elif text[i] == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+    return None
+
+
+def _operate(value: str, op: str, rest: str, word: Callable[[str], str]) -> str | None:
+    """``${NAME<op><rest>}`` of a name whose value is ``value``; None: stays as written."""
+    if op in (":-", "-", ":=", "="):
+        unset_or_empty = op.startswith(":") and value == ""
+        if not unset_or_empty:
+            return value
+        return None if "=" in op else word(rest)  # assigning is the shell's to do
+    if op in (":+", "+"):
+        return word(rest) if value or op == "+" else ""
+    if op in (":?", "?"):
+        return value if value or op == "?" else None
+    if op in ("#", "##", "%", "%%"):
+        pattern = word(rest)
+        cuts = range(len(value) + 1)
+        if op == "#":
+            return next((value[k:] for k in cuts if fnmatchcase(value[:k], pattern)), value)
+        if op == "##":
+            found = (value[k:] for k in reversed(cuts) if fnmatchcase(value[:k], pattern))
+            return next(found, value)
+        if op == "%":
+            found = (value[:k] for k in reversed(cuts) if fnmatchcase(value[k:], pattern))
+            return next(found, value)
+        return next((value[:k] for k in cuts if fnmatchcase(value[k:], pattern)), value)
+    # ":": ${V:OFFSET} or ${V:OFFSET:LENGTH}, as bash (a negative offset counts from the end)
+    parts = rest.split(":")
+    try:
+        numbers = [int(p.strip()) for p in parts]
+    except ValueError:
+        return None
+    if not 1 <= len(numbers) <= 2:
+        return None
+    offset = numbers[0] if numbers[0] >= 0 else max(len(value) + numbers[0], 0)
+    if len(numbers) == 1:
+        return value[offset:]
+    length = numbers[1]
+    return value[offset : offset + length] if length >= 0 else value[offset:length]
+
+
 def _single_quoted(text: str, end: int) -> bool:
     """``text[end]`` is inside single quotes (Dagu's rule: each ``'`` not after a backslash
     opens or closes them)."""
@@ -139,7 +228,7 @@ class Scope:
 
 def references(text: str) -> list[str]:
     """Every name ``text`` refers to: ``$X``, ``${X}``, ``${params.X}``, ``${env.X}``,
-    ``${OUT.field}`` (as ``OUT``)."""
+    ``${OUT.field}`` (as ``OUT``), and the names of shell-style expressions (``${X:-y}``)."""
     if "$" not in text:
         return []
     out = []
@@ -148,6 +237,7 @@ def references(text: str) -> list[str]:
         if name:
             space, dot, rest = name.partition(".")
             out.append(rest.split(".")[0] if dot and space in ("params", "env") else space)
+    out += [m["length"] or m["name"] for m in _SHELL_STYLE.finditer(text)]
     return out
 
 

@@ -161,3 +161,25 @@ def test_shell_style_expressions_in_env_values(tmp_path):
         "${UNKNOWN_NAME:-x} ${NOTHING:=x} ${FULL:0:3}",
         "arch",
     ]
+
+
+def test_script_bodies_get_params_as_run_scripts_do(tmp_path):
+    """``script:`` is Dagu's older spelling of a multi-line ``run:``: the same references
+    resolve in it (positional ones too, not inside single quotes), for an interpreter too."""
+    ran = run_text(
+        tmp_path,
+        """
+        params: "first second"
+        steps:
+          - id: shell
+            script: |
+              echo "${params.1} $2"
+              echo a b | awk '{print $2}'
+          - id: python
+            command: python3
+            script: |
+              print("$1")
+        """,
+    )
+    assert ran.stdout("shell") == "first second\nb\n"
+    assert ran.stdout("python") == "first\n"

@@ -144,7 +144,7 @@ class _Compiler:
             if interpreter is None and on_host and _shebang(step.script) and not step.shell:
                 fields["shell"] = ()
             return PlannedStep(
-                kind="script", command=step.script, interpreter=interpreter, verbatim=True, **fields
+                kind="script", command=step.script, interpreter=interpreter, **fields
             )
         if step.run is None:
             command = container.command if container is not None and container.command else None

@@ -118,8 +118,6 @@ class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     command: str | tuple[str, ...] | None = None
     #: ``command: python3`` with ``script:``: the script is a file for this program.
     interpreter: str | None = None
-    #: A ``script:`` body: the shell gets it as written, no ``${...}`` resolved in it.
-    verbatim: bool = False
     shell: tuple[str, ...] = ()
     #: The container configuration that applies (the step's own, else the DAG's).
     container: ContainerConfig | None = None

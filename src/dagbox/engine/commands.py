@@ -124,9 +124,7 @@ class Commands:
                 return dataclasses.replace(base, script=in_turn(lines))
             lines = [scope.shell(c) for c in step.command]
             return dataclasses.replace(base, script=in_turn(lines), shell=step.shell)
-        text = str(step.command)
+        text = self.ctx.scope(env).shell(str(step.command))
         if step.interpreter is not None:  # command: python3 + script: the interpreter form
             return dataclasses.replace(base, script=text, interpreter=step.interpreter)
-        if not step.verbatim:
-            text = self.ctx.scope(env).shell(text)
         return dataclasses.replace(base, script=text, shell=step.shell)

@@ -183,3 +183,42 @@ def test_script_bodies_get_params_as_run_scripts_do(tmp_path):
     )
     assert ran.stdout("shell") == "first second\nb\n"
     assert ran.stdout("python") == "first\n"
+
+
+def test_stdout_and_stderr_files(tmp_path):
+    """``stdout:``/``stderr:`` get a copy of the step's streams, appended to (each retry
+    adds), relative to the step's working directory, secrets masked as in the logs; the
+    log files still get everything."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "out.txt").write_text("before\n")
+    ran = run_text(
+        tmp_path,
+        """
+        env: [API_TOKEN=s3cr3t-value]
+        steps:
+          - id: both
+            run: echo out; echo err >&2; echo "$API_TOKEN"
+            stdout: out.txt
+            stderr: ${params.DIR}/err.txt
+          - id: same_file
+            working_dir: work
+            run: echo one; echo two >&2
+            stdout: all.txt
+            stderr: all.txt
+          - id: retried
+            run: echo try; exit 1
+            stdout: retried.txt
+            retry_policy: {limit: 1}
+          - id: cannot
+            run: echo never
+            stdout: no-such-folder/out.txt
+        params: [DIR=.]
+        """,
+    )
+    assert (tmp_path / "out.txt").read_text() == "before\nout\n***\n"
+    assert (tmp_path / "err.txt").read_text() == "err\n"
+    assert ran.stdout("both") == "out\n***\n"
+    assert sorted((tmp_path / "work" / "all.txt").read_text().splitlines()) == ["one", "two"]
+    assert (tmp_path / "retried.txt").read_text() == "try\ntry\n"
+    assert ran.status("cannot") == "failed"
+    assert "cannot open stdout file" in ran.error("cannot")

@@ -646,7 +646,8 @@ def test_the_aiodocker_internals_dagbox_uses_are_there():
 def test_run_lists_direct_and_exec_in_containers(tmp_path, where):
     """A run: list runs in one container, each command through the shell in a fresh shell
     (a file the first makes is there for the second; cd and export are not), stopping at the
-    first failure; shell: direct and exec: run programs without a shell."""
+    first failure; shell: direct and exec: run programs without a shell; stdout:/stderr:
+    files get the streams."""
     box = f"{{image: {IMAGE}}}"
     root, own = (f"container: {box}\n", "") if where == "shared" else ("", f", container: {box}")
     ran = run_text(
@@ -659,14 +660,17 @@ def test_run_lists_direct_and_exec_in_containers(tmp_path, where):
             steps:
               - {{id: in_turn{own}, run: ['mkdir -p /tmp/s && cd /tmp/s && touch /tmp/made && export L=1',
                   'test -f /tmp/made && test "$PWD" != /tmp/s && test "${{L-unset}}" = unset && echo fresh',
-                  'echo two']}}
+                  'echo two >&2'], stdout: out.txt, stderr: err.txt}}
               - {{id: stops{own}, run: [echo first, exit 3, echo third]}}
               - {{id: direct{own}, shell: direct, run: ['printf [%s] "${{params.WHO}}" *', 'printf [%s] $X']}}
               - {{id: exec{own}, exec: {{command: printf, args: ['[%s]', 'a;b']}}}}
             """
         ),
     )
-    assert ran.stdout("in_turn") == "fresh\ntwo\n", ran.error("in_turn")
+    assert ran.stdout("in_turn") == "fresh\n", ran.error("in_turn")
+    # stdout:/stderr: files are on the host, in the step's working directory.
+    assert (tmp_path / "out.txt").read_text() == "fresh\n"
+    assert (tmp_path / "err.txt").read_text() == "two\n"
     assert (ran.status("stops"), ran.step("stops").exit_code) == ("failed", 3)
     assert ran.stdout("stops") == "first\n"
     assert ran.stdout("direct") == "[a b][*][ex]", ran.error("direct")

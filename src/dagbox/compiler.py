@@ -126,6 +126,8 @@ class _Compiler:
             "env": step.env,
             "working_dir": step.working_dir,
             "output": step.output,
+            "stdout": step.stdout,
+            "stderr": step.stderr,
             "retry_policy": _convert(step.retry_policy, RetryPolicy),
             "continue_on": _convert(step.continue_on, ContinueOn),
             "timeout_sec": step.timeout_sec,

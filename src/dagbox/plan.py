@@ -124,6 +124,10 @@ class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     env: tuple[tuple[str, str], ...] = ()
     working_dir: str | None = None
     output: str | None = None
+    #: Files that get a copy of the step's stdout and stderr (templates; relative to the
+    #: step's working directory), appended to, as Dagu's ``stdout:``/``stderr:``.
+    stdout: str | None = None
+    stderr: str | None = None
     retry_policy: RetryPolicy | None = None
     continue_on: ContinueOn = ContinueOn()
     timeout_sec: int = 0

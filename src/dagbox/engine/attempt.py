@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 
 from dagbox.engine.commands import Commands
 from dagbox.engine.context import Context, StepError
+from dagbox.engine.env import cwd
 from dagbox.engine.events import Outcome, StepStarted
 from dagbox.engine.journal import AttemptJournal, failure_class
 from dagbox.engine.output import Capture, OutputRouter
 from dagbox.engine.state import StepRun
 from dagbox.harness.catalog import Provider
 from dagbox.harness.tries import provider_names, run_tries
-from dagbox.runtimes import Command, Exit, Runtime, Stop
+from dagbox.runtimes import Command, Exit, Runtime, Stop, Stream
 from dagbox.signals import signal_of
 from dagbox.values import ValueProblem
 
@@ -82,10 +86,11 @@ class Attempts:
         ctx.secrets.learn(env)
         try:
             command = self.commands.build(run, env)
+            copies = self._copies(run, env)
         except (StepError, ValueProblem) as exc:
             return Attempt(Exit(1, str(exc)), capture, failed_early=True)
         journal = self._journal(run, command) if harness else None
-        router = OutputRouter(ctx, run.name, run.attempts, step.output, capture, journal)
+        router = OutputRouter(ctx, run.name, run.attempts, step.output, capture, journal, copies)
         if journal is not None:
 
             def next_try(stdout_file: str | None, stderr_file: str | None) -> None:
@@ -104,6 +109,8 @@ class Attempts:
             raise
         finally:
             router.flush()
+            for file in {id(f): f for f in copies.values()}.values():
+                file.close()
         if journal is not None:
             self._journal_end(journal, result, tail=not router.secret_output)
         return result
@@ -152,6 +159,31 @@ class Attempts:
             )
         failed_early = exit_.error is not None and step.kind != "harness"
         return Attempt(exit_, capture, failed_early=failed_early)
+
+    def _copies(self, run: StepRun, env: dict[str, str]) -> dict[Stream, BinaryIO]:
+        """The step's ``stdout:``/``stderr:`` files, opened to append (made 0600 if new;
+        one file when both name it), relative to its working directory, as Dagu."""
+        opened: dict[str, BinaryIO] = {}
+        copies: dict[Stream, BinaryIO] = {}
+        wanted: tuple[tuple[Stream, str | None], ...] = (
+            ("stdout", run.step.stdout),
+            ("stderr", run.step.stderr),
+        )
+        for stream, template in wanted:
+            if not template:
+                continue
+            where = Path(cwd(self.ctx, run, env)) / self.ctx.scope(env).value(template)
+            path = os.path.normpath(where)
+            if path not in opened:
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                except OSError as exc:
+                    for file in opened.values():
+                        file.close()
+                    raise StepError(f"cannot open {stream} file {path}: {exc.strerror}") from None
+                opened[path] = os.fdopen(fd, "ab", buffering=0)
+            copies[stream] = opened[path]
+        return copies
 
     def _log_files(self, run: StepRun, try_: int | None) -> tuple[str | None, str | None]:
         layout = self.ctx.layout

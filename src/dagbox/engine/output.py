@@ -3,8 +3,9 @@ that ``output:`` and ``continue_on.output`` read."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from dagbox.engine.context import Context
 from dagbox.engine.events import StepOutput
@@ -79,9 +80,12 @@ class OutputRouter:
         output: str | None,
         capture: Capture | None,
         journal: Recorder | None,
+        copies: Mapping[Stream, BinaryIO] | None = None,
     ) -> None:
         self.ctx, self.step, self.attempt = ctx, step, attempt
         self.capture, self.journal = capture, journal
+        #: The step's ``stdout:``/``stderr:`` files: what the log gets, redacted the same.
+        self.copies = copies or {}
         self.output_name = output.lstrip("$") if output else ""
         self.secret_output = capture is not None and is_secret_name(self.output_name)
         redactor = ctx.secrets.redactor()
@@ -126,6 +130,9 @@ class OutputRouter:
         self._emit("stderr", self.streams["stderr"].feed(data))
 
     def _emit(self, stream: Stream, data: bytes) -> None:
+        copy = self.copies.get(stream)
+        if data and copy is not None:
+            copy.write(data)
         if data:
             self.ctx.emit(
                 StepOutput(

@@ -166,8 +166,6 @@ _STEP_UNSUPPORTED = _unsupported(
     parallel="parallel/foreach fan-out",
     repeat_policy="repeating steps",
     outputs="declared outputs; use output: NAME",
-    stdout="redirecting stdout to a file; use output: or the run's log files",
-    stderr="redirecting stderr to a file; use the run's log files",
     approval="approval steps",
     agent="agent steps; use action: harness.run",
     messages="chat steps",
@@ -198,6 +196,8 @@ class Step(Model):
     env: EnvVars = ()
     working_dir: str | None = None
     output: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
     retry_policy: RetryPolicy | None = None
     continue_on: Annotated[ContinueOn, forms.CONTINUE_ON] = ContinueOn()
     timeout_sec: NonNegative = 0

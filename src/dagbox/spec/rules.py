@@ -160,15 +160,7 @@ class Checker:
                         "with",
                         at_key=True,
                     )
-        if step.exec is not None:
-            self.secrets_on_argv((step.exec.command,), at.at("exec", "command"), whole=True)
-            self.secrets_on_argv(step.exec.args, at.at("exec", "args"))
-        elif self.direct(step) and step.run is not None:
-            lines = (step.run,) if isinstance(step.run, str) else step.run
-            for i, line in enumerate(lines):
-                words = tuple(shlex.split(line)) if _splits(line) else ()
-                place = at.at("run") if isinstance(step.run, str) else at.at("run", i)
-                self.secrets_on_argv(words, place, whole=True)
+        self.argv_secrets(step, at)
         if step.container is not None:
             self.container(step.container, harness=step.action == HARNESS_ACTION, step_level=True)
         if step.output is not None and not STEP_ID.match(step.output.lstrip("$")):
@@ -283,6 +275,18 @@ class Checker:
                     state[id(nxt)] = 1
                     path.append(nxt)
                     iters.append(iter(graph[id(nxt)]))
+
+    def argv_secrets(self, step: Step, at: Sink) -> None:
+        """The words of ``exec:`` and of ``shell: direct`` commands reach a command line."""
+        if step.exec is not None:
+            self.secrets_on_argv((step.exec.command,), at.at("exec", "command"), whole=True)
+            self.secrets_on_argv(step.exec.args, at.at("exec", "args"))
+        elif self.direct(step) and step.run is not None:
+            lines = (step.run,) if isinstance(step.run, str) else step.run
+            for i, line in enumerate(lines):
+                words = tuple(shlex.split(line)) if _splits(line) else ()
+                place = at.at("run") if isinstance(step.run, str) else at.at("run", i)
+                self.secrets_on_argv(words, place, whole=True)
 
     def direct(self, step: Step) -> bool:
         """``shell: direct`` (the step's, else the DAG's): programs exec'd without a shell."""

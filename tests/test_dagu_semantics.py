@@ -3,6 +3,9 @@ each test is a small DAG that meant something else in dagbox before."""
 
 from __future__ import annotations
 
+import pytest
+
+from tests.conftest import load_text, problems
 from tests.helpers import run_text
 
 
@@ -222,3 +225,53 @@ def test_stdout_and_stderr_files(tmp_path):
     assert (tmp_path / "retried.txt").read_text() == "try\ntry\n"
     assert ran.status("cannot") == "failed"
     assert "cannot open stdout file" in ran.error("cannot")
+
+
+def test_consts_resolve_in_order_and_everywhere_params_do(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        consts:
+          - host: example.test
+          - port: 8080
+          - secure: true
+          - url: https://${consts.host}:${consts.port}/${consts.secure}
+          - early: ${consts.later}
+          - later: x
+        env: ["URL=${consts.url}"]
+        steps:
+          - id: show
+            run: printf '%s\\n' "${consts.url}" "$URL" '${consts.nope}' '${consts.url.deeper}' '${consts.early}'
+        """,
+    )
+    assert ran.status("show") == "succeeded", ran.error("show")
+    assert ran.stdout("show").splitlines() == [
+        "https://example.test:8080/true",
+        "https://example.test:8080/true",
+        "${consts.nope}",
+        "${consts.url.deeper}",
+        "${consts.later}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("consts: {a: b}", "consts must be a list"),
+        ("consts: [a]", "single-entry mappings"),
+        ("consts: [{a: 1, b: 2}]", "exactly one key"),
+        ("consts: [{1a: x}]", "is invalid"),
+        ("consts: [{a: {b: c}}]", "literal string, number, or boolean"),
+        ("consts: [{a: .nan}]", "finite"),
+    ],
+)
+def test_consts_forms_dagu_refuses(text, error):
+    found = [str(p) for p in problems(text + "\nsteps: [{run: 'true'}]\n")]
+    assert any(error in p for p in found), found
+
+
+def test_a_const_that_refers_to_what_it_cannot_is_left_with_a_warning():
+    loaded = load_text("consts:\n  - a: ${consts.a}\n  - b: ${params.x}\nsteps: [{run: 'true'}]\n")
+    said = [str(w) for w in loaded.warnings]
+    assert any("${consts.a} was left unchanged in consts.a" in w for w in said), said
+    assert any("${params.x} was left unchanged in consts.b" in w for w in said), said

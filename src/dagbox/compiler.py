@@ -49,6 +49,7 @@ def compile(  # the word for what it does; the builtin is never needed here
     upstream = link(dag)
     harnesses = customs(dag.harnesses)
     compiler = _Compiler(dag, params, harnesses)
+    scope = compiler.scope
     steps = tuple(
         compiler.step(
             step, tuple(upstream[i]), tuple(dag.steps[d].key for d in sorted(upstream[i]))
@@ -64,8 +65,9 @@ def compile(  # the word for what it does; the builtin is never needed here
         steps=steps,
         handlers=handlers,
         params=params,
+        consts=dict(dag.consts),
         file=str(path),
-        work_dir=str(_work_dir(dag, path, Scope(params, {}))),
+        work_dir=str(_work_dir(dag, path, scope)),
         env=dag.env,
         preconditions=_conditions(dag.preconditions),
         container=_container(dag.container),
@@ -106,7 +108,7 @@ def runtime_of(step: Step, root: Container | None) -> tuple[RuntimeKind, Contain
 class _Compiler:
     def __init__(self, dag: Dag, params: Mapping[str, str], harnesses: Mapping[str, Any]) -> None:
         self.dag = dag
-        self.scope = Scope(params, {})
+        self.scope = Scope(params, {}, dict(dag.consts))
         self.providers = registry(harnesses)
         #: The DAG's shell, its ${params.X} resolved (as Dagu), with -e for a Unix shell.
         self.dag_shell = with_errexit(tuple(self.scope.shell(word) for word in dag.shell))

@@ -150,6 +150,8 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
     steps: tuple[PlannedStep, ...]  # in file order
     handlers: dict[str, PlannedStep] = msgspec.field(default_factory=dict)
     params: dict[str, str] = msgspec.field(default_factory=dict)
+    #: ``consts:``, resolved when the file loaded: ``${consts.X}`` wherever params reach.
+    consts: dict[str, str] = msgspec.field(default_factory=dict)
     file: str = ""  # the DAG file, absolute
     work_dir: str = ""  # where steps run (docs/format.md, D2)
     env: tuple[tuple[str, str], ...] = ()

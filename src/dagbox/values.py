@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 _REFERENCE = re.compile(
@@ -53,6 +53,7 @@ def expand(
     plain: bool,
     fields: bool | None = None,
     into: dict[str, str] | None = None,
+    consts: Mapping[str, str] | None = None,
 ) -> str:
     """Resolve references in ``text``; with ``plain`` also ``$X``/``${X}`` from ``env``,
     and with ``fields`` (default: as ``plain``) ``${OUT.a.b}`` from a JSON value in ``env``.
@@ -66,7 +67,9 @@ def expand(
     if "$" not in text:
         return text
     if plain and "${" in text:
-        text = _shell_styles(text, env, lambda word: expand(word, params, env, plain=True))
+        text = _shell_styles(
+            text, env, lambda word: expand(word, params, env, plain=True, consts=consts)
+        )
     size = len(text)
     fields = plain if fields is None else fields
 
@@ -99,7 +102,8 @@ def expand(
         braced, bare = match["braced"], match["bare"]
         if braced is not None and "." in braced:
             space, _, name = braced.partition(".")
-            table = params if space == "params" else env if space == "env" else None
+            tables = {"params": params, "env": env, "consts": consts or {}}
+            table = tables.get(space)
             if table is not None and name in table:
                 return table[name]
             if table is None and fields and space in env:
@@ -210,20 +214,23 @@ class Scope:
 
     params: Mapping[str, str]
     env: Mapping[str, str]
+    consts: Mapping[str, str] = field(default_factory=dict)
 
     def value(self, text: str) -> str:
         """A value (argv words, ``with:`` values, container fields): every reference."""
-        return expand(text, self.params, self.env, plain=True)
+        return expand(text, self.params, self.env, plain=True, consts=self.consts)
 
     def shell(self, text: str, into: dict[str, str] | None = None) -> str:
         """Text a shell reads (a ``run:`` line, a precondition): the namespaced references
         and the fields of JSON values (``${OUT.a.b}``, as Dagu) pasted in; ``$X`` is the
         shell's, from its environment. With ``into``, the values are handed over by name
         instead of pasted (see :func:`expand`)."""
-        return expand(text, self.params, self.env, plain=False, fields=True, into=into)
+        return expand(
+            text, self.params, self.env, plain=False, fields=True, into=into, consts=self.consts
+        )
 
     def with_env(self, env: Mapping[str, str]) -> Scope:
-        return Scope(self.params, env)
+        return Scope(self.params, env, self.consts)
 
 
 def references(text: str) -> list[str]:
@@ -277,6 +284,7 @@ async def evaluate(
     env: Mapping[str, str],
     cwd: str | None = None,
     mark: Mapping[str, str] | None = None,
+    consts: Mapping[str, str] | None = None,
 ) -> str:
     """An env value: each `` `command` `` replaced by its trimmed stdout (as Dagu does),
     references resolved.
@@ -289,21 +297,21 @@ async def evaluate(
     Raises ValueError naming a command that fails.
     """
     if "`" not in text:
-        return expand(text, params, env, plain=True)
+        return expand(text, params, env, plain=True, consts=consts)
     from dagbox.runtimes.helpers import capture
 
     out: list[str] = []
     last = 0
     for match in _BACKTICKS.finditer(text):
-        out.append(expand(text[last : match.start()], params, env, plain=True))
-        command = expand(match[1], params, env, plain=False, fields=True)
+        out.append(expand(text[last : match.start()], params, env, plain=True, consts=consts))
+        command = expand(match[1], params, env, plain=False, fields=True, consts=consts)
         result = await capture(command, {**env, **(mark or {})}, cwd)
         if result.code != 0:
             detail = result.stderr.decode(errors="replace").strip()
             raise ValueError(f"`{command}` exited with {result.code}: {detail}")
         out.append(result.stdout.decode(errors="replace").rstrip("\n"))
         last = match.end()
-    out.append(expand(text[last:], params, env, plain=True))
+    out.append(expand(text[last:], params, env, plain=True, consts=consts))
     if sum(map(len, out)) > MAX_VALUE_BYTES:
         raise _too_large("commands and references")
     return "".join(out)

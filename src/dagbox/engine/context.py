@@ -63,7 +63,7 @@ class Context:
 
     def scope(self, env: Mapping[str, str]) -> Scope:
         """How ``${...}`` resolves against ``env`` in this run."""
-        return Scope(self.params, env)
+        return Scope(self.params, env, self.plan.consts)
 
     def emit(self, event: AnyEvent) -> None:
         """Every event leaves through here, redacted as it finally is: one path for every

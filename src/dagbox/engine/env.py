@@ -24,7 +24,9 @@ async def value(ctx: Context, name: str, raw: str, scope: Mapping[str, str]) -> 
     """An env value, evaluated; a secret-named one is a secret from here on, so that
     no later error (a failing backtick in the next line, say) can show it."""
     try:
-        result = await evaluate(raw, ctx.params, scope, str(ctx.work_dir), ctx.marks)
+        result = await evaluate(
+            raw, ctx.params, scope, str(ctx.work_dir), ctx.marks, ctx.plan.consts
+        )
     except ValueError as exc:
         raise StepError(f"env {name}: cannot evaluate {raw!r}: {exc}") from None
     ctx.secrets.learn({name: result})

@@ -11,6 +11,7 @@ and ``schema`` says what the document may hold (for ``dagbox schema``).
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Callable
@@ -144,6 +145,59 @@ def env_vars(value: Any, sink: Sink, ctx: Context) -> Any:
 
 
 ENV = Form(env_vars, _ENV_SCHEMA)
+
+_CONST_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONST_REFERENCE = re.compile(r"\$\{consts\.([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def consts(value: Any, sink: Sink, ctx: Context) -> Any:
+    """Dagu 2.x's ``consts:``: a list of one-key mappings, each a string, number or boolean,
+    resolved in order once, when the file loads (``${consts.x}`` of an earlier entry). A
+    reference to a later or unknown const, or to anything that only exists at run time, is
+    left as written, with a warning."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        sink.error(f"consts must be a list of one-key mappings (- name: value), not {kind(value)}")
+        return INVALID
+    known: dict[str, str] = {}
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            sink.error(f"consts[{i}]: entries are single-entry mappings, not {kind(item)}", i)
+            continue
+        if len(item) != 1:
+            sink.error(f"consts[{i}] must have exactly one key, not {len(item)}", i)
+            continue
+        ((name, raw),) = item.items()
+        if not isinstance(name, str) or not _CONST_NAME.match(name):
+            sink.error(f"consts key {name!r} is invalid: use letters, digits and _", i, at_key=True)
+            continue
+        if isinstance(raw, float) and not math.isfinite(raw):
+            sink.error(f"const {name} must be a finite number", i, name)
+            continue
+        text = scalar_text(raw) if raw is not None else None
+        if text is None or isinstance(raw, dict | list):
+            sink.error(f"const {name} must be a literal string, number, or boolean", i, name)
+            continue
+        for ref in re.finditer(r"\$\{[^}]*\}", text):
+            found = _CONST_REFERENCE.fullmatch(ref[0])
+            if found is None or found[1] not in known:
+                sink.warn(f"{ref[0]} was left unchanged in consts.{name}", i, name)
+        known[name] = _CONST_REFERENCE.sub(lambda m: known.get(m[1], m[0]), text)
+    return tuple(known.items())
+
+
+CONSTS = Form(
+    consts,
+    {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "maxProperties": 1,
+            "additionalProperties": {"type": ["string", "number", "boolean"]},
+        },
+    },
+)
 
 
 def _strings(value: Any, sink: Sink, what: str) -> Any:

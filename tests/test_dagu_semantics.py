@@ -275,3 +275,86 @@ def test_a_const_that_refers_to_what_it_cannot_is_left_with_a_warning():
     said = [str(w) for w in loaded.warnings]
     assert any("${consts.a} was left unchanged in consts.a" in w for w in said), said
     assert any("${params.x} was left unchanged in consts.b" in w for w in said), said
+
+
+def test_preconditions_run_in_the_steps_working_dir_and_values_run_nothing(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "here.flag").write_text("")
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: command
+            working_dir: sub
+            preconditions: test -f here.flag
+            run: echo ran
+          - id: evaluated
+            working_dir: sub
+            preconditions: [{eval: "$(ls)", expected: here.flag}]
+            run: echo ran
+          - id: value
+            preconditions:
+              - condition: "$(touch touched; echo x)"
+                expected: "$(touch touched; echo x)"
+            run: echo ran
+        """,
+    )
+    assert [ran.status(s) for s in ("command", "evaluated", "value")] == ["succeeded"] * 3
+    assert not (tmp_path / "touched").exists()
+
+
+def test_params_eval_and_literal_backticks_elsewhere(tmp_path, monkeypatch):
+    """Dagu 2.x: a param's eval: is expanded by a shell when the run starts, in order, each
+    seeing the params before it and dagbox's environment; a failure falls back to the
+    default. Backticks and $(...) anywhere else in env values are text."""
+    monkeypatch.setenv("FROM_HOST", "host")
+    ran = run_text(
+        tmp_path,
+        """
+        params:
+          - name: env
+            default: prod
+          - name: day
+            eval: "`printf 2026-12-01`"
+          - name: service
+            eval: $(printf '%s-%s' '${params.env}' "$FROM_HOST")
+          - name: fallback
+            eval: "`no-such-command-xyz`"
+            default: plan-b
+          - name: given
+            eval: "`printf never`"
+        env:
+          - LITERAL: "`printf ran`"
+          - ALSO: $(printf ran)
+        steps:
+          - id: show
+            env: ["STEP=`printf ran`"]
+            run: printf '%s\\n' '${params.day}' '${params.service}' '${params.fallback}' '${params.given}' "$LITERAL" "$ALSO" "$STEP"
+        """,
+        params={"given": "from-cli"},
+    )
+    assert ran.stdout("show").splitlines() == [
+        "2026-12-01",
+        "prod-host",
+        "plan-b",
+        "from-cli",
+        "`printf ran`",
+        "$(printf ran)",
+        "`printf ran`",
+    ]
+    assert ran.record["params"]["day"] == "2026-12-01"
+
+
+def test_a_params_eval_that_fails_without_a_default_fails_the_run(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        params:
+          - {name: day, eval: "`exit 3`"}
+        steps:
+          - {id: never, run: touch never}
+        """,
+    )
+    assert ran.result.status == "failed"
+    assert 'parameter "day" eval failed' in ran.result.error
+    assert not (tmp_path / "never").exists()

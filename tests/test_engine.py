@@ -343,7 +343,11 @@ def test_dag_precondition_not_met_aborts_but_exits_zero(tmp_path):
         ("preconditions: 'test -d /'", True),
         ("preconditions: 'test -d /nonexistent'", False),
         ("preconditions: [{condition: 'test -d /nonexistent', negate: true}]", True),
-        ("preconditions: [{condition: '`echo abc`', expected: 'abc'}]", True),
+        # Dagu 2.x: a value's $(...) and backticks are text; eval runs them.
+        ("preconditions: [{condition: '`echo abc`', expected: 'abc'}]", False),
+        ("preconditions: [{condition: '$(echo abc)', expected: '$(echo abc)'}]", True),
+        ("preconditions: [{eval: '`echo abc`', expected: 'abc'}]", True),
+        ("preconditions: [{eval: '$(echo $MODE)', expected: 'production'}]", True),
         ("preconditions: [{condition: '$MODE', expected: 're:^pro'}]", True),
         ("preconditions: [{condition: '$MODE', expected: 're:^dev', negate: true}]", True),
         ("preconditions: [{condition: '${params.P}', expected: 'x'}]", True),
@@ -411,7 +415,7 @@ def test_params_env_and_expansion_rules(tmp_path):
         env:
           - BASE: /opt
           - TOOLS: ${BASE}/tools
-          - TODAY: "`echo 2026`"
+          - TODAY: "`echo 2026`"  # Dagu 2.x: text (only an eval: runs it)
         steps:
           - id: show
             env:
@@ -422,7 +426,7 @@ def test_params_env_and_expansion_rules(tmp_path):
     )
     assert (
         ran.stdout("show")
-        == "there there 2 /opt/tools /opt/tools/bin 2026 ${params.WHO} dag r1 show\n"
+        == "there there 2 /opt/tools /opt/tools/bin `echo 2026` ${params.WHO} dag r1 show\n"
     )
 
 
@@ -675,7 +679,7 @@ def test_an_unusable_dag_precondition_fails_the_run(tmp_path):
     ran = run_text(
         tmp_path,
         """
-        preconditions: [{condition: '$(exit 3)x${BROKEN', expected: 'x'}]
+        preconditions: [{eval: '$(exit 3)x${BROKEN', expected: 'x'}]
         steps:
           - {id: a, run: 'true'}
         """,

@@ -141,11 +141,15 @@ def test_continue_on_forms(text, expected):
         ("preconditions: test -f x", (Condition("test -f x"),)),
         (
             "preconditions: [test -f x, {condition: '$A', expected: 'yes'}]",
-            (Condition("test -f x"), Condition("$A", "yes")),
+            (Condition("test -f x"), Condition("$A", expected="yes")),
         ),
         (
             "preconditions: {condition: '`date`', expected: 're:20.*', negate: true}",
-            (Condition("`date`", "re:20.*", True),),
+            (Condition("`date`", expected="re:20.*", negate=True),),
+        ),
+        (
+            "preconditions: [{eval: '`date`', expected: x}]",
+            (Condition(eval="`date`", expected="x"),),
         ),
         ("precondition: test -d /", (Condition("test -d /"),)),
     ],

@@ -46,6 +46,7 @@ def compile(  # the word for what it does; the builtin is never needed here
     # stays as written, as in Dagu (it used to become "").
     params = {p.name: p.default for p in dag.params if p.default is not None}
     params.update(overrides or {})
+    evals = {p.name: p.eval for p in dag.params if p.eval and p.name not in (overrides or {})}
     upstream = link(dag)
     harnesses = customs(dag.harnesses)
     compiler = _Compiler(dag, params, harnesses)
@@ -65,6 +66,7 @@ def compile(  # the word for what it does; the builtin is never needed here
         steps=steps,
         handlers=handlers,
         params=params,
+        evals=evals,
         consts=dict(dag.consts),
         file=str(path),
         work_dir=str(_work_dir(dag, path, scope)),
@@ -210,7 +212,12 @@ def _container(container: Container | None) -> ContainerConfig | None:
 
 
 def _conditions(conditions: tuple[Any, ...]) -> tuple[Condition, ...]:
-    return tuple(_convert(c, Condition) for c in conditions)
+    return tuple(
+        Condition(c.condition, c.expected, c.negate)
+        if c.eval is None
+        else Condition(c.eval, c.expected, c.negate, shell=True)
+        for c in conditions
+    )
 
 
 def _work_dir(dag: Dag, file: Path, scope: Scope) -> Path:

@@ -93,6 +93,8 @@ class Condition(msgspec.Struct, frozen=True, omit_defaults=True):
     condition: str = ""
     expected: str | None = None
     negate: bool = False
+    #: ``eval:``: the shell expands the text (``$(...)`` runs); else only references resolve.
+    shell: bool = False
 
 
 class Try(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -150,6 +152,9 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
     steps: tuple[PlannedStep, ...]  # in file order
     handlers: dict[str, PlannedStep] = msgspec.field(default_factory=dict)
     params: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Params whose value a shell gives when the run starts, in order: name -> text
+    #: (``params: [{name, eval}]``; one given a value on the command line is not here).
+    evals: dict[str, str] = msgspec.field(default_factory=dict)
     #: ``consts:``, resolved when the file loaded: ``${consts.X}`` wherever params reach.
     consts: dict[str, str] = msgspec.field(default_factory=dict)
     file: str = ""  # the DAG file, absolute

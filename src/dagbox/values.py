@@ -28,7 +28,6 @@ _SHELL_STYLE = re.compile(
     r"\$\{(?:#(?P<length>[A-Za-z_][A-Za-z0-9_]*)\}"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:[-=+?]|[-=+?]|##|#|%%|%|:))"
 )
-_BACKTICKS = re.compile(r"`([^`]*)`")
 #: No value grows past this once its references are expanded: 31 env lines that each
 #: double the one before (``A31: ${A30}${A30}``) would otherwise take 32 GiB.
 MAX_VALUE_BYTES = 16 * 1024 * 1024
@@ -76,7 +75,10 @@ def expand(
     def replace(match: re.Match[str]) -> str:
         nonlocal size
         value = _resolve(match)
-        if into is not None and value is not None and not match["escaped"]:
+        pasted_safely = (  # inside single quotes the shell would not expand ${NAME}
+            value is not None and "'" not in value and _single_quoted(text, match.start())
+        )
+        if into is not None and value is not None and not match["escaped"] and not pasted_safely:
             name = f"DAGBOX_VALUE_{len(into) + 1}"
             into[name] = value
             value = f"${{{name}}}"
@@ -276,42 +278,3 @@ def _json_field(document: str, keys: list[str], name: str) -> str | None:
             return None
         value = value[key]
     return value if isinstance(value, str) else json.dumps(value)
-
-
-async def evaluate(
-    text: str,
-    params: Mapping[str, str],
-    env: Mapping[str, str],
-    cwd: str | None = None,
-    mark: Mapping[str, str] | None = None,
-    consts: Mapping[str, str] | None = None,
-) -> str:
-    """An env value: each `` `command` `` replaced by its trimmed stdout (as Dagu does),
-    references resolved.
-
-    The commands are found in the text as written, never in what a reference brought
-    in: a param or output holding a backtick is text, not a command. Outside the
-    commands every reference is resolved; inside, ``${params.X}``, ``${env.X}`` and
-    ``${OUT.a}`` are pasted as in a ``run:`` line, and the shell reads ``$X`` from its
-    environment itself. ``mark`` goes into the commands' environment (the run's marks).
-    Raises ValueError naming a command that fails.
-    """
-    if "`" not in text:
-        return expand(text, params, env, plain=True, consts=consts)
-    from dagbox.runtimes.helpers import capture
-
-    out: list[str] = []
-    last = 0
-    for match in _BACKTICKS.finditer(text):
-        out.append(expand(text[last : match.start()], params, env, plain=True, consts=consts))
-        command = expand(match[1], params, env, plain=False, fields=True, consts=consts)
-        result = await capture(command, {**env, **(mark or {})}, cwd)
-        if result.code != 0:
-            detail = result.stderr.decode(errors="replace").strip()
-            raise ValueError(f"`{command}` exited with {result.code}: {detail}")
-        out.append(result.stdout.decode(errors="replace").rstrip("\n"))
-        last = match.end()
-    out.append(expand(text[last:], params, env, plain=True, consts=consts))
-    if sum(map(len, out)) > MAX_VALUE_BYTES:
-        raise _too_large("commands and references")
-    return "".join(out)

@@ -358,7 +358,8 @@ def test_parallel_steps_sharing_a_container_name_take_turns(tmp_path):
 
 def test_values_from_params_and_outputs_are_never_run_as_code(tmp_path):
     """A param or an output that holds a backtick or ``$(...)`` is text: in an env value
-    beside a command of the DAG's own, and in a precondition's value."""
+    (where a backtick of the DAG's own is text too, as in Dagu 2.x) and in a precondition's
+    eval: beside a command of the DAG's own, which runs."""
     marks = tmp_path / "marks"
     marks.mkdir()
     dag = tmp_path / "inject.yaml"
@@ -373,12 +374,12 @@ def test_values_from_params_and_outputs_are_never_run_as_code(tmp_path):
         "    env:\n"
         '      - MSG: "$OUT ${params.X} `echo written`"\n'
         "    preconditions:\n"
-        '      - condition: "${params.X} ${OUT}"\n'
-        '        expected: "re:touch"\n'
+        '      - eval: "${params.X} ${OUT} $(echo evaluated)"\n'
+        '        expected: "re:touch.* evaluated$"\n'
         '    run: echo "$MSG"\n'
     )
     param = f"X=$(touch {marks}/from-param) `touch {marks}/from-param-backtick`"
     done = dagbox(tmp_path, "run", str(dag), "-p", param)
     assert done.returncode == 0, done.stdout + done.stderr
     assert list(marks.iterdir()) == []
-    assert f"use | `touch {marks}/from-output` {param[2:]} written\n" in done.stdout
+    assert f"use | `touch {marks}/from-output` {param[2:]} `echo written`\n" in done.stdout

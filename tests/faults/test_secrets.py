@@ -185,22 +185,25 @@ HOSTILE_DAG = """
 params:
   - API_KEY: unset
   - DB_PASSWORD: unset
+  - name: FROM_EVAL  # a shell's output that holds a secret's value
+    eval: '`printf "%s" "$API_KEY"`'
 env:
   - GATE: {gate}
 steps:
   - id: params_json
     run: echo "$DAG_PARAMS_JSON"; sh $GATE/gate.sh params_json; echo "$API_KEY"
   - id: backtick
-    env:
-      - FROM_SHELL: "`sh $GATE/gate.sh backtick; echo ${{env.DEPLOY_TOKEN}} $API_KEY`"
-    run: echo "got $FROM_SHELL"
+    preconditions:
+      - eval: "`sh $GATE/gate.sh backtick; echo ${{env.DEPLOY_TOKEN}} $API_KEY`"
+        expected: "re:.+"
+    run: echo "got $FROM_EVAL"
   - id: pre_test
     # ${{env.X}} is pasted into the command's text: that text is a secret now.
     preconditions: "sh $GATE/gate.sh pre_test && test -n '${{env.DEPLOY_TOKEN}}'"
     run: echo ran
   - id: pre_expected
     preconditions:
-      - condition: "`sh $GATE/gate.sh pre_expected`${{env.DEPLOY_TOKEN}}$DB_PASSWORD"
+      - eval: "`sh $GATE/gate.sh pre_expected`${{env.DEPLOY_TOKEN}}$DB_PASSWORD"
         expected: "re:.+"
     run: echo ran
   - id: tok
@@ -267,9 +270,9 @@ def test_hostile_secret_values_in_every_form_reach_no_file_terminal_or_argv(tmp_
     # Each value reached its step (the run worked), and was shown masked.
     shown = {tuple(line.split(None, 2)) for line in out.decode().splitlines()}
     for step, mark, line in [
-        ("params_json", "|", '{"API_KEY": "***", "DB_PASSWORD": "***"}'),
+        ("params_json", "|", '{"API_KEY": "***", "DB_PASSWORD": "***", "FROM_EVAL": "***"}'),
         ("params_json", "|", "***"),
-        ("backtick", "|", "got *** ***"),
+        ("backtick", "|", "got ***"),
         ("pre_test", "|", "ran"),
         ("pre_expected", "|", "ran"),
         ("tok", "|", "***"),
@@ -284,19 +287,20 @@ def test_hostile_secret_values_in_every_form_reach_no_file_terminal_or_argv(tmp_
     for path in written:
         assert hostile_leaks(path.read_bytes()) == [], path
     record = json.loads(next(home.glob("runs/*/*/run.json")).read_text())
-    assert record["params"] == {"API_KEY": "***", "DB_PASSWORD": "***"}
+    assert record["params"] == {"API_KEY": "***", "DB_PASSWORD": "***", "FROM_EVAL": "***"}
     assert next(s for s in record["steps"] if s["name"] == "tok")["outputs"] == {"GH_TOKEN": "***"}
 
 
 @pytest.mark.parametrize(
     "where",
     [
-        "env:\n  - X: \"`echo $API_KEY >&2; exit 3`\"\nsteps:\n  - run: 'true'\n",
-        'preconditions:\n  - condition: "`echo $API_KEY >&2; kill $$`"\n    expected: x\n'
+        "  - name: X\n    eval: \"`echo $API_KEY >&2; exit 3`\"\nsteps:\n  - run: 'true'\n",
+        'preconditions:\n  - eval: "`echo $API_KEY >&2; kill $$`"\n    expected: x\n'
         "steps:\n  - run: 'true'\n",
-        "steps:\n  - env:\n      - Y: \"`echo ${params.API_KEY} >&2; false`\"\n    run: 'true'\n",
+        'steps:\n  - preconditions:\n      - eval: "`echo ${params.API_KEY} >&2; false`"\n'
+        "        expected: x\n    run: 'true'\n",
     ],
-    ids=["dag-env-backtick", "dag-precondition", "step-env-backtick"],
+    ids=["params-eval", "dag-precondition", "step-precondition"],
 )
 def test_errors_raised_anywhere_are_redacted(tmp_path, where):
     dag = tmp_path / "fails.yaml"

@@ -7,26 +7,43 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
+import msgspec
+
+from dagbox.engine.conditions import expanded_by_shell
 from dagbox.engine.context import Context, StepError
 from dagbox.engine.state import StepRun
-from dagbox.values import evaluate
+
+
+async def evaluate_params(ctx: Context) -> None:
+    """Give the params that have an ``eval:`` their value, expanded by a shell, in order
+    (each may use the params before it; a failure falls back to the param's default, as
+    Dagu): ``ctx.plan`` is replaced by one with them. StepError if one has no value."""
+    for name, text in ctx.plan.evals.items():
+        params = dict(ctx.params)
+        env = {**ctx.host_env, **{k: v for k, v in params.items() if not k.isdigit()}}
+        try:
+            params[name] = await expanded_by_shell(ctx, text, env, str(ctx.work_dir))
+        except ValueError as exc:
+            if name not in params:
+                raise StepError(f'parameter "{name}" eval failed: {exc}') from None
+        ctx.secrets.learn({name: params[name]})
+        ctx.plan = msgspec.structs.replace(ctx.plan, params=params)
 
 
 async def dag_env(ctx: Context) -> dict[str, str]:
     """Params (exported by name) and the DAG's env, evaluated in order."""
     scope = {k: v for k, v in ctx.params.items() if not k.isdigit()}
     for name, raw in ctx.plan.env:
-        scope[name] = await value(ctx, name, raw, {**ctx.host_env, **scope})
+        scope[name] = value(ctx, name, raw, {**ctx.host_env, **scope})
     return scope
 
 
-async def value(ctx: Context, name: str, raw: str, scope: Mapping[str, str]) -> str:
-    """An env value, evaluated; a secret-named one is a secret from here on, so that
-    no later error (a failing backtick in the next line, say) can show it."""
+def value(ctx: Context, name: str, raw: str, scope: Mapping[str, str]) -> str:
+    """An env value, its references resolved (a backtick is text, as in Dagu 2.x: only a
+    param's or a precondition's ``eval:`` runs commands); a secret-named one is a secret
+    from here on, so that no later error can show it."""
     try:
-        result = await evaluate(
-            raw, ctx.params, scope, str(ctx.work_dir), ctx.marks, ctx.plan.consts
-        )
+        result = ctx.scope(scope).value(raw)
     except ValueError as exc:
         raise StepError(f"env {name}: cannot evaluate {raw!r}: {exc}") from None
     ctx.secrets.learn({name: result})
@@ -50,7 +67,7 @@ async def step_env(
     env = {**ctx.host_env, **base} if on_host else dict(base)
     env.update(outputs)
     for name, raw in run.step.env:
-        env[name] = await value(ctx, name, raw, {**ctx.host_env, **env})
+        env[name] = value(ctx, name, raw, {**ctx.host_env, **env})
     env.update(
         {
             "DAG_NAME": ctx.plan.dag,

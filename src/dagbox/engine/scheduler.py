@@ -91,6 +91,7 @@ class Scheduler:
 
     async def run(self) -> RunResult:
         started = time.monotonic()
+        unevaluated = await self._evaluate_params()
         plan, ctx = self.plan, self.ctx
         ctx.emit(
             RunStarted(
@@ -114,6 +115,8 @@ class Scheduler:
                 if self.interrupt.requested:
                     scope.cancel()
                 try:
+                    if unevaluated is not None:
+                        raise StepError(unevaluated)
                     unmet, status, error = await self._main(stack)
                 except (StepError, ValueProblem) as exc:
                     status, error = "failed", str(exc)
@@ -142,6 +145,19 @@ class Scheduler:
             interrupted=self.interrupt.requested,
         )
 
+    async def _evaluate_params(self) -> str | None:
+        """The params an ``eval:`` gives, before anything else sees the params; why one
+        has no value (the run then fails before any step)."""
+        if not self.plan.evals:
+            return None
+        try:
+            await envs.evaluate_params(self.ctx)
+        except StepError as exc:
+            return str(exc)
+        finally:
+            self.plan = self.ctx.plan
+        return None
+
     async def _main(
         self, stack: contextlib.AsyncExitStack
     ) -> tuple[bool, RunStatus | None, str | None]:
@@ -151,7 +167,7 @@ class Scheduler:
         self.ctx.secrets.learn(self.env)
         await self._open_root(stack)
         init = self.handlers.get("init")
-        if not await all_met(self.ctx, self.plan.preconditions, self.env):
+        if not await all_met(self.ctx, self.plan.preconditions, self.env, str(self.ctx.work_dir)):
             return True, "aborted", "the DAG's preconditions were not met"
         if init is not None and await self._run_handler(init, "running") not in (
             "succeeded",
@@ -276,7 +292,8 @@ class Scheduler:
         run.started, run.started_at = time.monotonic(), now_iso()
         try:
             env = await envs.step_env(self.ctx, run, self.env, self._outputs_for(run), extra or {})
-            if not await all_met(self.ctx, run.step.preconditions, env):
+            where = envs.cwd(self.ctx, run, env)
+            if not await all_met(self.ctx, run.step.preconditions, env, where):
                 self._finish(run, "skipped", error="preconditions not met")
                 return
             await self._attempts(run, env)

@@ -559,7 +559,12 @@ def params(value: Any, sink: Sink, ctx: Context) -> Any:
     pairs = _param_pairs(value, sink)
     if pairs is None:
         return INVALID
-    return tuple(Param(*named) for named in _named_params(pairs, sink))
+    evals = {  # {name, eval}: a value a shell expands when the run starts (Dagu 2.x)
+        scalar_text(item["name"]): item["eval"]
+        for item in (value if isinstance(value, list) else ())
+        if isinstance(item, dict) and "name" in item and isinstance(item.get("eval"), str)
+    }
+    return tuple(Param(*named, eval=evals.get(named[0])) for named in _named_params(pairs, sink))
 
 
 def _param_pairs(value: Any, sink: Sink) -> list[_Pair] | None:
@@ -602,8 +607,8 @@ def _listed_param(item: Any, i: int, sink: Sink) -> list[_Pair]:
     if isinstance(item, dict) and "name" in item and len(item) > 1:
         for key in [k for k in item if k not in _RICH_PARAM_KEYS]:
             sink.error(f'unknown param field "{key}"', i, key, at_key=True)
-        if "eval" in item:
-            sink.error('"eval" params are not supported by dagbox', i, "eval", at_key=True)
+        if "eval" in item and not (isinstance(item["eval"], str) and item["eval"].strip()):
+            sink.error("eval must be a non-empty string", i, "eval")
         default = scalar_text(item.get("default"))
         if default is None:
             sink.error("a param default must be a scalar", i, "default")

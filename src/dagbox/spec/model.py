@@ -108,13 +108,14 @@ class ContinueOn(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
 
 
 class Condition(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
-    """A precondition: a command that must exit 0, or a value that must match ``expected``."""
+    """A precondition: a command that must exit 0, or a value that must match ``expected``:
+    ``condition`` with its references resolved, or ``eval`` expanded by a shell (its
+    ``$(...)`` and backticks run), as Dagu 2.x."""
 
     condition: str = ""
+    eval: str | None = None
     expected: str | None = None
     negate: bool = False
-
-    keys: ClassVar[KeyRules] = KeyRules(aliases={"eval": "condition"})
 
 
 Conditions = Annotated[
@@ -138,6 +139,8 @@ class Param(msgspec.Struct, frozen=True):
     name: str
     default: str | None = None
     description: str | None = None
+    #: Text a shell expands when the run starts (``$(...)``, backticks), unless given.
+    eval: str | None = None
 
 
 class HarnessDef(Model, frozen=True, kw_only=True):  # type: ignore[misc]  # msgspec allows it

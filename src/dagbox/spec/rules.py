@@ -629,7 +629,11 @@ class Checker:
 
     def condition(self, c: Condition) -> None:
         at = self.at(c)
-        if not c.condition.strip() and id(c) not in self.flawed:
+        if c.eval is not None and c.condition:
+            at.error('"condition" and "eval" cannot be used together', "eval", at_key=True)
+        elif c.eval is not None and not c.eval.strip():
+            at.error("eval is blank: give the text a shell must expand", "eval")
+        elif c.eval is None and not c.condition.strip() and id(c) not in self.flawed:
             at.error("condition is required")
         if c.expected is not None and not c.expected.strip():
             at.error("expected is blank: give the value the condition must print", "expected")

@@ -358,3 +358,64 @@ def test_a_params_eval_that_fails_without_a_default_fails_the_run(tmp_path):
     assert ran.result.status == "failed"
     assert 'parameter "day" eval failed' in ran.result.error
     assert not (tmp_path / "never").exists()
+
+
+OUTPUTS = """
+        steps:
+          - id: produce
+            outputs:
+              - name: version
+              - name: notes
+              - {name: meta, type: json}
+            run:
+              - printf 'version=v1.2=3\\n' >> "$DAGU_OUTPUT_FILE"
+              - printf 'notes<<END\\nline one\\nline two\\nEND\\n' >> "$DAGU_OUTPUT_FILE"
+              - 'printf ''meta={"tag": "x"}\\n'' >> "$DAGU_OUTPUT_FILE"'
+          - id: consume
+            depends: produce
+            run: printf '%s|%s|%s\\n' '${steps.produce.outputs.version}' '${steps.produce.outputs.notes}' '${steps.produce.outputs.meta}'
+          - id: unrelated
+            run: printf '%s\\n' '${steps.produce.outputs.version}'
+          - id: undeclared
+            run: echo x=1 >> "$DAGU_OUTPUT_FILE"
+          - id: missing
+            outputs: [{name: never}]
+            run: echo forgot
+          - id: failed
+            outputs: [{name: leaked}]
+            continue_on: failed
+            run: [echo leaked=yes >> "$DAGU_OUTPUT_FILE", "false"]
+          - id: after_failed
+            depends: failed
+            run: printf '%s\\n' '${steps.failed.outputs.leaked}'
+          - id: bad_json
+            outputs: [{name: doc, type: json}]
+            run: echo 'doc={nope' >> "$DAGU_OUTPUT_FILE"
+        """
+
+
+def test_declared_outputs(tmp_path):
+    """Dagu 2.x: NAME=value and NAME<<DELIM records in DAGU_OUTPUT_FILE, read after a
+    success; ${steps.ID.outputs.NAME} in steps that depend on the producer; every rule
+    broken fails the step."""
+    ran = run_text(tmp_path, OUTPUTS)
+    assert ran.stdout("consume") == 'v1.2=3|line one\nline two|{"tag": "x"}\n'
+    assert ran.stdout("unrelated") == "${steps.produce.outputs.version}\n"
+    assert 'undeclared step output "x"' in ran.error("undeclared")
+    assert 'declared step output "never" was not emitted' in ran.error("missing")
+    assert ran.stdout("after_failed") == "${steps.failed.outputs.leaked}\n"
+    assert 'step output "doc" is not valid JSON' in ran.error("bad_json")
+    assert not list((tmp_path / "home").glob("runs/*/*/outputs/*"))  # read, then removed
+
+
+def test_declared_outputs_need_an_id_and_good_declarations():
+    for text, error in [
+        ("outputs: [{name: a}]\n    run: 'true'", "a step with outputs must define id"),
+        ("id: s\n    outputs: []\n    run: 'true'", "non-empty sequence"),
+        ("id: s\n    outputs: [{name: 1a}]\n    run: 'true'", "name must match"),
+        ("id: s\n    outputs: [{name: a}, {name: a}]\n    run: 'true'", "duplicate output name"),
+        ("id: s\n    outputs: [{name: a, type: int}]\n    run: 'true'", "type must be"),
+        ("id: s\n    outputs: [{name: a, other: 1}]\n    run: 'true'", 'unknown field "other"'),
+    ]:
+        found = [str(p) for p in problems("steps:\n  - " + text + "\n")]
+        assert any(error in p for p in found), (text, found)

@@ -676,3 +676,30 @@ def test_run_lists_direct_and_exec_in_containers(tmp_path, where):
     assert ran.stdout("direct") == "[a b][*][ex]", ran.error("direct")
     assert ran.stdout("exec") == "[a;b]", ran.error("exec")
     assert dagbox_containers() == []
+
+
+@pytest.mark.parametrize("where", ["shared", "step"])
+def test_declared_outputs_from_a_container(tmp_path, where):
+    """DAGU_OUTPUT_FILE reaches the container through a mount, writable by a container
+    user that is not root; a dependent reads ${steps.ID.outputs.NAME}."""
+    box = f"{{image: {IMAGE}, user: '1000'}}"
+    root, own = (f"container: {box}\n", "") if where == "shared" else ("", f", container: {box}")
+    ran = run_text(
+        tmp_path,
+        root
+        + textwrap.dedent(
+            f"""\
+            steps:
+              - {{id: make{own}, outputs: [{{name: tag}}, {{name: who}}],
+                  run: ['echo tag=v9 >> "$DAGU_OUTPUT_FILE"', 'echo who=$(id -u) >> "$DAGU_OUTPUT_FILE"']}}
+              - {{id: use{own}, depends: make, run: 'echo "${{steps.make.outputs.tag}}"'}}
+            """
+        ),
+    )
+    assert ran.status("make") == "succeeded", ran.error("make")
+    assert ran.step("make").outputs == {
+        "steps.make.outputs.tag": "v9",
+        "steps.make.outputs.who": "1000",
+    }
+    assert ran.stdout("use") == "v9\n"
+    assert dagbox_containers() == []

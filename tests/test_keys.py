@@ -115,8 +115,6 @@ def test_wait_handler_warns():
         ("steps:\n  - run: x\n    parallel: [a]\n", "steps[0].parallel"),
         ("steps:\n  - run: x\n    repeat_policy: {repeat: true}\n", "steps[0].repeat_policy"),
         ("steps:\n  - run: x\n    repeatPolicy: {repeat: true}\n", "steps[0].repeatPolicy"),
-        ("steps:\n  - run: x\n    outputs: [a]\n", "steps[0].outputs"),
-        ("steps:\n  - run: x\n    stdout: /tmp/out\n", "steps[0].stdout"),
         ("secrets: []\nsteps: [{run: x}]\n", "secrets"),
         ("retry_policy: {limit: 1}\nsteps: [{run: x}]\n", "retry_policy"),
         ("ssh: {host: h}\nsteps: [{run: x}]\n", "ssh"),
@@ -139,11 +137,13 @@ def test_capitalised_keys_are_not_aliases():
     assert 'unknown key "Steps"' in issue.message
 
 
-def test_eval_is_a_condition_spelling():
+def test_eval_is_its_own_key_not_a_spelling_of_condition():
+    """Dagu 2.x: eval is expanded by a shell; condition is compared as text."""
     dag = load_text(
         "steps:\n  - run: x\n    preconditions: [{eval: '$(date)', expected: 're:.+'}]\n"
     ).dag
-    assert dag.steps[0].preconditions[0].condition == "$(date)"
+    condition = dag.steps[0].preconditions[0]
+    assert (condition.eval, condition.condition) == ("$(date)", "")
 
 
 def test_a_container_env_reference_the_dag_does_not_define_is_warned_about():

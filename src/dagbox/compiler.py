@@ -22,6 +22,7 @@ from dagbox.plan import (
     Condition,
     ContainerConfig,
     ContinueOn,
+    DeclaredOutput,
     Plan,
     PlannedStep,
     RetryPolicy,
@@ -130,6 +131,7 @@ class _Compiler:
             "env": step.env,
             "working_dir": step.working_dir,
             "output": step.output,
+            "outputs": tuple(DeclaredOutput(n, t) for n, t in step.outputs or ()),  # type: ignore[arg-type]
             "stdout": step.stdout,
             "stderr": step.stderr,
             "retry_policy": _convert(step.retry_policy, RetryPolicy),

@@ -89,5 +89,9 @@ class RunLayout:
             self.dir / "logs" / (f"{base}.{stream}" if try_ is None else f"{base}.{try_}.{stream}")
         )
 
+    def output_file(self, index: int, step: str, attempt: int) -> Path:
+        """``outputs/<index>-<step>.<attempt>``: the attempt's ``DAGU_OUTPUT_FILE``."""
+        return self.dir / "outputs" / f"{index}-{safe_name(step)}.{attempt}"
+
     def journal(self, index: int, step: str, attempt: int) -> Path:
         return self.dir / "attempts" / f"{index}-{safe_name(step)}" / f"{attempt}.jsonl"

@@ -106,6 +106,13 @@ class Try(msgspec.Struct, frozen=True, omit_defaults=True):
     stdin: str | None = None
 
 
+class DeclaredOutput(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One of a step's ``outputs:``: a ``NAME=value`` its DAGU_OUTPUT_FILE must hold."""
+
+    name: str
+    type: Literal["string", "json"] = "string"
+
+
 class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
     runtime: RuntimeKind
@@ -126,6 +133,7 @@ class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     env: tuple[tuple[str, str], ...] = ()
     working_dir: str | None = None
     output: str | None = None
+    outputs: tuple[DeclaredOutput, ...] = ()
     #: Files that get a copy of the step's stdout and stderr (templates; relative to the
     #: step's working directory), appended to, as Dagu's ``stdout:``/``stderr:``.
     stdout: str | None = None
@@ -173,6 +181,9 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
     def every_step(self) -> tuple[PlannedStep, ...]:
         """The steps, then the handlers."""
         return (*self.steps, *self.handlers.values())
+
+    def declares_outputs(self) -> bool:
+        return any(step.outputs for step in self.every_step)
 
     def uses_containers(self) -> bool:
         return any(step.runtime != "host" for step in self.every_step)

@@ -102,6 +102,8 @@ def expand(
                 return None
             return params.get(position)
         braced, bare = match["braced"], match["bare"]
+        if braced is not None and "." in braced and braced in env:
+            return env[braced]  # a step output a dependent sees: ${steps.ID.outputs.NAME}
         if braced is not None and "." in braced:
             space, _, name = braced.partition(".")
             tables = {"params": params, "env": env, "consts": consts or {}}

@@ -14,7 +14,9 @@ from typing import BinaryIO
 
 import anyio
 
+from dagbox.engine import step_outputs
 from dagbox.engine.commands import Commands
+from dagbox.engine.containers import CONTAINER_OUTPUTS
 from dagbox.engine.context import Context, StepError
 from dagbox.engine.env import cwd
 from dagbox.engine.events import Outcome, StepStarted
@@ -40,6 +42,8 @@ class Attempt:
     capture: Capture | None
     timed_out: bool = False
     failed_early: bool = False  # could not start: retrying would not help
+    #: The declared outputs its DAGU_OUTPUT_FILE gave (read only after a success).
+    outputs: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class Attempts:
@@ -67,6 +71,7 @@ class Attempts:
         run.stdout_file = self._log_files(run, 1 if harness else None)[0]
         run.stderr_file = self._log_files(run, None)[1]
         env = dict(env)
+        output_file = self._output_file(run, env)
         if run.stdout_file and run.stderr_file and run.handler is None:  # Dagu: not in handlers
             env["DAG_RUN_STEP_STDOUT_FILE"] = run.stdout_file
             env["DAG_RUN_STEP_STDERR_FILE"] = run.stderr_file
@@ -113,7 +118,7 @@ class Attempts:
                 file.close()
         if journal is not None:
             self._journal_end(journal, result, tail=not router.secret_output)
-        return result
+        return self._read_outputs(run, result, output_file)
 
     async def _execute(
         self,
@@ -159,6 +164,44 @@ class Attempts:
             )
         failed_early = exit_.error is not None and step.kind != "harness"
         return Attempt(exit_, capture, failed_early=failed_early)
+
+    def _output_file(self, run: StepRun, env: dict[str, str]) -> Path | None:
+        """A new, empty DAGU_OUTPUT_FILE for this attempt, in ``env`` (the path a container
+        sees, in a container), when a step of the run declares outputs (every step gets
+        one then, so that a record a step did not declare is an error, as in Dagu); none
+        in a container dagbox does not create."""
+        layout = self.ctx.layout
+        if layout is None or self.ctx.outputs_dir is None or run.step.runtime == "exec":
+            return None
+        path = layout.output_file(run.index, run.name, run.attempts)
+        path.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o666 if run.step.runtime != "host" else 0o600)  # a container's user
+        os.close(fd)
+        inside = run.step.runtime != "host"
+        env["DAGU_OUTPUT_FILE"] = f"{CONTAINER_OUTPUTS}/{path.name}" if inside else str(path)
+        return path
+
+    def _read_outputs(self, run: StepRun, result: Attempt, path: Path | None) -> Attempt:
+        """After a success, the declared outputs from the file (a broken rule fails the
+        attempt, with retries as for any failure); the file is removed either way."""
+        if path is None:
+            return result
+        try:
+            data = path.read_bytes()
+            path.unlink()
+        except OSError as exc:
+            data = b""
+            if result.exit.code == 0 and run.step.outputs:
+                return Attempt(Exit(1, f"cannot read DAGU_OUTPUT_FILE: {exc}"), result.capture)
+        if result.exit.code != 0 or result.timed_out or not (data or run.step.outputs):
+            return result
+        limit = self.ctx.plan.max_output_size
+        try:
+            result.outputs = step_outputs.read(data, run.step.outputs, limit)
+        except step_outputs.OutputFileError as exc:
+            return Attempt(Exit(1, str(exc)), result.capture)
+        return result
 
     def _copies(self, run: StepRun, env: dict[str, str]) -> dict[Stream, BinaryIO]:
         """The step's ``stdout:``/``stderr:`` files, opened to append (made 0600 if new;

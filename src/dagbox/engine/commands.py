@@ -11,7 +11,7 @@ import dataclasses
 import shlex
 from pathlib import Path
 
-from dagbox.engine.containers import ContainerValueError, container_spec
+from dagbox.engine.containers import ContainerValueError, container_spec, with_outputs
 from dagbox.engine.context import Context, StepError
 from dagbox.engine.env import cwd
 from dagbox.engine.exec_limits import argv_problem, env_problem, total_problem
@@ -101,6 +101,7 @@ class Commands:
                 )
             except (ContainerValueError, ValueProblem) as exc:
                 raise StepError(str(exc)) from None
+            spec = with_outputs(spec, self.ctx.outputs_dir)
             self.ctx.secrets.learn(dict(spec.env))
         return dataclasses.replace(
             command,
@@ -111,7 +112,9 @@ class Commands:
 
     def _host_command(self, run: StepRun, env: dict[str, str]) -> Command:
         step = run.step
-        base = Command(env=env, cwd=env.get("PWD"), name=run.name)
+        # Names with a dot (${steps.ID.outputs.NAME}) are for references, not processes.
+        exported = {k: v for k, v in env.items() if "." not in k}
+        base = Command(env=exported, cwd=env.get("PWD"), name=run.name)
         if step.kind in {"harness", "image"}:
             return base  # a harness fills in argv per try; an image runs its own command
         if step.kind == "argv" and isinstance(step.command, tuple):

@@ -8,6 +8,7 @@ run's scope. Volume sources are then expanded from dagbox's own environment
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -87,3 +88,19 @@ def container_spec(
         healthcheck=health,
         shell=tuple(resolve(s) for s in container.shell),
     )
+
+
+#: Where a container sees the run's folder of DAGU_OUTPUT_FILEs (docs/format.md).
+CONTAINER_OUTPUTS = "/dagbox/outputs"
+
+
+def with_outputs(spec: ContainerSpec, outputs: Path | None) -> ContainerSpec:
+    """``spec`` with the run's outputs folder mounted at CONTAINER_OUTPUTS, when the run
+    has one (its steps declare outputs). The folder may be entered by any user (0711: a
+    container's ``user:`` may not be root) but not listed; each file in it is the one
+    attempt's own."""
+    if outputs is None:
+        return spec
+    outputs.mkdir(parents=True, exist_ok=True)
+    outputs.chmod(0o711)
+    return dataclasses.replace(spec, binds=(*spec.binds, f"{outputs}:{CONTAINER_OUTPUTS}:rw"))

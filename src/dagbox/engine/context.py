@@ -58,6 +58,13 @@ class Context:
         return self.options.layout
 
     @property
+    def outputs_dir(self) -> Path | None:
+        """Where the attempts' DAGU_OUTPUT_FILEs are, when a step declares outputs."""
+        if self.layout is None or not self.plan.declares_outputs():
+            return None
+        return self.layout.dir / "outputs"
+
+    @property
     def params(self) -> Mapping[str, str]:
         return self.plan.params
 

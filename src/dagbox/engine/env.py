@@ -14,10 +14,11 @@ from dagbox.engine.context import Context, StepError
 from dagbox.engine.state import StepRun
 
 
-async def evaluate_params(ctx: Context) -> None:
+async def evaluate_params(ctx: Context) -> str | None:
     """Give the params that have an ``eval:`` their value, expanded by a shell, in order
     (each may use the params before it; a failure falls back to the param's default, as
-    Dagu): ``ctx.plan`` is replaced by one with them. StepError if one has no value."""
+    Dagu): ``ctx.plan`` is replaced by one with them. Why one has no value, if one has
+    none (the run then fails before any step)."""
     for name, text in ctx.plan.evals.items():
         params = dict(ctx.params)
         env = {**ctx.host_env, **{k: v for k, v in params.items() if not k.isdigit()}}
@@ -25,9 +26,10 @@ async def evaluate_params(ctx: Context) -> None:
             params[name] = await expanded_by_shell(ctx, text, env, str(ctx.work_dir))
         except ValueError as exc:
             if name not in params:
-                raise StepError(f'parameter "{name}" eval failed: {exc}') from None
+                return f'parameter "{name}" eval failed: {exc}'
         ctx.secrets.learn({name: params[name]})
         ctx.plan = msgspec.structs.replace(ctx.plan, params=params)
+    return None
 
 
 async def dag_env(ctx: Context) -> dict[str, str]:

@@ -26,7 +26,7 @@ from dagbox.engine import env as envs
 from dagbox.engine.attempt import Attempt, Attempts
 from dagbox.engine.commands import Commands
 from dagbox.engine.conditions import all_met
-from dagbox.engine.containers import ContainerValueError, container_spec
+from dagbox.engine.containers import ContainerValueError, container_spec, with_outputs
 from dagbox.engine.context import Context, Emit, RunOptions, StepError
 from dagbox.engine.events import (
     AnyEvent,
@@ -65,7 +65,7 @@ class Scheduler:
             for dep in run.deps:
                 dep.dependents.append(run)
         self.env: dict[str, str] = {}  # params and DAG env, once evaluated
-        self.has_outputs = any(s.output for s in plan.steps)
+        self.has_outputs = any(s.output or s.outputs for s in plan.steps)
         limit = plan.max_active_steps if options.max_active is None else options.max_active
         self.limit = limit if limit > 0 else math.inf
         self.commands = Commands(self.ctx)
@@ -91,7 +91,8 @@ class Scheduler:
 
     async def run(self) -> RunResult:
         started = time.monotonic()
-        unevaluated = await self._evaluate_params()
+        unevaluated = await envs.evaluate_params(self.ctx)  # before anything sees the params
+        self.plan = self.ctx.plan
         plan, ctx = self.plan, self.ctx
         ctx.emit(
             RunStarted(
@@ -145,19 +146,6 @@ class Scheduler:
             interrupted=self.interrupt.requested,
         )
 
-    async def _evaluate_params(self) -> str | None:
-        """The params an ``eval:`` gives, before anything else sees the params; why one
-        has no value (the run then fails before any step)."""
-        if not self.plan.evals:
-            return None
-        try:
-            await envs.evaluate_params(self.ctx)
-        except StepError as exc:
-            return str(exc)
-        finally:
-            self.plan = self.ctx.plan
-        return None
-
     async def _main(
         self, stack: contextlib.AsyncExitStack
     ) -> tuple[bool, RunStatus | None, str | None]:
@@ -201,6 +189,7 @@ class Scheduler:
             )
         except (ContainerValueError, ValueProblem) as exc:
             raise SetupError(str(exc)) from None
+        spec = with_outputs(spec, self.ctx.outputs_dir)
         self.commands.root_spec = spec
         self.ctx.secrets.learn(dict(spec.env))
         self.root = await stack.enter_async_context(provider.shared(spec, self.ctx.notice))
@@ -374,6 +363,8 @@ class Scheduler:
                 self._finish(run, "failed", exit_code=code, error=problem)
                 return
             run.outputs[step.output.lstrip("$")] = result.capture.text().strip()
+        for name, value in result.outputs.items():  # ${steps.ID.outputs.NAME} downstream
+            run.outputs[f"steps.{step.id}.outputs.{name}"] = value
         self._finish(run, "succeeded", exit_code=code, error=error)
 
     def _finish(

@@ -187,6 +187,66 @@ def consts(value: Any, sink: Sink, ctx: Context) -> Any:
     return tuple(known.items())
 
 
+_OUTPUT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def declared_outputs(value: Any, sink: Sink, ctx: Context) -> Any:
+    """A step's ``outputs:`` (Dagu 2.x): a non-empty list of ``{name, type}`` (type
+    ``string``, the default, or ``json``), names unique -> ((name, type), ...)."""
+    if not isinstance(value, list) or not value:
+        sink.error("outputs must be a non-empty sequence of {name, type} mappings")
+        return INVALID
+    out: list[tuple[str, str]] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or not item:
+            sink.error(f"an output is a non-empty mapping with a name, not {kind(item)}", i)
+            continue
+        for key in item:
+            if key == "path":
+                sink.error(
+                    "outputs with a path (build artifacts) are not supported by dagbox",
+                    i,
+                    key,
+                    at_key=True,
+                )
+            elif key not in ("name", "type"):
+                sink.error(
+                    f'unknown field "{key}" in an output (it has name and type)',
+                    i,
+                    key,
+                    at_key=True,
+                )
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            sink.error("name is required", i)
+            continue
+        name = name.strip()
+        if not _OUTPUT_NAME.match(name):
+            sink.error(f"name must match {_OUTPUT_NAME.pattern}, not {name!r}", i, "name")
+        elif any(name == seen for seen, _ in out):
+            sink.error(f"duplicate output name {name!r}", i, "name")
+        kind_ = item.get("type", "string")
+        if kind_ not in ("string", "json"):
+            sink.error(f"type must be string or json, not {kind_!r}", i, "type")
+            continue
+        out.append((name, kind_))
+    return tuple(out)
+
+
+OUTPUTS = Form(
+    declared_outputs,
+    {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "type": {"enum": ["string", "json"]}},
+            "required": ["name"],
+            "additionalProperties": False,
+        },
+    },
+)
+
 CONSTS = Form(
     consts,
     {

@@ -168,7 +168,6 @@ _STEP_UNSUPPORTED = _unsupported(
     call="sub-DAG calls",
     parallel="parallel/foreach fan-out",
     repeat_policy="repeating steps",
-    outputs="declared outputs; use output: NAME",
     approval="approval steps",
     agent="agent steps; use action: harness.run",
     messages="chat steps",
@@ -199,6 +198,7 @@ class Step(Model):
     env: EnvVars = ()
     working_dir: str | None = None
     output: str | None = None
+    outputs: Annotated[tuple[tuple[str, str], ...] | None, forms.OUTPUTS] = None
     stdout: str | None = None
     stderr: str | None = None
     retry_policy: RetryPolicy | None = None

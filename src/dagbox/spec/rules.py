@@ -151,18 +151,12 @@ class Checker:
                     'the step has nothing to run: add "run", "action: harness.run", '
                     "or a container with an image"
                 )
-            if step.with_ is not None:
-                extra = [k for k in step.with_ if k not in ("shell", "shell_args")]
-                if extra:
-                    at.error(
-                        f'"with" belongs to "action: {HARNESS_ACTION}"; a command step only takes '
-                        f"shell and shell_args there (got {', '.join(map(str, extra))})",
-                        "with",
-                        at_key=True,
-                    )
+            self.command_with(step, at)
         self.argv_secrets(step, at)
         if step.container is not None:
             self.container(step.container, harness=step.action == HARNESS_ACTION, step_level=True)
+        if step.outputs is not None:
+            self.declared_outputs(step, at)
         if step.output is not None and not STEP_ID.match(step.output.lstrip("$")):
             at.error(f"invalid output name {step.output!r}: use letters, digits and _", "output")
         if step.retry_policy is not None:
@@ -275,6 +269,28 @@ class Checker:
                     state[id(nxt)] = 1
                     path.append(nxt)
                     iters.append(iter(graph[id(nxt)]))
+
+    def command_with(self, step: Step, at: Sink) -> None:
+        extra = [k for k in step.with_ or () if k not in ("shell", "shell_args")]
+        if extra:
+            at.error(
+                f'"with" belongs to "action: {HARNESS_ACTION}"; a command step only takes '
+                f"shell and shell_args there (got {', '.join(map(str, extra))})",
+                "with",
+                at_key=True,
+            )
+
+    def declared_outputs(self, step: Step, at: Sink) -> None:
+        if step.id is None:
+            at.error("a step with outputs must define id", "outputs", at_key=True)
+        container = step.container or self.dag.container
+        if container is not None and container.exec is not None:
+            at.error(
+                "outputs cannot be read from a container dagbox does not create (exec): "
+                "dagbox gives the step its DAGU_OUTPUT_FILE through a mount",
+                "outputs",
+                at_key=True,
+            )
 
     def argv_secrets(self, step: Step, at: Sink) -> None:
         """The words of ``exec:`` and of ``shell: direct`` commands reach a command line."""

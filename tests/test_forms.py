@@ -383,13 +383,15 @@ def test_with_and_config_together_is_an_error():
     assert issue.path == "steps[0].config"
 
 
-def test_ids_names_and_depends_are_trimmed_as_dagu_does():
+def test_ids_and_names_are_trimmed_and_depends_are_not_as_dagu_does():
+    """Dagu 2.x (conformance spec009): an id and a name are trimmed; a depends entry is
+    matched as written, so ' a ' names no step."""
     dag = load_text(
         """
         steps:
           - {id: ' a ', name: ' Alpha ', run: x}
-          - {id: b, depends: [' a '], run: x}
-          - {id: c, depends: [' Alpha ', 'b '], run: x}
+          - {id: b, depends: [a], run: x}
+          - {id: c, depends: [Alpha, b], run: x}
         """
     ).dag
     assert [(s.id, s.key, s.depends) for s in dag.steps] == [
@@ -397,6 +399,8 @@ def test_ids_names_and_depends_are_trimmed_as_dagu_does():
         ("b", "b", ("a",)),
         ("c", "c", ("Alpha", "b")),
     ]
+    found = [str(p) for p in problems("steps:\n  - {id: a, run: x}\n  - {depends: ' a ', run: x}\n")]
+    assert any("' a '" in p or '" a "' in p for p in found), found
 
 
 def test_shell_args_without_a_shell_is_an_error():

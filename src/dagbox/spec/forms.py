@@ -308,7 +308,7 @@ def depends(value: Any, sink: Sink, ctx: Context) -> Any:
     if value is None:
         return ()
     names = _strings(value, sink, "a dependency")
-    return names if names is INVALID else tuple(name.strip() for name in names)  # as Dagu
+    return names  # as written: Dagu trims ids and names, not depends entries
 
 
 DEPENDS = Form(

@@ -3,6 +3,8 @@ each test is a small DAG that meant something else in dagbox before."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import load_text, problems
@@ -419,3 +421,59 @@ def test_declared_outputs_need_an_id_and_good_declarations():
     ]:
         found = [str(p) for p in problems("steps:\n  - " + text + "\n")]
         assert any(error in p for p in found), (text, found)
+
+
+def test_context_params_payload_and_step_properties(tmp_path):
+    """Never silently ignored: ${context.*} and its older spellings, ${params}, and a
+    dependency's ${ID.stdout}, ${ID.stderr}, ${ID.exit_code} resolve as in Dagu; what has no
+    value here (a sub-DAG's root, an unknown field, a step that is not upstream) stays."""
+    ran = run_text(
+        tmp_path,
+        """
+        name: ctx
+        params: [ENV=prod, TAG=v1]
+        env: ["RUN_ENV=${context.run.id}"]
+        handler_on:
+          exit:
+            run: printf '%s\\n' '${context.run.status}' '${context.paths.step_stdout_file}'
+        steps:
+          - id: first
+            run: echo out; echo err >&2; exit 3
+            continue_on: failed
+          - id: show
+            depends: first
+            run: |
+              printf '%s\\n' '${context.dag.name}' '${dag.name}' '${context.run.id}' "$RUN_ENV"
+              printf '%s\\n' '${run.id}' '${context.step.id}' '${context.step.name}' '${step.name}'
+              printf '%s\\n' '${context.trigger.type}' '${context.run.root_id}' '${context.run.foo}'
+              printf '%s\\n' '${params}' "$DAG_PARAMS_JSON" '${first.exit_code}' '${first.exitCode}'
+              cat '${first.stdout}' '${first.stderr}'
+              test -f '${context.paths.log_file}' && test -d '${context.paths.work_dir}'
+              test -f '${context.paths.step_stdout_file}'
+              case '${context.attempt.started_at}' in ????-??-??T??:??:??Z) ;; *) exit 9 ;; esac
+              test '${context.attempt.id}' != '${context.run.id}'
+          - id: unrelated
+            run: printf '%s\\n' '${first.exit_code}'
+        """,
+        run_id="r1",
+    )
+    assert ran.status("show") == "succeeded", ran.error("show")
+    assert ran.stdout("show").splitlines() == [
+        "ctx", "ctx", "r1", "r1",
+        "r1", "show", "show", "show",
+        "manual", "${context.run.root_id}", "${context.run.foo}",
+        '{"ENV":"prod","TAG":"v1"}', '{"ENV":"prod","TAG":"v1"}', "3", "3",
+        "out", "err",
+    ]  # fmt: skip
+    assert ran.stdout("unrelated") == "${first.exit_code}\n"
+    exit_handler = ran.result.handlers["exit"]
+    assert Path(exit_handler.stdout_file).read_text() == (
+        "partially_succeeded\n${context.paths.step_stdout_file}\n"
+    )
+
+
+def test_an_unknown_context_field_is_a_warning():
+    loaded = load_text("steps:\n  - run: echo '${context.run.foo}' '${context.run.id}'\n")
+    said = [str(w) for w in loaded.warnings]
+    assert any("${context.run.foo} was left unchanged" in w for w in said), said
+    assert not any("context.run.id" in w for w in said), said

@@ -399,7 +399,9 @@ def test_ids_and_names_are_trimmed_and_depends_are_not_as_dagu_does():
         ("b", "b", ("a",)),
         ("c", "c", ("Alpha", "b")),
     ]
-    found = [str(p) for p in problems("steps:\n  - {id: a, run: x}\n  - {depends: ' a ', run: x}\n")]
+    found = [
+        str(p) for p in problems("steps:\n  - {id: a, run: x}\n  - {depends: ' a ', run: x}\n")
+    ]
     assert any("' a '" in p or '" a "' in p for p in found), found
 
 

@@ -102,6 +102,8 @@ def expand(
                 return None
             return params.get(position)
         braced, bare = match["braced"], match["bare"]
+        if braced == "params":  # the whole payload, as $DAG_PARAMS_JSON (none: no named params)
+            return params_json(params)
         if braced is not None and "." in braced and braced in env:
             return env[braced]  # a step output a dependent sees: ${steps.ID.outputs.NAME}
         if braced is not None and "." in braced:
@@ -199,6 +201,13 @@ def _operate(value: str, op: str, rest: str, word: Callable[[str], str]) -> str 
         return value[offset:]
     length = numbers[1]
     return value[offset : offset + length] if length >= 0 else value[offset:length]
+
+
+def params_json(params: Mapping[str, str]) -> str | None:
+    """The named params as Dagu gives them in ``$DAG_PARAMS_JSON`` and ``${params}``:
+    compact JSON, keys sorted; None when there are none."""
+    named = {k: v for k, v in params.items() if not k.isdigit()}
+    return json.dumps(named, separators=(",", ":"), sort_keys=True) if named else None
 
 
 def _single_quoted(text: str, end: int) -> bool:

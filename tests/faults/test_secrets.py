@@ -270,7 +270,7 @@ def test_hostile_secret_values_in_every_form_reach_no_file_terminal_or_argv(tmp_
     # Each value reached its step (the run worked), and was shown masked.
     shown = {tuple(line.split(None, 2)) for line in out.decode().splitlines()}
     for step, mark, line in [
-        ("params_json", "|", '{"API_KEY": "***", "DB_PASSWORD": "***", "FROM_EVAL": "***"}'),
+        ("params_json", "|", '{"API_KEY":"***","DB_PASSWORD":"***","FROM_EVAL":"***"}'),
         ("params_json", "|", "***"),
         ("backtick", "|", "got ***"),
         ("pre_test", "|", "ran"),

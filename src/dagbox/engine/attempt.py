@@ -72,9 +72,7 @@ class Attempts:
         run.stderr_file = self._log_files(run, None)[1]
         env = dict(env)
         output_file = self._output_file(run, env)
-        if run.stdout_file and run.stderr_file and run.handler is None:  # Dagu: not in handlers
-            env["DAG_RUN_STEP_STDOUT_FILE"] = run.stdout_file
-            env["DAG_RUN_STEP_STDERR_FILE"] = run.stderr_file
+        _add_attempt_paths(run, env)
         run.status = "running"
         ctx.emit(
             StepStarted(
@@ -270,6 +268,18 @@ class Attempts:
             recent = self.ctx.redact(journal.last_tail.decode(errors="replace").strip()) or ""
             base = result.exit.error or f"exit code {result.exit.code}"
             result.exit = dataclasses.replace(result.exit, error=f"{base}; recent stdout: {recent}")
+
+
+def _add_attempt_paths(run: StepRun, env: dict[str, str]) -> None:
+    """The attempt's files, as variables and ``${context.paths.*}`` (not in handlers, as
+    in Dagu)."""
+    if run.stdout_file and run.stderr_file and run.handler is None:
+        env["DAG_RUN_STEP_STDOUT_FILE"] = run.stdout_file
+        env["DAG_RUN_STEP_STDERR_FILE"] = run.stderr_file
+        env["context.paths.step_stdout_file"] = run.stdout_file
+        env["context.paths.step_stderr_file"] = run.stderr_file
+    if "DAGU_OUTPUT_FILE" in env:
+        env["context.paths.step_output_file"] = env["DAGU_OUTPUT_FILE"]
 
 
 def signal_number(name: str | None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dagbox.engine.events import AnyEvent, Notice, StepOutput
@@ -44,6 +45,23 @@ class Context:
         #: they leave running is found as this run's, and stopped when it ends.
         self.marks = {"DAG_RUN_ID": options.run_id}
         self._sink = sink
+        #: ``${context.*}`` and its older spellings that stay the same for the whole run.
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        run = {
+            "dag.name": plan.dag,
+            "run.id": options.run_id,
+            "run.started_at": started,
+            "attempt.id": f"{options.run_id}.1",  # a run has one attempt in dagbox
+            "attempt.started_at": started,
+            "trigger.type": "manual",
+            "paths.work_dir": str(self.work_dir),
+        }
+        if options.layout is not None:
+            run["paths.log_file"] = str(options.layout.events)
+        self.references = {
+            **{f"context.{k}": v for k, v in run.items()},
+            **{k: run[k] for k in ("dag.name", "run.id", "run.started_at", "attempt.id")},
+        }
 
     @property
     def run_id(self) -> str:

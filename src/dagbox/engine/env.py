@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +11,8 @@ import msgspec
 from dagbox.engine.conditions import expanded_by_shell
 from dagbox.engine.context import Context, StepError
 from dagbox.engine.state import StepRun
+from dagbox.plan import Plan
+from dagbox.values import params_json
 
 
 async def evaluate_params(ctx: Context) -> str | None:
@@ -34,7 +35,7 @@ async def evaluate_params(ctx: Context) -> str | None:
 
 async def dag_env(ctx: Context) -> dict[str, str]:
     """Params (exported by name) and the DAG's env, evaluated in order."""
-    scope = {k: v for k, v in ctx.params.items() if not k.isdigit()}
+    scope = {**ctx.references, **{k: v for k, v in ctx.params.items() if not k.isdigit()}}
     for name, raw in ctx.plan.env:
         scope[name] = value(ctx, name, raw, {**ctx.host_env, **scope})
     return scope
@@ -68,6 +69,11 @@ async def step_env(
     on_host = run.step.runtime == "host"
     env = {**ctx.host_env, **base} if on_host else dict(base)
     env.update(outputs)
+    env.update({"context.step.name": run.name, "step.name": run.name})
+    if run.step.id is not None:
+        env["context.step.id"] = run.step.id
+    if "DAG_RUN_STATUS" in extra:  # a handler
+        env["context.run.status"] = extra["DAG_RUN_STATUS"]
     for name, raw in run.step.env:
         env[name] = value(ctx, name, raw, {**ctx.host_env, **env})
     env.update(
@@ -75,15 +81,27 @@ async def step_env(
             "DAG_NAME": ctx.plan.dag,
             "DAG_RUN_ID": ctx.run_id,
             "DAG_RUN_STEP_NAME": run.name,
-            "DAG_PARAMS_JSON": json.dumps(ctx.params),
         }
     )
+    payload = params_json(ctx.params)
+    if payload is not None:
+        env["DAG_PARAMS_JSON"] = payload
     if on_host:
         env.update({"DAG_RUN_WORK_DIR": str(ctx.work_dir), "PWD": cwd(ctx, run, env)})
         if ctx.layout is not None:
             env["DAG_RUN_LOG_FILE"] = str(ctx.layout.events)
     env.update(extra)
     return env
+
+
+def passes_values(plan: Plan) -> bool:
+    """A step of ``plan`` gives its dependents values: ``output:``, ``outputs:``, or a
+    property a reference names (``${ID.stdout}``). Finding a step's ancestors costs,
+    so a run without any does not."""
+    if any(s.output or s.outputs for s in plan.steps):
+        return True
+    text = msgspec.json.encode(plan)
+    return any(m in text for m in (b".stdout}", b".stderr}", b".exit_code}", b".exitCode}"))
 
 
 def ancestor_outputs(run: StepRun) -> dict[str, str]:
@@ -97,6 +115,7 @@ def ancestor_outputs(run: StepRun) -> dict[str, str]:
             continue
         seen.add(id(dep))
         out.update(dep.outputs)
+        out.update(dep.references)
         queue.extend(dep.deps)
     return out
 

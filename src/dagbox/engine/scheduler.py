@@ -65,7 +65,7 @@ class Scheduler:
             for dep in run.deps:
                 dep.dependents.append(run)
         self.env: dict[str, str] = {}  # params and DAG env, once evaluated
-        self.has_outputs = any(s.output or s.outputs for s in plan.steps)
+        self.has_outputs = envs.passes_values(plan)
         limit = plan.max_active_steps if options.max_active is None else options.max_active
         self.limit = limit if limit > 0 else math.inf
         self.commands = Commands(self.ctx)
@@ -378,6 +378,8 @@ class Scheduler:
         run.status, run.error = status, error
         if exit_code is not None:
             run.exit_code = exit_code
+        if self.has_outputs:
+            run.publish()
         self.ctx.emit(
             StepFinished(
                 run_id=self.run_id,

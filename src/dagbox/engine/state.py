@@ -33,6 +33,8 @@ class StepRun:
     started: float | None = None
     error: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    #: What dependents may reference once it ended: ``${ID.stdout}``, ``${ID.exit_code}``.
+    references: dict[str, str] = field(default_factory=dict)
     stdout_file: str | None = None
     stderr_file: str | None = None
     continued: bool = False  # failed, but continue_on lets dependents run
@@ -40,6 +42,20 @@ class StepRun:
     deps: list[StepRun] = field(default_factory=list)
     dependents: list[StepRun] = field(default_factory=list)
     waiting: int = 0
+
+    def publish(self) -> None:
+        """What its dependents may reference now that it ended (Dagu's step properties):
+        ``${ID.stdout}`` and ``${ID.stderr}`` (its log files), ``${ID.exit_code}``."""
+        if self.step.id is None or self.handler is not None:
+            return
+        at = self.step.id
+        code = "" if self.exit_code is None else str(self.exit_code)
+        self.references = {
+            f"{at}.stdout": self.stdout_file or "",
+            f"{at}.stderr": self.stderr_file or "",
+            f"{at}.exit_code": code,
+            f"{at}.exitCode": code,
+        }
 
     @property
     def name(self) -> str:

@@ -28,6 +28,16 @@ from dagbox.spec.model import Condition, Container, ContinueOn, Dag, HarnessDef,
 from dagbox.values import MAX_VALUE_BYTES, plain_names, references
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_CONTEXT = re.compile(r"\$\{context\.([A-Za-z0-9_.]+)\}")
+#: The ``${context.*}`` fields Dagu 2.x has (docs/format.md, "Values").
+CONTEXT_FIELDS = frozenset(
+    {
+        "dag.name", "run.id", "run.status", "run.started_at", "run.scheduled_at",
+        "run.root_name", "run.root_id", "attempt.id", "attempt.started_at", "step.id",
+        "step.name", "trigger.type", "paths.log_file", "paths.work_dir",
+        "paths.step_stdout_file", "paths.step_stderr_file", "paths.step_output_file",
+    }
+)  # fmt: skip
 _DAG_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 RESERVED_IDS = frozenset({"env", "params", "args", "stdout", "stderr", "output", "outputs"})
 HARNESS_ACTION = "harness.run"
@@ -157,6 +167,7 @@ class Checker:
             self.container(step.container, harness=step.action == HARNESS_ACTION, step_level=True)
         if step.outputs is not None:
             self.declared_outputs(step, at)
+        self.context_fields(step, at)
         if step.output is not None and not STEP_ID.match(step.output.lstrip("$")):
             at.error(f"invalid output name {step.output!r}: use letters, digits and _", "output")
         if step.retry_policy is not None:
@@ -279,6 +290,15 @@ class Checker:
                 "with",
                 at_key=True,
             )
+
+    def context_fields(self, step: Step, at: Sink) -> None:
+        """``${context.X}`` with an X Dagu does not have stays as written: say so."""
+        texts = [step.script or "", *((step.run,) if isinstance(step.run, str) else step.run or ())]
+        texts += [value for _, value in step.env]
+        for text in texts:
+            for match in _CONTEXT.finditer(text):
+                if match[1] not in CONTEXT_FIELDS:
+                    at.warn(f"{match[0]} was left unchanged: context has no field {match[1]!r}")
 
     def declared_outputs(self, step: Step, at: Sink) -> None:
         if step.id is None:

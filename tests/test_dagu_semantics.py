@@ -477,3 +477,50 @@ def test_an_unknown_context_field_is_a_warning():
     said = [str(w) for w in loaded.warnings]
     assert any("${context.run.foo} was left unchanged" in w for w in said), said
     assert not any("context.run.id" in w for w in said), said
+
+
+def test_repeat_policy(tmp_path):
+    """Dagu's repeat modes: until a condition holds (an agent loop until the tests pass),
+    while it holds, while or until an exit code, while it succeeds, capped by limit; a
+    retry comes before a repetition; the last execution decides the status."""
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: until_value
+            run: echo x >> count; wc -l < count | tr -d ' '
+            output: COUNT
+            repeat_policy: {condition: "$COUNT", expected: "3"}
+          - id: until_command
+            run: echo y >> tries
+            repeat_policy: {repeat: until, condition: "test $(wc -l < tries) -ge 2"}
+          - id: while_exit_code
+            run: echo z >> codes; test $(wc -l < codes) -ge 3
+            repeat_policy: {repeat: while, exit_code: [1]}
+          - id: while_success
+            run: echo w >> ok
+            repeat_policy: {repeat: true, limit: 4, interval_sec: 0}
+          - id: retried_then_repeated
+            run: echo r >> mixed; test $(wc -l < mixed) -ne 1
+            retry_policy: {limit: 1}
+            repeat_policy: {repeat: true, limit: 2}
+        """,
+    )
+    assert ran.stdout("until_value") == "3\n"
+    assert ran.step("until_value").attempts == 3
+    assert (tmp_path / "tries").read_text() == "y\ny\n"
+    assert ran.status("while_exit_code") == "succeeded"
+    assert (tmp_path / "codes").read_text().count("z") == 3
+    assert (tmp_path / "ok").read_text().count("w") == 4
+    assert (tmp_path / "mixed").read_text().count("r") == 3  # fail, retry ok, repeat ok
+
+
+def test_repeat_policy_forms_dagu_refuses():
+    for text, error in [
+        ("repeat_policy: {repeat: sometimes}", 'repeat must be true, false, "while" or "until"'),
+        ("repeat_policy: {repeat: while}", "needs a condition or an exit_code"),
+        ("repeat_policy: {repeat: true, expected: x}", "expected needs a condition"),
+        ("repeat_policy: {repeat: true, backoff: 0.5}", "backoff must be greater than 1.0"),
+    ]:
+        found = [str(p) for p in problems("steps:\n  - run: x\n    " + text + "\n")]
+        assert any(error in p for p in found), (text, found)

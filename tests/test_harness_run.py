@@ -447,3 +447,29 @@ def test_the_journal_schema_is_documented():
         body = section[1].split("### ", 1)[0]
         for field in msgspec.structs.fields(kind):
             assert f"`{field.encode_name}`" in body, f"{tag}.{field.encode_name} is not documented"
+
+
+def test_an_agent_step_repeats_until_the_tests_pass(tmp_path):
+    """The agent loop: repeat an agent step until a check passes; each repetition is an
+    attempt with its own journal."""
+    ran = run_text(
+        tmp_path,
+        """
+        harnesses:
+          agent: {binary: sh, prefix_args: ['-c', 'echo fix >> work.txt; echo "$0"']}
+        steps:
+          - id: fix
+            action: harness.run
+            with: {provider: agent, prompt: make the tests pass}
+            repeat_policy:
+              repeat: until
+              condition: test "$(wc -l < work.txt)" -ge 3
+              limit: 5
+        """,
+    )
+    assert ran.status("fix") == "succeeded"
+    assert ran.step("fix").attempts == 3
+    assert (tmp_path / "work.txt").read_text() == "fix\n" * 3
+    for attempt in (1, 2, 3):
+        events = [e["event"] for e in journal(ran, "fix", attempt)]
+        assert events[0] == "attempt.started" and events[-1] == "attempt.finished", events

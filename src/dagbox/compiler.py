@@ -25,6 +25,7 @@ from dagbox.plan import (
     DeclaredOutput,
     Plan,
     PlannedStep,
+    RepeatPolicy,
     RetryPolicy,
     RuntimeKind,
     StepKind,
@@ -135,6 +136,7 @@ class _Compiler:
             "stdout": step.stdout,
             "stderr": step.stderr,
             "retry_policy": _convert(step.retry_policy, RetryPolicy),
+            "repeat_policy": _repeat(step.repeat_policy),
             "continue_on": _convert(step.continue_on, ContinueOn),
             "timeout_sec": step.timeout_sec,
             "preconditions": _conditions(step.preconditions),
@@ -196,6 +198,30 @@ class _Compiler:
         return PlannedStep(
             kind="harness", chain=chain, tries=tuple(rendered), error=error, **fields
         )
+
+
+def _repeat(policy: Any) -> RepeatPolicy | None:
+    """Dagu's modes: ``repeat: while|until`` as written; ``true`` is ``while``; unset,
+    a condition with ``expected`` is ``until``, a condition or exit codes alone ``while``."""
+    if policy is None or policy.repeat is False:
+        return None
+    mode = policy.repeat
+    if mode is None:
+        if policy.condition is None and not policy.exit_code:
+            return None
+        mode = "until" if policy.condition is not None and policy.expected is not None else "while"
+    condition = None
+    if policy.condition is not None:
+        condition = Condition(policy.condition, policy.expected)
+    return RepeatPolicy(
+        "while" if mode is True else mode,
+        condition,
+        policy.exit_code,
+        policy.limit,
+        policy.interval_sec,
+        policy.backoff,
+        policy.max_interval_sec,
+    )
 
 
 def _shebang(script: str) -> bool:

@@ -81,6 +81,19 @@ class RetryPolicy(msgspec.Struct, frozen=True, omit_defaults=True):
     max_interval_sec: int | None = None
 
 
+class RepeatPolicy(msgspec.Struct, frozen=True, omit_defaults=True):
+    """``repeat_policy`` decided: repeat ``while`` or ``until`` the ``condition`` holds, else
+    the exit code is in ``exit_code``, else the step succeeds (docs/format.md)."""
+
+    mode: Literal["while", "until"]
+    condition: Condition | None = None
+    exit_code: tuple[int, ...] = ()
+    limit: int | str = 0
+    interval_sec: int | str = 0
+    backoff: bool | float | None = None
+    max_interval_sec: int | None = None
+
+
 class ContinueOn(msgspec.Struct, frozen=True, omit_defaults=True):
     failed: bool = False
     skipped: bool = False
@@ -139,6 +152,7 @@ class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     stdout: str | None = None
     stderr: str | None = None
     retry_policy: RetryPolicy | None = None
+    repeat_policy: RepeatPolicy | None = None
     continue_on: ContinueOn = ContinueOn()
     timeout_sec: int = 0
     preconditions: tuple[Condition, ...] = ()

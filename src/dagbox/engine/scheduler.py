@@ -34,12 +34,11 @@ from dagbox.engine.events import (
     RunStarted,
     RunStatus,
     StepFinished,
-    StepRetrying,
     StepStatus,
     now_iso,
 )
 from dagbox.engine.journal import failure_class
-from dagbox.engine.retry import retry_delay, retry_limit
+from dagbox.engine.repeat import repeated
 from dagbox.engine.state import Interrupt, RunResult, StepRun, run_status
 from dagbox.harness.catalog import registry
 from dagbox.plan import Plan
@@ -308,31 +307,7 @@ class Scheduler:
         return envs.ancestor_outputs(run) if self.has_outputs else {}
 
     async def _attempts(self, run: StepRun, env: dict[str, str]) -> None:
-        policy = run.step.retry_policy
-        scope = self.ctx.scope(env)
-        limit = retry_limit(policy, scope)
-        while True:
-            run.attempts += 1
-            result = await self.attempts.run(run, env)
-            if result.timed_out or result.exit.code == 0 or result.failed_early:
-                break
-            if policy is None or run.attempts > limit:
-                break
-            if policy.exit_code and result.exit.code not in policy.exit_code:
-                break
-            delay = retry_delay(policy, run.attempts, scope)
-            run.status = "retrying"
-            self.ctx.emit(
-                StepRetrying(
-                    run_id=self.run_id,
-                    step=run.name,
-                    attempt=run.attempts,
-                    exit_code=result.exit.code,
-                    delay_sec=delay,
-                )
-            )
-            await anyio.sleep(delay)  # the step keeps its slot while it waits (as Dagu)
-        self._conclude(run, result)
+        self._conclude(run, await repeated(self.ctx, self.attempts, run, env))
 
     def _conclude(self, run: StepRun, result: Attempt) -> None:
         step, exit_ = run.step, result.exit

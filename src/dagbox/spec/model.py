@@ -95,6 +95,19 @@ class RetryPolicy(Model, frozen=True):  # type: ignore[misc]  # msgspec allows i
     max_interval_sec: NonNegative | None = None
 
 
+class RepeatPolicy(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
+    """Run a step again while (or until) a condition holds or its exit code is listed."""
+
+    repeat: bool | str | None = None
+    condition: str | None = None
+    expected: str | None = None
+    exit_code: Annotated[tuple[int, ...], forms.INTS] = ()
+    limit: int | str = 0
+    interval_sec: int | str = 0
+    backoff: bool | float | None = None
+    max_interval_sec: NonNegative | None = None
+
+
 class ContinueOn(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
     """When a failed (or skipped) step lets its dependents run anyway."""
 
@@ -167,7 +180,6 @@ _STEP_UNSUPPORTED = _unsupported(
     routes="router steps",
     call="sub-DAG calls",
     parallel="parallel/foreach fan-out",
-    repeat_policy="repeating steps",
     approval="approval steps",
     agent="agent steps; use action: harness.run",
     messages="chat steps",
@@ -202,6 +214,7 @@ class Step(Model):
     stdout: str | None = None
     stderr: str | None = None
     retry_policy: RetryPolicy | None = None
+    repeat_policy: RepeatPolicy | None = None
     continue_on: Annotated[ContinueOn, forms.CONTINUE_ON] = ContinueOn()
     timeout_sec: NonNegative = 0
     preconditions: Conditions = ()

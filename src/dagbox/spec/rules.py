@@ -24,7 +24,16 @@ from dagbox.shells import DIRECT
 from dagbox.signals import signal_of
 from dagbox.spec.forms import ENV_NAME, kind
 from dagbox.spec.issues import Sink
-from dagbox.spec.model import Condition, Container, ContinueOn, Dag, HarnessDef, RetryPolicy, Step
+from dagbox.spec.model import (
+    Condition,
+    Container,
+    ContinueOn,
+    Dag,
+    HarnessDef,
+    RepeatPolicy,
+    RetryPolicy,
+    Step,
+)
 from dagbox.values import MAX_VALUE_BYTES, plain_names, references
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -172,6 +181,8 @@ class Checker:
             at.error(f"invalid output name {step.output!r}: use letters, digits and _", "output")
         if step.retry_policy is not None:
             self.retry(step.retry_policy)
+        if step.repeat_policy is not None:
+            self.repeat(step.repeat_policy)
         self.continue_on(step.continue_on)
         for condition in step.preconditions:
             self.condition(condition)
@@ -643,7 +654,17 @@ class Checker:
                         f'invalid duration "{value}": use forms such as 5s, 1m30s or 500ms', key
                     )
 
-    def retry(self, r: RetryPolicy) -> None:
+    def repeat(self, r: RepeatPolicy) -> None:
+        at = self.at(r)
+        if r.repeat not in (None, True, False, "while", "until"):
+            at.error(f'repeat must be true, false, "while" or "until", not {r.repeat!r}', "repeat")
+        elif r.repeat in ("while", "until") and r.condition is None and not r.exit_code:
+            at.error(f'repeat: "{r.repeat}" needs a condition or an exit_code', "repeat")
+        if r.expected is not None and r.condition is None:
+            at.error("expected needs a condition", "expected")
+        self.retry(r)
+
+    def retry(self, r: RetryPolicy | RepeatPolicy) -> None:
         at = self.at(r)
         for key in ("limit", "interval_sec"):
             value = getattr(r, key)

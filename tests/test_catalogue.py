@@ -405,10 +405,10 @@ CASES = [
         'executor type "ssh" is not supported by dagbox',
     ),
     (
-        "dotenv: .env\nsteps: [{run: echo}]\n",
+        "ssh: {host: h}\nsteps: [{run: echo}]\n",
         (1, 1),
-        "dotenv",
-        '"dotenv" is not supported by dagbox',
+        "ssh",
+        '"ssh" is not supported by dagbox',
     ),
     ("steps:\n  - run: echo\n  - [a, b]\n", (3, 5), "steps[1]", "step groups) are not supported"),
     # both spellings of one key

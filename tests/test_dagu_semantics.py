@@ -524,3 +524,60 @@ def test_repeat_policy_forms_dagu_refuses():
     ]:
         found = [str(p) for p in problems("steps:\n  - run: x\n    " + text + "\n")]
         assert any(error in p for p in found), (text, found)
+
+
+def test_dotenv_files_and_secrets(tmp_path, monkeypatch):
+    """dotenv: .env first, then the listed files (later wins), missing ones skipped;
+    secrets from dagbox's environment and from a file, masked in every output, the source
+    variable of an env secret kept from the steps."""
+    monkeypatch.setenv("SOURCE_TOKEN", "from-the-host-123")
+    (tmp_path / ".env").write_text("ONE=1\nTWO=2\n")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "prod.env").write_text("# comment\nexport TWO='two'\nTHREE=\"3 3\"\n")
+    (tmp_path / "key.txt").write_text("file-secret-456\n")
+    ran = run_text(
+        tmp_path,
+        """
+        env: [STAGE=prod]
+        dotenv: ["conf/${STAGE}.env", missing.env]
+        secrets:
+          - {name: API_TOKEN, provider: env, key: SOURCE_TOKEN}
+          - {name: FILE_KEY, provider: file, key: key.txt}
+        steps:
+          - id: show
+            run: |
+              echo "$ONE $TWO $THREE"
+              echo "$API_TOKEN ${env.API_TOKEN} [${SOURCE_TOKEN:-}] $FILE_KEY"
+        """,
+    )
+    assert ran.stdout("show") == "1 two 3 3\n*** *** [] ***\n"
+
+
+def test_a_secret_that_cannot_be_read_fails_the_run_before_any_step(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        secrets: [{name: TOKEN, provider: env, key: NOT_SET_ANYWHERE_XYZ}]
+        steps:
+          - {id: never, run: touch never}
+        """,
+    )
+    assert ran.result.status == "failed"
+    assert "NOT_SET_ANYWHERE_XYZ is not set" in ran.result.error
+    assert not (tmp_path / "never").exists()
+
+
+def test_secrets_forms_dagu_refuses():
+    for name, error in [
+        ("DAG_RUN_ID", "collides"),
+        ("DAG_PUSHBACK", "collides"),
+        ("DAGU_CUSTOM", "must not start with DAGU_"),
+    ]:
+        text = f"secrets: [{{name: {name}, provider: env, key: X}}]\nsteps: [{{run: 'true'}}]\n"
+        found = [str(p) for p in problems(text)]
+        assert any(error in p and name in p for p in found), found
+    found = [
+        str(p)
+        for p in problems("secrets: [{name: A, provider: vault, key: x}]\nsteps: [{run: x}]\n")
+    ]
+    assert any('provider "vault" is not supported' in p for p in found), found

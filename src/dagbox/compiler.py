@@ -73,6 +73,8 @@ def compile(  # the word for what it does; the builtin is never needed here
         file=str(path),
         work_dir=str(_work_dir(dag, path, scope)),
         env=dag.env,
+        dotenv=tuple(dict.fromkeys((".env", *(dag.dotenv or ())))),  # .env first, as Dagu
+        secrets=tuple((s.name, s.provider, s.key) for s in dag.secrets),
         preconditions=_conditions(dag.preconditions),
         container=_container(dag.container),
         timeout_sec=dag.timeout_sec,

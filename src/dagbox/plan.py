@@ -182,6 +182,10 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
     file: str = ""  # the DAG file, absolute
     work_dir: str = ""  # where steps run (docs/format.md, D2)
     env: tuple[tuple[str, str], ...] = ()
+    #: dotenv files (templates) read after ``env``, in order; missing ones are skipped.
+    dotenv: tuple[str, ...] = (".env",)
+    #: (name, provider, key): ``env`` reads dagbox's environment, ``file`` a file.
+    secrets: tuple[tuple[str, str, str], ...] = ()
     preconditions: tuple[Condition, ...] = ()
     container: ContainerConfig | None = None  # the shared (root) container
     timeout_sec: int = 0

@@ -45,6 +45,8 @@ class Context:
         #: they leave running is found as this run's, and stopped when it ends.
         self.marks = {"DAG_RUN_ID": options.run_id}
         self._sink = sink
+        #: Variables of dagbox's environment no step gets (the source of an env secret).
+        self.hidden: set[str] = set()
         #: ``${context.*}`` and its older spellings that stay the same for the whole run.
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         run = {

@@ -38,7 +38,59 @@ async def dag_env(ctx: Context) -> dict[str, str]:
     scope = {**ctx.references, **{k: v for k, v in ctx.params.items() if not k.isdigit()}}
     for name, raw in ctx.plan.env:
         scope[name] = value(ctx, name, raw, {**ctx.host_env, **scope})
+    scope.update(_dotenv(ctx, scope))
+    scope.update(_secrets(ctx, scope))
     return scope
+
+
+def _found(ctx: Context, path: str) -> Path | None:
+    """``path`` as given, else in the run's working directory, else beside the DAG file."""
+    given = Path(path).expanduser()
+    if given.is_absolute():
+        return given if given.is_file() else None
+    for base in (ctx.work_dir, Path(ctx.plan.file).parent):
+        if (base / given).is_file():
+            return base / given
+    return None
+
+
+def _dotenv(ctx: Context, scope: Mapping[str, str]) -> dict[str, str]:
+    """The dotenv files' variables (``.env``, then the DAG's list), later files winning;
+    a file that is not there is skipped, as in Dagu."""
+    out: dict[str, str] = {}
+    for template in ctx.plan.dotenv:
+        path = _found(ctx, ctx.scope({**ctx.host_env, **scope}).value(template))
+        if path is None:
+            continue
+        from dotenv import dotenv_values  # only runs that have one pay for the import
+
+        read = dotenv_values(path, interpolate=False)
+        out.update({k: v for k, v in read.items() if v is not None})
+    ctx.secrets.learn(out)
+    return out
+
+
+def _secrets(ctx: Context, scope: Mapping[str, str]) -> dict[str, str]:
+    """``secrets:``: each value a secret whatever its name, masked everywhere from here
+    on. An ``env`` secret's source variable stays out of the steps' environment."""
+    out: dict[str, str] = {}
+    for name, provider, key in ctx.plan.secrets:
+        if provider == "env":
+            found = scope.get(key, ctx.host_env.get(key))
+            if found is None:
+                raise StepError(f"secret {name}: the variable {key} is not set")
+            ctx.hidden.add(key)
+        else:
+            path = _found(ctx, key)
+            if path is None:
+                raise StepError(f"secret {name}: no file {key}")
+            try:
+                found = path.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise StepError(f"secret {name}: cannot read {path}: {exc}") from None
+        ctx.secrets.add(name, found)
+        out[name] = found
+    return out
 
 
 def value(ctx: Context, name: str, raw: str, scope: Mapping[str, str]) -> str:
@@ -67,7 +119,8 @@ async def step_env(
     overlay the container's env instead, and host paths stay out (docs/format.md, D3).
     """
     on_host = run.step.runtime == "host"
-    env = {**ctx.host_env, **base} if on_host else dict(base)
+    host = {k: v for k, v in ctx.host_env.items() if k not in ctx.hidden}
+    env = {**host, **base} if on_host else dict(base)
     env.update(outputs)
     env.update({"context.step.name": run.name, "step.name": run.name})
     if run.step.id is not None:

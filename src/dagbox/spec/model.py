@@ -146,6 +146,16 @@ class Exec(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
     args: Strings = ()
 
 
+class Secret(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
+    """A secret a step gets as the variable ``name``: from dagbox's environment (``env``:
+    ``key`` is the variable) or a file (``file``: ``key`` is its path)."""
+
+    name: str
+    provider: str
+    key: str
+    options: dict[str, Any] | None = None
+
+
 class Param(msgspec.Struct, frozen=True):
     """One DAG parameter. Positional parameters are named "1", "2", ..."""
 
@@ -293,8 +303,6 @@ _ROOT_SERVER_ONLY = _server_only(
 )
 _ROOT_UNSUPPORTED = _unsupported(
     retry_policy="whole-run retries",
-    dotenv="dotenv files; use env:",
-    secrets="secrets providers; use env: or container.env",
     ssh="ssh execution",
     redis="redis steps",
     llm="chat steps",
@@ -320,6 +328,9 @@ class Dag(Model, kw_only=True):
     params: Annotated[tuple[Param, ...], forms.PARAMS] = ()
     consts: Annotated[tuple[tuple[str, str], ...], forms.CONSTS] = ()
     env: EnvVars = ()
+    #: Files of NAME=value lines read after ``env`` (None: just ``.env``, as Dagu).
+    dotenv: Annotated[tuple[str, ...] | None, forms.STRINGS] = None
+    secrets: tuple[Secret, ...] = ()
     shell: Annotated[tuple[str, ...], forms.WORDS] = ()
     working_dir: str | None = None
     max_active_steps: NonNegative = 0

@@ -32,6 +32,7 @@ from dagbox.spec.model import (
     HarnessDef,
     RepeatPolicy,
     RetryPolicy,
+    Secret,
     Step,
 )
 from dagbox.values import MAX_VALUE_BYTES, plain_names, references
@@ -113,6 +114,8 @@ class Checker:
             self.root_harness(dag.harness)
         if dag.container is not None:
             self.container(dag.container, harness=False, step_level=False)
+        for secret in dag.secrets:
+            self.secret(secret)
         for condition in dag.preconditions:
             self.condition(condition)
         for step in dag.steps:
@@ -653,6 +656,23 @@ class Checker:
                     hat.error(
                         f'invalid duration "{value}": use forms such as 5s, 1m30s or 500ms', key
                     )
+
+    def secret(self, s: Secret) -> None:
+        at = self.at(s)
+        if not ENV_NAME.match(s.name):
+            at.error(f"secrets: invalid variable name {s.name!r}", "name")
+        elif s.name.startswith("DAGU_"):
+            at.error(f"secrets: {s.name} must not start with DAGU_ (Dagu's own variables)", "name")
+        elif s.name in RUN_VARIABLES or s.name.startswith("DAG_"):
+            at.error(f"secrets: {s.name} collides with a variable dagbox sets", "name")
+        if s.provider not in ("env", "file"):
+            at.error(
+                f'secrets provider "{s.provider}" is not supported by dagbox (it reads "env" '
+                'and "file")',
+                "provider",
+            )
+        if not s.key.strip():
+            at.error("secrets: key is required", "key")
 
     def repeat(self, r: RepeatPolicy) -> None:
         at = self.at(r)

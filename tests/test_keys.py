@@ -113,7 +113,6 @@ def test_wait_handler_warns():
     [
         ("steps:\n  - call: sub\n", "steps[0].call"),
         ("steps:\n  - run: x\n    parallel: [a]\n", "steps[0].parallel"),
-        ("retry_policy: {limit: 1}\nsteps: [{run: x}]\n", "retry_policy"),
         ("ssh: {host: h}\nsteps: [{run: x}]\n", "ssh"),
     ],
 )

@@ -305,3 +305,27 @@ def _statuses_of(tmp_path, run_id) -> dict[str, str]:
     except (StopIteration, ValueError):
         return {}
     return {s["name"]: s["status"] for s in record["steps"]}
+
+
+def test_the_dags_retry_policy_runs_a_failed_run_again(tmp_path):
+    """Root retry_policy (Dagu's whole-run retry): a failed run is run again, as a new run
+    whose id is the first's with .2, .3, up to the limit; a success stops it."""
+    dag = tmp_path / "flaky.yaml"
+    dag.write_text(
+        "retry_policy: {limit: 3, interval_sec: 0}\n"
+        "steps:\n"
+        "  - run: echo x >> tries; test $(wc -l < tries) -ge 3\n"
+    )
+    done = subprocess.run(
+        [*DAGBOX, "run", str(dag), "--run-id", "first"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGBOX_HOME": str(tmp_path / "home")},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "tries").read_text() == "x\n" * 3
+    runs = sorted(p.name for p in (tmp_path / "home" / "runs" / "flaky").iterdir())
+    assert runs == ["first", "first.2", "first.3"]
+    assert "its retry_policy runs it again as first.2" in done.stderr

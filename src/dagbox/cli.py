@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sys
+import time
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +27,7 @@ from dagbox.modes import OutputMode
 
 if TYPE_CHECKING:  # the commands import these when they run (startup time)
     from dagbox.engine.scheduler import Scheduler
+    from dagbox.engine.state import RunResult
     from dagbox.plan import Plan, PlannedStep
     from dagbox.records import HandlerRecord, RunRecord, StepRecord
     from dagbox.spec import Loaded
@@ -284,6 +286,16 @@ def run(
     try:
         with _adopting():
             result = anyio.run(execute, request)
+            first, runs = request.run_id, 1
+            while (delay := _run_again(request.plan, result, runs)) is not None:
+                runs += 1
+                request.run_id = f"{first}.{runs}"
+                _err(
+                    f"dagbox: the run failed; its retry_policy runs it again as {request.run_id}"
+                    + (f" in {delay:g}s" if delay else "")
+                )
+                time.sleep(delay)  # a Ctrl-C here exits 130, as anywhere in a run
+                result = anyio.run(execute, request)
     except ContainerEngineUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
@@ -295,6 +307,21 @@ def run(
     if result.record_error is not None:
         _err(f"dagbox: the run's record or output is incomplete: {result.record_error}")
     raise typer.Exit(result.exit_code)
+
+
+def _run_again(plan: Plan, result: RunResult, runs: int) -> float | None:
+    """The DAG's ``retry_policy`` after ``runs`` runs: how long to wait before the next,
+    when the last failed and the limit allows one more (the run id of run N is the
+    first's with ``.N``); None: no more."""
+    from dagbox.engine.retry import retry_delay
+    from dagbox.values import Scope
+
+    policy = plan.retry_policy
+    if policy is None or result.status != "failed" or result.interrupted:
+        return None
+    if runs > int(policy.limit):
+        return None
+    return retry_delay(policy, runs, Scope({}, {}))
 
 
 def _dag_name_of(file: Path) -> str:

@@ -79,6 +79,7 @@ def compile(  # the word for what it does; the builtin is never needed here
         container=_container(dag.container),
         timeout_sec=dag.timeout_sec,
         delay_sec=dag.delay_sec,
+        retry_policy=_convert(dag.retry_policy, RetryPolicy),
         max_output_size=dag.max_output_size,
         max_clean_up_time_sec=dag.max_clean_up_time_sec,
         harnesses=harnesses,

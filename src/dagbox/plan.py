@@ -190,6 +190,8 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
     container: ContainerConfig | None = None  # the shared (root) container
     timeout_sec: int = 0
     delay_sec: int = 0
+    #: Whole-run retries: ``dagbox run`` runs a failed DAG again, as Dagu's scheduler does.
+    retry_policy: RetryPolicy | None = None
     max_output_size: int = 1024 * 1024
     max_clean_up_time_sec: int = 5
     #: The DAG's own agent CLIs (``harnesses:``), beside and over the built-in ones.

@@ -302,7 +302,6 @@ _ROOT_SERVER_ONLY = _server_only(
     "webhook",
 )
 _ROOT_UNSUPPORTED = _unsupported(
-    retry_policy="whole-run retries",
     ssh="ssh execution",
     redis="redis steps",
     llm="chat steps",
@@ -327,6 +326,8 @@ class Dag(Model, kw_only=True):
     type: Annotated[Literal["graph", "chain"], forms.DAG_TYPE] = "graph"
     params: Annotated[tuple[Param, ...], forms.PARAMS] = ()
     consts: Annotated[tuple[tuple[str, str], ...], forms.CONSTS] = ()
+    #: Run the whole DAG again when it fails (Dagu's scheduler does it; ``dagbox run`` too).
+    retry_policy: RetryPolicy | None = None
     env: EnvVars = ()
     #: Files of NAME=value lines read after ``env`` (None: just ``.env``, as Dagu).
     dotenv: Annotated[tuple[str, ...] | None, forms.STRINGS] = None

@@ -116,6 +116,8 @@ class Checker:
             self.container(dag.container, harness=False, step_level=False)
         for secret in dag.secrets:
             self.secret(secret)
+        if dag.retry_policy is not None:
+            self.run_retry(dag.retry_policy)
         for condition in dag.preconditions:
             self.condition(condition)
         for step in dag.steps:
@@ -656,6 +658,16 @@ class Checker:
                     hat.error(
                         f'invalid duration "{value}": use forms such as 5s, 1m30s or 500ms', key
                     )
+
+    def run_retry(self, r: RetryPolicy) -> None:
+        """The DAG's retry_policy: whole-run retries, numbers known when the file loads."""
+        at = self.at(r)
+        for key in ("limit", "interval_sec"):
+            if isinstance(getattr(r, key), str):
+                at.error(f"retry_policy.{key} of the DAG must be a number", key)
+        if r.exit_code:
+            at.error("retry_policy.exit_code applies to steps, not to the whole DAG", "exit_code")
+        self.retry(r)
 
     def secret(self, s: Secret) -> None:
         at = self.at(s)

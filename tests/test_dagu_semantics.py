@@ -581,3 +581,25 @@ def test_secrets_forms_dagu_refuses():
         for p in problems("secrets: [{name: A, provider: vault, key: x}]\nsteps: [{run: x}]\n")
     ]
     assert any('provider "vault" is not supported' in p for p in found), found
+
+
+def test_files_that_rely_on_a_dagu_1x_meaning_are_warned_about(tmp_path):
+    (tmp_path / "other.yaml").write_text("steps: [{run: 'true'}]\n")
+    dag = tmp_path / "old.yaml"
+    dag.write_text(
+        "steps:\n"
+        "  - name: a\n    command: echo a\n    continueOn: {failure: true}\n"
+        "  - name: b\n    command: other\n"
+    )
+    from dagbox.spec import load
+
+    said = [str(w) for w in load(dag).warnings]
+    assert any("add type: chain to keep the order" in w for w in said), said
+    assert any("run: other names the DAG file beside this one" in w for w in said), said
+    dag.write_text(
+        "type: chain\nsteps:\n  - {name: a, command: echo, continueOn: {failure: true}}\n  - {name: b, command: echo}\n"
+    )
+    assert not [str(w) for w in load(dag).warnings if "chain" in str(w)]
+    # The same file in 2.x spelling means what it says: no warning.
+    dag.write_text("steps:\n  - {name: a, run: echo}\n  - {name: b, run: echo}\n")
+    assert load(dag).warnings == []

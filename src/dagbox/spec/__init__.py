@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagbox.spec import rules
+from dagbox.spec import rules, traps
 from dagbox.spec.build import Builder
 from dagbox.spec.forms import INVALID
 from dagbox.spec.issues import DagError, Issue, LocatedIssue, Sink, format_path
@@ -48,6 +48,7 @@ def load(path: str | os.PathLike[str], text: bytes | str | None = None) -> Loade
             dag = builder.build(source.data, Dag, sink)
             if dag is not INVALID:
                 rules.check(dag, builder.sinks, builder.flawed, sink)
+                traps.warn(dag, source.data, path, sink)
                 if dag.name is None and (problem := rules.dag_name_problem(path.stem)):
                     sink.error(
                         f"without a name: key, the DAG is named after its file, {path.stem!r}; "

@@ -603,3 +603,36 @@ def test_files_that_rely_on_a_dagu_1x_meaning_are_warned_about(tmp_path):
     # The same file in 2.x spelling means what it says: no warning.
     dag.write_text("steps:\n  - {name: a, run: echo}\n  - {name: b, run: echo}\n")
     assert load(dag).warnings == []
+
+
+def test_defaults_apply_to_steps_that_do_not_set_the_key(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        defaults:
+          continue_on: failed
+          retry_policy: {limit: 2}
+          env: [WHO=default, ONLY_DEFAULT=yes]
+          preconditions: "test -d ."
+        steps:
+          - id: flaky
+            run: echo x >> tries; exit 1
+          - id: own
+            retry_policy: {limit: 0}
+            env: {WHO: step}
+            preconditions: ["test -d /"]
+            run: echo "$WHO $ONLY_DEFAULT"; echo y >> once; exit 1
+          - id: after
+            depends: [flaky, own]
+            run: echo ran
+        """,
+    )
+    assert (tmp_path / "tries").read_text() == "x\n" * 3  # the default retry_policy
+    assert (tmp_path / "once").read_text() == "y\n"  # its own limit: 0 wins
+    assert ran.stdout("own") == "step yes\n"
+    assert ran.status("after") == "succeeded"  # continue_on: failed from the defaults
+
+
+def test_a_default_dagu_does_not_allow_is_an_error():
+    found = [str(p) for p in problems("defaults: {run: x}\nsteps: [{run: 'true'}]\n")]
+    assert any('"run" cannot be a default' in p for p in found), found

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagbox.spec import rules, traps
+from dagbox.spec import defaults, rules, traps
 from dagbox.spec.build import Builder
 from dagbox.spec.forms import INVALID
 from dagbox.spec.issues import DagError, Issue, LocatedIssue, Sink, format_path
@@ -45,7 +45,7 @@ def load(path: str | os.PathLike[str], text: bytes | str | None = None) -> Loade
         if source.data is None:
             sink.error("the file is empty: a DAG needs at least a steps: list")
         else:
-            dag = builder.build(source.data, Dag, sink)
+            dag = builder.build(defaults.apply(source.data, sink), Dag, sink)
             if dag is not INVALID:
                 rules.check(dag, builder.sinks, builder.flawed, sink)
                 traps.warn(dag, source.data, path, sink)

@@ -307,7 +307,6 @@ _ROOT_UNSUPPORTED = _unsupported(
     llm="chat steps",
     resources="resource limits",
     registry_auths="registry credentials",
-    defaults="step defaults; set the keys on each step",
     tasks="agent DAGs",
     step_types="custom step types",
     actions="custom actions",

@@ -636,3 +636,28 @@ def test_defaults_apply_to_steps_that_do_not_set_the_key(tmp_path):
 def test_a_default_dagu_does_not_allow_is_an_error():
     found = [str(p) for p in problems("defaults: {run: x}\nsteps: [{run: 'true'}]\n")]
     assert any('"run" cannot be a default' in p for p in found), found
+
+
+def test_a_shells_c_carrier_must_stand_alone_and_last():
+    for shell in ("[sh, -xc]", "[bash, -c, -e]", "[sh, -c, -c]", "'sh -cecho'"):
+        found = [str(p) for p in problems(f"steps:\n  - run: echo\n    shell: {shell}\n")]
+        assert any("-c must be a separate argument" in p for p in found), (shell, found)
+    for shell in ("[sh, -c]", "[bash, -e, -c]", "bash", "[python3, -c]"):
+        load_text(f"steps:\n  - run: echo\n    shell: {shell}\n")
+
+
+def test_a_value_that_puts_a_line_break_in_a_one_line_command_fails_it(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        env:
+          - T: |-
+              echo a > a.txt
+              echo b
+        steps:
+          - {id: s, run: "${env.T}"}
+        """,
+    )
+    assert ran.status("s") == "failed"
+    assert "line break" in ran.error("s")
+    assert not (tmp_path / "a.txt").exists()

@@ -128,6 +128,11 @@ class Commands:
             lines = [scope.shell(c) for c in step.command]
             return dataclasses.replace(base, script=in_turn(lines), shell=step.shell)
         text = self.ctx.scope(env).shell(str(step.command))
+        if step.kind == "command" and ("\n" in text or "\r" in text):
+            # A one-line command that a value made several: the shell would read a script.
+            raise StepError(
+                "the resolved command text contains a line break (a value put it there)"
+            )
         if step.interpreter is not None:  # command: python3 + script: the interpreter form
             return dataclasses.replace(base, script=text, interpreter=step.interpreter)
         return dataclasses.replace(base, script=text, shell=step.shell)

@@ -14,13 +14,14 @@ import functools
 import re
 import shlex
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any
 
 from dagbox.harness.argv import RESERVED, asks_usage, coerce, merge_defaults
 from dagbox.harness.catalog import BUILTIN
 from dagbox.regex import RegexError, compile_pattern
 from dagbox.secrets import is_secret_name
-from dagbox.shells import DIRECT
+from dagbox.shells import DIRECT, UNIX_SHELLS
 from dagbox.signals import signal_of
 from dagbox.spec.forms import ENV_NAME, kind
 from dagbox.spec.issues import Sink
@@ -116,6 +117,7 @@ class Checker:
             self.container(dag.container, harness=False, step_level=False)
         for secret in dag.secrets:
             self.secret(secret)
+        self.carrier(dag.shell, self.sink)
         if dag.retry_policy is not None:
             self.run_retry(dag.retry_policy)
         for condition in dag.preconditions:
@@ -177,6 +179,7 @@ class Checker:
                 )
             self.command_with(step, at)
         self.argv_secrets(step, at)
+        self.carrier(step.shell, at)
         if step.container is not None:
             self.container(step.container, harness=step.action == HARNESS_ACTION, step_level=True)
         if step.outputs is not None:
@@ -326,6 +329,20 @@ class Checker:
                 "dagbox gives the step its DAGU_OUTPUT_FILE through a mount",
                 "outputs",
                 at_key=True,
+            )
+
+    def carrier(self, shell: tuple[str, ...], at: Sink) -> None:
+        """A Unix shell's ``-c`` must be an argument of its own, once, and last (Dagu 2.x):
+        ``-xc`` or ``-cecho`` would take the command's text for something else."""
+        if not shell or PurePath(shell[0]).name not in UNIX_SHELLS:
+            return
+        flags = [w for w in shell[1:] if w.startswith("-") and not w.startswith("--")]
+        bundled = [w for w in flags if "c" in w and w != "-c"]
+        if bundled or flags.count("-c") > 1 or ("-c" in shell and shell[-1] != "-c"):
+            at.error(
+                f"shell {' '.join(shell)!r}: -c must be a separate argument, given once, last "
+                "(the command's text follows it)",
+                "shell",
             )
 
     def argv_secrets(self, step: Step, at: Sink) -> None:

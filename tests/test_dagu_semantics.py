@@ -375,7 +375,8 @@ OUTPUTS = """
               - 'printf ''meta={"tag": "x"}\\n'' >> "$DAGU_OUTPUT_FILE"'
           - id: consume
             depends: produce
-            run: printf '%s|%s|%s\\n' '${steps.produce.outputs.version}' '${steps.produce.outputs.notes}' '${steps.produce.outputs.meta}'
+            run: |  # a value with a line break needs a script: a one-line command refuses it
+              printf '%s|%s|%s\\n' '${steps.produce.outputs.version}' '${steps.produce.outputs.notes}' '${steps.produce.outputs.meta}'
           - id: unrelated
             run: printf '%s\\n' '${steps.produce.outputs.version}'
           - id: undeclared
@@ -661,3 +662,36 @@ def test_a_value_that_puts_a_line_break_in_a_one_line_command_fails_it(tmp_path)
     assert ran.status("s") == "failed"
     assert "line break" in ran.error("s")
     assert not (tmp_path / "a.txt").exists()
+
+
+def test_the_dags_env_cannot_shadow_a_run_variable_and_a_steps_env_can(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        env: [DAG_RUN_ID=root-shadow]
+        steps:
+          - id: a
+            env: ["COPY=${env.DAG_RUN_ID} $DAG_RUN_STEP_NAME"]
+            run: echo "$COPY $DAG_RUN_ID"
+          - id: b
+            env: [DAG_RUN_ID=step-shadow]
+            run: echo "$DAG_RUN_ID"
+        """,
+        run_id="r1",
+    )
+    assert ran.stdout("a") == "r1 a r1\n"
+    assert ran.stdout("b") == "step-shadow\n"
+
+
+def test_a_precondition_of_a_step_whose_working_dir_is_not_there_yet(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: s
+            working_dir: made/by/dagbox
+            preconditions: [{eval: "$(pwd)", expected: "re:made/by/dagbox$"}]
+            run: pwd
+        """,
+    )
+    assert ran.status("s") == "succeeded", ran.error("s")

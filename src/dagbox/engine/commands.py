@@ -128,7 +128,8 @@ class Commands:
             lines = [scope.shell(c) for c in step.command]
             return dataclasses.replace(base, script=in_turn(lines), shell=step.shell)
         text = self.ctx.scope(env).shell(str(step.command))
-        if step.kind == "command" and ("\n" in text or "\r" in text):
+        written = str(step.command)
+        if step.kind == "command" and "\n" not in written and ("\n" in text or "\r" in text):
             # A one-line command that a value made several: the shell would read a script.
             raise StepError(
                 "the resolved command text contains a line break (a value put it there)"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import anyio
+
 from dagbox.engine.context import Context, StepError
 from dagbox.plan import Condition
 from dagbox.regex import regex_of
@@ -17,6 +19,11 @@ async def all_met(
     (as Dagu does: their side effects happen), in ``cwd`` (the step's working directory).
     Raises StepError if one cannot be evaluated."""
     scope = {**ctx.host_env, **env}
+    if conditions:
+        try:  # the step's working directory, made as the step itself would make it
+            await anyio.Path(cwd).mkdir(mode=0o750, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StepError(f"cannot create working directory {cwd}: {exc.strerror}") from None
     met = True
     for condition in conditions:
         if await _met(ctx, condition, scope, cwd) == condition.negate:

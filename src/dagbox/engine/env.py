@@ -112,8 +112,9 @@ async def step_env(
     outputs: Mapping[str, str],
     extra: Mapping[str, str],
 ) -> dict[str, str]:
-    """A step's process env: params, DAG env (``base``), ``outputs``, step env and run
-    variables.
+    """A step's process env: params, DAG env (``base``), ``outputs``, run variables, then
+    the step's env, which may read the run variables and set its own (as Dagu 2.x: the
+    DAG's env cannot override a run variable, a step's env can).
 
     On the host these overlay dagbox's own environment. In a container they
     overlay the container's env instead, and host paths stay out (docs/format.md, D3).
@@ -127,23 +128,19 @@ async def step_env(
         env["context.step.id"] = run.step.id
     if "DAG_RUN_STATUS" in extra:  # a handler
         env["context.run.status"] = extra["DAG_RUN_STATUS"]
-    for name, raw in run.step.env:
-        env[name] = value(ctx, name, raw, {**ctx.host_env, **env})
-    env.update(
-        {
-            "DAG_NAME": ctx.plan.dag,
-            "DAG_RUN_ID": ctx.run_id,
-            "DAG_RUN_STEP_NAME": run.name,
-        }
-    )
+    env.update({"DAG_NAME": ctx.plan.dag, "DAG_RUN_ID": ctx.run_id, "DAG_RUN_STEP_NAME": run.name})
     payload = params_json(ctx.params)
     if payload is not None:
         env["DAG_PARAMS_JSON"] = payload
     if on_host:
-        env.update({"DAG_RUN_WORK_DIR": str(ctx.work_dir), "PWD": cwd(ctx, run, env)})
+        env["DAG_RUN_WORK_DIR"] = str(ctx.work_dir)
         if ctx.layout is not None:
             env["DAG_RUN_LOG_FILE"] = str(ctx.layout.events)
     env.update(extra)
+    for name, raw in run.step.env:
+        env[name] = value(ctx, name, raw, {**ctx.host_env, **env})
+    if on_host:
+        env["PWD"] = cwd(ctx, run, env)
     return env
 
 

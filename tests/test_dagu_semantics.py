@@ -695,3 +695,51 @@ def test_a_precondition_of_a_step_whose_working_dir_is_not_there_yet(tmp_path):
         """,
     )
     assert ran.status("s") == "succeeded", ran.error("s")
+
+
+def test_the_object_form_of_output(tmp_path):
+    """Dagu 2.x: output: KEY -> a literal, {value}, or {from: stdout|stderr|file, path,
+    decode}; dependents read ${ID.output.KEY} and its fields."""
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "prod.json").write_text('{"passed": 41, "failed": 1}')
+    ran = run_text(
+        tmp_path,
+        """
+        params: [ENV=prod]
+        steps:
+          - id: produce
+            run: |
+              echo '{"tag": "v2"}'; echo warn >&2
+            output:
+              label: env-${params.ENV}
+              nested: {value: {env: "${params.ENV}", n: 3}}
+              image: {from: stdout, decode: json}
+              said: {from: stderr}
+              report: {from: file, path: "reports/${params.ENV}.json", decode: json}
+          - id: consume
+            depends: produce
+            run: |
+              printf '%s\\n' '${produce.output.label}' '${produce.output.nested.env}' '${produce.output.image.tag}'
+              printf '%s\\n' '${produce.output.said}' '${produce.output.report.failed}' '${produce.output.nope}'
+          - id: missing
+            output: {x: {from: file, path: nowhere.txt}}
+            run: "true"
+        """,
+    )
+    assert ran.stdout("consume").splitlines() == [
+        "env-prod", "prod", "v2", "warn", "1", "${produce.output.nope}",
+    ]  # fmt: skip
+    assert ran.status("missing") == "failed"
+    assert "output x: cannot read" in ran.error("missing")
+
+
+def test_the_object_form_of_output_is_checked():
+    for text, error in [
+        ("id: s\n    output: {a: {value: 1, from: stdout}}", '"value" and "from" cannot'),
+        ("id: s\n    output: {a: {from: file}}", '"path" goes with "from: file"'),
+        ("id: s\n    output: {a: {from: pipe}}", "from must be stdout, stderr or file"),
+        ("id: s\n    output: {a: {from: stdout, decode: xml}}", "decode must be"),
+        ("output: {a: 1}", "must define id"),
+    ]:
+        found = [str(p) for p in problems("steps:\n  - run: x\n    " + text + "\n")]
+        assert any(error in p for p in found), (text, found)

@@ -134,7 +134,8 @@ class _Compiler:
             "container": _container(container),
             "env": step.env,
             "working_dir": step.working_dir,
-            "output": step.output,
+            "output": step.output if isinstance(step.output, str) else None,
+            "output_object": step.output if isinstance(step.output, dict) else {},
             "outputs": tuple(DeclaredOutput(n, t) for n, t in step.outputs or ()),  # type: ignore[arg-type]
             "stdout": step.stdout,
             "stderr": step.stderr,

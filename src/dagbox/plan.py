@@ -146,6 +146,8 @@ class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     env: tuple[tuple[str, str], ...] = ()
     working_dir: str | None = None
     output: str | None = None
+    #: ``output:``'s object form (templates): published as ``${ID.output.KEY}``.
+    output_object: dict[str, Any] = msgspec.field(default_factory=dict)
     outputs: tuple[DeclaredOutput, ...] = ()
     #: Files that get a copy of the step's stdout and stderr (templates; relative to the
     #: step's working directory), appended to, as Dagu's ``stdout:``/``stderr:``.

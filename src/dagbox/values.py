@@ -106,6 +106,11 @@ def expand(
             return params_json(params)
         if braced is not None and "." in braced and braced in env:
             return env[braced]  # a step output a dependent sees: ${steps.ID.outputs.NAME}
+        if braced is not None and ".output." in braced:  # ${ID.output.KEY.field}: a JSON object
+            parts = braced.split(".")
+            holder = f"{parts[0]}.output"
+            if parts[1] == "output" and holder in env:
+                return _json_field(env[holder], parts[2:], holder)
         if braced is not None and "." in braced:
             space, _, name = braced.partition(".")
             tables = {"params": params, "env": env, "consts": consts or {}}

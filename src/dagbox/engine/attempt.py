@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import anyio
 
-from dagbox.engine import step_outputs
+from dagbox.engine import output_object, step_outputs
 from dagbox.engine.commands import Commands
 from dagbox.engine.containers import CONTAINER_OUTPUTS
 from dagbox.engine.context import Context, StepError
@@ -44,6 +44,8 @@ class Attempt:
     failed_early: bool = False  # could not start: retrying would not help
     #: The declared outputs its DAGU_OUTPUT_FILE gave (read only after a success).
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: ``output:``'s object form, as JSON (after a success).
+    output_object: str | None = None
 
 
 class Attempts:
@@ -84,7 +86,7 @@ class Attempts:
                 stderr_file=run.stderr_file,
             )
         )
-        wanted = step.output or step.continue_on.output
+        wanted = step.output or step.continue_on.output or step.output_object
         capture = Capture(ctx.plan.max_output_size) if wanted else None
         ctx.secrets.learn(env)
         try:
@@ -116,7 +118,7 @@ class Attempts:
                 file.close()
         if journal is not None:
             self._journal_end(journal, result, tail=not router.secret_output)
-        return self._read_outputs(run, result, output_file)
+        return self._object(run, env, self._read_outputs(run, result, output_file))
 
     async def _execute(
         self,
@@ -198,6 +200,20 @@ class Attempts:
         try:
             result.outputs = step_outputs.read(data, run.step.outputs, limit)
         except step_outputs.OutputFileError as exc:
+            return Attempt(Exit(1, str(exc)), result.capture)
+        return result
+
+    def _object(self, run: StepRun, env: dict[str, str], result: Attempt) -> Attempt:
+        """After a success, ``output:``'s object form (a value it cannot have fails it)."""
+        spec = run.step.output_object
+        if not spec or result.exit.code != 0 or result.timed_out:
+            return result
+        stdout = result.capture.text() if result.capture is not None else ""
+        try:
+            result.output_object = output_object.build(
+                spec, self.ctx.scope(env), stdout, run.stderr_file, cwd(self.ctx, run, env)
+            )
+        except output_object.OutputObjectError as exc:
             return Attempt(Exit(1, str(exc)), result.capture)
         return result
 

@@ -148,7 +148,7 @@ def passes_values(plan: Plan) -> bool:
     """A step of ``plan`` gives its dependents values: ``output:``, ``outputs:``, or a
     property a reference names (``${ID.stdout}``). Finding a step's ancestors costs,
     so a run without any does not."""
-    if any(s.output or s.outputs for s in plan.steps):
+    if any(s.output or s.outputs or s.output_object for s in plan.steps):
         return True
     text = msgspec.json.encode(plan)
     return any(m in text for m in (b".stdout}", b".stderr}", b".exit_code}", b".exitCode}"))

@@ -340,6 +340,8 @@ class Scheduler:
             run.outputs[step.output.lstrip("$")] = result.capture.text().strip()
         for name, value in result.outputs.items():  # ${steps.ID.outputs.NAME} downstream
             run.outputs[f"steps.{step.id}.outputs.{name}"] = value
+        if result.output_object is not None:  # ${ID.output.KEY} downstream
+            run.outputs[f"{step.id}.output"] = result.output_object
         self._finish(run, "succeeded", exit_code=code, error=error)
 
     def _finish(

@@ -188,6 +188,55 @@ def consts(value: Any, sink: Sink, ctx: Context) -> Any:
 
 
 _OUTPUT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_SOURCED = frozenset({"from", "path", "decode", "select"})
+
+
+def output(value: Any, sink: Sink, ctx: Context) -> Any:
+    """``output:``: a variable name (the trimmed stdout), or Dagu 2.x's object form, KEY ->
+    a literal, ``{value: V}``, or ``{from: stdout|stderr|file, path, decode: text|json|yaml}``."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, dict) or not value:
+        sink.error(f"output is a variable name or a non-empty mapping, not {kind(value)}")
+        return INVALID
+    for key, entry in value.items():
+        if not isinstance(key, str) or not _OUTPUT_NAME.match(key):
+            sink.error(
+                f"output key {key!r} is invalid: use letters, digits and _", key, at_key=True
+            )
+        elif isinstance(entry, dict) and ("value" in entry or "from" in entry):
+            _output_entry(entry, sink.at(key))
+    return value
+
+
+def _output_entry(entry: dict[str, Any], sink: Sink) -> None:
+    if "value" in entry and "from" in entry:
+        sink.error('"value" and "from" cannot be used together')
+    if "value" in entry and len(entry) > 1:
+        sink.error('an entry with "value" has no other field')
+    for key in (k for k in entry if k != "value" and k not in _SOURCED):
+        sink.error(f'unknown field "{key}"', key, at_key=True)
+    if "from" in entry:
+        if entry["from"] not in ("stdout", "stderr", "file"):
+            sink.error(f"from must be stdout, stderr or file, not {entry['from']!r}", "from")
+        elif (entry["from"] == "file") != ("path" in entry):
+            sink.error('"path" goes with "from: file", and only with it', "path")
+        if entry.get("decode", "text") not in ("text", "json", "yaml"):
+            sink.error(f"decode must be text, json or yaml, not {entry['decode']!r}", "decode")
+        if "select" in entry:
+            sink.error(
+                "select is not supported by dagbox (decode the whole value)", "select", at_key=True
+            )
+
+
+OUTPUT = Form(
+    output,
+    {
+        "anyOf": [{"type": "string"}, {"type": "object", "minProperties": 1}],
+        "description": "A variable name for the trimmed stdout, or KEY: value, {value}, or "
+        "{from: stdout|stderr|file, path, decode}.",
+    },
+)
 
 
 def declared_outputs(value: Any, sink: Sink, ctx: Context) -> Any:

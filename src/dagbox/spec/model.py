@@ -219,7 +219,7 @@ class Step(Model):
     ] = None
     env: EnvVars = ()
     working_dir: str | None = None
-    output: str | None = None
+    output: Annotated[str | dict[str, Any] | None, forms.OUTPUT] = None
     outputs: Annotated[tuple[tuple[str, str], ...] | None, forms.OUTPUTS] = None
     stdout: str | None = None
     stderr: str | None = None

@@ -185,7 +185,9 @@ class Checker:
         if step.outputs is not None:
             self.declared_outputs(step, at)
         self.context_fields(step, at)
-        if step.output is not None and not STEP_ID.match(step.output.lstrip("$")):
+        if isinstance(step.output, dict) and step.id is None:
+            at.error("a step with an output object must define id", "output", at_key=True)
+        if isinstance(step.output, str) and not STEP_ID.match(step.output.lstrip("$")):
             at.error(f"invalid output name {step.output!r}: use letters, digits and _", "output")
         if step.retry_policy is not None:
             self.retry(step.retry_policy)
@@ -623,7 +625,7 @@ class Checker:
                 *(p.name for p in dag.params),
                 *(k for k, _ in dag.env),
                 *(k for step in steps for k, _ in step.env),
-                *(step.output for step in steps if step.output),
+                *(step.output for step in steps if isinstance(step.output, str)),
                 *RUN_VARIABLES,
             ]
         )

@@ -191,6 +191,18 @@ def _params_file(file: Path) -> list[tuple[str | None, str]]:
     return out
 
 
+def _checked(plan: Plan, loaded: Loaded) -> Plan:
+    """``plan``, once its params' values are ones their declarations allow (exit 2 if not)."""
+    from dagbox.params import ParamValueError, check
+
+    try:
+        check(loaded.dag.params, plan.params)
+    except ParamValueError as exc:
+        _err(f"dagbox: {loaded.path}: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    return plan
+
+
 def _overrides(
     params: str | None, pairs: list[str], trailing: list[str], files: list[Path]
 ) -> dict[str, str]:
@@ -270,7 +282,7 @@ def run(
     loaded = _load(file)
     overrides = _overrides(params, param or [], trailing or [], params_file or [])
     request = RunRequest(
-        plan=compile(loaded.dag, overrides, loaded.path),
+        plan=_checked(compile(loaded.dag, overrides, loaded.path), loaded),
         run_id=run_id or new_run_id(),
         max_active=jobs,
         sinks=[Terminal(output)],
@@ -704,7 +716,7 @@ def dry_run(
 
     loaded = _load(file)
     overrides = _overrides(params, param or [], trailing or [], params_file or [])
-    plan = compile(loaded.dag, overrides, loaded.path)
+    plan = _checked(compile(loaded.dag, overrides, loaded.path), loaded)
     redactor = Redactor(plan_secrets(plan, os.environ))
     if as_json:
         import msgspec

@@ -102,15 +102,10 @@ def expand(
                 return None
             return params.get(position)
         braced, bare = match["braced"], match["bare"]
-        if braced == "params":  # the whole payload, as $DAG_PARAMS_JSON (none: no named params)
-            return params_json(params)
-        if braced is not None and "." in braced and braced in env:
-            return env[braced]  # a step output a dependent sees: ${steps.ID.outputs.NAME}
-        if braced is not None and ".output." in braced:  # ${ID.output.KEY.field}: a JSON object
-            parts = braced.split(".")
-            holder = f"{parts[0]}.output"
-            if parts[1] == "output" and holder in env:
-                return _json_field(env[holder], parts[2:], holder)
+        if braced is not None and (braced == "params" or "." in braced):
+            found = _published(braced, params, env)
+            if found is not None:
+                return found
         if braced is not None and "." in braced:
             space, _, name = braced.partition(".")
             tables = {"params": params, "env": env, "consts": consts or {}}
@@ -206,6 +201,21 @@ def _operate(value: str, op: str, rest: str, word: Callable[[str], str]) -> str 
         return value[offset:]
     length = numbers[1]
     return value[offset : offset + length] if length >= 0 else value[offset:length]
+
+
+def _published(braced: str, params: Mapping[str, str], env: Mapping[str, str]) -> str | None:
+    """``${params}`` (the payload, as ``$DAG_PARAMS_JSON``), a dotted name a dependent
+    sees (``${steps.ID.outputs.NAME}``, ``${ID.stdout}``, ``${context.run.id}``), or a
+    field of a step's output object (``${ID.output.KEY.field}``)."""
+    if braced == "params":
+        return params_json(params)
+    if braced in env:
+        return env[braced]
+    parts = braced.split(".")
+    holder = f"{parts[0]}.output"
+    if len(parts) > 2 and parts[1] == "output" and holder in env:
+        return _json_field(env[holder], parts[2:], holder)
+    return None
 
 
 def params_json(params: Mapping[str, str]) -> str | None:

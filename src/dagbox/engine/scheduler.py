@@ -302,8 +302,9 @@ class Scheduler:
 
     def _outputs_for(self, run: StepRun) -> dict[str, str]:
         """The outputs a step sees: its ancestors'; a handler sees every step's."""
-        if run.handler is not None:
-            return {k: v for other in self.steps for k, v in other.outputs.items()}
+        if run.handler is not None:  # not ${steps.*}: Dagu gives handlers no step outputs
+            every = (other.outputs.items() for other in self.steps)
+            return {k: v for items in every for k, v in items if not k.startswith("steps.")}
         return envs.ancestor_outputs(run) if self.has_outputs else {}
 
     async def _attempts(self, run: StepRun, env: dict[str, str]) -> None:
@@ -341,7 +342,7 @@ class Scheduler:
         for name, value in result.outputs.items():  # ${steps.ID.outputs.NAME} downstream
             run.outputs[f"steps.{step.id}.outputs.{name}"] = value
         if result.output_object is not None:  # ${ID.output.KEY} downstream
-            run.outputs[f"{step.id}.output"] = result.output_object
+            run.outputs[f"{step.id or run.name}.output"] = result.output_object
         self._finish(run, "succeeded", exit_code=code, error=error)
 
     def _finish(

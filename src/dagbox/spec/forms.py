@@ -668,12 +668,70 @@ def params(value: Any, sink: Sink, ctx: Context) -> Any:
     pairs = _param_pairs(value, sink)
     if pairs is None:
         return INVALID
-    evals = {  # {name, eval}: a value a shell expands when the run starts (Dagu 2.x)
-        scalar_text(item["name"]): item["eval"]
-        for item in (value if isinstance(value, list) else ())
-        if isinstance(item, dict) and "name" in item and isinstance(item.get("eval"), str)
-    }
-    return tuple(Param(*named, eval=evals.get(named[0])) for named in _named_params(pairs, sink))
+    from dagbox.params import problem_of
+
+    rich: dict[str | None, dict[str, Any]] = {}
+    at: dict[str | None, Sink] = {}
+    for i, item in enumerate(value if isinstance(value, list) else ()):
+        if isinstance(item, dict) and "name" in item and len(item) > 1:
+            rich[scalar_text(item["name"])] = _typed(item, sink.at(i))
+            at[scalar_text(item["name"])] = sink.at(i)
+    out = tuple(Param(*named, **rich.get(named[0], {})) for named in _named_params(pairs, sink))
+    for param in out:
+        problem = problem_of(param, param.default) if param.default is not None else None
+        if problem is not None and param.name in at:
+            at[param.name].error(f"the default {problem}", "default")
+    return out
+
+
+def _typed(item: dict[str, Any], sink: Sink) -> dict[str, Any]:
+    """A rich param's ``eval`` and declaration of its values (Dagu 2.x), checked."""
+    from dagbox.params import TYPES
+
+    out: dict[str, Any] = {}
+    if isinstance(item.get("eval"), str):
+        out["eval"] = item["eval"]
+    if "type" in item:
+        if item["type"] in TYPES:
+            out["type"] = item["type"]
+        else:
+            sink.error(f"type must be one of {', '.join(TYPES)}, not {item['type']!r}", "type")
+    if "enum" in item:
+        choices = item["enum"]
+        if (
+            isinstance(choices, list)
+            and choices
+            and all(scalar_text(c) is not None for c in choices)
+        ):
+            out["enum"] = tuple(str(scalar_text(c)) for c in choices)
+        else:
+            sink.error("enum must be a non-empty list of values", "enum")
+    for key in ("minimum", "maximum"):
+        if key in item:
+            if isinstance(item[key], int | float) and not isinstance(item[key], bool):
+                out[key] = float(item[key])
+            else:
+                sink.error(f"{key} must be a number", key)
+    for key in ("min_length", "max_length"):
+        if key in item:
+            if isinstance(item[key], int) and not isinstance(item[key], bool) and item[key] >= 0:
+                out[key] = item[key]
+            else:
+                sink.error(f"{key} must be a whole number >= 0", key)
+    if "pattern" in item:
+        from dagbox.regex import RegexError, compile_pattern
+
+        try:
+            compile_pattern(str(item["pattern"]))
+            out["pattern"] = str(item["pattern"])
+        except RegexError as exc:
+            sink.error(f"pattern: {exc}", "pattern")
+    if "required" in item:
+        if isinstance(item["required"], bool):
+            out["required"] = item["required"]
+        else:
+            sink.error("required must be true or false", "required")
+    return out
 
 
 def _param_pairs(value: Any, sink: Sink) -> list[_Pair] | None:

@@ -164,6 +164,15 @@ class Param(msgspec.Struct, frozen=True):
     description: str | None = None
     #: Text a shell expands when the run starts (``$(...)``, backticks), unless given.
     eval: str | None = None
+    #: What values it takes (Dagu 2.x's typed params; dagbox/params.py checks them).
+    type: str | None = None
+    enum: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    required: bool = False
 
 
 class HarnessDef(Model, frozen=True, kw_only=True):  # type: ignore[misc]  # msgspec allows it

@@ -47,6 +47,7 @@ CONTEXT_FIELDS = frozenset(
         "run.root_name", "run.root_id", "attempt.id", "attempt.started_at", "step.id",
         "step.name", "trigger.type", "paths.log_file", "paths.work_dir",
         "paths.step_stdout_file", "paths.step_stderr_file", "paths.step_output_file",
+        "trigger.actor", "profile.name", "pushback.iteration",
     }
 )  # fmt: skip
 _DAG_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
@@ -185,8 +186,6 @@ class Checker:
         if step.outputs is not None:
             self.declared_outputs(step, at)
         self.context_fields(step, at)
-        if isinstance(step.output, dict) and step.id is None:
-            at.error("a step with an output object must define id", "output", at_key=True)
         if isinstance(step.output, str) and not STEP_ID.match(step.output.lstrip("$")):
             at.error(f"invalid output name {step.output!r}: use letters, digits and _", "output")
         if step.retry_policy is not None:

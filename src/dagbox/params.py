@@ -1,0 +1,76 @@
+"""Typed params (Dagu 2.x): a declared ``type``, ``enum``, bounds, ``pattern`` and
+``required``, checked against the values a run gets (defaults, then the command line).
+
+A value stays text (it is pasted into shell text and exported as a variable); the type
+says what text it may be: ``integer`` ``3``, ``number`` ``1.25``, ``boolean`` ``true`` or
+``false``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from dagbox.regex import RegexError, compile_pattern
+
+if TYPE_CHECKING:
+    from dagbox.spec.model import Param
+
+TYPES = ("string", "integer", "number", "boolean")
+
+
+class ParamValueError(ValueError):
+    """A param's value that its declaration does not allow; the message names both."""
+
+
+def check(declared: tuple[Param, ...], values: Mapping[str, str]) -> None:
+    """Raise ParamValueError for the first value ``declared`` does not allow, or a
+    ``required`` param with no value."""
+    for param in declared:
+        value = values.get(param.name)
+        if value is None:
+            if param.required and not param.eval:
+                raise ParamValueError(f"param {param.name} is required: give it a value")
+            continue
+        problem = problem_of(param, value)
+        if problem is not None:
+            raise ParamValueError(f"param {param.name}: {problem}")
+
+
+def problem_of(param: Param, value: str) -> str | None:
+    """Why ``value`` is not a value of ``param``, or None."""
+    kind = param.type or "string"
+    number: float | None = None
+    if kind == "integer":
+        try:
+            number = int(value.strip())
+        except ValueError:
+            return f"must be an integer, not {value!r}"
+    elif kind == "number":
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return f"must be a number, not {value!r}"
+        if not math.isfinite(number):
+            return f"must be a finite number, not {value!r}"
+    elif kind == "boolean" and value.strip().lower() not in ("true", "false"):
+        return f"must be true or false, not {value!r}"
+    if param.enum is not None and value not in param.enum:
+        return f"must be one of {', '.join(param.enum)}, not {value!r}"
+    if number is not None and param.minimum is not None and number < param.minimum:
+        return f"must be >= {param.minimum:g}, not {value}"
+    if number is not None and param.maximum is not None and number > param.maximum:
+        return f"must be <= {param.maximum:g}, not {value}"
+    if param.min_length is not None and len(value) < param.min_length:
+        return f"must be at least {param.min_length} characters long"
+    if param.max_length is not None and len(value) > param.max_length:
+        return f"must be at most {param.max_length} characters long"
+    if param.pattern is not None:
+        try:
+            matches = compile_pattern(param.pattern).search(value) is not None
+        except RegexError:
+            return None  # validate reported the pattern
+        if not matches:
+            return f"must match {param.pattern!r}, not {value!r}"
+    return None

@@ -829,3 +829,35 @@ def test_handlers_see_no_step_outputs_and_an_output_object_needs_no_id(tmp_path)
 def test_a_run_word_too_long_for_a_file_name_is_no_dag(tmp_path):
     """The 1.x trap check looked for NAME.yaml and raised on a name too long for a file."""
     load_text("steps:\n  - run: " + "1" * 300 + "\n")
+
+
+def test_step_output_references_that_can_never_resolve_are_warned_about():
+    loaded = load_text(
+        """
+env: ["EARLY=${steps.build.outputs.image}"]
+handler_on:
+  exit: {run: "echo '${steps.build.outputs.image}'"}
+steps:
+  - id: build
+    outputs: [{name: image}]
+    run: echo "${steps.build.outputs.image}"
+  - id: ok
+    depends: build
+    run: echo "${steps.build.outputs.image}" '\\${steps.nope.outputs.x}'
+  - id: later
+    depends: ok
+    run: echo "${steps.build.outputs.image}"
+  - id: bad
+    run: echo "${steps.build.outputs.image} ${steps.nope.outputs.x} ${steps.build.outputs.tag}"
+"""
+    )
+    said = [str(w) for w in loaded.warnings]
+    assert sorted(w.rsplit("(", 1)[-1].rstrip(")") for w in said) == [
+        "missing_dependency",
+        "namespace_unavailable",
+        "namespace_unavailable",
+        "self_reference",
+        "unknown_output_name",
+        "unknown_step_id",
+    ], said
+    assert not any("steps.build.outputs.image" in w and "steps[1]" in w for w in said), said

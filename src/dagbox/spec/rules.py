@@ -40,6 +40,9 @@ from dagbox.values import MAX_VALUE_BYTES, plain_names, references
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CONTEXT = re.compile(r"\$\{context\.([A-Za-z0-9_.]+)\}")
+_STEP_OUTPUT = re.compile(
+    r"(?<!\\)\$\{steps\.([A-Za-z][A-Za-z0-9_]*)\.outputs\.([A-Za-z][A-Za-z0-9_]*)\}"
+)
 #: The ``${context.*}`` fields Dagu 2.x has (docs/format.md, "Values").
 CONTEXT_FIELDS = frozenset(
     {
@@ -119,6 +122,12 @@ class Checker:
         for secret in dag.secrets:
             self.secret(secret)
         self.carrier(dag.shell, self.sink)
+        for name, value in dag.env:
+            for match in _STEP_OUTPUT.finditer(value):
+                self.sink.at("env").warn(
+                    f"{match[0]} was left unchanged in env {name}: the DAG's env is read before "
+                    "any step (namespace_unavailable)"
+                )
         if dag.retry_policy is not None:
             self.run_retry(dag.retry_policy)
         for condition in dag.preconditions:
@@ -312,13 +321,54 @@ class Checker:
             )
 
     def context_fields(self, step: Step, at: Sink) -> None:
-        """``${context.X}`` with an X Dagu does not have stays as written: say so."""
+        """``${context.X}`` with an X Dagu does not have, and ``${steps.ID.outputs.NAME}``
+        that can never have a value there, stay as written: say so (as Dagu's notices)."""
         texts = [step.script or "", *((step.run,) if isinstance(step.run, str) else step.run or ())]
         texts += [value for _, value in step.env]
+        handler = any(step is h for h in self.handlers())
         for text in texts:
             for match in _CONTEXT.finditer(text):
                 if match[1] not in CONTEXT_FIELDS:
                     at.warn(f"{match[0]} was left unchanged: context has no field {match[1]!r}")
+            for match in _STEP_OUTPUT.finditer(text):
+                reason = self.unreachable(step, match[1], match[2], handler)
+                if reason is not None:
+                    at.warn(f"{match[0]} was left unchanged: {reason}")
+
+    def unreachable(self, step: Step, producer: str, name: str, handler: bool) -> str | None:
+        """Why ``${steps.producer.outputs.name}`` has no value in ``step``, or None."""
+        if handler:
+            return "handlers get no step outputs (namespace_unavailable)"
+        by_id = {s.id: s for s in self.dag.steps if s.id is not None}
+        made = by_id.get(producer)
+        if made is None:
+            return f"no step has the id {producer!r} (unknown_step_id)"
+        if made is step:
+            return "a step cannot read its own outputs (self_reference)"
+        if name not in {n for n, _ in made.outputs or ()}:
+            return f"step {producer} declares no output {name!r} (unknown_output_name)"
+        if not any(made is a for a in self.ancestors(step)):
+            return f"the step does not depend on {producer} (missing_dependency)"
+        return None
+
+    def ancestors(self, step: Step) -> list[Step]:
+        """Every step ``step`` depends on, directly or not."""
+        steps = self.dag.steps
+        by_key = {k: s for s in reversed(steps) for k in (s.id, s.name) if k is not None}
+        found: list[Step] = []
+        todo = [step]
+        while todo:
+            current = todo.pop()
+            if self.dag.type == "chain":
+                at = next((i for i, s in enumerate(steps) if s is current), 0)
+                parents = [steps[at - 1]] if at > 0 else []
+            else:
+                parents = [by_key[d] for d in current.depends or () if d in by_key]
+            for parent in parents:
+                if not any(parent is f for f in found):
+                    found.append(parent)
+                    todo.append(parent)
+        return found
 
     def declared_outputs(self, step: Step, at: Sink) -> None:
         if step.id is None:

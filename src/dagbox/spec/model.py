@@ -334,6 +334,9 @@ class Dag(Model, kw_only=True):
     type: Annotated[Literal["graph", "chain"], forms.DAG_TYPE] = "graph"
     params: Annotated[tuple[Param, ...], forms.PARAMS] = ()
     consts: Annotated[tuple[tuple[str, str], ...], forms.CONSTS] = ()
+    #: Step keys every step gets unless it sets them: merged into the steps before they
+    #: are read (spec/defaults.py), so never set here; declared for the JSON Schema.
+    defaults: dict[str, Any] | None = None
     #: Run the whole DAG again when it fails (Dagu's scheduler does it; ``dagbox run`` too).
     retry_policy: RetryPolicy | None = None
     env: EnvVars = ()

@@ -861,3 +861,37 @@ steps:
         "unknown_step_id",
     ], said
     assert not any("steps.build.outputs.image" in w and "steps[1]" in w for w in said), said
+
+
+def test_review_findings(tmp_path, monkeypatch):
+    """What a review of this work found, each fixed: a precondition's helper shell gets
+    neither dotted reference names nor an env secret's source; a file secret is masked
+    without its last newline; a shell-style value is not expanded twice; defaults reach
+    handlers, map-form and bare steps; stdout: files in a working_dir not made yet."""
+    monkeypatch.setenv("SRC_VAR", "source-value-789")
+    monkeypatch.setenv("PW", "a$HOME-${USER}")
+    (tmp_path / "key.txt").write_text("hunter2secret\n")
+    ran = run_text(
+        tmp_path,
+        r"""
+        secrets:
+          - {name: API, provider: env, key: SRC_VAR}
+          - {name: FILEKEY, provider: file, key: key.txt}
+        env: ["TWICE=${PW:-none}"]
+        defaults: {env: [D=from-defaults]}
+        handler_on:
+          exit: {run: 'echo "exit $D"'}
+        steps:
+          - id: probe
+            preconditions: "! tr '\\0' '\\n' < /proc/$$/environ | grep -e '^SRC_VAR=' -e '^context\\.' -e '^dag\\.name='"
+            run: printf '[%s] %s %s\n' $FILEKEY "$TWICE" "$D"
+          - id: files
+            working_dir: not/yet
+            stdout: out.txt
+            run: echo to-file
+        """,
+    )
+    assert ran.status("probe") == "succeeded", ran.error("probe")
+    assert ran.stdout("probe") == "[***] a$HOME-${USER} from-defaults\n"
+    assert (tmp_path / "not" / "yet" / "out.txt").read_text() == "to-file\n"
+    assert Path(ran.result.handlers["exit"].stdout_file).read_text() == "exit from-defaults\n"

@@ -12,6 +12,11 @@ DIRECT = "direct"
 UNIX_SHELLS = frozenset({"sh", "bash", "zsh", "ksh", "ash", "dash", "mksh", "busybox"})
 
 
+def is_unix(shell: tuple[str, ...]) -> bool:
+    """``shell`` is a POSIX-family shell (it can run :func:`in_turn`'s script)."""
+    return bool(shell) and PurePath(shell[0]).name in UNIX_SHELLS
+
+
 def with_errexit(shell: tuple[str, ...]) -> tuple[str, ...]:
     """Add ``-e`` to a Unix-like shell that does not have it (Dagu's rule for default shells)."""
     if shell and PurePath(shell[0]).name in UNIX_SHELLS and "-e" not in shell:

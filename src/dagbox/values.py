@@ -22,6 +22,9 @@ _REFERENCE = re.compile(
     r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
     r"|\$\{(?P<position_braced>[0-9]+)\}|\$(?P<position>[0-9]+)(?![A-Za-z0-9_])"
 )
+#: Stands for a ``$`` that a shell-style expression's value brought in, while the rest of
+#: the text is expanded: a value is never expanded again (no NUL reaches a value).
+_HELD = "\0"
 #: The start of a shell-style expression: ``${#NAME}``, or ``${NAME`` and an operator
 #: (``:-`` ``-`` ``:+`` ``+`` ``:=`` ``=`` ``:?`` ``?`` ``#`` ``##`` ``%`` ``%%`` ``:OFFSET``).
 _SHELL_STYLE = re.compile(
@@ -120,7 +123,7 @@ def expand(
             return env[name]
         return None
 
-    return _REFERENCE.sub(replace, text)
+    return _REFERENCE.sub(replace, text).replace(_HELD, "$")
 
 
 def _shell_styles(text: str, env: Mapping[str, str], word: Callable[[str], str]) -> str:
@@ -145,7 +148,7 @@ def _shell_styles(text: str, env: Mapping[str, str], word: Callable[[str], str])
             continue
         value = _operate(env[match["name"]], match["op"], text[match.end() : end], word)
         if value is not None:
-            out += [text[last:start], value]
+            out += [text[last:start], value.replace("$", _HELD)]  # expanded once only
             last = end + 1
         if sum(map(len, out)) > MAX_VALUE_BYTES:
             raise _too_large("${...} expressions")

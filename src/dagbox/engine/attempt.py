@@ -93,6 +93,8 @@ class Attempts:
             command = self.commands.build(run, env)
             copies = self._copies(run, env)
         except (StepError, ValueProblem) as exc:
+            if output_file is not None:
+                output_file.unlink(missing_ok=True)
             return Attempt(Exit(1, str(exc)), capture, failed_early=True)
         journal = self._journal(run, command) if harness else None
         router = OutputRouter(ctx, run.name, run.attempts, step.output, capture, journal, copies)
@@ -209,6 +211,11 @@ class Attempts:
         if not spec or result.exit.code != 0 or result.timed_out:
             return result
         stdout = result.capture.text() if result.capture is not None else ""
+        problem = result.capture.problem() if result.capture is not None else None
+        if problem is not None and any(
+            isinstance(e, dict) and e.get("from") == "stdout" for e in spec.values()
+        ):
+            return Attempt(Exit(1, problem), result.capture)
         try:
             result.output_object = output_object.build(
                 spec, self.ctx.scope(env), stdout, run.stderr_file, cwd(self.ctx, run, env)
@@ -222,6 +229,11 @@ class Attempts:
         one file when both name it), relative to its working directory, as Dagu."""
         opened: dict[str, BinaryIO] = {}
         copies: dict[Stream, BinaryIO] = {}
+        if run.step.stdout or run.step.stderr:  # made as the step itself would make it
+            try:
+                Path(cwd(self.ctx, run, env)).mkdir(mode=0o750, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StepError(f"cannot create working directory: {exc.strerror}") from None
         wanted: tuple[tuple[Stream, str | None], ...] = (
             ("stdout", run.step.stdout),
             ("stderr", run.step.stderr),

@@ -17,7 +17,7 @@ from dagbox.engine.env import cwd
 from dagbox.engine.exec_limits import argv_problem, env_problem, total_problem
 from dagbox.engine.state import StepRun
 from dagbox.runtimes import Command, ContainerSpec
-from dagbox.shells import DIRECT, in_turn
+from dagbox.shells import DIRECT, default_shell, in_turn, is_unix
 from dagbox.values import ValueProblem
 
 
@@ -123,13 +123,22 @@ class Commands:
         if step.kind == "commands" and isinstance(step.command, tuple):
             scope = self.ctx.scope(env)
             if step.shell[:1] == (DIRECT,):  # each one's words, quoted for the shell that runs them
-                lines = [shlex.join(scope.value(w) for w in shlex.split(c)) for c in step.command]
+                split = [tuple(shlex.split(c)) for c in step.command]
+                resolved = [tuple(scope.value(w) for w in words) for words in split]
+                for words, as_written in zip(resolved, split, strict=True):
+                    problem = self.secret_on_argv(words, as_written)
+                    if problem:  # each would be a process's command line
+                        raise StepError(problem)
+                lines = [shlex.join(words) for words in resolved]
                 return dataclasses.replace(base, script=in_turn(lines))
             lines = [scope.shell(c) for c in step.command]
-            return dataclasses.replace(base, script=in_turn(lines), shell=step.shell)
+            shell = step.shell
+            if not shell and step.runtime == "host" and not is_unix(default_shell(env)):
+                shell = ("sh", "-e")  # $SHELL is fish, say: the list is a POSIX script
+            return dataclasses.replace(base, script=in_turn(lines), shell=shell)
         text = self.ctx.scope(env).shell(str(step.command))
-        written = str(step.command)
-        if step.kind == "command" and "\n" not in written and ("\n" in text or "\r" in text):
+        one_line = "\n" not in str(step.command)
+        if step.kind == "command" and one_line and ("\n" in text or "\r" in text):
             # A one-line command that a value made several: the shell would read a script.
             raise StepError(
                 "the resolved command text contains a line break (a value put it there)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,8 +25,9 @@ async def evaluate_params(ctx: Context) -> str | None:
         params = dict(ctx.params)
         env = {**ctx.host_env, **{k: v for k, v in params.items() if not k.isdigit()}}
         try:
+            ctx.work_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
             params[name] = await expanded_by_shell(ctx, text, env, str(ctx.work_dir))
-        except ValueError as exc:
+        except (OSError, ValueError) as exc:
             if name not in params:
                 return f'parameter "{name}" eval failed: {exc}'
         ctx.secrets.learn({name: params[name]})
@@ -64,7 +66,10 @@ def _dotenv(ctx: Context, scope: Mapping[str, str]) -> dict[str, str]:
             continue
         from dotenv import dotenv_values  # only runs that have one pay for the import
 
-        read = dotenv_values(path, interpolate=False)
+        try:
+            read = dotenv_values(path, interpolate=False)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StepError(f"cannot read the dotenv file {path}: {exc}") from None
         out.update({k: v for k, v in read.items() if v is not None})
     ctx.secrets.learn(out)
     return out
@@ -80,6 +85,7 @@ def _secrets(ctx: Context, scope: Mapping[str, str]) -> dict[str, str]:
             if found is None:
                 raise StepError(f"secret {name}: the variable {key} is not set")
             ctx.hidden.add(key)
+            out[key] = ""  # the source is not the steps' (set empty over the DAG's env)
         else:
             path = _found(ctx, key)
             if path is None:
@@ -89,6 +95,8 @@ def _secrets(ctx: Context, scope: Mapping[str, str]) -> dict[str, str]:
             except (OSError, UnicodeDecodeError) as exc:
                 raise StepError(f"secret {name}: cannot read {path}: {exc}") from None
         ctx.secrets.add(name, found)
+        if found.rstrip("\r\n") != found:  # a file's last newline: the value a shell sees
+            ctx.secrets.add(name, found.rstrip("\r\n"))
         out[name] = found
     return out
 
@@ -142,6 +150,18 @@ async def step_env(
     if on_host:
         env["PWD"] = cwd(ctx, run, env)
     return env
+
+
+def secret_keys(document: str) -> dict[str, str]:
+    """The keys of an output object (JSON) with their values as text: for ``learn``,
+    which keeps those named like secrets."""
+    try:
+        found = json.loads(document)
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in found.items()}
 
 
 def passes_values(plan: Plan) -> bool:

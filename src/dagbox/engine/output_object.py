@@ -26,7 +26,7 @@ def build(
 ) -> str:
     """The object, as the JSON text dependents read fields of."""
     out = {key: _entry(key, entry, scope, stdout, stderr_file, cwd) for key, entry in spec.items()}
-    return json.dumps(out)
+    return json.dumps(out, default=str)  # YAML dates and the like, as text
 
 
 def _entry(
@@ -48,6 +48,8 @@ def _entry(
         raise OutputObjectError(
             f"output {key}: cannot read {exc.filename}: {exc.strerror}"
         ) from None
+    except UnicodeDecodeError:
+        raise OutputObjectError(f"output {key}: the file is not UTF-8 text") from None
     decode = entry.get("decode", "text")
     if decode == "text":
         return text.strip()

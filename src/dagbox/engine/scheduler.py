@@ -343,6 +343,7 @@ class Scheduler:
             run.outputs[f"steps.{step.id}.outputs.{name}"] = value
         if result.output_object is not None:  # ${ID.output.KEY} downstream
             run.outputs[f"{step.id or run.name}.output"] = result.output_object
+            self.ctx.secrets.learn(envs.secret_keys(result.output_object))
         self._finish(run, "succeeded", exit_code=code, error=error)
 
     def _finish(

@@ -47,10 +47,17 @@ def apply(raw: Any, sink: Sink) -> Any:
     steps = raw.get("steps")
     if isinstance(steps, list):
         raw["steps"] = [_merged(step, usable) for step in steps]
+    elif isinstance(steps, dict):  # name -> step
+        raw["steps"] = {name: _merged(step, usable) for name, step in steps.items()}
+    for key in ("handler_on", "handlerOn"):  # handlers too, as in Dagu
+        if isinstance(raw.get(key), dict):
+            raw[key] = {name: _merged(step, usable) for name, step in raw[key].items()}
     return raw
 
 
 def _merged(step: Any, defaults: dict[str, Any]) -> Any:
+    if isinstance(step, str):  # a bare command
+        step = {"command": step}
     if not isinstance(step, dict):
         return step
     own = {snake(k): k for k in step if isinstance(k, str)}

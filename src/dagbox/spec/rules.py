@@ -21,7 +21,7 @@ from dagbox.harness.argv import RESERVED, asks_usage, coerce, merge_defaults
 from dagbox.harness.catalog import BUILTIN
 from dagbox.regex import RegexError, compile_pattern
 from dagbox.secrets import is_secret_name
-from dagbox.shells import DIRECT, UNIX_SHELLS
+from dagbox.shells import DIRECT, UNIX_SHELLS, is_unix
 from dagbox.signals import signal_of
 from dagbox.spec.forms import ENV_NAME, kind
 from dagbox.spec.issues import Sink
@@ -170,13 +170,8 @@ class Checker:
                 at.error("the script is empty", "script")
             if isinstance(step.run, tuple) and step.script is not None:
                 at.error("with script, command must be a string naming the interpreter", "command")
-            elif isinstance(step.run, tuple) and any(c.startswith("-") for c in step.run[1:]):
-                at.warn(
-                    "this list looks like one command's words, but each item of a run: list is "
-                    "a command of its own (as in Dagu >= 1.29); write one command as a string, "
-                    "or exec: {command: PROG, args: [...]}",
-                    "run",
-                )
+            elif isinstance(step.run, tuple):
+                self.run_list(step, step.run, at)
             self.without_shell(step, at)
             if (
                 not given
@@ -380,6 +375,22 @@ class Checker:
                 "dagbox gives the step its DAGU_OUTPUT_FILE through a mount",
                 "outputs",
                 at_key=True,
+            )
+
+    def run_list(self, step: Step, commands: tuple[str, ...], at: Sink) -> None:
+        shell = step.shell or self.dag.shell
+        if len(commands) > 1 and shell[:1] not in ((), (DIRECT,)) and not is_unix(shell):
+            at.error(
+                "a run: list runs as one POSIX shell script (each command in a subshell): "
+                f"give the step a POSIX shell, not {shell[0]!r}",
+                "run",
+            )
+        elif any(c.startswith("-") for c in commands[1:]):
+            at.warn(
+                "this list looks like one command's words, but each item of a run: list is "
+                "a command of its own (as in Dagu >= 1.29); write one command as a string, "
+                "or exec: {command: PROG, args: [...]}",
+                "run",
             )
 
     def carrier(self, shell: tuple[str, ...], at: Sink) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, TEST_IMAGE, Engine
-from tests.helpers import DAGBOX, run_text, wait_for
+from tests.helpers import DAGBOX, Ran, run_text, wait_for
 
 pytestmark = pytest.mark.docker
 IMAGE = TEST_IMAGE
@@ -642,18 +642,24 @@ def test_the_aiodocker_internals_dagbox_uses_are_there():
     assert "self._resp" in inspect.getsource(aiodocker.stream.Stream)
 
 
+def run_in_container(tmp_path, where: str, box: str, steps) -> Ran:
+    """Run ``steps(own)`` with ``box`` as the shared container (``where="shared"``) or as
+    each step's own (``own`` is then ``, container: BOX``, for a flow-style step)."""
+    root, own = (f"container: {box}\n", "") if where == "shared" else ("", f", container: {box}")
+    return run_text(tmp_path, root + textwrap.dedent(steps(own)))
+
+
 @pytest.mark.parametrize("where", ["shared", "step"])
 def test_run_lists_direct_and_exec_in_containers(tmp_path, where):
     """A run: list runs in one container, each command through the shell in a fresh shell
     (a file the first makes is there for the second; cd and export are not), stopping at the
     first failure; shell: direct and exec: run programs without a shell; stdout:/stderr:
     files get the streams."""
-    box = f"{{image: {IMAGE}}}"
-    root, own = (f"container: {box}\n", "") if where == "shared" else ("", f", container: {box}")
-    ran = run_text(
+    ran = run_in_container(
         tmp_path,
-        root
-        + textwrap.dedent(
+        where,
+        f"{{image: {IMAGE}}}",
+        lambda own: (
             f"""\
             params: [WHO=a b]
             env: [X=ex]
@@ -682,12 +688,11 @@ def test_run_lists_direct_and_exec_in_containers(tmp_path, where):
 def test_declared_outputs_from_a_container(tmp_path, where):
     """DAGU_OUTPUT_FILE reaches the container through a mount, writable by a container
     user that is not root; a dependent reads ${steps.ID.outputs.NAME}."""
-    box = f"{{image: {IMAGE}, user: '1000'}}"
-    root, own = (f"container: {box}\n", "") if where == "shared" else ("", f", container: {box}")
-    ran = run_text(
+    ran = run_in_container(
         tmp_path,
-        root
-        + textwrap.dedent(
+        where,
+        f"{{image: {IMAGE}, user: '1000'}}",
+        lambda own: (
             f"""\
             steps:
               - {{id: make{own}, outputs: [{{name: tag}}, {{name: who}}],

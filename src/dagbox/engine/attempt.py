@@ -25,6 +25,7 @@ from dagbox.engine.output import Capture, OutputRouter
 from dagbox.engine.state import StepRun
 from dagbox.harness.catalog import Provider
 from dagbox.harness.tries import provider_names, run_tries
+from dagbox.plan import PlannedStep
 from dagbox.runtimes import Command, Exit, Runtime, Stop, Stream
 from dagbox.signals import signal_of
 from dagbox.values import ValueProblem
@@ -46,6 +47,17 @@ class Attempt:
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)
     #: ``output:``'s object form, as JSON (after a success).
     output_object: str | None = None
+
+    def published(self, step: PlannedStep, name: str) -> dict[str, str]:
+        """What the attempt gives the steps downstream, by the names they reference:
+        ``output:`` (when its stdout can be a value), ``${steps.ID.outputs.NAME}`` and
+        ``${ID.output.KEY}``. The scheduler records it; a repeat condition reads it."""
+        out = {f"steps.{step.id}.outputs.{k}": v for k, v in self.outputs.items()}
+        if step.output and self.capture is not None and self.capture.problem() is None:
+            out[step.output.lstrip("$")] = self.capture.text().strip()
+        if self.output_object is not None:
+            out[f"{step.id or name}.output"] = self.output_object
+        return out
 
 
 class Attempts:

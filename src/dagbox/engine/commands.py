@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 from dagbox.engine.containers import ContainerValueError, container_spec, with_outputs
-from dagbox.engine.context import Context, StepError
+from dagbox.engine.context import Context, StepError, exported
 from dagbox.engine.env import cwd
 from dagbox.engine.exec_limits import argv_problem, env_problem, total_problem
 from dagbox.engine.state import StepRun
@@ -113,8 +113,7 @@ class Commands:
     def _host_command(self, run: StepRun, env: dict[str, str]) -> Command:
         step = run.step
         # Names with a dot (${steps.ID.outputs.NAME}) are for references, not processes.
-        exported = {k: v for k, v in env.items() if "." not in k}
-        base = Command(env=exported, cwd=env.get("PWD"), name=run.name)
+        base = Command(env=exported(env), cwd=env.get("PWD"), name=run.name)
         if step.kind in {"harness", "image"}:
             return base  # a harness fills in argv per try; an image runs its own command
         if step.kind == "argv" and isinstance(step.command, tuple):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import anyio
 
-from dagbox.engine.context import Context, StepError
+from dagbox.engine.context import Context, StepError, exported
 from dagbox.plan import Condition
 from dagbox.regex import regex_of
 from dagbox.runtimes.helpers import capture
@@ -36,7 +36,9 @@ async def _met(ctx: Context, condition: Condition, env: Mapping[str, str], cwd: 
     if condition.expected is None:  # a command: ${params.X} pasted, as in a run: line
         text = scope.shell(condition.condition)
         limit = ctx.plan.max_output_size
-        return (await capture(text, {**_exported(ctx, env), **ctx.marks}, cwd, limit)).code == 0
+        return (
+            await capture(text, {**exported(env, ctx.hidden), **ctx.marks}, cwd, limit)
+        ).code == 0
     if not condition.shell:  # Dagu 2.x: a value's references resolve; $(...) is text
         return _matches(scope.value(condition.condition), condition.expected)
     try:
@@ -61,7 +63,9 @@ async def expanded_by_shell(ctx: Context, text: str, env: Mapping[str, str], cwd
         values: dict[str, str] = {}
         script = scope.shell(command, into=values)
         limit = ctx.plan.max_output_size
-        result = await capture(script, {**_exported(ctx, env), **values, **ctx.marks}, cwd, limit)
+        result = await capture(
+            script, {**exported(env, ctx.hidden), **values, **ctx.marks}, cwd, limit
+        )
         if result.code != 0:
             detail = result.stderr.decode(errors="replace").strip()
             raise ValueError(f"`{command}` exited with {result.code}: {detail}".rstrip(": "))
@@ -120,9 +124,3 @@ def _matches(value: str, expected: str) -> bool:
     if pattern is not None:
         return any(pattern.search(line) for line in lines)
     return value.strip() == expected or expected in lines
-
-
-def _exported(ctx: Context, env: Mapping[str, str]) -> dict[str, str]:
-    """What a helper shell's process gets: not the dotted names references use, nor the
-    source variable of an env secret."""
-    return {k: v for k, v in env.items() if "." not in k and k not in ctx.hidden}

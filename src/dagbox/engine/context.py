@@ -7,7 +7,7 @@ environment, command and conditions, so that none of them needs the scheduler it
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,12 @@ class RunOptions:
     host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     #: Said right after run.started (things found while preparing, such as reaped containers).
     notices: list[str] = field(default_factory=list)
+
+
+def exported(env: Mapping[str, str], hidden: Collection[str] = ()) -> dict[str, str]:
+    """What a process gets of a step's ``env``: not the dotted names references use
+    (``${steps.ID.outputs.NAME}``), nor the ``hidden`` ones (an env secret's source)."""
+    return {k: v for k, v in env.items() if "." not in k and k not in hidden}
 
 
 class Context:

@@ -30,7 +30,7 @@ async def repeated(ctx: Context, attempts: Attempts, run: StepRun, env: dict[str
             return result
         if policy.condition is not None:
             # The condition sees what the step gave: its output, as its dependents will.
-            seen = {**env, **_outputs(run, result)}
+            seen = {**env, **result.published(run.step, run.name)}
             met = await all_met(ctx, (policy.condition,), seen, cwd(ctx, run, env))
             again = met if policy.mode == "while" else not met
         elif policy.exit_code:
@@ -72,10 +72,3 @@ async def retried(ctx: Context, attempts: Attempts, run: StepRun, env: dict[str,
             )
         )
         await anyio.sleep(delay)  # the step keeps its slot while it waits (as Dagu)
-
-
-def _outputs(run: StepRun, result: Attempt) -> dict[str, str]:
-    out = {f"steps.{run.step.id}.outputs.{k}": v for k, v in result.outputs.items()}
-    if run.step.output and result.capture is not None and result.capture.problem() is None:
-        out[run.step.output.lstrip("$")] = result.capture.text().strip()
-    return out

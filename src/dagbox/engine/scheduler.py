@@ -333,16 +333,13 @@ class Scheduler:
             run.continued = allowed
             self._finish(run, "failed", exit_code=code, error=error)
             return
-        if step.output and result.capture is not None:
-            problem = result.capture.problem()
-            if problem is not None:
-                self._finish(run, "failed", exit_code=code, error=problem)
-                return
-            run.outputs[step.output.lstrip("$")] = result.capture.text().strip()
-        for name, value in result.outputs.items():  # ${steps.ID.outputs.NAME} downstream
-            run.outputs[f"steps.{step.id}.outputs.{name}"] = value
-        if result.output_object is not None:  # ${ID.output.KEY} downstream
-            run.outputs[f"{step.id or run.name}.output"] = result.output_object
+        capture = result.capture
+        problem = capture.problem() if step.output and capture is not None else None
+        if problem is not None:
+            self._finish(run, "failed", exit_code=code, error=problem)
+            return
+        run.outputs.update(result.published(step, run.name))
+        if result.output_object is not None:
             self.ctx.secrets.learn(envs.secret_keys(result.output_object))
         self._finish(run, "succeeded", exit_code=code, error=error)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -895,3 +896,195 @@ def test_review_findings(tmp_path, monkeypatch):
     assert ran.stdout("probe") == "[***] a$HOME-${USER} from-defaults\n"
     assert (tmp_path / "not" / "yet" / "out.txt").read_text() == "to-file\n"
     assert Path(ran.result.handlers["exit"].stdout_file).read_text() == "exit from-defaults\n"
+
+
+def test_artifacts_folder_and_stream_artifacts(tmp_path):
+    """A DAG that names $DAG_RUN_ARTIFACTS_DIR or writes ``stdout: {artifact}`` gets an
+    artifacts folder (in the run's record, without ``artifacts.dir``); a stream artifact
+    is a file inside it, its folders made, its name resolved; handlers get one too; a
+    step that also has a stdout file gets both."""
+    ran = run_text(
+        tmp_path,
+        """
+        params: [environment=prod]
+        steps:
+          - id: write
+            run: echo out; echo err >&2
+            stdout: {artifact: "reports/${params.environment}/out.txt"}
+            stderr: {artifact: err.txt}
+          - id: names
+            run: echo made > "$DAG_RUN_ARTIFACTS_DIR/named.txt"; echo "${context.paths.artifacts_dir}"
+        handler_on:
+          success:
+            run: echo handled
+            stdout: {artifact: handler.txt}
+        """,
+    )
+    folder = tmp_path / "home" / "runs" / "dag" / "r1" / "artifacts"
+    assert (folder / "reports" / "prod" / "out.txt").read_text() == "out\n"
+    assert (folder / "err.txt").read_text() == "err\n"
+    assert (folder / "named.txt").read_text() == "made\n"
+    assert (folder / "handler.txt").read_text() == "handled\n"
+    assert ran.stdout("names") == f"{folder}\n"
+    assert ran.stdout("write") == "out\n"  # the log still gets it
+
+
+def test_artifacts_dir_is_laid_out_as_dagu_does(tmp_path):
+    """``artifacts: {dir}`` (relative to the DAG's folder) holds
+    ``<dag>/dag-run_<UTC time>_<run id>/``; a stdout file and an artifact both get the
+    stream; a step without the variable in it does not turn artifacts on."""
+    run_text(
+        tmp_path,
+        """
+        name: reports
+        artifacts: {dir: kept}
+        steps:
+          - run: echo both
+            stdout: {artifact: a/b.txt}
+          - run: echo file
+            stdout: plain.txt
+        """,
+    )
+    (found,) = (tmp_path / "kept" / "reports").glob("dag-run_*_r1/a/b.txt")
+    assert found.read_text() == "both\n"
+    assert found.parent.parent.name.startswith("dag-run_20")
+    assert (tmp_path / "plain.txt").read_text() == "file\n"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    run_text(plain, "steps:\n  - run: 'true'\n")
+    assert not (plain / "home" / "runs" / "dag" / "r1" / "artifacts").exists()
+
+
+def test_artifact_paths_that_leave_the_folder_are_refused(tmp_path):
+    """At validate, with the field's place: absolute, ``..``, a folder, or an artifact
+    with artifacts turned off; at run time, a value that makes one of them, or a symlink
+    out of the folder, fails the step."""
+    found = _problems(
+        """
+            artifacts: {enabled: false}
+            steps:
+              - {id: a, run: 'true', stdout: {artifact: /etc/x}}
+              - {id: b, run: 'true', stderr: {artifact: ../x}}
+              - {id: c, run: 'true', stdout: {artifact: dir/}}
+              - {id: d, run: 'true', stderr: {outputs: x}}
+              - {id: e, run: 'true', stdout: {artifact: ok.txt, other: 1}}
+            """
+    )
+    assert (
+        "steps[0].stdout.artifact: artifact path '/etc/x' must be relative (to the artifacts folder)"
+        in found
+    )
+    assert "steps[1].stderr.artifact: artifact path '../x' must not contain '..'" in found
+    assert "steps[2].stdout.artifact: artifact path 'dir/' must name a file" in found
+    assert (
+        'steps[3].stderr.outputs: unknown field "outputs" (a stderr object has artifact)' in found
+    )
+    assert (
+        'steps[4].stdout.other: unknown field "other" (a stdout object has artifact and outputs)'
+        in found
+    )
+    assert "steps[4].stdout.artifact: an artifact needs artifacts.enabled to be true" in found
+    ran = run_text(
+        tmp_path,
+        """
+        params: [WHERE=../escape.txt]
+        steps:
+          - id: link
+            run: ln -s /tmp "$DAG_RUN_ARTIFACTS_DIR/out"
+          - id: through
+            depends: link
+            run: echo never
+            stdout: {artifact: out/x.txt}
+          - id: by_value
+            run: echo never
+            stdout: {artifact: "${params.WHERE}"}
+        """,
+    )
+    assert ran.status("through") == "failed"
+    assert "leaves the artifacts folder" in ran.error("through")
+    assert not Path("/tmp/x.txt").exists()
+    assert ran.status("by_value") == "failed"
+    assert "must not contain '..'" in ran.error("by_value")
+    assert not (tmp_path / "home" / "runs" / "dag" / "escape.txt").exists()
+
+
+def test_stdout_outputs_and_jq_select(tmp_path):
+    """``stdout: {outputs}`` reads stdout into ``${ID.outputs.NAME}``: a field name (the
+    trimmed text), a decoded object, ``{field, select}``, ``{fields}`` of literals and
+    selections; an object ``output:`` with ``select`` picks by a jq filter and is
+    ``${ID.outputs.KEY}`` too; a filter that finds nothing fails the step."""
+    ran = run_text(
+        tmp_path,
+        """
+        params: [environment=prod]
+        steps:
+          - id: text
+            run: echo '  plain  '
+            stdout: {outputs: said}
+          - id: whole
+            run: |
+              echo '{"image": "v1", "tags": ["a", "b"]}'
+            stdout: {outputs: {decode: json}}
+          - id: picked
+            run: |
+              echo '{"meta": {"tag": "t9"}}'
+            stdout: {outputs: {field: tag, select: .meta.tag}}
+          - id: fields
+            run: "printf 'report: yes\\nitems: [1, 2]\\n'"
+            stdout:
+              outputs:
+                fields:
+                  literal: "${params.environment}"
+                  wrapped: {value: [x, "${params.environment}"]}
+                  second: {decode: yaml, select: ".items[1]"}
+          - id: object
+            run: |
+              echo '{"a": {"b": [5, 6]}}'
+            output:
+              first: {from: stdout, select: ".a.b[0]"}
+          - id: nothing
+            run: |
+              echo '{}'
+            stdout: {outputs: {field: x, select: ".missing[]?"}}
+          - id: use
+            depends: [text, whole, picked, fields, object]
+            env:
+              - SEEN: >-
+                  ${text.outputs.said}|${whole.outputs.image}|${whole.outputs.tags}|${picked.outputs.tag}|${fields.outputs.literal}|${fields.outputs.wrapped}|${fields.outputs.second}|${object.output.first}|${object.outputs.first}
+            run: printf '%s\\n' "$SEEN"
+        """,
+    )
+    assert ran.status("nothing") == "failed"
+    assert "select '.missing[]?' found nothing" in ran.error("nothing")
+    assert ran.stdout("use") == 'plain|v1|["a","b"]|t9|prod|["x","prod"]|2|5|5\n', ran.error("use")
+
+
+def test_a_bad_jq_filter_is_a_validate_error():
+    found = _problems(
+        """
+            steps:
+              - id: a
+                run: 'true'
+                stdout: {outputs: {field: x, select: ".a["}}
+              - id: b
+                run: 'true'
+                output: {k: {from: stdout, decode: text, select: .a}}
+              - id: c
+                run: 'true'
+                stdout: {outputs: {fields: {k: 1}, field: x}}
+            """
+    )
+    assert any(
+        p.startswith("steps[0].stdout.outputs.select: select '.a[' is not a jq filter")
+        for p in found
+    ), found
+    assert "steps[1].output.k.select: select needs decode: json or yaml" in found
+    assert (
+        "steps[2].stdout.outputs.fields: fields cannot be used with field, decode or select"
+        in found
+    )
+
+
+def _problems(text: str) -> list[str]:
+    """Each error as ``path: message``."""
+    return [f"{p.path}: {p.message}" for p in problems(textwrap.dedent(text))]

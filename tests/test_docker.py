@@ -708,3 +708,29 @@ def test_declared_outputs_from_a_container(tmp_path, where):
     }
     assert ran.stdout("use") == "v9\n"
     assert dagbox_containers() == []
+
+
+@pytest.mark.parametrize("where", ["shared", "step"])
+def test_artifacts_and_stdout_outputs_from_a_container(tmp_path, where):
+    """The artifacts folder is mounted (a container user that is not root can write it)
+    and named by $DAG_RUN_ARTIFACTS_DIR; a stream artifact and ``stdout: {outputs}`` take
+    the container's output."""
+    ran = run_in_container(
+        tmp_path,
+        where,
+        f"{{image: {IMAGE}, user: '1000'}}",
+        lambda own: (
+            f"""\
+            steps:
+              - {{id: make{own}, run: 'echo inside > "$DAG_RUN_ARTIFACTS_DIR/made.txt"; echo "{{\\"who\\": \\"$(id -u)\\"}}"',
+                  stdout: {{artifact: logs/make.txt, outputs: {{field: who, select: .who}}}}}}
+              - {{id: use, depends: make, run: 'echo "${{make.outputs.who}}"'}}
+            """
+        ),
+    )
+    assert ran.status("make") == "succeeded", ran.error("make")
+    folder = tmp_path / "home" / "runs" / "dag" / "r1" / "artifacts"
+    assert (folder / "made.txt").read_text() == "inside\n"
+    assert (folder / "logs" / "make.txt").read_text() == '{"who": "1000"}\n'
+    assert ran.stdout("use") == "1000\n"
+    assert dagbox_containers() == []

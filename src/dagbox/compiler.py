@@ -83,7 +83,42 @@ def compile(  # the word for what it does; the builtin is never needed here
         max_output_size=dag.max_output_size,
         max_clean_up_time_sec=dag.max_clean_up_time_sec,
         harnesses=harnesses,
+        artifacts=_artifacts(dag, path, (*steps, *handlers.values())),
     )
+
+
+def _streams(step: Step) -> dict[str, Any]:
+    """``stdout:``/``stderr:``: a file path, or ``{artifact, outputs}``."""
+    out: dict[str, Any] = {}
+    for stream in ("stdout", "stderr"):
+        value = getattr(step, stream)
+        if isinstance(value, dict):
+            out[f"{stream}_artifact"] = value.get("artifact")
+            if "outputs" in value:
+                out["stdout_outputs"] = value["outputs"]
+        else:
+            out[stream] = value
+    return out
+
+
+#: Text that makes a DAG use its artifacts folder (Dagu turns artifacts on for it).
+_ARTIFACT_NAMES = (b"DAG_RUN_ARTIFACTS_DIR", b"paths.artifacts_dir")
+
+
+def _artifacts(dag: Dag, path: Path, steps: tuple[PlannedStep, ...]) -> str | None:
+    """The plan's ``artifacts``: on when ``artifacts.enabled`` says so, or when the DAG
+    writes an artifact or names the folder (validate refused ``enabled: false`` then)."""
+    config = dag.artifacts
+    if config is not None and config.enabled is False:
+        return None
+    used = any(s.stdout_artifact or s.stderr_artifact for s in steps) or any(
+        name in msgspec.json.encode((steps, dag.env)) for name in _ARTIFACT_NAMES
+    )
+    if not used and not (config is not None and (config.enabled or config.dir)):
+        return None
+    if config is None or not config.dir:
+        return ""
+    return str((path.parent / Path(config.dir).expanduser()).resolve())
 
 
 def link(dag: Dag) -> list[list[int]]:
@@ -137,8 +172,7 @@ class _Compiler:
             "output": step.output if isinstance(step.output, str) else None,
             "output_object": step.output if isinstance(step.output, dict) else {},
             "outputs": tuple(DeclaredOutput(n, t) for n, t in step.outputs or ()),  # type: ignore[arg-type]
-            "stdout": step.stdout,
-            "stderr": step.stderr,
+            **_streams(step),
             "retry_policy": _convert(step.retry_policy, RetryPolicy),
             "repeat_policy": _repeat(step.repeat_policy),
             "continue_on": _convert(step.continue_on, ContinueOn),

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -95,3 +96,17 @@ class RunLayout:
 
     def journal(self, index: int, step: str, attempt: int) -> Path:
         return self.dir / "attempts" / f"{index}-{safe_name(step)}" / f"{attempt}.jsonl"
+
+
+def artifact_path_problem(path: Any) -> str | None:
+    """Why ``path`` cannot name a file in the artifacts folder (Dagu's rule), or None."""
+    if not isinstance(path, str) or not path.strip():
+        return f"artifact is a relative file path, not {path!r}"
+    text = path.strip().replace("\\", "/")
+    if text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text):
+        return f"artifact path {path!r} must be relative (to the artifacts folder)"
+    if ".." in text.split("/"):
+        return f"artifact path {path!r} must not contain '..'"
+    if text.strip("/.") == "" or text.endswith("/"):
+        return f"artifact path {path!r} must name a file"
+    return None

@@ -153,6 +153,12 @@ class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     #: step's working directory), appended to, as Dagu's ``stdout:``/``stderr:``.
     stdout: str | None = None
     stderr: str | None = None
+    #: Files in the run's artifacts folder (templates) that get a copy of the stream.
+    stdout_artifact: str | None = None
+    stderr_artifact: str | None = None
+    #: ``stdout: {outputs: ...}``: stdout read into ``${ID.outputs.NAME}`` (as written;
+    #: a field name, ``{field, decode, select}`` or ``{fields}``).
+    stdout_outputs: str | dict[str, Any] | None = None
     retry_policy: RetryPolicy | None = None
     repeat_policy: RepeatPolicy | None = None
     continue_on: ContinueOn = ContinueOn()
@@ -198,6 +204,9 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
     max_clean_up_time_sec: int = 5
     #: The DAG's own agent CLIs (``harnesses:``), beside and over the built-in ones.
     harnesses: dict[str, Provider] = msgspec.field(default_factory=dict)
+    #: The run's artifacts folder: None (off), "" (in the run's record), or a base folder
+    #: (absolute) that gets ``<dag>/dag-run_<time>_<run id>/``, as Dagu lays it out.
+    artifacts: str | None = None
 
     @property
     def every_step(self) -> tuple[PlannedStep, ...]:

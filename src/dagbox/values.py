@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Any
 
 _REFERENCE = re.compile(
     r"\\(?P<escaped>\$\{[^}]*\})"
@@ -209,14 +210,14 @@ def _operate(value: str, op: str, rest: str, word: Callable[[str], str]) -> str 
 def _published(braced: str, params: Mapping[str, str], env: Mapping[str, str]) -> str | None:
     """``${params}`` (the payload, as ``$DAG_PARAMS_JSON``), a dotted name a dependent
     sees (``${steps.ID.outputs.NAME}``, ``${ID.stdout}``, ``${context.run.id}``), or a
-    field of a step's output object (``${ID.output.KEY.field}``)."""
+    field of a step's output object (``${ID.output.KEY.field}``, ``${ID.outputs.KEY}``)."""
     if braced == "params":
         return params_json(params)
     if braced in env:
         return env[braced]
     parts = braced.split(".")
-    holder = f"{parts[0]}.output"
-    if len(parts) > 2 and parts[1] == "output" and holder in env:
+    holder = ".".join(parts[:2])
+    if len(parts) > 2 and parts[1] in ("output", "outputs") and holder in env:
         return _json_field(env[holder], parts[2:], holder)
     return None
 
@@ -306,4 +307,16 @@ def _json_field(document: str, keys: list[str], name: str) -> str | None:
         if not isinstance(value, dict) or key not in value:
             return None
         value = value[key]
-    return value if isinstance(value, str) else json.dumps(value)
+    return _as_text(value)
+
+
+def _as_text(value: Any) -> str:
+    """A JSON value as Dagu's references give it: text as is, objects and lists as
+    compact JSON (keys sorted, as Go writes a map), null as ``<nil>``, 2.0 as ``2``."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "<nil>"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)

@@ -10,7 +10,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import anyio
 
@@ -25,6 +25,7 @@ from dagbox.engine.output import Capture, OutputRouter
 from dagbox.engine.state import StepRun
 from dagbox.harness.catalog import Provider
 from dagbox.harness.tries import provider_names, run_tries
+from dagbox.layout import artifact_path_problem
 from dagbox.plan import PlannedStep
 from dagbox.runtimes import Command, Exit, Runtime, Stop, Stream
 from dagbox.signals import signal_of
@@ -47,16 +48,21 @@ class Attempt:
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)
     #: ``output:``'s object form, as JSON (after a success).
     output_object: str | None = None
+    #: ``stdout: {outputs}``, as JSON (after a success).
+    outputs_object: str | None = None
 
     def published(self, step: PlannedStep, name: str) -> dict[str, str]:
         """What the attempt gives the steps downstream, by the names they reference:
-        ``output:`` (when its stdout can be a value), ``${steps.ID.outputs.NAME}`` and
-        ``${ID.output.KEY}``. The scheduler records it; a repeat condition reads it."""
+        ``output:`` (when its stdout can be a value), ``${steps.ID.outputs.NAME}``,
+        ``${ID.output.KEY}`` and ``${ID.outputs.KEY}``. The scheduler records it; a repeat condition reads it."""
         out = {f"steps.{step.id}.outputs.{k}": v for k, v in self.outputs.items()}
         if step.output and self.capture is not None and self.capture.problem() is None:
             out[step.output.lstrip("$")] = self.capture.text().strip()
-        if self.output_object is not None:
+        if self.output_object is not None:  # Dagu gives it as both
             out[f"{step.id or name}.output"] = self.output_object
+            out[f"{step.id or name}.outputs"] = self.output_object
+        if self.outputs_object is not None:
+            out[f"{step.id or name}.outputs"] = self.outputs_object
         return out
 
 
@@ -98,7 +104,8 @@ class Attempts:
                 stderr_file=run.stderr_file,
             )
         )
-        wanted = step.output or step.continue_on.output or step.output_object
+        wanted = bool(step.output or step.continue_on.output or step.output_object)
+        wanted = wanted or step.stdout_outputs is not None
         capture = Capture(ctx.plan.max_output_size) if wanted else None
         ctx.secrets.learn(env)
         try:
@@ -218,20 +225,26 @@ class Attempts:
         return result
 
     def _object(self, run: StepRun, env: dict[str, str], result: Attempt) -> Attempt:
-        """After a success, ``output:``'s object form (a value it cannot have fails it)."""
-        spec = run.step.output_object
-        if not spec or result.exit.code != 0 or result.timed_out:
+        """After a success, ``output:``'s object form and ``stdout: {outputs}`` (a value
+        they cannot have fails the step)."""
+        spec, config = run.step.output_object, run.step.stdout_outputs
+        if not (spec or config) or result.exit.code != 0 or result.timed_out:
             return result
         stdout = result.capture.text() if result.capture is not None else ""
         problem = result.capture.problem() if result.capture is not None else None
-        if problem is not None and any(
+        reads_stdout = config is not None or any(
             isinstance(e, dict) and e.get("from") == "stdout" for e in spec.values()
-        ):
+        )
+        if problem is not None and reads_stdout:
             return Attempt(Exit(1, problem), result.capture)
+        scope = self.ctx.scope(env)
         try:
-            result.output_object = output_object.build(
-                spec, self.ctx.scope(env), stdout, run.stderr_file, cwd(self.ctx, run, env)
-            )
+            if spec:
+                result.output_object = output_object.build(
+                    spec, scope, stdout, run.stderr_file, cwd(self.ctx, run, env)
+                )
+            if config is not None:
+                result.outputs_object = output_object.build_outputs(config, scope, stdout)
         except output_object.OutputObjectError as exc:
             return Attempt(Exit(1, str(exc)), result.capture)
         return result
@@ -246,15 +259,25 @@ class Attempts:
                 Path(cwd(self.ctx, run, env)).mkdir(mode=0o750, parents=True, exist_ok=True)
             except OSError as exc:
                 raise StepError(f"cannot create working directory: {exc.strerror}") from None
-        wanted: tuple[tuple[Stream, str | None], ...] = (
-            ("stdout", run.step.stdout),
-            ("stderr", run.step.stderr),
+        wanted: tuple[tuple[Stream, str | None, bool], ...] = (
+            ("stdout", run.step.stdout, False),
+            ("stderr", run.step.stderr, False),
+            ("stdout", run.step.stdout_artifact, True),
+            ("stderr", run.step.stderr_artifact, True),
         )
-        for stream, template in wanted:
+        for stream, template, artifact in wanted:
             if not template:
                 continue
-            where = Path(cwd(self.ctx, run, env)) / self.ctx.scope(env).value(template)
-            path = os.path.normpath(where)
+            name = self.ctx.scope(env).value(template)
+            try:
+                if artifact:
+                    path = artifact_path(self.ctx.artifacts_dir, name)
+                else:
+                    path = os.path.normpath(Path(cwd(self.ctx, run, env)) / name)
+            except StepError:
+                for file in opened.values():
+                    file.close()
+                raise
             if path not in opened:
                 try:
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -263,7 +286,10 @@ class Attempts:
                         file.close()
                     raise StepError(f"cannot open {stream} file {path}: {exc.strerror}") from None
                 opened[path] = os.fdopen(fd, "ab", buffering=0)
-            copies[stream] = opened[path]
+            if stream in copies:  # a file and an artifact: both get it
+                copies[stream] = cast(BinaryIO, _Tee(copies[stream], opened[path]))
+            else:
+                copies[stream] = opened[path]
         return copies
 
     def _log_files(self, run: StepRun, try_: int | None) -> tuple[str | None, str | None]:
@@ -326,3 +352,38 @@ def signal_number(name: str | None) -> int:
     """``signal_on_stop`` as a number (validate refused one that names no signal); SIGTERM
     when unset."""
     return (signal_of(name) if name else None) or signal.SIGTERM
+
+
+def artifact_path(folder: Path | None, name: str) -> str:
+    """Where ``stdout: {artifact: NAME}`` writes: NAME inside the run's artifacts folder,
+    its folders made; never outside it, through ``..`` or a symlink (Dagu's rules)."""
+    if folder is None:
+        raise StepError("this run has no artifacts folder (it keeps no record)")
+    problem = artifact_path_problem(name)
+    if problem is not None:
+        raise StepError(problem)
+    root = folder.resolve()
+    target = root / name.strip()
+    try:
+        target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StepError(f"cannot create the folder of artifact {name!r}: {exc.strerror}") from None
+    if not target.parent.resolve().is_relative_to(root) or target.is_symlink():
+        raise StepError(f"artifact path {name!r} leaves the artifacts folder")
+    return str(target)
+
+
+class _Tee:
+    """Two files that get the same bytes (``stdout:`` a file and an artifact)."""
+
+    def __init__(self, first: BinaryIO, second: BinaryIO) -> None:
+        self.files = (first, second)
+
+    def write(self, data: bytes) -> int:
+        for file in self.files:
+            file.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        for file in self.files:
+            file.close()

@@ -11,7 +11,7 @@ import dataclasses
 import shlex
 from pathlib import Path
 
-from dagbox.engine.containers import ContainerValueError, container_spec, with_outputs
+from dagbox.engine.containers import ContainerValueError, container_spec, with_run_folders
 from dagbox.engine.context import Context, StepError, exported
 from dagbox.engine.env import cwd
 from dagbox.engine.exec_limits import argv_problem, env_problem, total_problem
@@ -101,7 +101,7 @@ class Commands:
                 )
             except (ContainerValueError, ValueProblem) as exc:
                 raise StepError(str(exc)) from None
-            spec = with_outputs(spec, self.ctx.outputs_dir)
+            spec = with_run_folders(spec, self.ctx.outputs_dir, self.ctx.artifacts_dir)
             self.ctx.secrets.learn(dict(spec.env))
         return dataclasses.replace(
             command,

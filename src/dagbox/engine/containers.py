@@ -92,15 +92,22 @@ def container_spec(
 
 #: Where a container sees the run's folder of DAGU_OUTPUT_FILEs (docs/format.md).
 CONTAINER_OUTPUTS = "/dagbox/outputs"
+#: Where a container sees the run's artifacts folder ($DAG_RUN_ARTIFACTS_DIR).
+CONTAINER_ARTIFACTS = "/dagbox/artifacts"
 
 
-def with_outputs(spec: ContainerSpec, outputs: Path | None) -> ContainerSpec:
+def with_run_folders(
+    spec: ContainerSpec, outputs: Path | None, artifacts: Path | None
+) -> ContainerSpec:
     """``spec`` with the run's outputs folder mounted at CONTAINER_OUTPUTS, when the run
-    has one (its steps declare outputs). The folder may be entered by any user (0711: a
-    container's ``user:`` may not be root) but not listed; each file in it is the one
-    attempt's own."""
-    if outputs is None:
-        return spec
-    outputs.mkdir(parents=True, exist_ok=True)
-    outputs.chmod(0o711)
-    return dataclasses.replace(spec, binds=(*spec.binds, f"{outputs}:{CONTAINER_OUTPUTS}:rw"))
+    has one (its steps declare outputs), and its artifacts folder at CONTAINER_ARTIFACTS.
+    The outputs folder may be entered by any user (0711: a container's ``user:`` may not
+    be root) but not listed; each file in it is the one attempt's own."""
+    binds = list(spec.binds)
+    if outputs is not None:
+        outputs.mkdir(parents=True, exist_ok=True)
+        outputs.chmod(0o711)
+        binds.append(f"{outputs}:{CONTAINER_OUTPUTS}:rw")
+    if artifacts is not None:
+        binds.append(f"{artifacts}:{CONTAINER_ARTIFACTS}:rw")
+    return dataclasses.replace(spec, binds=tuple(binds))

@@ -6,6 +6,7 @@ environment, command and conditions, so that none of them needs the scheduler it
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dagbox.engine.events import AnyEvent, Notice, StepOutput
-from dagbox.layout import RunLayout
+from dagbox.layout import RunLayout, safe_name
 from dagbox.plan import Plan
 from dagbox.secrets import Secrets
 from dagbox.values import Scope
@@ -89,6 +90,26 @@ class Context:
         if self.layout is None or not self.plan.declares_outputs():
             return None
         return self.layout.dir / "outputs"
+
+    @functools.cached_property
+    def artifacts_dir(self) -> Path | None:
+        """The run's artifacts folder, made when first asked for: under the run's record,
+        or ``<dir>/<dag>/dag-run_<UTC time>_<run id>`` for ``artifacts: {dir}``, as Dagu
+        lays it out. Open to any user when a container may write it (a container's
+        ``user:`` may not be root)."""
+        base = self.plan.artifacts
+        if base is None or (base == "" and self.layout is None):
+            return None
+        if base == "":
+            assert self.layout is not None
+            path = self.layout.dir / "artifacts"
+        else:
+            when = datetime.now(UTC).strftime("%Y%m%d_%H%M%SZ")
+            path = Path(base) / safe_name(self.plan.dag) / f"dag-run_{when}_{self.run_id}"
+        path.mkdir(mode=0o750, parents=True, exist_ok=True)
+        if self.plan.uses_containers():
+            path.chmod(0o777)
+        return path
 
     @property
     def params(self) -> Mapping[str, str]:

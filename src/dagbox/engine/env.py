@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 from dagbox.engine.conditions import expanded_by_shell
+from dagbox.engine.containers import CONTAINER_ARTIFACTS
 from dagbox.engine.context import Context, StepError
 from dagbox.engine.state import StepRun
 from dagbox.plan import Plan
@@ -144,6 +145,10 @@ async def step_env(
         env["DAG_RUN_WORK_DIR"] = str(ctx.work_dir)
         if ctx.layout is not None:
             env["DAG_RUN_LOG_FILE"] = str(ctx.layout.events)
+    artifacts = ctx.artifacts_dir
+    if artifacts is not None and run.step.runtime != "exec":  # mounted, in a container
+        env["DAG_RUN_ARTIFACTS_DIR"] = str(artifacts) if on_host else CONTAINER_ARTIFACTS
+        env["context.paths.artifacts_dir"] = env["DAG_RUN_ARTIFACTS_DIR"]
     env.update(extra)
     for name, raw in run.step.env:
         env[name] = value(ctx, name, raw, {**ctx.host_env, **env})
@@ -168,7 +173,7 @@ def passes_values(plan: Plan) -> bool:
     """A step of ``plan`` gives its dependents values: ``output:``, ``outputs:``, or a
     property a reference names (``${ID.stdout}``). Finding a step's ancestors costs,
     so a run without any does not."""
-    if any(s.output or s.outputs or s.output_object for s in plan.steps):
+    if any(s.output or s.outputs or s.output_object or s.stdout_outputs for s in plan.steps):
         return True
     text = msgspec.json.encode(plan)
     return any(m in text for m in (b".stdout}", b".stderr}", b".exit_code}", b".exitCode}"))

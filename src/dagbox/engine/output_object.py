@@ -1,7 +1,9 @@
 """``output:``'s object form (Dagu 2.x): what a step publishes as ``${ID.output.KEY}``.
 
 Each KEY is a literal (its ``${...}`` resolved), ``{value: V}``, or read from the
-step's stdout, its stderr or a file, decoded as trimmed text, JSON or YAML. Built once
+step's stdout, its stderr or a file, decoded as trimmed text, JSON or YAML, and then
+picked from by a jq filter (``select``). ``stdout: {outputs: ...}`` builds
+``${ID.outputs.NAME}`` the same way. Built once
 the step succeeded; a value that cannot be had fails the step, as a broken
 DAGU_OUTPUT_FILE does.
 """
@@ -50,15 +52,59 @@ def _entry(
         ) from None
     except UnicodeDecodeError:
         raise OutputObjectError(f"output {key}: the file is not UTF-8 text") from None
-    decode = entry.get("decode", "text")
+    return _decoded(key, text, entry.get("decode"), entry.get("select"))
+
+
+def _decoded(key: str, text: str, decode: str | None, select: str | None) -> Any:
+    """``text`` decoded (trimmed text, JSON or YAML; JSON when a ``select`` is given),
+    then the first result of the jq filter ``select``, as Dagu's gojq gives it."""
+    decode = decode or ("json" if select else "text")
     if decode == "text":
         return text.strip()
     try:
-        if decode == "json":
-            return json.loads(text)
-        return yaml.safe_load(text)
+        value = json.loads(text) if decode == "json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise OutputObjectError(f"output {key}: not valid {decode}: {exc}") from None
+    if not select:
+        return value
+    import jq  # type: ignore[import-not-found]  # only a DAG that selects pays for it
+
+    try:
+        found = jq.compile(select).input_value(json.loads(json.dumps(value, default=str))).all()
+    except ValueError as exc:
+        raise OutputObjectError(f"output {key}: select {select!r} failed: {exc}") from None
+    if not found:
+        raise OutputObjectError(f"output {key}: select {select!r} found nothing")
+    return found[0]
+
+
+def build_outputs(config: str | dict[str, Any], scope: Scope, stdout: str) -> str:
+    """``stdout: {outputs: ...}``, as the JSON text of ``${ID.outputs.NAME}``: a field
+    name gets the trimmed stdout; ``{field, decode, select}`` the decoded value (without
+    ``field``, a JSON object is the outputs themselves); ``{fields}`` one entry each."""
+    if isinstance(config, str):
+        config = {"field": config, "decode": "text"}
+    if "fields" in config:
+        out = {
+            key: _entry(key, _from_stdout(entry), scope, stdout, None, ".")
+            for key, entry in config["fields"].items()
+        }
+        return json.dumps(out, default=str)
+    field = config.get("field")
+    decode = config.get("decode") or ("text" if field and not config.get("select") else None)
+    value = _decoded(field or "outputs", stdout, decode or "json", config.get("select"))
+    if field:
+        return json.dumps({field: value}, default=str)
+    if not isinstance(value, dict):
+        raise OutputObjectError("stdout outputs: without a field, stdout must be a JSON object")
+    return json.dumps(value, default=str)
+
+
+def _from_stdout(entry: Any) -> Any:
+    """A ``fields`` entry: ``{decode, select}`` reads stdout, as ``from: stdout`` does."""
+    if isinstance(entry, dict) and "value" not in entry and entry.keys() & {"decode", "select"}:
+        return {"from": "stdout", **entry}
+    return entry
 
 
 def _resolved(value: Any, scope: Scope) -> Any:

@@ -26,7 +26,7 @@ from dagbox.engine import env as envs
 from dagbox.engine.attempt import Attempt, Attempts
 from dagbox.engine.commands import Commands
 from dagbox.engine.conditions import all_met
-from dagbox.engine.containers import ContainerValueError, container_spec, with_outputs
+from dagbox.engine.containers import ContainerValueError, container_spec, with_run_folders
 from dagbox.engine.context import Context, Emit, RunOptions, StepError
 from dagbox.engine.events import (
     AnyEvent,
@@ -188,7 +188,7 @@ class Scheduler:
             )
         except (ContainerValueError, ValueProblem) as exc:
             raise SetupError(str(exc)) from None
-        spec = with_outputs(spec, self.ctx.outputs_dir)
+        spec = with_run_folders(spec, self.ctx.outputs_dir, self.ctx.artifacts_dir)
         self.commands.root_spec = spec
         self.ctx.secrets.learn(dict(spec.env))
         self.root = await stack.enter_async_context(provider.shared(spec, self.ctx.notice))
@@ -339,8 +339,9 @@ class Scheduler:
             self._finish(run, "failed", exit_code=code, error=problem)
             return
         run.outputs.update(result.published(step, run.name))
-        if result.output_object is not None:
-            self.ctx.secrets.learn(envs.secret_keys(result.output_object))
+        for document in (result.output_object, result.outputs_object):
+            if document is not None:
+                self.ctx.secrets.learn(envs.secret_keys(document))
         self._finish(run, "succeeded", exit_code=code, error=error)
 
     def _finish(

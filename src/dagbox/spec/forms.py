@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from dagbox.layout import artifact_path_problem
 from dagbox.spec.issues import Sink
 
 #: Returned by a normaliser when the value is unusable (the problem is already reported).
@@ -221,12 +222,114 @@ def _output_entry(entry: dict[str, Any], sink: Sink) -> None:
             sink.error(f"from must be stdout, stderr or file, not {entry['from']!r}", "from")
         elif (entry["from"] == "file") != ("path" in entry):
             sink.error('"path" goes with "from: file", and only with it', "path")
-        if entry.get("decode", "text") not in ("text", "json", "yaml"):
-            sink.error(f"decode must be text, json or yaml, not {entry['decode']!r}", "decode")
-        if "select" in entry:
+    _decoding(entry, sink)
+
+
+def _decoding(entry: dict[str, Any], sink: Sink) -> None:
+    """``decode`` and ``select`` (a jq filter, JSON by default) of an output entry."""
+    decode = entry.get("decode", "json" if "select" in entry else "text")
+    if decode not in ("text", "json", "yaml"):
+        sink.error(f"decode must be text, json or yaml, not {decode!r}", "decode")
+    if "select" not in entry:
+        return
+    if decode == "text":
+        sink.error("select needs decode: json or yaml", "select")
+    problem = jq_problem(entry["select"])
+    if problem is not None:
+        sink.error(problem, "select")
+
+
+def jq_problem(text: Any) -> str | None:
+    """Why ``text`` is not a jq filter, or None (``jq`` is imported only when one is used)."""
+    if not isinstance(text, str) or not text.strip():
+        return "select is a jq filter such as .field, not " + kind(text)
+    import jq  # type: ignore[import-not-found]
+
+    try:
+        jq.compile(text)
+    except ValueError as exc:
+        return f"select {text!r} is not a jq filter: {str(exc).splitlines()[0]}"
+    return None
+
+
+def stream_file(stream: str) -> Form:
+    """``stdout:``/``stderr:``: a file path (relative to the working directory), or an
+    object: ``artifact`` (a path inside the run's artifacts folder) and, for stdout,
+    ``outputs`` (stdout read into ``${ID.outputs.NAME}``)."""
+    keys = ("artifact", "outputs") if stream == "stdout" else ("artifact",)
+
+    def normalise(value: Any, sink: Sink, ctx: Context) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, dict) or not value:
+            sink.error(f"{stream} is a file path or a mapping with {' or '.join(keys)}")
+            return INVALID
+        for key in value:
+            if key not in keys:
+                sink.error(
+                    f'unknown field "{key}" (a {stream} object has {" and ".join(keys)})',
+                    key,
+                    at_key=True,
+                )
+        if "artifact" in value:
+            problem = artifact_path_problem(value["artifact"])
+            if problem is not None:
+                sink.error(problem, "artifact")
+        if "outputs" in value:
+            _stdout_outputs(value["outputs"], sink.at("outputs"))
+        return value
+
+    return Form(
+        normalise,
+        {
+            "anyOf": [{"type": "string"}, {"type": "object", "minProperties": 1}],
+            "description": f"A file that gets a copy of the step's {stream}, or "
+            + " and ".join(f"{{{k}}}" for k in keys)
+            + ".",
+        },
+    )
+
+
+def _stdout_outputs(value: Any, sink: Sink) -> None:
+    """``stdout: {outputs: ...}``: a field name (the trimmed stdout), or ``{field, decode,
+    select}``, or ``{fields: {NAME: literal | {value} | {decode, select}}}``."""
+    if isinstance(value, str):
+        if not value.strip():
+            sink.error("outputs names a field, not an empty string")
+        return
+    if not isinstance(value, dict) or not value:
+        sink.error(f"outputs is a field name or a non-empty mapping, not {kind(value)}")
+        return
+    for key in value:
+        if key not in ("field", "decode", "select", "fields"):
             sink.error(
-                "select is not supported by dagbox (decode the whole value)", "select", at_key=True
+                f'unknown field "{key}" (outputs has field, decode, select or fields)',
+                key,
+                at_key=True,
             )
+    if "fields" not in value:
+        if "field" in value and (not isinstance(value["field"], str) or not value["field"]):
+            sink.error("field is a non-empty name", "field")
+        _decoding(value, sink)
+        return
+    if any(k in value for k in ("field", "decode", "select")):
+        sink.error("fields cannot be used with field, decode or select", "fields")
+    fields = value["fields"]
+    if not isinstance(fields, dict) or not fields:
+        sink.error(f"fields is a non-empty mapping, not {kind(fields)}", "fields")
+        return
+    for name, entry in fields.items():
+        at = sink.at("fields", name)
+        if not isinstance(entry, dict) or not (entry.keys() & {"value", *_SOURCED}):
+            continue  # a literal
+        if "from" in entry and entry["from"] != "stdout":
+            at.error("from must be stdout here", "from")
+        elif "value" in entry:
+            _output_entry(entry, at)
+        else:
+            for key in (k for k in entry if k not in ("decode", "select", "from")):
+                at.error(f'unknown field "{key}"', key, at_key=True)
+            _decoding(entry, at)
 
 
 OUTPUT = Form(

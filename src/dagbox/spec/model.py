@@ -156,6 +156,15 @@ class Secret(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
     options: dict[str, Any] | None = None
 
 
+class Artifacts(Model, frozen=True):  # type: ignore[misc]  # msgspec allows it
+    """Where a run keeps files worth keeping (``$DAG_RUN_ARTIFACTS_DIR``): ``dir`` is the
+    base folder (relative to the DAG file's folder; else the run's record), ``enabled``
+    turns it on (a DAG that uses one turns it on by itself)."""
+
+    enabled: bool | None = None
+    dir: str | None = None
+
+
 class Param(msgspec.Struct, frozen=True):
     """One DAG parameter. Positional parameters are named "1", "2", ..."""
 
@@ -230,8 +239,8 @@ class Step(Model):
     working_dir: str | None = None
     output: Annotated[str | dict[str, Any] | None, forms.OUTPUT] = None
     outputs: Annotated[tuple[tuple[str, str], ...] | None, forms.OUTPUTS] = None
-    stdout: str | None = None
-    stderr: str | None = None
+    stdout: Annotated[str | dict[str, Any] | None, forms.stream_file("stdout")] = None
+    stderr: Annotated[str | dict[str, Any] | None, forms.stream_file("stderr")] = None
     retry_policy: RetryPolicy | None = None
     repeat_policy: RepeatPolicy | None = None
     continue_on: Annotated[ContinueOn, forms.CONTINUE_ON] = ContinueOn()
@@ -319,7 +328,6 @@ _ROOT_UNSUPPORTED = _unsupported(
     tasks="agent DAGs",
     step_types="custom step types",
     actions="custom actions",
-    artifacts="artifact directories",
     s3="S3 steps",
     kubernetes="Kubernetes execution",
     tools="tool installation",
@@ -343,6 +351,7 @@ class Dag(Model, kw_only=True):
     #: Files of NAME=value lines read after ``env`` (None: just ``.env``, as Dagu).
     dotenv: Annotated[tuple[str, ...] | None, forms.STRINGS] = None
     secrets: tuple[Secret, ...] = ()
+    artifacts: Artifacts | None = None
     shell: Annotated[tuple[str, ...], forms.WORDS] = ()
     working_dir: str | None = None
     max_active_steps: NonNegative = 0

@@ -50,6 +50,7 @@ CONTEXT_FIELDS = frozenset(
         "run.root_name", "run.root_id", "attempt.id", "attempt.started_at", "step.id",
         "step.name", "trigger.type", "paths.log_file", "paths.work_dir",
         "paths.step_stdout_file", "paths.step_stderr_file", "paths.step_output_file",
+        "paths.artifacts_dir",
         "trigger.actor", "profile.name", "pushback.iteration",
     }
 )  # fmt: skip
@@ -88,6 +89,7 @@ RUN_VARIABLES = (
     "DAG_RUN_STEP_STDOUT_FILE",
     "DAG_RUN_STEP_STDERR_FILE",
     "DAGU_OUTPUT_FILE",
+    "DAG_RUN_ARTIFACTS_DIR",
     "DAG_RUN_STATUS",
     "PWD",
 )
@@ -130,6 +132,7 @@ class Checker:
                 )
         if dag.retry_policy is not None:
             self.run_retry(dag.retry_policy)
+        self.artifacts()
         for condition in dag.preconditions:
             self.condition(condition)
         for step in dag.steps:
@@ -747,6 +750,19 @@ class Checker:
         if r.exit_code:
             at.error("retry_policy.exit_code applies to steps, not to the whole DAG", "exit_code")
         self.retry(r)
+
+    def artifacts(self) -> None:
+        """A step that writes an artifact needs the artifacts folder on (Dagu's rule)."""
+        config = self.dag.artifacts
+        if config is None or config.enabled is not False:
+            return
+        for step in self.dag.every_step():
+            for stream in ("stdout", "stderr"):
+                value = getattr(step, stream)
+                if isinstance(value, dict) and "artifact" in value:
+                    self.at(step, stream).error(
+                        "an artifact needs artifacts.enabled to be true", "artifact"
+                    )
 
     def secret(self, s: Secret) -> None:
         at = self.at(s)

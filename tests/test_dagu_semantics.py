@@ -1088,3 +1088,52 @@ def test_a_bad_jq_filter_is_a_validate_error():
 def _problems(text: str) -> list[str]:
     """Each error as ``path: message``."""
     return [f"{p.path}: {p.message}" for p in problems(textwrap.dedent(text))]
+
+
+def test_a_plain_reference_inside_single_quotes_stays_as_written(tmp_path):
+    """Dagu's rule for values: ``'$X'`` and ``'${X}'`` stay as written (a namespaced
+    ``'${env.X}'`` resolves); a quote counts only when another closes it after the
+    reference, so one apostrophe quotes nothing; ``$'`` and an escaped quote open
+    nothing. Harness ``with:`` values follow the same rule."""
+    ran = run_text(
+        tmp_path,
+        r"""
+        env:
+          - SERVICE=api
+          - A: "'$SERVICE' '${SERVICE}' '${env.SERVICE}' don't $SERVICE"
+          - B: "it's $SERVICE, isn't it ${SERVICE:0:2}"
+          - C: "$'x' $SERVICE"
+          - D: "\\'$SERVICE'"
+        steps:
+          - id: show
+            run: printf '%s\n' "$A" "$B" "$C" "$D"
+        """,
+    )
+    assert ran.stdout("show") == (
+        "'$SERVICE' '${SERVICE}' 'api' don't api\nit's $SERVICE, isn't it ap\n$'x' api\n\\'api'\n"
+    )
+
+
+def test_an_assigning_expression_keeps_its_fields_expressions(tmp_path):
+    """A shell-style expression that would assign (``${EMPTY:=x}``) or fail
+    (``${EMPTY:?x}``) makes Dagu's expansion of the field fail: every expression of that
+    field stays as written, plain references still resolve; other fields are not touched."""
+    ran = run_text(
+        tmp_path,
+        """
+        env:
+          - SERVICE=api
+          - EMPTY=
+          - KEPT: "$SERVICE ${SERVICE} ${SERVICE:-fallback} ${EMPTY:=fallback} ${EMPTY:-fallback} x${EMPTY}x"
+          - FAILS: "${SERVICE:0:1} ${EMPTY:?unset}"
+          - OTHER: "${SERVICE:0:1} ${EMPTY:-fallback}"
+        steps:
+          - id: show
+            run: printf '%s\\n' "$KEPT" "$FAILS" "$OTHER"
+        """,
+    )
+    assert ran.stdout("show") == (
+        "api api ${SERVICE:-fallback} ${EMPTY:=fallback} ${EMPTY:-fallback} xx\n"
+        "${SERVICE:0:1} ${EMPTY:?unset}\n"
+        "a fallback\n"
+    )

@@ -80,7 +80,7 @@ def expand(
         nonlocal size
         value = _resolve(match)
         pasted_safely = (  # inside single quotes the shell would not expand ${NAME}
-            value is not None and "'" not in value and _single_quoted(text, match.start())
+            value is not None and "'" not in value and quoted(match)
         )
         if into is not None and value is not None and not match["escaped"] and not pasted_safely:
             name = f"DAGBOX_VALUE_{len(into) + 1}"
@@ -102,7 +102,7 @@ def expand(
             # so dagbox pastes them in everywhere, as Dagu does; but not after a backslash
             # or inside single quotes (awk '{print $1}'), where they are the text's own.
             start = match.start()
-            if text[start - 1 : start] == "\\" or _single_quoted(text, start):
+            if text[start - 1 : start] == "\\" or quoted(match):
                 return None
             return params.get(position)
         braced, bare = match["braced"], match["bare"]
@@ -120,9 +120,12 @@ def expand(
                 return _json_field(env[space], name.split("."), space)
             return None
         name = braced if braced is not None else bare
-        if plain and name in env:
+        if plain and name in env and not quoted(match):  # '$X' stays, as in Dagu
             return env[name]
         return None
+
+    def quoted(match: re.Match[str]) -> bool:
+        return _single_quoted(text, match.start(), match.end())
 
     return _REFERENCE.sub(replace, text).replace(_HELD, "$")
 
@@ -131,13 +134,16 @@ def _shell_styles(text: str, env: Mapping[str, str], word: Callable[[str], str])
     """Shell-style expressions of names ``env`` has, evaluated as a POSIX shell (and bash,
     for ``${V:1:2}``) would: ``${V:-x}``, ``${V:+x}``, ``${#V}``, ``${V#pattern}``, ...,
     ``word`` resolving the references in their words. Dagu's rule: an expression whose name
-    is not known, or that would assign (``${EMPTY:=x}``), or that cannot be read, stays as
-    written."""
+    is not known, or that cannot be read, stays as written; one that would assign
+    (``${EMPTY:=x}``) or fail (``${EMPTY:?x}``) keeps every expression of the field as
+    written (plain ``$X`` still resolve)."""
     out: list[str] = []
     last = 0
     for match in _SHELL_STYLE.finditer(text):
         start = match.start()
         if start < last or text[start - 1 : start] == "\\":
+            continue
+        if _single_quoted(text, start, match.end()):
             continue
         if match["length"] is not None:
             if match["length"] in env:
@@ -148,6 +154,8 @@ def _shell_styles(text: str, env: Mapping[str, str], word: Callable[[str], str])
         if end is None or match["name"] not in env:
             continue
         value = _operate(env[match["name"]], match["op"], text[match.end() : end], word)
+        if value is _ABANDON:  # the shell would fail on it: Dagu keeps the field's text
+            return text
         if value is not None:
             out += [text[last:start], value.replace("$", _HELD)]  # expanded once only
             last = end + 1
@@ -169,17 +177,23 @@ def _closing_brace(text: str, start: int) -> int | None:
     return None
 
 
+#: What an expression that would assign (``${EMPTY:=x}``) or fail (``${EMPTY:?x}``) gives:
+#: Dagu's shell expansion fails then, and every expression of the field stays as written.
+_ABANDON = "\0abandon"
+
+
 def _operate(value: str, op: str, rest: str, word: Callable[[str], str]) -> str | None:
-    """``${NAME<op><rest>}`` of a name whose value is ``value``; None: stays as written."""
+    """``${NAME<op><rest>}`` of a name whose value is ``value``; None: stays as written;
+    _ABANDON: the whole field's expressions stay."""
     if op in (":-", "-", ":=", "="):
         unset_or_empty = op.startswith(":") and value == ""
         if not unset_or_empty:
             return value
-        return None if "=" in op else word(rest)  # assigning is the shell's to do
+        return _ABANDON if "=" in op else word(rest)  # assigning is the shell's to do
     if op in (":+", "+"):
         return word(rest) if value or op == "+" else ""
     if op in (":?", "?"):
-        return value if value or op == "?" else None
+        return value if value or op == "?" else _ABANDON
     if op in ("#", "##", "%", "%%"):
         pattern = word(rest)
         cuts = range(len(value) + 1)
@@ -229,14 +243,27 @@ def params_json(params: Mapping[str, str]) -> str | None:
     return json.dumps(named, separators=(",", ":"), sort_keys=True) if named else None
 
 
-def _single_quoted(text: str, end: int) -> bool:
-    """``text[end]`` is inside single quotes (Dagu's rule: each ``'`` not after a backslash
-    opens or closes them)."""
+def _single_quoted(text: str, start: int, end: int) -> bool:
+    """The reference ``text[start:end]`` is inside single quotes, by Dagu's rule: a ``'``
+    opens (unless after ``$`` or ``}``, or escaped by an odd run of backslashes) or closes
+    a quoted span, and the span counts only if a ``'`` closes it after the reference (so
+    one apostrophe, as in "don't", quotes nothing)."""
+    if "'" not in text:
+        return False
     inside = False
-    for i, char in enumerate(text[:end]):
-        if char == "'" and text[i - 1 : i] != "\\":
-            inside = not inside
-    return inside
+    for i in range(start):
+        if text[i] != "'" or _escaped(text, i):
+            continue
+        if inside:
+            inside = False
+        elif i == 0 or text[i - 1] not in "$}":
+            inside = True
+    return inside and any(text[i] == "'" and not _escaped(text, i) for i in range(end, len(text)))
+
+
+def _escaped(text: str, i: int) -> bool:
+    run = len(text[:i]) - len(text[:i].rstrip("\\"))
+    return run % 2 == 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -1137,3 +1137,41 @@ def test_an_assigning_expression_keeps_its_fields_expressions(tmp_path):
         "${SERVICE:0:1} ${EMPTY:?unset}\n"
         "a fallback\n"
     )
+
+
+def test_typed_numbers_are_read_as_go_reads_them():
+    """An integer or number param is ASCII digits as Go's ParseInt/ParseFloat read them:
+    Python's int() would take ``1_000`` and Arabic-Indic digits; a secret-named param's
+    value is not shown in the error."""
+    from dagbox.params import ParamValueError, check, problem_of
+    from dagbox.spec.model import Param
+
+    integer, number = Param("n", type="integer"), Param("x", type="number")
+    assert [problem_of(integer, v) is None for v in ("3", "+3", "-3", " 7 ")] == [True] * 4
+    for bad in ("1_000", "\u0661\u0662", "3.0", "1e3", ""):
+        assert problem_of(integer, bad) == f"must be an integer, not {bad!r}"
+    assert [problem_of(number, v) is None for v in ("1.25", "-.5", "1e3", "2.")] == [True] * 4
+    for bad in ("1_0.5", "\u0661.5", "nan", "inf", "0x10"):
+        assert problem_of(number, bad) == f"must be a number, not {bad!r}"
+    with pytest.raises(ParamValueError) as info:
+        check((Param("API_TOKEN", type="integer"),), {"API_TOKEN": "sk-live-123"})
+    assert "sk-live-123" not in str(info.value)
+    assert "***" in str(info.value)
+
+
+def test_bench_checks_typed_params_before_any_run(tmp_path):
+    """``dagbox bench`` checks every task x matrix cell against the declarations before
+    the first run, and names the cell (exit 2, nothing run)."""
+    dag = tmp_path / "typed.yaml"
+    dag.write_text(TYPED)
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [*DAGBOX, "bench", str(dag), "--out", str(out), "-m", "environment=dev,prod",
+         "-m", "replicas=2,9"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "param replicas: must be <= 5" in done.stderr
+    assert "--matrix environment, --matrix replicas" in done.stderr
+    assert not (tmp_path / "home" / "runs").exists()

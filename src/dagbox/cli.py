@@ -542,6 +542,7 @@ def bench(
     except BenchInputError as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
+    _check_bench_params(loaded, axes, task_list)
     options = BenchOptions(
         out=_results_folder(out or Path("dagbox-bench") / (loaded.dag.name or "dag")),
         repeat=repeat,
@@ -584,6 +585,34 @@ def bench(
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.error is not None:
         raise typer.Exit(1)
+
+
+def _check_bench_params(
+    loaded: Loaded,
+    axes: list[tuple[str, list[str]]],
+    tasks: list[tuple[str, dict[str, str]]] | None,
+) -> None:
+    """Every run's params (task x matrix cell) fit their declarations, before any run
+    starts (exit 2 naming the task and cell of the first that does not)."""
+    import itertools
+
+    from dagbox.params import ParamValueError, check
+
+    declared = loaded.dag.params
+    if not any(p.type or p.enum or p.pattern or p.required for p in declared):
+        return
+    defaults = {p.name: p.default for p in declared if p.default is not None}
+    names = [name for name, _ in axes]
+    for label, task in tasks or [("", {})]:
+        for combo in itertools.product(*(values for _, values in axes)):
+            try:
+                check(declared, {**defaults, **task, **dict(zip(names, combo, strict=True))})
+            except ParamValueError as exc:
+                where = ", ".join(
+                    [*([f"task {label}"] if label else []), *(f"--matrix {n}" for n in names)]
+                )
+                _err(f"dagbox: {loaded.path}: {exc}" + (f" (in {where})" if where else ""))
+                raise typer.Exit(EXIT_USAGE) from None
 
 
 def _results_folder(out: Path) -> Path:

@@ -9,15 +9,19 @@ says what text it may be: ``integer`` ``3``, ``number`` ``1.25``, ``boolean`` ``
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from dagbox.regex import RegexError, compile_pattern
+from dagbox.secrets import is_secret_name
 
 if TYPE_CHECKING:
     from dagbox.spec.model import Param
 
 TYPES = ("string", "integer", "number", "boolean")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class ParamValueError(ValueError):
@@ -35,6 +39,8 @@ def check(declared: tuple[Param, ...], values: Mapping[str, str]) -> None:
             continue
         problem = problem_of(param, value)
         if problem is not None:
+            if is_secret_name(param.name):  # its value is not shown
+                problem = problem.replace(repr(value), "***")
             raise ParamValueError(f"param {param.name}: {problem}")
 
 
@@ -43,15 +49,13 @@ def problem_of(param: Param, value: str) -> str | None:
     kind = param.type or "string"
     number: float | None = None
     if kind == "integer":
-        try:
-            number = int(value.strip())
-        except ValueError:
+        if not _INTEGER.fullmatch(value.strip()):  # Go's ParseInt: no 1_000, ASCII digits
             return f"must be an integer, not {value!r}"
+        number = int(value.strip())
     elif kind == "number":
-        try:
-            number = float(value.strip())
-        except ValueError:
+        if not _NUMBER.fullmatch(value.strip()):
             return f"must be a number, not {value!r}"
+        number = float(value.strip())
         if not math.isfinite(number):
             return f"must be a finite number, not {value!r}"
     elif kind == "boolean" and value.strip().lower() not in ("true", "false"):

@@ -1175,3 +1175,49 @@ def test_bench_checks_typed_params_before_any_run(tmp_path):
     assert "param replicas: must be <= 5" in done.stderr
     assert "--matrix environment, --matrix replicas" in done.stderr
     assert not (tmp_path / "home" / "runs").exists()
+
+
+def test_run_variables_from_dagboxs_own_environment_do_not_reach_steps(tmp_path):
+    """dagbox started from a step of another run (Dagu's or its own) has that run's
+    variables; a step gets this run's, or none: no DAGU_OUTPUT_FILE of the other run to
+    write into, no other step's stdout file in a handler."""
+    dag = tmp_path / "dag.yaml"
+    dag.write_text(
+        "steps:\n"
+        "  - id: show\n"
+        '    run: echo "[${DAGU_OUTPUT_FILE-unset}] [$DAG_RUN_ID]"\n'
+        "handler_on:\n"
+        "  exit:\n"
+        '    run: echo "[${DAG_RUN_STEP_STDOUT_FILE-unset}]"\n'
+    )
+    env = {
+        **os.environ,
+        "DAGBOX_HOME": str(tmp_path / "home"),
+        "DAGU_OUTPUT_FILE": str(tmp_path / "parent-output"),
+        "DAG_RUN_STEP_STDOUT_FILE": str(tmp_path / "parent-stdout"),
+        "DAG_RUN_ID": "parent",
+    }
+    done = subprocess.run(
+        [*DAGBOX, "run", "--run-id", "child", "-o", "quiet", str(dag)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    logs = {
+        p.name.split(".")[0]: p.read_text()
+        for p in tmp_path.glob("home/runs/dag/child/logs/*.stdout")
+    }
+    assert sorted(logs.values()) == ["[unset]\n", "[unset] [child]\n"], logs
+
+
+def test_a_secret_named_const_is_masked(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        consts:
+          - API_TOKEN: const-secret-value
+        steps:
+          - id: show
+            run: echo "${consts.API_TOKEN}"
+        """,
+    )
+    assert ran.stdout("show") == "***\n"

@@ -35,6 +35,23 @@ RuntimeKind = Literal["host", "root", "step", "exec"]
 StepKind = Literal["command", "script", "commands", "argv", "harness", "image"]
 
 
+#: Variables dagbox sets for every step (docs/format.md, "Values").
+RUN_VARIABLES = (
+    "DAG_NAME",
+    "DAG_RUN_ID",
+    "DAG_RUN_LOG_FILE",
+    "DAG_RUN_WORK_DIR",
+    "DAG_PARAMS_JSON",
+    "DAG_RUN_STEP_NAME",
+    "DAG_RUN_STEP_STDOUT_FILE",
+    "DAG_RUN_STEP_STDERR_FILE",
+    "DAGU_OUTPUT_FILE",
+    "DAG_RUN_ARTIFACTS_DIR",
+    "DAG_RUN_STATUS",
+    "PWD",
+)
+
+
 class Volume(msgspec.Struct, frozen=True, array_like=True):
     source: str
     target: str

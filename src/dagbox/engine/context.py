@@ -48,6 +48,7 @@ class Context:
         self.options = options
         self.work_dir = Path(plan.work_dir or ".")
         self.secrets = Secrets(options.host_env, plan.params)
+        self.secrets.learn(plan.consts)  # a secret-named const is masked as any value
         #: In the environment of the helper shells (backticks, preconditions): whatever
         #: they leave running is found as this run's, and stopped when it ends.
         self.marks = {"DAG_RUN_ID": options.run_id}

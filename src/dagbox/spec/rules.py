@@ -19,6 +19,7 @@ from typing import Any
 
 from dagbox.harness.argv import RESERVED, asks_usage, coerce, merge_defaults
 from dagbox.harness.catalog import BUILTIN
+from dagbox.plan import RUN_VARIABLES
 from dagbox.regex import RegexError, compile_pattern
 from dagbox.secrets import is_secret_name
 from dagbox.shells import DIRECT, UNIX_SHELLS, is_unix
@@ -76,23 +77,6 @@ def dag_name_problem(name: str) -> str | None:
 def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
-
-
-#: Variables dagbox sets for every step (docs/format.md, "Values").
-RUN_VARIABLES = (
-    "DAG_NAME",
-    "DAG_RUN_ID",
-    "DAG_RUN_LOG_FILE",
-    "DAG_RUN_WORK_DIR",
-    "DAG_PARAMS_JSON",
-    "DAG_RUN_STEP_NAME",
-    "DAG_RUN_STEP_STDOUT_FILE",
-    "DAG_RUN_STEP_STDERR_FILE",
-    "DAGU_OUTPUT_FILE",
-    "DAG_RUN_ARTIFACTS_DIR",
-    "DAG_RUN_STATUS",
-    "PWD",
-)
 
 
 class Checker:

@@ -1221,3 +1221,52 @@ def test_a_secret_named_const_is_masked(tmp_path):
         """,
     )
     assert ran.stdout("show") == "***\n"
+
+
+def test_validate_says_which_references_stay_as_written(tmp_path):
+    """As Dagu's notices: a reference no run can resolve is a warning at its field
+    (unknown const, context field, step output); one only a run can give a value
+    (``${params.X}`` without a default, ``${params}`` without named params, an
+    ``${env.X}`` the file does not set) is shown by ``--show-unresolved`` only, and never
+    by ``run``."""
+    dag = tmp_path / "refs.yaml"
+    dag.write_text(
+        "consts:\n"
+        "  - known: k\n"
+        "env:\n"
+        "  - SET: s\n"
+        "steps:\n"
+        "  - id: a\n"
+        "    run: echo '${consts.known} ${consts.missing} ${context.run.nope}'\n"
+        "  - id: b\n"
+        "    env: [OWN=o]\n"
+        "    run: [echo ok, \"echo '${params.given} ${env.SET} ${env.OWN} ${env.ELSEWHERE} ${params}'\"]\n"
+        "    with_unused: 1\n"[:-20]
+        + "\n"
+    )
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
+
+    def dagbox(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*DAGBOX, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+
+    plain = dagbox("validate", str(dag))
+    assert plain.returncode == 0, plain.stderr
+    lines = plain.stderr.splitlines()
+    assert any(
+        "warning: steps[0].run: ${consts.missing} was left unchanged" in line
+        and "(unknown_const_name)" in line
+        for line in lines
+    ), lines
+    assert any("steps[0].run: ${context.run.nope}" in line for line in lines), lines
+    assert not any("notice" in line or "consts.known" in line for line in lines), lines
+    shown = dagbox("validate", "--show-unresolved", str(dag)).stderr.splitlines()
+    notices = [line.split("notice: ", 1)[1] for line in shown if "notice: " in line]
+    assert [n.split(" was left")[0] for n in notices] == [
+        "steps[1].run[1]: ${params.given}",
+        "steps[1].run[1]: ${env.ELSEWHERE}",
+        "steps[1].run[1]: ${params}",
+    ], shown
+    ran = dagbox("run", "-o", "quiet", str(dag), "--", "given=g")
+    assert "notice" not in ran.stderr and "unknown_const_name" in ran.stderr, ran.stderr

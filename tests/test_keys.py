@@ -162,7 +162,7 @@ steps:
     run: echo hi
 """.lstrip()
     )
-    (warning,) = loaded.warnings
+    (warning,) = [w for w in loaded.warnings if w.severity == "warning"]
     assert str(warning) == (
         "dag.yaml:10:11: warning: steps[0].container.env[0]: ${ANTHROPIC_API_KEY} is not "
         "defined in this DAG, so the container gets it as text; to pass dagbox's own "

@@ -95,13 +95,22 @@ def _load(file: Path) -> Loaded:  # or exits 2 after printing the problems
             _err(str(issue))
         raise typer.Exit(EXIT_USAGE) from None
     for warning in loaded.warnings:
-        _err(str(warning))
+        if warning.severity == "warning":
+            _err(str(warning))
     return loaded
 
 
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="DAG files to check.", show_default=False)],
+    show_unresolved: Annotated[
+        bool,
+        typer.Option(
+            "--show-unresolved",
+            help="Also say which references only a run can give a value "
+            "(${params.X} without a default, ${env.X} the file does not set).",
+        ),
+    ] = False,
 ) -> None:
     """Check DAG files without running anything.
 
@@ -120,7 +129,8 @@ def validate(
                 _err(str(issue))
             continue
         for warning in loaded.warnings:
-            _err(str(warning))
+            if warning.severity == "warning" or show_unresolved:
+                _err(str(warning))
         typer.echo(f"{file}: ok")
     raise typer.Exit(EXIT_USAGE if failed else EXIT_OK)
 

@@ -31,13 +31,17 @@ def format_path(path: IssuePath) -> str:
     return "".join(out)
 
 
+#: An error refuses the file; a warning is always shown; a notice only on request.
+Severity = Literal["error", "warning", "notice"]
+
+
 @dataclass(frozen=True, slots=True)
 class Issue:
     """One problem at one place. ``at_key`` points the location at the key, not its value."""
 
     path: IssuePath
     message: str
-    severity: Literal["error", "warning"] = "error"
+    severity: Severity = "error"
     at_key: bool = False
     line: int | None = None
     col: int | None = None
@@ -50,11 +54,11 @@ class LocatedIssue:
     col: int
     path: str
     message: str
-    severity: Literal["error", "warning"]
+    severity: Severity
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}: "
-        prefix = "warning: " if self.severity == "warning" else ""
+        prefix = "" if self.severity == "error" else f"{self.severity}: "
         path = f"{self.path}: " if self.path else ""
         return f"{where}{prefix}{path}{self.message}"
 
@@ -102,6 +106,10 @@ class Sink:
 
     def warn(self, message: str, *parts: str | int, at_key: bool = False) -> None:
         self.issues.append(Issue((*self.path, *parts), message, "warning", at_key=at_key))
+
+    def notice(self, message: str, *parts: str | int) -> None:
+        """Something only a run can settle (``validate --show-unresolved`` shows it)."""
+        self.issues.append(Issue((*self.path, *parts), message, "notice"))
 
     @property
     def count(self) -> int:

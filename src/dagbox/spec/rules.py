@@ -37,24 +37,10 @@ from dagbox.spec.model import (
     Secret,
     Step,
 )
+from dagbox.spec.references import References
 from dagbox.values import MAX_VALUE_BYTES, plain_names, references
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_CONTEXT = re.compile(r"\$\{context\.([A-Za-z0-9_.]+)\}")
-_STEP_OUTPUT = re.compile(
-    r"(?<!\\)\$\{steps\.([A-Za-z][A-Za-z0-9_]*)\.outputs\.([A-Za-z][A-Za-z0-9_]*)\}"
-)
-#: The ``${context.*}`` fields Dagu 2.x has (docs/format.md, "Values").
-CONTEXT_FIELDS = frozenset(
-    {
-        "dag.name", "run.id", "run.status", "run.started_at", "run.scheduled_at",
-        "run.root_name", "run.root_id", "attempt.id", "attempt.started_at", "step.id",
-        "step.name", "trigger.type", "paths.log_file", "paths.work_dir",
-        "paths.step_stdout_file", "paths.step_stderr_file", "paths.step_output_file",
-        "paths.artifacts_dir",
-        "trigger.actor", "profile.name", "pushback.iteration",
-    }
-)  # fmt: skip
 _DAG_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 RESERVED_IDS = frozenset({"env", "params", "args", "stdout", "stderr", "output", "outputs"})
 HARNESS_ACTION = "harness.run"
@@ -86,6 +72,7 @@ class Checker:
         self.flawed = flawed
         self.sink = sink
         self.providers = sorted({*BUILTIN, *(n for n, d in dag.harnesses.items() if d is not None)})
+        self.references = References(dag, self.ancestors)
 
     def at(self, obj: object, *parts: str | int) -> Sink:
         found = self.sinks.get(id(obj), self.sink)
@@ -108,12 +95,7 @@ class Checker:
         for secret in dag.secrets:
             self.secret(secret)
         self.carrier(dag.shell, self.sink)
-        for name, value in dag.env:
-            for match in _STEP_OUTPUT.finditer(value):
-                self.sink.at("env").warn(
-                    f"{match[0]} was left unchanged in env {name}: the DAG's env is read before "
-                    "any step (namespace_unavailable)"
-                )
+        self.references.root_env(self.sink)
         if dag.retry_policy is not None:
             self.run_retry(dag.retry_policy)
         self.artifacts()
@@ -176,7 +158,7 @@ class Checker:
             self.container(step.container, harness=step.action == HARNESS_ACTION, step_level=True)
         if step.outputs is not None:
             self.declared_outputs(step, at)
-        self.context_fields(step, at)
+        self.references.step(step, at, handler=any(step is h for h in self.handlers()))
         if isinstance(step.output, str) and not STEP_ID.match(step.output.lstrip("$")):
             at.error(f"invalid output name {step.output!r}: use letters, digits and _", "output")
         if step.retry_policy is not None:
@@ -301,37 +283,6 @@ class Checker:
                 "with",
                 at_key=True,
             )
-
-    def context_fields(self, step: Step, at: Sink) -> None:
-        """``${context.X}`` with an X Dagu does not have, and ``${steps.ID.outputs.NAME}``
-        that can never have a value there, stay as written: say so (as Dagu's notices)."""
-        texts = [step.script or "", *((step.run,) if isinstance(step.run, str) else step.run or ())]
-        texts += [value for _, value in step.env]
-        handler = any(step is h for h in self.handlers())
-        for text in texts:
-            for match in _CONTEXT.finditer(text):
-                if match[1] not in CONTEXT_FIELDS:
-                    at.warn(f"{match[0]} was left unchanged: context has no field {match[1]!r}")
-            for match in _STEP_OUTPUT.finditer(text):
-                reason = self.unreachable(step, match[1], match[2], handler)
-                if reason is not None:
-                    at.warn(f"{match[0]} was left unchanged: {reason}")
-
-    def unreachable(self, step: Step, producer: str, name: str, handler: bool) -> str | None:
-        """Why ``${steps.producer.outputs.name}`` has no value in ``step``, or None."""
-        if handler:
-            return "handlers get no step outputs (namespace_unavailable)"
-        by_id = {s.id: s for s in self.dag.steps if s.id is not None}
-        made = by_id.get(producer)
-        if made is None:
-            return f"no step has the id {producer!r} (unknown_step_id)"
-        if made is step:
-            return "a step cannot read its own outputs (self_reference)"
-        if name not in {n for n, _ in made.outputs or ()}:
-            return f"step {producer} declares no output {name!r} (unknown_output_name)"
-        if not any(made is a for a in self.ancestors(step)):
-            return f"the step does not depend on {producer} (missing_dependency)"
-        return None
 
     def ancestors(self, step: Step) -> list[Step]:
         """Every step ``step`` depends on, directly or not."""

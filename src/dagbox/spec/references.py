@@ -1,0 +1,171 @@
+"""Namespaced references that will be left as written, said at ``validate`` (Dagu's notices).
+
+A reference such as ``${consts.missing}`` or ``${steps.build.outputs.image}`` that cannot
+have a value where it is written stays as written (docs/format.md, "Values"). Dagu reports
+these as notices with a reason; dagbox does the same, located at the field:
+
+- defects, which no run can mend, are warnings: an unknown ``${context.X}`` field, an
+  unknown const, a step output that can never be had there (unknown_step_id,
+  self_reference, unknown_output_name, missing_dependency, namespace_unavailable);
+- references only a run can give a value (``${params.X}`` with no default, ``${params}``
+  without named params, ``${env.X}`` the file does not set) are notices, shown by
+  ``dagbox validate --show-unresolved``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from dagbox.spec.issues import Sink
+from dagbox.spec.model import Dag, Step
+
+_CONTEXT = re.compile(r"(?<!\\)\$\{context\.([A-Za-z0-9_.]+)\}")
+_STEP_OUTPUT = re.compile(
+    r"(?<!\\)\$\{steps\.([A-Za-z][A-Za-z0-9_]*)\.outputs\.([A-Za-z][A-Za-z0-9_]*)\}"
+)
+_NAMED = re.compile(r"(?<!\\)\$\{(consts|params|env)\.([A-Za-z_][A-Za-z0-9_]*)\}")
+_PAYLOAD = re.compile(r"(?<!\\)\$\{params\}")
+_PLAIN = re.compile(r"(?<!\\)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+#: The ``${context.*}`` fields Dagu 2.x has (docs/format.md, "Values").
+CONTEXT_FIELDS = frozenset(
+    {
+        "dag.name", "run.id", "run.status", "run.started_at", "run.scheduled_at",
+        "run.root_name", "run.root_id", "attempt.id", "attempt.started_at", "step.id",
+        "step.name", "trigger.type", "paths.log_file", "paths.work_dir",
+        "paths.step_stdout_file", "paths.step_stderr_file", "paths.step_output_file",
+        "paths.artifacts_dir", "trigger.actor", "profile.name", "pushback.iteration",
+    }
+)  # fmt: skip
+
+Ancestors = Callable[[Step], list[Step]]
+
+
+def texts(step: Step) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Each text of ``step`` a reference resolves in (not its env), with its place."""
+    if isinstance(step.run, str):
+        yield ("run",), step.run
+    elif step.run is not None:
+        for i, command in enumerate(step.run):
+            yield ("run", i), command
+    if step.script is not None:
+        yield ("script",), step.script
+    yield from _nested(("with",), step.with_)
+    if step.working_dir is not None:
+        yield ("working_dir",), step.working_dir
+
+
+def _nested(at: tuple[str | int, ...], value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(value, str):
+        yield at, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nested((*at, str(key)), item)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _nested((*at, i), item)
+
+
+class References:
+    """The notices of one DAG's steps and its env."""
+
+    def __init__(self, dag: Dag, ancestors: Ancestors) -> None:
+        self.dag = dag
+        self.ancestors = ancestors
+        self.consts = {name for name, _ in dag.consts}
+        self.params = {p.name for p in dag.params if p.default is not None or p.eval}
+        self.env = {name for name, _ in dag.env} | {s.name for s in dag.secrets}
+
+    def root_env(self, sink: Sink) -> None:
+        """The DAG's env (read in order) and the shared container's env."""
+        self._env(None, self.dag.env, sink.at("env"), set())
+        if self.dag.container is not None:
+            self._env(None, self.dag.container.env, sink.at("container", "env"), set(self.env))
+
+    def step(self, step: Step, at: Sink, handler: bool) -> None:
+        known = self._env(step, step.env, at.at("env"), set(self.env), handler)
+        if step.container is not None:
+            self._env(step, step.container.env, at.at("container", "env"), known, handler)
+        for place, text in texts(step):
+            if "${" in text:
+                self._text(step, text, at.at(*place), handler, known)
+
+    def _env(
+        self,
+        step: Step | None,
+        entries: tuple[tuple[str, str], ...],
+        at: Sink,
+        known: set[str],
+        handler: bool = False,
+    ) -> set[str]:
+        """Env entries in order: each may use the ones before it. Returns every name."""
+        for name, value in entries:
+            if "$" in value:
+                self._text(step, value, at, handler, known, plain=True)
+            known.add(name)
+        return known
+
+    def _text(
+        self,
+        step: Step | None,
+        text: str,
+        at: Sink,
+        handler: bool,
+        known: set[str],
+        plain: bool = False,
+    ) -> None:
+        for match in _CONTEXT.finditer(text):
+            if match[1] not in CONTEXT_FIELDS:
+                at.warn(
+                    f"{match[0]} was left unchanged: context has no field {match[1]!r} "
+                    "(unknown_context_field)"
+                )
+        for match in _STEP_OUTPUT.finditer(text):
+            reason = (
+                self.unreachable(step, match[1], match[2], handler)
+                if step is not None
+                else "the DAG's env is read before any step (namespace_unavailable)"
+            )
+            if reason is not None:
+                at.warn(f"{match[0]} was left unchanged: {reason}")
+        for match in _NAMED.finditer(text):
+            space, name = match[1], match[2]
+            if space == "consts" and name not in self.consts:
+                at.warn(f"{match[0]} was left unchanged: no const {name!r} (unknown_const_name)")
+            elif space == "params" and name not in self.params:
+                at.notice(
+                    f"{match[0]} was left unchanged unless the run is given {name} "
+                    "(no default; namespace_unavailable)"
+                )
+            elif space == "env" and name not in known:
+                self._unbound(match[0], name, at)
+        for match in _PLAIN.finditer(text) if plain else ():
+            name = match[1] or match[2]
+            if name not in known and name not in self.params:
+                self._unbound(match[0], name, at)
+        if _PAYLOAD.search(text) and not any(p.name.isidentifier() for p in self.dag.params):
+            at.notice("${params} was left unchanged: the DAG has no named params")
+
+    @staticmethod
+    def _unbound(reference: str, name: str, at: Sink) -> None:
+        at.notice(
+            f"{reference} was left unchanged unless dagbox's environment or the run has "
+            f"{name} (unknown_env_binding)"
+        )
+
+    def unreachable(self, step: Step, producer: str, name: str, handler: bool) -> str | None:
+        """Why ``${steps.producer.outputs.name}`` has no value in ``step``, or None."""
+        if handler:
+            return "handlers get no step outputs (namespace_unavailable)"
+        by_id = {s.id: s for s in self.dag.steps if s.id is not None}
+        made = by_id.get(producer)
+        if made is None:
+            return f"no step has the id {producer!r} (unknown_step_id)"
+        if made is step:
+            return "a step cannot read its own outputs (self_reference)"
+        if name not in {n for n, _ in made.outputs or ()}:
+            return f"step {producer} declares no output {name!r} (unknown_output_name)"
+        if not any(made is a for a in self.ancestors(step)):
+            return f"the step does not depend on {producer} (missing_dependency)"
+        return None

@@ -17,7 +17,7 @@ import anyio
 from dagbox.engine import output_object, step_outputs
 from dagbox.engine.commands import Commands
 from dagbox.engine.containers import CONTAINER_OUTPUTS
-from dagbox.engine.context import Context, StepError
+from dagbox.engine.context import Context, StepError, make_working_dir
 from dagbox.engine.env import cwd
 from dagbox.engine.events import Outcome, StepStarted
 from dagbox.engine.journal import AttemptJournal, failure_class
@@ -254,11 +254,8 @@ class Attempts:
         one file when both name it), relative to its working directory, as Dagu."""
         opened: dict[str, BinaryIO] = {}
         copies: dict[Stream, BinaryIO] = {}
-        if run.step.stdout or run.step.stderr:  # made as the step itself would make it
-            try:
-                Path(cwd(self.ctx, run, env)).mkdir(mode=0o750, parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StepError(f"cannot create working directory: {exc.strerror}") from None
+        if run.step.stdout or run.step.stderr:
+            make_working_dir(cwd(self.ctx, run, env))
         wanted: tuple[tuple[Stream, str | None, bool], ...] = (
             ("stdout", run.step.stdout, False),
             ("stderr", run.step.stderr, False),

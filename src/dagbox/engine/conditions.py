@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import anyio
-
-from dagbox.engine.context import Context, StepError, exported
+from dagbox.engine.context import Context, StepError, exported, make_working_dir
 from dagbox.plan import Condition
 from dagbox.regex import regex_of
 from dagbox.runtimes.helpers import capture
@@ -20,10 +18,7 @@ async def all_met(
     Raises StepError if one cannot be evaluated."""
     scope = {**ctx.host_env, **env}
     if conditions:
-        try:  # the step's working directory, made as the step itself would make it
-            await anyio.Path(cwd).mkdir(mode=0o750, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StepError(f"cannot create working directory {cwd}: {exc.strerror}") from None
+        make_working_dir(cwd)
     met = True
     for condition in conditions:
         if await _met(ctx, condition, scope, cwd) == condition.negate:

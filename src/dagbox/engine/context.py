@@ -36,6 +36,15 @@ class RunOptions:
     notices: list[str] = field(default_factory=list)
 
 
+def make_working_dir(path: str | Path) -> None:
+    """A step's working directory, made as the step itself would make it (Dagu makes a
+    missing one): before its preconditions and its ``stdout:`` files. Raises StepError."""
+    try:
+        Path(path).mkdir(mode=0o750, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StepError(f"cannot create working directory {path}: {exc.strerror}") from None
+
+
 def exported(env: Mapping[str, str], hidden: Collection[str] = ()) -> dict[str, str]:
     """What a process gets of a step's ``env``: not the dotted names references use
     (``${steps.ID.outputs.NAME}``), nor the ``hidden`` ones (an env secret's source)."""

@@ -92,7 +92,8 @@ def _load(file: Path) -> Loaded:  # or exits 2 after printing the problems
         loaded = load(file)
     except DagError as exc:
         for issue in exc.issues:
-            _err(str(issue))
+            if issue.severity != "notice":
+                _err(str(issue))
         raise typer.Exit(EXIT_USAGE) from None
     for warning in loaded.warnings:
         if warning.severity == "warning":
@@ -126,7 +127,8 @@ def validate(
         except DagError as exc:
             failed = True
             for issue in exc.issues:
-                _err(str(issue))
+                if issue.severity != "notice" or show_unresolved:
+                    _err(str(issue))
             continue
         for warning in loaded.warnings:
             if warning.severity == "warning" or show_unresolved:

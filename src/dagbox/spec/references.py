@@ -39,6 +39,9 @@ CONTEXT_FIELDS = frozenset(
     }
 )  # fmt: skip
 
+#: Context fields the file itself says (no notice for them).
+_KNOWN_AT_LOAD = frozenset({"dag.name", "step.id", "step.name"})
+
 Ancestors = Callable[[Step], list[Step]]
 
 
@@ -79,7 +82,7 @@ class References:
 
     def root_env(self, sink: Sink) -> None:
         """The DAG's env (read in order) and the shared container's env."""
-        self._env(None, self.dag.env, sink.at("env"), set())
+        self._env(None, self.dag.env, sink.at("env"), set(), each=True)
         if self.dag.container is not None:
             self._env(None, self.dag.container.env, sink.at("container", "env"), set(self.env))
 
@@ -98,11 +101,13 @@ class References:
         at: Sink,
         known: set[str],
         handler: bool = False,
+        each: bool = False,
     ) -> set[str]:
-        """Env entries in order: each may use the ones before it. Returns every name."""
-        for name, value in entries:
+        """Env entries in order: each may use the ones before it (``each``: said at the
+        entry, ``env[i]``, as Dagu does for the DAG's env). Returns every name."""
+        for i, (name, value) in enumerate(entries):
             if "$" in value:
-                self._text(step, value, at, handler, known, plain=True)
+                self._text(step, value, at.at(i) if each else at, handler, known, plain=True)
             known.add(name)
         return known
 
@@ -121,6 +126,8 @@ class References:
                     f"{match[0]} was left unchanged: context has no field {match[1]!r} "
                     "(unknown_context_field)"
                 )
+            elif match[1] not in _KNOWN_AT_LOAD:
+                at.notice(f"{match[0]} has a value only in a run (namespace_unavailable)")
         for match in _STEP_OUTPUT.finditer(text):
             reason = (
                 self.unreachable(step, match[1], match[2], handler)

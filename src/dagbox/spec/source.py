@@ -40,6 +40,8 @@ class Source:
                 for k, v in node.value:  # last one wins, as in the constructed dict
                     if isinstance(k, yaml.ScalarNode) and _same_key(k, part):
                         found, key_node = v, k
+                if found is None and isinstance(part, int) and 0 <= part < len(node.value):
+                    key_node, found = node.value[part]  # env[1] of a mapping: its 2nd entry
                 if found is None:
                     break
                 node = found

@@ -3,6 +3,7 @@ each test is a small DAG that meant something else in dagbox before."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
@@ -995,6 +996,12 @@ def test_artifact_paths_that_leave_the_folder_are_refused(tmp_path):
             depends: link
             run: echo never
             stdout: {artifact: out/x.txt}
+          - id: outside
+            run: mkdir -p outside && ln -s "$PWD/outside" "$DAG_RUN_ARTIFACTS_DIR/far"
+          - id: deeper
+            depends: outside
+            run: echo never
+            stdout: {artifact: far/made/x.txt}
           - id: by_value
             run: echo never
             stdout: {artifact: "${params.WHERE}"}
@@ -1003,6 +1010,8 @@ def test_artifact_paths_that_leave_the_folder_are_refused(tmp_path):
     assert ran.status("through") == "failed"
     assert "leaves the artifacts folder" in ran.error("through")
     assert not Path("/tmp/x.txt").exists()
+    assert ran.status("deeper") == "failed"
+    assert not (tmp_path / "outside" / "made").exists()  # no folder made out there
     assert ran.status("by_value") == "failed"
     assert "must not contain '..'" in ran.error("by_value")
     assert not (tmp_path / "home" / "runs" / "dag" / "escape.txt").exists()
@@ -1153,10 +1162,16 @@ def test_typed_numbers_are_read_as_go_reads_them():
     assert [problem_of(number, v) is None for v in ("1.25", "-.5", "1e3", "2.")] == [True] * 4
     for bad in ("1_0.5", "\u0661.5", "nan", "inf", "0x10"):
         assert problem_of(number, bad) == f"must be a number, not {bad!r}"
-    with pytest.raises(ParamValueError) as info:
-        check((Param("API_TOKEN", type="integer"),), {"API_TOKEN": "sk-live-123"})
-    assert "sk-live-123" not in str(info.value)
-    assert "***" in str(info.value)
+    assert problem_of(integer, "99999999999999999999") is not None  # past 64 bits
+    for declared, value in [
+        (Param("API_TOKEN", type="integer"), "sk-live-123"),
+        (Param("RATE_KEY", type="number", maximum=10), "987654321"),
+        (Param("API_KEY", min_length=40), "short-secret-value"),
+        (Param("API_KEY", enum=("a",)), "short-secret-value"),
+    ]:
+        with pytest.raises(ParamValueError) as info:
+            check((declared,), {declared.name: value})
+        assert value not in str(info.value), info.value
 
 
 def test_bench_checks_typed_params_before_any_run(tmp_path):
@@ -1183,9 +1198,12 @@ def test_run_variables_from_dagboxs_own_environment_do_not_reach_steps(tmp_path)
     write into, no other step's stdout file in a handler."""
     dag = tmp_path / "dag.yaml"
     dag.write_text(
+        "env: [{ROOT_OF: $DAGU_OUTPUT_FILE}]\n"
         "steps:\n"
         "  - id: show\n"
-        '    run: echo "[${DAGU_OUTPUT_FILE-unset}] [$DAG_RUN_ID]"\n'
+        "    env: [{S: '${DAGU_OUTPUT_FILE}'}]\n"
+        '    preconditions: [{condition: test -z "$DAGU_OUTPUT_FILE"}]\n'
+        '    run: echo "[${DAGU_OUTPUT_FILE-unset}] [$DAG_RUN_ID] [$ROOT_OF] [$S]"\n'
         "handler_on:\n"
         "  exit:\n"
         '    run: echo "[${DAG_RUN_STEP_STDOUT_FILE-unset}]"\n'
@@ -1206,7 +1224,10 @@ def test_run_variables_from_dagboxs_own_environment_do_not_reach_steps(tmp_path)
         p.name.split(".")[0]: p.read_text()
         for p in tmp_path.glob("home/runs/dag/child/logs/*.stdout")
     }
-    assert sorted(logs.values()) == ["[unset]\n", "[unset] [child]\n"], logs
+    assert sorted(logs.values()) == [
+        "[unset]\n",
+        "[unset] [child] [$DAGU_OUTPUT_FILE] [${DAGU_OUTPUT_FILE}]\n",
+    ], logs
 
 
 def test_a_secret_named_const_is_masked(tmp_path):
@@ -1282,3 +1303,32 @@ def test_validate_says_which_references_stay_as_written(tmp_path):
     assert "context.dag.name" not in shown
     ran = dagbox("run", "-o", "quiet", str(dag), "--", "given=g")
     assert "notice" not in ran.stderr and "unknown_const_name" in ran.stderr, ran.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        """$(echo "a\\\\'${params.X}'b")""",  # an escaped quote opens nothing
+        """$(echo "it's ${params.X}, isn't it")""",  # quotes inside double quotes are text
+        "$(printf '%s' $'${params.X}')",  # ANSI-C quoting
+        "$(cat <<EOF\nit's ${params.X}, isn't it\nEOF\n)",  # a heredoc body
+        "$(: # it's\necho ${params.X}')",  # a quote in a comment
+    ],
+)
+def test_a_value_in_an_eval_is_never_run_as_a_command(tmp_path, text):
+    """A value a shell expands (a param's ``eval:``) gets other values through its
+    environment, never pasted as code, unless a shell would read the place as inside
+    single quotes: the reading follows double quotes, escapes, comments, ``$'...'`` and
+    heredocs, and says no when unsure."""
+    pwned = tmp_path / "pwned"
+    (tmp_path / "dag.yaml").write_text(
+        "params:\n  - name: X\n    default: hello\n  - name: Y\n    eval: "
+        + json.dumps(text)
+        + "\nsteps:\n  - run: 'true'\n"
+    )
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home")}
+    subprocess.run(
+        [*DAGBOX, "run", "-o", "quiet", str(tmp_path / "dag.yaml"), "--", f"X=$(touch {pwned})"],
+        capture_output=True, text=True, env=env, timeout=60, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert not pwned.exists()

@@ -37,35 +37,37 @@ def check(declared: tuple[Param, ...], values: Mapping[str, str]) -> None:
             if param.required and not param.eval:
                 raise ParamValueError(f"param {param.name} is required: give it a value")
             continue
-        problem = problem_of(param, value)
+        shown = "***" if is_secret_name(param.name) else repr(value)  # a secret is not shown
+        problem = problem_of(param, value, shown)
         if problem is not None:
-            if is_secret_name(param.name):  # its value is not shown
-                problem = problem.replace(repr(value), "***")
             raise ParamValueError(f"param {param.name}: {problem}")
 
 
-def problem_of(param: Param, value: str) -> str | None:
-    """Why ``value`` is not a value of ``param``, or None."""
+def problem_of(param: Param, value: str, shown: str | None = None) -> str | None:
+    """Why ``value`` is not a value of ``param`` (showing it as ``shown``), or None."""
+    shown = repr(value) if shown is None else shown
     kind = param.type or "string"
     number: float | None = None
     if kind == "integer":
         if not _INTEGER.fullmatch(value.strip()):  # Go's ParseInt: no 1_000, ASCII digits
-            return f"must be an integer, not {value!r}"
+            return f"must be an integer, not {shown}"
         number = int(value.strip())
+        if not -(2**63) <= number < 2**63:  # ParseInt(..., 64)
+            return f"must be an integer of 64 bits, not {shown}"
     elif kind == "number":
         if not _NUMBER.fullmatch(value.strip()):
-            return f"must be a number, not {value!r}"
+            return f"must be a number, not {shown}"
         number = float(value.strip())
         if not math.isfinite(number):
-            return f"must be a finite number, not {value!r}"
+            return f"must be a finite number, not {shown}"
     elif kind == "boolean" and value.strip().lower() not in ("true", "false"):
-        return f"must be true or false, not {value!r}"
+        return f"must be true or false, not {shown}"
     if param.enum is not None and value not in param.enum:
-        return f"must be one of {', '.join(param.enum)}, not {value!r}"
+        return f"must be one of {', '.join(param.enum)}, not {shown}"
     if number is not None and param.minimum is not None and number < param.minimum:
-        return f"must be >= {param.minimum:g}, not {value}"
+        return f"must be >= {param.minimum:g}, not {shown}"
     if number is not None and param.maximum is not None and number > param.maximum:
-        return f"must be <= {param.maximum:g}, not {value}"
+        return f"must be <= {param.maximum:g}, not {shown}"
     if param.min_length is not None and len(value) < param.min_length:
         return f"must be at least {param.min_length} characters long"
     if param.max_length is not None and len(value) > param.max_length:
@@ -76,5 +78,5 @@ def problem_of(param: Param, value: str) -> str | None:
         except RegexError:
             return None  # validate reported the pattern
         if not matches:
-            return f"must match {param.pattern!r}, not {value!r}"
+            return f"must match {param.pattern!r}, not {shown}"
     return None

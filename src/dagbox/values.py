@@ -80,7 +80,7 @@ def expand(
         nonlocal size
         value = _resolve(match)
         pasted_safely = (  # inside single quotes the shell would not expand ${NAME}
-            value is not None and "'" not in value and quoted(match)
+            value is not None and "'" not in value and _shell_quoted(text, match.start())
         )
         if into is not None and value is not None and not match["escaped"] and not pasted_safely:
             name = f"DAGBOX_VALUE_{len(into) + 1}"
@@ -259,6 +259,40 @@ def _single_quoted(text: str, start: int, end: int) -> bool:
         elif i == 0 or text[i - 1] not in "$}":
             inside = True
     return inside and any(text[i] == "'" and not _escaped(text, i) for i in range(end, len(text)))
+
+
+def _shell_quoted(text: str, end: int) -> bool:
+    """``text[end]`` is inside a ``'...'`` that a POSIX shell reads as one (a value pasted
+    there is text). Double quotes, backslashes, comments and ``$'...'`` are followed; a
+    heredoc, or a ``$(``/backtick inside double quotes, makes it say no: when unsure, the
+    value goes through the environment, which is never code."""
+    if "<<" in text:
+        return False
+    state, i = "", 0
+    while i < end:
+        char = text[i]
+        if state == "'":
+            state = "" if char == "'" else state
+        elif state == '"':
+            if char == "\\":
+                i += 1
+            elif char == '"':
+                state = ""
+            elif char == "`" or text.startswith("$(", i):
+                return False
+        elif text.startswith("$'", i):
+            return False
+        elif char == "\\":
+            i += 1
+        elif char == "#" and (i == 0 or text[i - 1] in " \t\n;&|("):
+            newline = text.find("\n", i)
+            if newline == -1 or newline >= end:
+                return False
+            i = newline
+        elif char in "'\"":
+            state = char
+        i += 1
+    return state == "'"
 
 
 def _escaped(text: str, i: int) -> bool:

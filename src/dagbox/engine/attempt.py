@@ -277,7 +277,8 @@ class Attempts:
                 raise
             if path not in opened:
                 try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                    no_link = os.O_NOFOLLOW if artifact else 0  # a link made since: refused
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | no_link, 0o600)
                 except OSError as exc:
                     for file in opened.values():
                         file.close()
@@ -360,12 +361,20 @@ def artifact_path(folder: Path | None, name: str) -> str:
     if problem is not None:
         raise StepError(problem)
     root = folder.resolve()
-    target = root / name.strip()
-    try:
-        target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StepError(f"cannot create the folder of artifact {name!r}: {exc.strerror}") from None
-    if not target.parent.resolve().is_relative_to(root) or target.is_symlink():
+    parts = Path(name.strip()).parts
+    where = root
+    for part in parts[:-1]:  # made one by one: none through a link out of the folder
+        where = where / part
+        try:
+            if where.is_symlink() and not where.resolve().is_relative_to(root):
+                raise StepError(f"artifact path {name!r} leaves the artifacts folder")
+            where.mkdir(mode=0o750, exist_ok=True)
+        except OSError as exc:
+            raise StepError(
+                f"cannot create the folder of artifact {name!r}: {exc.strerror}"
+            ) from None
+    target = where / parts[-1]
+    if not where.resolve().is_relative_to(root) or target.is_symlink():
         raise StepError(f"artifact path {name!r} leaves the artifacts folder")
     return str(target)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dagbox.engine.events import AnyEvent, Notice, StepOutput
 from dagbox.layout import RunLayout, safe_name
-from dagbox.plan import Plan
+from dagbox.plan import RUN_VARIABLES, Plan
 from dagbox.secrets import Secrets
 from dagbox.values import Scope
 
@@ -56,7 +56,8 @@ class Context:
         self.plan = plan
         self.options = options
         self.work_dir = Path(plan.work_dir or ".")
-        self.secrets = Secrets(options.host_env, plan.params)
+        self._host_env = {k: v for k, v in options.host_env.items() if k not in RUN_VARIABLES}
+        self.secrets = Secrets(self._host_env, plan.params)
         self.secrets.learn(plan.consts)  # a secret-named const is masked as any value
         #: In the environment of the helper shells (backticks, preconditions): whatever
         #: they leave running is found as this run's, and stopped when it ends.
@@ -88,7 +89,9 @@ class Context:
 
     @property
     def host_env(self) -> Mapping[str, str]:
-        return self.options.host_env
+        """dagbox's environment without the run variables of a run that started dagbox
+        (from one of its steps): every value read from it gets this run's, or none."""
+        return self._host_env
 
     @property
     def layout(self) -> RunLayout | None:

@@ -13,7 +13,7 @@ from dagbox.engine.conditions import expanded_by_shell
 from dagbox.engine.containers import CONTAINER_ARTIFACTS
 from dagbox.engine.context import Context, StepError
 from dagbox.engine.state import StepRun
-from dagbox.plan import RUN_VARIABLES, Plan
+from dagbox.plan import Plan
 from dagbox.values import params_json
 
 
@@ -129,9 +129,7 @@ async def step_env(
     overlay the container's env instead, and host paths stay out (docs/format.md, D3).
     """
     on_host = run.step.runtime == "host"
-    # A run variable dagbox's own environment has (dagbox run from a step of another
-    # run) is that run's: a step gets this run's, or none.
-    host = {k: v for k, v in ctx.host_env.items() if k not in ctx.hidden and k not in RUN_VARIABLES}
+    host = {k: v for k, v in ctx.host_env.items() if k not in ctx.hidden}
     env = {**host, **base} if on_host else dict(base)
     env.update(outputs)
     env.update({"context.step.name": run.name, "step.name": run.name})

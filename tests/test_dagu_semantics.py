@@ -209,11 +209,11 @@ def test_stdout_and_stderr_files(tmp_path):
             run: echo out; echo err >&2; echo "$API_TOKEN"
             stdout: out.txt
             stderr: ${params.DIR}/err.txt
-          - id: same_file
+          - id: same_folder
             working_dir: work
             run: echo one; echo two >&2
-            stdout: all.txt
-            stderr: all.txt
+            stdout: out.txt
+            stderr: ${params.DIR}/err.txt
           - id: retried
             run: echo try; exit 1
             stdout: retried.txt
@@ -227,7 +227,19 @@ def test_stdout_and_stderr_files(tmp_path):
     assert (tmp_path / "out.txt").read_text() == "before\nout\n***\n"
     assert (tmp_path / "err.txt").read_text() == "err\n"
     assert ran.stdout("both") == "out\n***\n"
-    assert sorted((tmp_path / "work" / "all.txt").read_text().splitlines()) == ["one", "two"]
+    assert (tmp_path / "work" / "out.txt").read_text() == "one\n"
+    assert (tmp_path / "work" / "err.txt").read_text() == "two\n"
+    found = _problems(
+        """
+        steps:
+          - {run: 'true', stdout: a.txt, stderr: a.txt}
+          - {run: 'true', stdout: {artifact: b.txt}, stderr: {artifact: b.txt}}
+        """
+    )
+    assert found == [
+        "steps[0].stderr: stdout and stderr cannot be the same file 'a.txt'",
+        "steps[1].stderr: stdout and stderr cannot be the same file 'b.txt'",
+    ]
     assert (tmp_path / "retried.txt").read_text() == "try\ntry\n"
     assert ran.status("cannot") == "failed"
     assert "cannot open stdout file" in ran.error("cannot")
@@ -927,18 +939,20 @@ def test_artifacts_folder_and_stream_artifacts(tmp_path):
     assert (folder / "named.txt").read_text() == "made\n"
     assert (folder / "handler.txt").read_text() == "handled\n"
     assert ran.stdout("names") == f"{folder}\n"
+    assert folder.stat().st_mode & 0o7777 == 0o750  # only dagbox's user: no container here
     assert ran.stdout("write") == "out\n"  # the log still gets it
 
 
-def test_artifacts_dir_is_laid_out_as_dagu_does(tmp_path):
-    """``artifacts: {dir}`` (relative to the DAG's folder) holds
-    ``<dag>/dag-run_<UTC time>_<run id>/``; a stdout file and an artifact both get the
-    stream; a step without the variable in it does not turn artifacts on."""
+def test_artifacts_dir_is_laid_out_as_dagu_does(tmp_path, monkeypatch):
+    """``artifacts: {dir}`` (relative to the DAG's folder, ``$VAR`` and ``~`` expanded)
+    holds ``<dag>/dag-run_<UTC time>_<run id>/``; a dir alone, or a DAG that does not use
+    them, turns nothing on."""
+    monkeypatch.setenv("ARTS", "kept")
     run_text(
         tmp_path,
         """
         name: reports
-        artifacts: {dir: kept}
+        artifacts: {dir: $ARTS/here}
         steps:
           - run: echo both
             stdout: {artifact: a/b.txt}
@@ -946,14 +960,16 @@ def test_artifacts_dir_is_laid_out_as_dagu_does(tmp_path):
             stdout: plain.txt
         """,
     )
-    (found,) = (tmp_path / "kept" / "reports").glob("dag-run_*_r1/a/b.txt")
+    (found,) = (tmp_path / "kept" / "here" / "reports").glob("dag-run_*_r1/a/b.txt")
     assert found.read_text() == "both\n"
     assert found.parent.parent.name.startswith("dag-run_20")
     assert (tmp_path / "plain.txt").read_text() == "file\n"
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    run_text(plain, "steps:\n  - run: 'true'\n")
-    assert not (plain / "home" / "runs" / "dag" / "r1" / "artifacts").exists()
+    for text in ("steps:\n  - run: 'true'\n", "artifacts: {dir: off}\nsteps: [{run: 'true'}]\n"):
+        plain = tmp_path / f"plain{len(text)}"
+        plain.mkdir()
+        run_text(plain, text)
+        assert not (plain / "home" / "runs" / "dag" / "r1" / "artifacts").exists()
+        assert not (plain / "off").exists()
 
 
 def test_artifact_paths_that_leave_the_folder_are_refused(tmp_path):
@@ -1051,6 +1067,13 @@ def test_stdout_outputs_and_jq_select(tmp_path):
               echo '{"a": {"b": [5, 6]}}'
             output:
               first: {from: stdout, select: ".a.b[0]"}
+          - id: lazy
+            run: |
+              echo '{"a": 3, "items": [{"id": 7}, "x"]}'
+            output:
+              first: {from: stdout, select: 'first(.a), error("later")'}
+              ids: {from: stdout, select: ".items[] | .id"}
+              endless: {from: stdout, select: "repeat(.a)"}
           - id: nothing
             run: |
               echo '{}'
@@ -1063,6 +1086,12 @@ def test_stdout_outputs_and_jq_select(tmp_path):
             run: printf '%s\\n' "$SEEN"
         """,
     )
+    assert ran.status("lazy") == "succeeded", ran.error("lazy")  # the first result only
+    assert json.loads(ran.step("lazy").outputs["lazy.output"]) == {
+        "first": 3,
+        "ids": 7,
+        "endless": 3,
+    }
     assert ran.status("nothing") == "failed"
     assert "select '.missing[]?' found nothing" in ran.error("nothing")
     assert ran.stdout("use") == 'plain|v1|["a","b"]|t9|prod|["x","prod"]|2|5|5\n', ran.error("use")
@@ -1188,7 +1217,7 @@ def test_bench_checks_typed_params_before_any_run(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "param replicas: must be <= 5" in done.stderr
-    assert "--matrix environment, --matrix replicas" in done.stderr
+    assert "(in environment=dev, replicas=9)" in done.stderr
     assert not (tmp_path / "home" / "runs").exists()
 
 

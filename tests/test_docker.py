@@ -730,6 +730,7 @@ def test_artifacts_and_stdout_outputs_from_a_container(tmp_path, where):
     )
     assert ran.status("make") == "succeeded", ran.error("make")
     folder = tmp_path / "home" / "runs" / "dag" / "r1" / "artifacts"
+    assert folder.stat().st_mode & 0o7777 == 0o1777  # user 1000 writes; sticky
     assert (folder / "made.txt").read_text() == "inside\n"
     assert (folder / "logs" / "make.txt").read_text() == '{"who": "1000"}\n'
     assert ran.stdout("use") == "1000\n"

@@ -609,20 +609,19 @@ def _check_bench_params(
     import itertools
 
     from dagbox.params import ParamValueError, check
+    from dagbox.secrets import is_secret_name
 
     declared = loaded.dag.params
-    if not any(p.type or p.enum or p.pattern or p.required for p in declared):
-        return
     defaults = {p.name: p.default for p in declared if p.default is not None}
     names = [name for name, _ in axes]
     for label, task in tasks or [("", {})]:
         for combo in itertools.product(*(values for _, values in axes)):
+            pairs = list(zip(names, combo, strict=True))
             try:
-                check(declared, {**defaults, **task, **dict(zip(names, combo, strict=True))})
+                check(declared, {**defaults, **task, **dict(pairs)})
             except ParamValueError as exc:
-                where = ", ".join(
-                    [*([f"task {label}"] if label else []), *(f"--matrix {n}" for n in names)]
-                )
+                cell = [f"{n}={'***' if is_secret_name(n) else v}" for n, v in pairs]
+                where = ", ".join([*([f"task {label}"] if label else []), *cell])
                 _err(f"dagbox: {loaded.path}: {exc}" + (f" (in {where})" if where else ""))
                 raise typer.Exit(EXIT_USAGE) from None
 

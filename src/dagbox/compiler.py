@@ -114,11 +114,12 @@ def _artifacts(dag: Dag, path: Path, steps: tuple[PlannedStep, ...]) -> str | No
     used = any(s.stdout_artifact or s.stderr_artifact for s in steps) or any(
         name in msgspec.json.encode((steps, dag.env)) for name in _ARTIFACT_NAMES
     )
-    if not used and not (config is not None and (config.enabled or config.dir)):
-        return None
+    if not used and not (config is not None and config.enabled):
+        return None  # a dir alone does not turn them on, as in Dagu
     if config is None or not config.dir:
         return ""
-    return str((path.parent / Path(config.dir).expanduser()).resolve())
+    where = Path(os.path.expandvars(config.dir)).expanduser()  # as working_dir
+    return str((path.parent / where).resolve())
 
 
 def link(dag: Dag) -> list[list[int]]:

@@ -10,7 +10,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 import anyio
 
@@ -139,7 +139,7 @@ class Attempts:
                 file.close()
         if journal is not None:
             self._journal_end(journal, result, tail=not router.secret_output)
-        return self._object(run, env, self._read_outputs(run, result, output_file))
+        return await self._object(run, env, self._read_outputs(run, result, output_file))
 
     async def _execute(
         self,
@@ -224,7 +224,7 @@ class Attempts:
             return Attempt(Exit(1, str(exc)), result.capture)
         return result
 
-    def _object(self, run: StepRun, env: dict[str, str], result: Attempt) -> Attempt:
+    async def _object(self, run: StepRun, env: dict[str, str], result: Attempt) -> Attempt:
         """After a success, ``output:``'s object form and ``stdout: {outputs}`` (a value
         they cannot have fails the step)."""
         spec, config = run.step.output_object, run.step.stdout_outputs
@@ -237,14 +237,18 @@ class Attempts:
         )
         if problem is not None and reads_stdout:
             return Attempt(Exit(1, problem), result.capture)
-        scope = self.ctx.scope(env)
-        try:
+        scope, where = self.ctx.scope(env), cwd(self.ctx, run, env)
+
+        def build() -> None:  # in a thread: a jq filter may take its time
             if spec:
                 result.output_object = output_object.build(
-                    spec, scope, stdout, run.stderr_file, cwd(self.ctx, run, env)
+                    spec, scope, stdout, run.stderr_file, where
                 )
             if config is not None:
                 result.outputs_object = output_object.build_outputs(config, scope, stdout)
+
+        try:
+            await anyio.to_thread.run_sync(build, abandon_on_cancel=True)
         except output_object.OutputObjectError as exc:
             return Attempt(Exit(1, str(exc)), result.capture)
         return result
@@ -284,10 +288,7 @@ class Attempts:
                         file.close()
                     raise StepError(f"cannot open {stream} file {path}: {exc.strerror}") from None
                 opened[path] = os.fdopen(fd, "ab", buffering=0)
-            if stream in copies:  # a file and an artifact: both get it
-                copies[stream] = cast(BinaryIO, _Tee(copies[stream], opened[path]))
-            else:
-                copies[stream] = opened[path]
+            copies[stream] = opened[path]
         return copies
 
     def _log_files(self, run: StepRun, try_: int | None) -> tuple[str | None, str | None]:
@@ -377,19 +378,3 @@ def artifact_path(folder: Path | None, name: str) -> str:
     if not where.resolve().is_relative_to(root) or target.is_symlink():
         raise StepError(f"artifact path {name!r} leaves the artifacts folder")
     return str(target)
-
-
-class _Tee:
-    """Two files that get the same bytes (``stdout:`` a file and an artifact)."""
-
-    def __init__(self, first: BinaryIO, second: BinaryIO) -> None:
-        self.files = (first, second)
-
-    def write(self, data: bytes) -> int:
-        for file in self.files:
-            file.write(data)
-        return len(data)
-
-    def close(self) -> None:
-        for file in self.files:
-            file.close()

@@ -108,8 +108,8 @@ class Context:
     def artifacts_dir(self) -> Path | None:
         """The run's artifacts folder, made when first asked for: under the run's record,
         or ``<dir>/<dag>/dag-run_<UTC time>_<run id>`` for ``artifacts: {dir}``, as Dagu
-        lays it out. Open to any user when a container may write it (a container's
-        ``user:`` may not be root)."""
+        lays it out. Open to any user (sticky) only when a container of the run runs as
+        a user that is not root."""
         base = self.plan.artifacts
         if base is None or (base == "" and self.layout is None):
             return None
@@ -120,9 +120,16 @@ class Context:
             when = datetime.now(UTC).strftime("%Y%m%d_%H%M%SZ")
             path = Path(base) / safe_name(self.plan.dag) / f"dag-run_{when}_{self.run_id}"
         path.mkdir(mode=0o750, parents=True, exist_ok=True)
-        if self.plan.uses_containers():
-            path.chmod(0o777)
+        if self._user_containers():  # sticky: no one removes or replaces others' files
+            path.chmod(0o1777)
         return path
+
+    def _user_containers(self) -> bool:
+        """A container of the run runs as a user that is not root (``user: '1000'``), so
+        it cannot write a folder only dagbox's user can."""
+        configs = [self.plan.container, *(s.container for s in self.plan.every_step)]
+        users = {c.user.split(":")[0] for c in configs if c is not None and c.user}
+        return bool(users - {"root", "0"})
 
     @property
     def params(self) -> Mapping[str, str]:

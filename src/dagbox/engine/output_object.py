@@ -69,13 +69,17 @@ def _decoded(key: str, text: str, decode: str | None, select: str | None) -> Any
         return value
     import jq  # type: ignore[import-not-found]  # only a DAG that selects pays for it
 
-    try:
-        found = jq.compile(select).input_value(json.loads(json.dumps(value, default=str))).all()
+    results = jq.compile(select).input_value(json.loads(json.dumps(value, default=str)))
+    try:  # the first result, as gojq gives it: later ones are never computed
+        found = next(iter(results), _NOTHING)
     except ValueError as exc:
         raise OutputObjectError(f"output {key}: select {select!r} failed: {exc}") from None
-    if not found:
+    if found is _NOTHING:
         raise OutputObjectError(f"output {key}: select {select!r} found nothing")
-    return found[0]
+    return found
+
+
+_NOTHING = object()
 
 
 def build_outputs(config: str | dict[str, Any], scope: Scope, stdout: str) -> str:

@@ -159,6 +159,7 @@ class Checker:
         if step.outputs is not None:
             self.declared_outputs(step, at)
         self.references.step(step, at, handler=any(step is h for h in self.handlers()))
+        self.same_stream_file(step, at)
         if isinstance(step.output, str) and not STEP_ID.match(step.output.lstrip("$")):
             at.error(f"invalid output name {step.output!r}: use letters, digits and _", "output")
         if step.retry_policy is not None:
@@ -685,6 +686,16 @@ class Checker:
         if r.exit_code:
             at.error("retry_policy.exit_code applies to steps, not to the whole DAG", "exit_code")
         self.retry(r)
+
+    def same_stream_file(self, step: Step, at: Sink) -> None:
+        """stdout and stderr written to one file would interleave: Dagu refuses it."""
+        out, err = step.stdout, step.stderr
+        if isinstance(out, dict) and isinstance(err, dict):
+            out, err = out.get("artifact"), err.get("artifact")
+        elif isinstance(out, dict) or isinstance(err, dict):
+            return
+        if out and out == err:
+            at.error(f"stdout and stderr cannot be the same file {out!r}", "stderr")
 
     def artifacts(self) -> None:
         """A step that writes an artifact needs the artifacts folder on (Dagu's rule)."""

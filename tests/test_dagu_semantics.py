@@ -1219,6 +1219,16 @@ def test_bench_checks_typed_params_before_any_run(tmp_path):
     assert "param replicas: must be <= 5" in done.stderr
     assert "(in environment=dev, replicas=9)" in done.stderr
     assert not (tmp_path / "home" / "runs").exists()
+    only_length = tmp_path / "length.yaml"
+    only_length.write_text(
+        "params: [{name: N, default: abcd, min_length: 3}]\nsteps: [{run: 'true'}]\n"
+    )
+    done = subprocess.run(
+        [*DAGBOX, "bench", str(only_length), "--out", str(out), "-m", "N=a,bbbb"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "(in N=a)" in done.stderr
 
 
 def test_run_variables_from_dagboxs_own_environment_do_not_reach_steps(tmp_path):

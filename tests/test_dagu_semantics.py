@@ -1371,3 +1371,37 @@ def test_a_value_in_an_eval_is_never_run_as_a_command(tmp_path, text):
         capture_output=True, text=True, env=env, timeout=60, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert not pwned.exists()
+
+
+def test_json_values_read_as_dagu_writes_them(tmp_path):
+    """A field of a JSON value reads as Dagu's Go gives it: numbers (float64 once JSON
+    read them) in Go's ``%v`` form, objects as ``encoding/json`` writes them (compact, keys
+    sorted, ``<>&`` escaped); an output object is written the same way."""
+    from dagbox import gotext
+
+    assert [gotext.text(v) for v in (7, 2.0, 2.5, 1234567, 1e20, 1e-5, None, True)] == [
+        "7", "2", "2.5", "1.234567e+06", "1e+20", "1e-05", "<nil>", "true",
+    ]  # fmt: skip
+    assert gotext.json_text({"b": 2.0, "h": "<b>&", "e": 1e-7, "a": [1e21, None]}) == (
+        '{"a":[1e+21,null],"b":2,"e":1e-7,"h":"\\u003cb\\u003e\\u0026"}'
+    )
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: make
+            run: |
+              echo '{"n": 1234567, "obj": {"z": 1.0, "a": "<x>"}}'
+            output: CFG
+          - id: obj
+            run: "true"
+            output:
+              whole: {value: {b: 1, a: 2}}
+          - id: use
+            depends: [make, obj]
+            env:
+              - SEEN: "${CFG.n}|${CFG.obj}|${obj.output.whole}"
+            run: printf '%s\\n' "$SEEN"
+        """,
+    )
+    assert ran.stdout("use") == '1.234567e+06|{"a":"\\u003cx\\u003e","z":1}|{"a":2,"b":1}\n'

@@ -15,7 +15,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+
+from dagbox import gotext
 
 _REFERENCE = re.compile(
     r"\\(?P<escaped>\$\{[^}]*\})"
@@ -368,16 +369,4 @@ def _json_field(document: str, keys: list[str], name: str) -> str | None:
         if not isinstance(value, dict) or key not in value:
             return None
         value = value[key]
-    return _as_text(value)
-
-
-def _as_text(value: Any) -> str:
-    """A JSON value as Dagu's references give it: text as is, objects and lists as
-    compact JSON (keys sorted, as Go writes a map), null as ``<nil>``, 2.0 as ``2``."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return "<nil>"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return gotext.text(value)

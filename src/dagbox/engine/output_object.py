@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from dagbox import gotext
 from dagbox.values import Scope
 
 
@@ -28,7 +29,7 @@ def build(
 ) -> str:
     """The object, as the JSON text dependents read fields of."""
     out = {key: _entry(key, entry, scope, stdout, stderr_file, cwd) for key, entry in spec.items()}
-    return json.dumps(out, default=str)  # YAML dates and the like, as text
+    return gotext.json_text(out)  # as Dagu writes it (YAML dates and the like as text)
 
 
 def _entry(
@@ -93,15 +94,15 @@ def build_outputs(config: str | dict[str, Any], scope: Scope, stdout: str) -> st
             key: _entry(key, _from_stdout(entry), scope, stdout, None, ".")
             for key, entry in config["fields"].items()
         }
-        return json.dumps(out, default=str)
+        return gotext.json_text(out)
     field = config.get("field")
     decode = config.get("decode") or ("text" if field and not config.get("select") else None)
     value = _decoded(field or "outputs", stdout, decode or "json", config.get("select"))
     if field:
-        return json.dumps({field: value}, default=str)
+        return gotext.json_text({field: value})
     if not isinstance(value, dict):
         raise OutputObjectError("stdout outputs: without a field, stdout must be a JSON object")
-    return json.dumps(value, default=str)
+    return gotext.json_text(value)
 
 
 def _from_stdout(entry: Any) -> Any:

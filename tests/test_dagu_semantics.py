@@ -982,7 +982,7 @@ def test_artifact_paths_that_leave_the_folder_are_refused(tmp_path):
             steps:
               - {id: a, run: 'true', stdout: {artifact: /etc/x}}
               - {id: b, run: 'true', stderr: {artifact: ../x}}
-              - {id: c, run: 'true', stdout: {artifact: dir/}}
+              - {id: c, run: 'true', stdout: {artifact: ./}}
               - {id: d, run: 'true', stderr: {outputs: x}}
               - {id: e, run: 'true', stdout: {artifact: ok.txt, other: 1}}
             """
@@ -992,7 +992,7 @@ def test_artifact_paths_that_leave_the_folder_are_refused(tmp_path):
         in found
     )
     assert "steps[1].stderr.artifact: artifact path '../x' must not contain '..'" in found
-    assert "steps[2].stdout.artifact: artifact path 'dir/' must name a file" in found
+    assert "steps[2].stdout.artifact: artifact path './' must name a file" in found
     assert (
         'steps[3].stderr.outputs: unknown field "outputs" (a stderr object has artifact)' in found
     )
@@ -1405,3 +1405,39 @@ def test_json_values_read_as_dagu_writes_them(tmp_path):
         """,
     )
     assert ran.stdout("use") == '1.234567e+06|{"a":"\\u003cx\\u003e","z":1}|{"a":2,"b":1}\n'
+
+
+def test_notices_know_what_a_run_sets_and_read_every_field(tmp_path):
+    """No notice for what a run sets (an upstream ``output:``, the run variables in a
+    step's env) or a single-quoted ``'$X'``; an unknown const is found in ``stdout:`` and
+    preconditions too; a ``fields`` entry is a literal, ``{value}``, or ``{decode,
+    select}`` (an unknown key is an error, as in Dagu); Dagu's artifact paths
+    (``dir/``, ``~notes.txt``) load."""
+    loaded = load_text(
+        "consts: [{k: v}]\n"
+        "steps:\n"
+        "  - id: a\n"
+        "    output: RESULT\n"
+        "    run: echo x\n"
+        "    stdout: '${consts.nope}.txt'\n"
+        "    preconditions: ['test ${consts.nope2}']\n"
+        "  - id: b\n"
+        "    depends: a\n"
+        "    env: [X=$RESULT, Y=$DAG_RUN_ID, Z='$HOME']\n"
+        "    run: 'true'\n"
+        "    stderr: {artifact: dir/}\n"
+        "  - {id: c, run: 'true', stdout: {artifact: ~notes.txt}}\n"
+    )
+    said = [f"{w.severity} {w.path}: {w.message.split(' was')[0]}" for w in loaded.warnings]
+    assert said == [
+        "warning steps[0].stdout: ${consts.nope}",
+        "warning steps[0].preconditions[0]: ${consts.nope2}",
+    ], said
+    found = _problems(
+        """
+        steps:
+          - run: 'true'
+            stdout: {outputs: {fields: {obj: {a: 1}, ok: {decode: json}, lit: [1]}}}
+        """
+    )
+    assert found == ['steps[0].stdout.outputs.fields.obj.a: unknown field "a"'], found

@@ -99,14 +99,15 @@ class RunLayout:
 
 
 def artifact_path_problem(path: Any) -> str | None:
-    """Why ``path`` cannot name a file in the artifacts folder (Dagu's rule), or None."""
+    """Why ``path`` cannot name a file in the artifacts folder, or None (Dagu's rule:
+    relative, no ``..`` segment, and naming more than the folder itself)."""
     if not isinstance(path, str) or not path.strip():
         return f"artifact is a relative file path, not {path!r}"
     text = path.strip().replace("\\", "/")
-    if text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text):
+    if text.startswith(("/", "~/")) or text == "~" or re.match(r"^[A-Za-z]:", text):
         return f"artifact path {path!r} must be relative (to the artifacts folder)"
     if ".." in text.split("/"):
         return f"artifact path {path!r} must not contain '..'"
-    if text.strip("/.") == "" or text.endswith("/"):
+    if all(part in ("", ".") for part in text.split("/")):
         return f"artifact path {path!r} must name a file"
     return None

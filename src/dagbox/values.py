@@ -126,7 +126,7 @@ def expand(
         return None
 
     def quoted(match: re.Match[str]) -> bool:
-        return _single_quoted(text, match.start(), match.end())
+        return single_quoted(text, match.start(), match.end())
 
     return _REFERENCE.sub(replace, text).replace(_HELD, "$")
 
@@ -144,7 +144,7 @@ def _shell_styles(text: str, env: Mapping[str, str], word: Callable[[str], str])
         start = match.start()
         if start < last or text[start - 1 : start] == "\\":
             continue
-        if _single_quoted(text, start, match.end()):
+        if single_quoted(text, start, match.end()):
             continue
         if match["length"] is not None:
             if match["length"] in env:
@@ -244,7 +244,7 @@ def params_json(params: Mapping[str, str]) -> str | None:
     return json.dumps(named, separators=(",", ":"), sort_keys=True) if named else None
 
 
-def _single_quoted(text: str, start: int, end: int) -> bool:
+def single_quoted(text: str, start: int, end: int) -> bool:
     """The reference ``text[start:end]`` is inside single quotes, by Dagu's rule: a ``'``
     opens (unless after ``$`` or ``}``, or escaped by an odd run of backslashes) or closes
     a quoted span, and the span counts only if a ``'`` closes it after the reference (so

@@ -107,7 +107,7 @@ def build_outputs(config: str | dict[str, Any], scope: Scope, stdout: str) -> st
 
 def _from_stdout(entry: Any) -> Any:
     """A ``fields`` entry: ``{decode, select}`` reads stdout, as ``from: stdout`` does."""
-    if isinstance(entry, dict) and "value" not in entry and entry.keys() & {"decode", "select"}:
+    if isinstance(entry, dict) and "value" not in entry:
         return {"from": "stdout", **entry}
     return entry
 

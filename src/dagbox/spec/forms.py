@@ -320,8 +320,8 @@ def _stdout_outputs(value: Any, sink: Sink) -> None:
         return
     for name, entry in fields.items():
         at = sink.at("fields", name)
-        if not isinstance(entry, dict) or not (entry.keys() & {"value", *_SOURCED}):
-            continue  # a literal
+        if not isinstance(entry, dict):
+            continue  # a literal (an object is {value: ...} here, as in Dagu)
         if "from" in entry and entry["from"] != "stdout":
             at.error("from must be stdout here", "from")
         elif "value" in entry:

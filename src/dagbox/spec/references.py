@@ -18,8 +18,10 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from dagbox.plan import RUN_VARIABLES
 from dagbox.spec.issues import Sink
 from dagbox.spec.model import Dag, Step
+from dagbox.values import single_quoted
 
 _CONTEXT = re.compile(r"(?<!\\)\$\{context\.([A-Za-z0-9_.]+)\}")
 _STEP_OUTPUT = re.compile(
@@ -55,8 +57,12 @@ def texts(step: Step) -> Iterator[tuple[tuple[str | int, ...], str]]:
     if step.script is not None:
         yield ("script",), step.script
     yield from _nested(("with",), step.with_)
-    if step.working_dir is not None:
-        yield ("working_dir",), step.working_dir
+    for key in ("working_dir", "stdout", "stderr"):
+        yield from _nested((key,), getattr(step, key))
+    for i, condition in enumerate(step.preconditions):
+        yield ("preconditions", i), condition.condition or condition.eval or ""
+        if condition.expected is not None:
+            yield ("preconditions", i, "expected"), condition.expected
 
 
 def _nested(at: tuple[str | int, ...], value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -78,7 +84,9 @@ class References:
         self.ancestors = ancestors
         self.consts = {name for name, _ in dag.consts}
         self.params = {p.name for p in dag.params if p.default is not None or p.eval}
+        outputs = {s.output.lstrip("$") for s in dag.steps if isinstance(s.output, str)}
         self.env = {name for name, _ in dag.env} | {s.name for s in dag.secrets}
+        self.env |= {*RUN_VARIABLES, *outputs}  # a run sets them
 
     def root_env(self, sink: Sink) -> None:
         """The DAG's env (read in order) and the shared container's env."""
@@ -149,6 +157,8 @@ class References:
                 self._unbound(match[0], name, at)
         for match in _PLAIN.finditer(text) if plain else ():
             name = match[1] or match[2]
+            if single_quoted(text, match.start(), match.end()):
+                continue  # stays as written anyway
             if name not in known and name not in self.params:
                 self._unbound(match[0], name, at)
         if _PAYLOAD.search(text) and not any(p.name.isidentifier() for p in self.dag.params):

@@ -103,7 +103,7 @@ def expand(
             # so dagbox pastes them in everywhere, as Dagu does; but not after a backslash
             # or inside single quotes (awk '{print $1}'), where they are the text's own.
             start = match.start()
-            if text[start - 1 : start] == "\\" or quoted(match):
+            if text[start - 1 : start] == "\\" or single_quoted(text, start, match.end()):
                 return None
             return params.get(position)
         braced, bare = match["braced"], match["bare"]
@@ -121,12 +121,9 @@ def expand(
                 return _json_field(env[space], name.split("."), space)
             return None
         name = braced if braced is not None else bare
-        if plain and name in env and not quoted(match):  # '$X' stays, as in Dagu
+        if plain and name in env and not single_quoted(text, *match.span()):  # '$X' stays
             return env[name]
         return None
-
-    def quoted(match: re.Match[str]) -> bool:
-        return single_quoted(text, match.start(), match.end())
 
     return _REFERENCE.sub(replace, text).replace(_HELD, "$")
 

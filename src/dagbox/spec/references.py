@@ -56,9 +56,14 @@ def texts(step: Step) -> Iterator[tuple[tuple[str | int, ...], str]]:
             yield ("run", i), command
     if step.script is not None:
         yield ("script",), step.script
-    yield from _nested(("with",), step.with_)
+    if step.with_:
+        yield from _nested(("with",), step.with_)
     for key in ("working_dir", "stdout", "stderr"):
-        yield from _nested((key,), getattr(step, key))
+        value = getattr(step, key)
+        if isinstance(value, str):
+            yield (key,), value
+        elif value is not None:
+            yield from _nested((key,), value)
     for i, condition in enumerate(step.preconditions):
         yield ("preconditions", i), condition.condition or condition.eval or ""
         if condition.expected is not None:
@@ -66,11 +71,16 @@ def texts(step: Step) -> Iterator[tuple[tuple[str | int, ...], str]]:
 
 
 def _nested(at: tuple[str | int, ...], value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if value is None:
+        return
     if isinstance(value, str):
         yield at, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _nested((*at, str(key)), item)
+            if isinstance(item, str):  # most are: no generator for them
+                yield (*at, str(key)), item
+            else:
+                yield from _nested((*at, str(key)), item)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from _nested((*at, i), item)
@@ -95,9 +105,11 @@ class References:
             self._env(None, self.dag.container.env, sink.at("container", "env"), set(self.env))
 
     def step(self, step: Step, at: Sink, handler: bool) -> None:
-        known = self._env(step, step.env, at.at("env"), set(self.env), handler)
-        if step.container is not None:
-            self._env(step, step.container.env, at.at("container", "env"), known, handler)
+        known = self.env  # copied only when the step adds names (a DAG has many steps)
+        if step.env:
+            known = self._env(step, step.env, at.at("env"), set(known), handler)
+        if step.container is not None and step.container.env:
+            self._env(step, step.container.env, at.at("container", "env"), set(known), handler)
         for place, text in texts(step):
             if "${" in text:
                 self._text(step, text, at.at(*place), handler, known)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dagbox.spec import load
 from tests.conftest import load_text, problems
 from tests.helpers import DAGBOX, run_text
 
@@ -1408,8 +1409,8 @@ def test_json_values_read_as_dagu_writes_them(tmp_path):
 
 
 def test_notices_know_what_a_run_sets_and_read_every_field(tmp_path):
-    """No notice for what a run sets (an upstream ``output:``, the run variables in a
-    step's env) or a single-quoted ``'$X'``; an unknown const is found in ``stdout:`` and
+    """No notice for what a run sets (an upstream ``output:``; a run variable a step's env
+    can read is one only a run gives, as Dagu says) or a single-quoted ``'$X'``; an unknown const is found in ``stdout:`` and
     preconditions too; a ``fields`` entry is a literal, ``{value}``, or ``{decode,
     select}`` (an unknown key is an error, as in Dagu); Dagu's artifact paths
     (``dir/``, ``~notes.txt``) load."""
@@ -1432,6 +1433,7 @@ def test_notices_know_what_a_run_sets_and_read_every_field(tmp_path):
     assert said == [
         "warning steps[0].stdout: ${consts.nope}",
         "warning steps[0].preconditions[0]: ${consts.nope2}",
+        "notice steps[1].env[1]: $DAG_RUN_ID has a value only in a run (namespace_unavailable)",
     ], said
     found = _problems(
         """
@@ -1441,3 +1443,36 @@ def test_notices_know_what_a_run_sets_and_read_every_field(tmp_path):
         """
     )
     assert found == ['steps[0].stdout.outputs.fields.obj.a: unknown field "a"'], found
+
+
+def test_a_steps_env_reads_the_run_variables_set_before_it(tmp_path):
+    """As Dagu's fixture says: a step's env reads DAG_RUN_STEP_NAME (its own value may
+    then replace it), not the step's stdout file or DAGU_OUTPUT_FILE, which dagbox sets
+    after the env and which the env cannot replace; --show-unresolved says which is which."""
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: managed
+            env:
+              - NAME_COPY=${env.DAG_RUN_STEP_NAME}
+              - STDOUT_COPY=${env.DAG_RUN_STEP_STDOUT_FILE}
+              - OUTPUT_COPY=${env.DAGU_OUTPUT_FILE}
+              - DAG_RUN_STEP_NAME=authored
+              - DAGU_OUTPUT_FILE=authored
+            run: |
+              case "$DAGU_OUTPUT_FILE" in authored) o=bad;; *) o=managed;; esac
+              echo "$NAME_COPY $DAG_RUN_STEP_NAME $STDOUT_COPY $OUTPUT_COPY $o"
+              echo DECLARED=x >> "$DAGU_OUTPUT_FILE"
+            outputs: [{name: DECLARED}]
+        """,
+    )
+    assert ran.stdout("managed") == (
+        "managed authored ${env.DAG_RUN_STEP_STDOUT_FILE} ${env.DAGU_OUTPUT_FILE} managed\n"
+    ), ran.error("managed")
+    notices = [w.message for w in load(tmp_path / "dag.yaml").warnings if w.severity == "notice"]
+    assert [n.split(" ", 1)[1] for n in notices] == [
+        "has a value only in a run (namespace_unavailable)",
+        "was left unchanged: a step's env is read before DAG_RUN_STEP_STDOUT_FILE is set",
+        "was left unchanged: a step's env is read before DAGU_OUTPUT_FILE is set",
+    ], notices

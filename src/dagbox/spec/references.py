@@ -41,6 +41,10 @@ CONTEXT_FIELDS = frozenset(
     }
 )  # fmt: skip
 
+#: Run variables dagbox sets for a step after reading its env (the env cannot read them).
+_SET_AFTER_STEP_ENV = frozenset(
+    {"DAG_RUN_STEP_STDOUT_FILE", "DAG_RUN_STEP_STDERR_FILE", "DAGU_OUTPUT_FILE", "PWD"}
+)
 #: Context fields the file itself says (no notice for them).
 _KNOWN_AT_LOAD = frozenset({"dag.name", "step.id", "step.name"})
 
@@ -96,20 +100,22 @@ class References:
         self.params = {p.name for p in dag.params if p.default is not None or p.eval}
         outputs = {s.output.lstrip("$") for s in dag.steps if isinstance(s.output, str)}
         self.env = {name for name, _ in dag.env} | {s.name for s in dag.secrets}
-        self.env |= {*RUN_VARIABLES, *outputs}  # a run sets them
+        self.env |= outputs  # a run sets them
 
     def root_env(self, sink: Sink) -> None:
         """The DAG's env (read in order) and the shared container's env."""
         self._env(None, self.dag.env, sink.at("env"), set(), each=True)
         if self.dag.container is not None:
-            self._env(None, self.dag.container.env, sink.at("container", "env"), set(self.env))
+            where = sink.at("container", "env")
+            self._env(None, self.dag.container.env, where, set(self.env), each=True)
 
     def step(self, step: Step, at: Sink, handler: bool) -> None:
         known = self.env  # copied only when the step adds names (a DAG has many steps)
         if step.env:
-            known = self._env(step, step.env, at.at("env"), set(known), handler)
+            known = self._env(step, step.env, at.at("env"), set(known), handler, each=True)
         if step.container is not None and step.container.env:
-            self._env(step, step.container.env, at.at("container", "env"), set(known), handler)
+            where = at.at("container", "env")
+            self._env(step, step.container.env, where, set(known), handler, each=True)
         for place, text in texts(step):
             if "${" in text:
                 self._text(step, text, at.at(*place), handler, known)
@@ -124,7 +130,7 @@ class References:
         each: bool = False,
     ) -> set[str]:
         """Env entries in order: each may use the ones before it (``each``: said at the
-        entry, ``env[i]``, as Dagu does for the DAG's env). Returns every name."""
+        entry, ``env[i]``). Returns every name."""
         for i, (name, value) in enumerate(entries):
             if "$" in value:
                 self._text(step, value, at.at(i) if each else at, handler, known, plain=True)
@@ -166,22 +172,32 @@ class References:
                     "(no default; namespace_unavailable)"
                 )
             elif space == "env" and name not in known:
-                self._unbound(match[0], name, at)
+                self._unbound(match[0], name, at, step, plain)
         for match in _PLAIN.finditer(text) if plain else ():
             name = match[1] or match[2]
             if single_quoted(text, match.start(), match.end()):
                 continue  # stays as written anyway
             if name not in known and name not in self.params:
-                self._unbound(match[0], name, at)
+                self._unbound(match[0], name, at, step, plain)
         if _PAYLOAD.search(text) and not any(p.name.isidentifier() for p in self.dag.params):
             at.notice("${params} was left unchanged: the DAG has no named params")
 
     @staticmethod
-    def _unbound(reference: str, name: str, at: Sink) -> None:
-        at.notice(
-            f"{reference} was left unchanged unless dagbox's environment or the run has "
-            f"{name} (unknown_env_binding)"
-        )
+    def _unbound(reference: str, name: str, at: Sink, step: Step | None, env: bool) -> None:
+        """A variable the file does not set: a run variable (which the DAG's env cannot
+        read, nor a step's env the ones set after it), or one dagbox's environment may
+        have."""
+        if name not in RUN_VARIABLES:
+            at.notice(
+                f"{reference} was left unchanged unless dagbox's environment or the run has "
+                f"{name} (unknown_env_binding)"
+            )
+        elif step is None:
+            at.notice(f"{reference} was left unchanged: the DAG's env is read before {name} is set")
+        elif env and name in _SET_AFTER_STEP_ENV:
+            at.notice(f"{reference} was left unchanged: a step's env is read before {name} is set")
+        else:
+            at.notice(f"{reference} has a value only in a run (namespace_unavailable)")
 
     def unreachable(self, step: Step, producer: str, name: str, handler: bool) -> str | None:
         """Why ``${steps.producer.outputs.name}`` has no value in ``step``, or None."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import textwrap
@@ -329,3 +330,14 @@ def test_the_dags_retry_policy_runs_a_failed_run_again(tmp_path):
     runs = sorted(p.name for p in (tmp_path / "home" / "runs" / "flaky").iterdir())
     assert runs == ["first", "first.2", "first.3"]
     assert "its retry_policy runs it again as first.2" in done.stderr
+    # The same --run-id again (its first record removed): the retries take ids not used yet.
+    (tmp_path / "tries").unlink()
+    shutil.rmtree(tmp_path / "home" / "runs" / "flaky" / "first")
+    again = subprocess.run(
+        [*DAGBOX, "run", str(dag), "--run-id", "first"],
+        capture_output=True, text=True, env={**os.environ, "DAGBOX_HOME": str(tmp_path / "home")},
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    runs = sorted(p.name for p in (tmp_path / "home" / "runs" / "flaky").iterdir())
+    assert runs == ["first", "first.2", "first.3", "first.4", "first.5"]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the commands import these when they run (startup time)
     from dagbox.engine.state import RunResult
     from dagbox.plan import Plan, PlannedStep
     from dagbox.records import HandlerRecord, RunRecord, StepRecord
+    from dagbox.runner import RunRequest
     from dagbox.spec import Loaded
 
 
@@ -310,10 +311,11 @@ def run(
     try:
         with _adopting():
             result = anyio.run(execute, request)
-            first, runs = request.run_id, 1
+            first, runs, suffix = request.run_id, 1, 1
             while (delay := _run_again(request.plan, result, runs)) is not None:
                 runs += 1
-                request.run_id = f"{first}.{runs}"
+                suffix = _free_suffix(request, first, suffix + 1)
+                request.run_id = f"{first}.{suffix}"
                 _err(
                     f"dagbox: the run failed; its retry_policy runs it again as {request.run_id}"
                     + (f" in {delay:g}s" if delay else "")
@@ -331,6 +333,16 @@ def run(
     if result.record_error is not None:
         _err(f"dagbox: the run's record or output is incomplete: {result.record_error}")
     raise typer.Exit(result.exit_code)
+
+
+def _free_suffix(request: RunRequest, first: str, suffix: int) -> int:
+    """The first ``N >= suffix`` such that no run ``first.N`` of the DAG is recorded yet
+    (``--run-id`` given again after an earlier run had been retried)."""
+    from dagbox.layout import RunLayout
+
+    while RunLayout.for_run(request.plan.dag, f"{first}.{suffix}", request.home).dir.exists():
+        suffix += 1
+    return suffix
 
 
 def _run_again(plan: Plan, result: RunResult, runs: int) -> float | None:

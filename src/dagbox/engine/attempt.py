@@ -139,7 +139,10 @@ class Attempts:
                 file.close()
         if journal is not None:
             self._journal_end(journal, result, tail=not router.secret_output)
-        return await self._object(run, env, self._read_outputs(run, result, output_file))
+        result = self._read_outputs(run, result, output_file)
+        if step.output_object or step.stdout_outputs is not None:
+            result = await self._object(run, env, result)
+        return result
 
     async def _execute(
         self,
@@ -256,6 +259,9 @@ class Attempts:
     def _copies(self, run: StepRun, env: dict[str, str]) -> dict[Stream, BinaryIO]:
         """The step's ``stdout:``/``stderr:`` files, opened to append (made 0600 if new;
         one file when both name it), relative to its working directory, as Dagu."""
+        step = run.step
+        if not (step.stdout or step.stderr or step.stdout_artifact or step.stderr_artifact):
+            return {}  # most steps
         opened: dict[str, BinaryIO] = {}
         copies: dict[Stream, BinaryIO] = {}
         if run.step.stdout or run.step.stderr:

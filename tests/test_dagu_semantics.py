@@ -1476,3 +1476,28 @@ def test_a_steps_env_reads_the_run_variables_set_before_it(tmp_path):
         "was left unchanged: a step's env is read before DAG_RUN_STEP_STDOUT_FILE is set",
         "was left unchanged: a step's env is read before DAGU_OUTPUT_FILE is set",
     ], notices
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "$(printf '%s' '${params.X}')",
+        """$(echo "$(printf '%s' '${params.X}')")""",  # one inside double quotes
+    ],
+)
+def test_a_value_inside_single_quotes_of_an_eval_is_the_value(tmp_path, text):
+    """Inside single quotes a shell would not expand ``${DAGBOX_VALUE_1}``: there the
+    value itself is pasted (a shell reads it as text), also inside ``"$(...)"``."""
+    (tmp_path / "dag.yaml").write_text(
+        "params:\n  - name: X\n    default: hello\n  - name: Y\n    eval: "
+        + json.dumps(text)
+        + "\nsteps:\n  - id: show\n    run: printf '%s' \"$Y\"\n"
+    )
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [*DAGBOX, "run", "-o", "quiet", str(tmp_path / "dag.yaml"), "--", "X=a $(b) c"],
+        capture_output=True, text=True, env=env, timeout=60, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (log,) = (tmp_path / "home" / "runs" / "dag").glob("*/logs/*show*.stdout")
+    assert log.read_text().strip('"') == "a $(b) c"

@@ -261,36 +261,48 @@ def single_quoted(text: str, start: int, end: int) -> bool:
 
 def _shell_quoted(text: str, end: int) -> bool:
     """``text[end]`` is inside a ``'...'`` that a POSIX shell reads as one (a value pasted
-    there is text). Double quotes, backslashes, comments and ``$'...'`` are followed; a
-    heredoc, or a ``$(``/backtick inside double quotes, makes it say no: when unsure, the
-    value goes through the environment, which is never code."""
-    if "<<" in text:
+    there is text). Double quotes, backslashes, comments, ``$'...'`` and ``$(...)`` (also
+    inside double quotes) are followed; a heredoc or a backtick makes it say no: when
+    unsure, the value goes through the environment, which is never code."""
+    if "<<" in text or "`" in text[:end]:
         return False
-    state, i = "", 0
+    # The contexts open at i: "" (plain shell text), "'" or '"', and for each plain one
+    # how many of its own parentheses are open (the one past them ends a $( ... )).
+    kinds, parens = [""], [0]
+    i = 0
     while i < end:
-        char = text[i]
-        if state == "'":
-            state = "" if char == "'" else state
-        elif state == '"':
-            if char == "\\":
-                i += 1
-            elif char == '"':
-                state = ""
-            elif char == "`" or text.startswith("$(", i):
-                return False
+        char, kind = text[i], kinds[-1]
+        if kind == "'":
+            if char == "'":
+                kinds.pop()
         elif text.startswith("$'", i):
             return False
         elif char == "\\":
             i += 1
+        elif text.startswith("$(", i):
+            kinds.append("")  # a command substitution: plain text again
+            parens.append(0)
+            i += 1
+        elif kind == '"':
+            if char == '"':
+                kinds.pop()
         elif char == "#" and (i == 0 or text[i - 1] in " \t\n;&|("):
             newline = text.find("\n", i)
             if newline == -1 or newline >= end:
                 return False
             i = newline
         elif char in "'\"":
-            state = char
+            kinds.append(char)
+        elif char == "(":
+            parens[-1] += 1
+        elif char == ")":
+            if parens[-1] == 0 and len(parens) > 1:
+                kinds.pop()  # the end of a $( ... )
+                parens.pop()
+            else:
+                parens[-1] -= 1
         i += 1
-    return state == "'"
+    return kinds[-1] == "'"
 
 
 def _escaped(text: str, i: int) -> bool:

@@ -1353,6 +1353,8 @@ def test_validate_says_which_references_stay_as_written(tmp_path):
         "$(printf '%s' $'${params.X}')",  # ANSI-C quoting
         "$(cat <<EOF\nit's ${params.X}, isn't it\nEOF\n)",  # a heredoc body
         "$(: # it's\necho ${params.X}')",  # a quote in a comment
+        """$(echo "$(echo "it's ${params.X}, isn't it")")""",  # nested double quotes
+        "$(case a in a) echo \"'${params.X}'\";; esac)",  # an unbalanced )
     ],
 )
 def test_a_value_in_an_eval_is_never_run_as_a_command(tmp_path, text):

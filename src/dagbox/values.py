@@ -256,7 +256,12 @@ def single_quoted(text: str, start: int, end: int) -> bool:
             inside = False
         elif i == 0 or text[i - 1] not in "$}":
             inside = True
-    return inside and any(text[i] == "'" and not _escaped(text, i) for i in range(end, len(text)))
+    if not inside:
+        return False
+    close = text.find("'", end)
+    while close != -1 and _escaped(text, close):
+        close = text.find("'", close + 1)
+    return close != -1
 
 
 def _shell_quoted(text: str, end: int) -> bool:
@@ -306,8 +311,11 @@ def _shell_quoted(text: str, end: int) -> bool:
 
 
 def _escaped(text: str, i: int) -> bool:
-    run = len(text[:i]) - len(text[:i].rstrip("\\"))
-    return run % 2 == 1
+    """``text[i]`` follows an odd run of backslashes (walked back: no copy of the text)."""
+    j = i
+    while j > 0 and text[j - 1] == "\\":
+        j -= 1
+    return (i - j) % 2 == 1
 
 
 @dataclass(frozen=True, slots=True)

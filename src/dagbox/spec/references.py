@@ -101,21 +101,21 @@ class References:
         outputs = {s.output.lstrip("$") for s in dag.steps if isinstance(s.output, str)}
         self.env = {name for name, _ in dag.env} | {s.name for s in dag.secrets}
         self.env |= outputs  # a run sets them
+        self.by_id = {s.id: s for s in dag.steps if s.id is not None}
+        self.named_params = any(p.name.isidentifier() for p in dag.params)
 
     def root_env(self, sink: Sink) -> None:
         """The DAG's env (read in order) and the shared container's env."""
-        self._env(None, self.dag.env, sink.at("env"), set(), each=True)
+        self._env(None, self.dag.env, sink.at("env"), set())
         if self.dag.container is not None:
-            where = sink.at("container", "env")
-            self._env(None, self.dag.container.env, where, set(self.env), each=True)
+            self._env(None, self.dag.container.env, sink.at("container", "env"), set(self.env))
 
     def step(self, step: Step, at: Sink, handler: bool) -> None:
         known = self.env  # copied only when the step adds names (a DAG has many steps)
         if step.env:
-            known = self._env(step, step.env, at.at("env"), set(known), handler, each=True)
+            known = self._env(step, step.env, at.at("env"), set(known), handler)
         if step.container is not None and step.container.env:
-            where = at.at("container", "env")
-            self._env(step, step.container.env, where, set(known), handler, each=True)
+            self._env(step, step.container.env, at.at("container", "env"), set(known), handler)
         for place, text in texts(step):
             if "${" in text:
                 self._text(step, text, at.at(*place), handler, known)
@@ -127,13 +127,12 @@ class References:
         at: Sink,
         known: set[str],
         handler: bool = False,
-        each: bool = False,
     ) -> set[str]:
-        """Env entries in order: each may use the ones before it (``each``: said at the
-        entry, ``env[i]``). Returns every name."""
+        """Env entries in order, each said at its entry (``env[i]``): each may use the
+        ones before it. Returns every name."""
         for i, (name, value) in enumerate(entries):
             if "$" in value:
-                self._text(step, value, at.at(i) if each else at, handler, known, plain=True)
+                self._text(step, value, at.at(i), handler, known, plain=True)
             known.add(name)
         return known
 
@@ -175,11 +174,11 @@ class References:
                 self._unbound(match[0], name, at, step, plain)
         for match in _PLAIN.finditer(text) if plain else ():
             name = match[1] or match[2]
-            if single_quoted(text, match.start(), match.end()):
-                continue  # stays as written anyway
-            if name not in known and name not in self.params:
+            if name in known or name in self.params:
+                continue
+            if not single_quoted(text, match.start(), match.end()):  # quoted: stays anyway
                 self._unbound(match[0], name, at, step, plain)
-        if _PAYLOAD.search(text) and not any(p.name.isidentifier() for p in self.dag.params):
+        if not self.named_params and _PAYLOAD.search(text):
             at.notice("${params} was left unchanged: the DAG has no named params")
 
     @staticmethod
@@ -203,8 +202,7 @@ class References:
         """Why ``${steps.producer.outputs.name}`` has no value in ``step``, or None."""
         if handler:
             return "handlers get no step outputs (namespace_unavailable)"
-        by_id = {s.id: s for s in self.dag.steps if s.id is not None}
-        made = by_id.get(producer)
+        made = self.by_id.get(producer)
         if made is None:
             return f"no step has the id {producer!r} (unknown_step_id)"
         if made is step:

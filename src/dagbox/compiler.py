@@ -111,15 +111,15 @@ def _artifacts(dag: Dag, path: Path, steps: tuple[PlannedStep, ...]) -> str | No
     config = dag.artifacts
     if config is not None and config.enabled is False:
         return None
-    used = any(s.stdout_artifact or s.stderr_artifact for s in steps) or any(
-        name in msgspec.json.encode((steps, dag.env)) for name in _ARTIFACT_NAMES
-    )
+    used = any(s.stdout_artifact or s.stderr_artifact for s in steps)
+    if not used:
+        text = msgspec.json.encode((steps, dag.env))
+        used = any(name in text for name in _ARTIFACT_NAMES)
     if not used and not (config is not None and config.enabled):
         return None  # a dir alone does not turn them on, as in Dagu
     if config is None or not config.dir:
         return ""
-    where = Path(os.path.expandvars(config.dir)).expanduser()  # as working_dir
-    return str((path.parent / where).resolve())
+    return str(_host_path(config.dir, path.parent))
 
 
 def link(dag: Dag) -> list[list[int]]:
@@ -290,8 +290,13 @@ def _conditions(conditions: tuple[Any, ...]) -> tuple[Condition, ...]:
 def _work_dir(dag: Dag, file: Path, scope: Scope) -> Path:
     """The DAG's working_dir (its ${params.X} resolved, then $VAR and ~ from dagbox's
     environment; relative to the file's folder), else the file's folder (docs/format.md, D2)."""
-    base = file.parent
     if dag.working_dir:
-        path = Path(os.path.expandvars(scope.shell(dag.working_dir))).expanduser()
-        return path if path.is_absolute() else (base / path).resolve()
-    return base
+        return _host_path(scope.shell(dag.working_dir), file.parent)
+    return file.parent
+
+
+def _host_path(text: str, base: Path) -> Path:
+    """A folder the DAG names on the host: ``$VAR`` and ``~`` from dagbox's environment,
+    a relative one joined to ``base`` (the DAG file's folder)."""
+    path = Path(os.path.expandvars(text)).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()

@@ -104,9 +104,10 @@ class Attempts:
                 stderr_file=run.stderr_file,
             )
         )
-        wanted = bool(step.output or step.continue_on.output or step.output_object)
-        wanted = wanted or step.stdout_outputs is not None
-        capture = Capture(ctx.plan.max_output_size) if wanted else None
+        wanted = step.output or step.continue_on.output or step.output_object
+        capture = (
+            Capture(ctx.plan.max_output_size) if wanted or step.stdout_outputs is not None else None
+        )
         ctx.secrets.learn(env)
         try:
             command = self.commands.build(run, env)
@@ -231,7 +232,7 @@ class Attempts:
         """After a success, ``output:``'s object form and ``stdout: {outputs}`` (a value
         they cannot have fails the step)."""
         spec, config = run.step.output_object, run.step.stdout_outputs
-        if not (spec or config) or result.exit.code != 0 or result.timed_out:
+        if result.exit.code != 0 or result.timed_out:
             return result
         stdout = result.capture.text() if result.capture is not None else ""
         problem = result.capture.problem() if result.capture is not None else None
@@ -257,44 +258,38 @@ class Attempts:
         return result
 
     def _copies(self, run: StepRun, env: dict[str, str]) -> dict[Stream, BinaryIO]:
-        """The step's ``stdout:``/``stderr:`` files, opened to append (made 0600 if new;
-        one file when both name it), relative to its working directory, as Dagu."""
+        """The step's ``stdout:``/``stderr:`` files and artifacts, opened to append (made
+        0600 if new; one file when both name it), a file relative to its working
+        directory, as Dagu."""
         step = run.step
         if not (step.stdout or step.stderr or step.stdout_artifact or step.stderr_artifact):
             return {}  # most steps
-        opened: dict[str, BinaryIO] = {}
-        copies: dict[Stream, BinaryIO] = {}
-        if run.step.stdout or run.step.stderr:
+        if step.stdout or step.stderr:
             make_working_dir(cwd(self.ctx, run, env))
         wanted: tuple[tuple[Stream, str | None, bool], ...] = (
-            ("stdout", run.step.stdout, False),
-            ("stderr", run.step.stderr, False),
-            ("stdout", run.step.stdout_artifact, True),
-            ("stderr", run.step.stderr_artifact, True),
+            ("stdout", step.stdout, False),
+            ("stderr", step.stderr, False),
+            ("stdout", step.stdout_artifact, True),
+            ("stderr", step.stderr_artifact, True),
         )
-        for stream, template, artifact in wanted:
-            if not template:
-                continue
-            name = self.ctx.scope(env).value(template)
-            try:
+        opened: dict[str, BinaryIO] = {}
+        copies: dict[Stream, BinaryIO] = {}
+        try:
+            for stream, template, artifact in wanted:
+                if not template:
+                    continue
+                name = self.ctx.scope(env).value(template)
                 if artifact:
                     path = artifact_path(self.ctx.artifacts_dir, name)
                 else:
                     path = os.path.normpath(Path(cwd(self.ctx, run, env)) / name)
-            except StepError:
-                for file in opened.values():
-                    file.close()
-                raise
-            if path not in opened:
-                try:
-                    no_link = os.O_NOFOLLOW if artifact else 0  # a link made since: refused
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | no_link, 0o600)
-                except OSError as exc:
-                    for file in opened.values():
-                        file.close()
-                    raise StepError(f"cannot open {stream} file {path}: {exc.strerror}") from None
-                opened[path] = os.fdopen(fd, "ab", buffering=0)
-            copies[stream] = opened[path]
+                if path not in opened:
+                    opened[path] = _open_to_append(stream, path, follow=not artifact)
+                copies[stream] = opened[path]
+        except StepError:
+            for file in opened.values():
+                file.close()
+            raise
         return copies
 
     def _log_files(self, run: StepRun, try_: int | None) -> tuple[str | None, str | None]:
@@ -357,6 +352,17 @@ def signal_number(name: str | None) -> int:
     """``signal_on_stop`` as a number (validate refused one that names no signal); SIGTERM
     when unset."""
     return (signal_of(name) if name else None) or signal.SIGTERM
+
+
+def _open_to_append(stream: Stream, path: str, follow: bool) -> BinaryIO:
+    """``path`` opened to append, made 0600 if new; without ``follow``, a link put there
+    since it was checked is refused."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise StepError(f"cannot open {stream} file {path}: {exc.strerror}") from None
+    return os.fdopen(fd, "ab", buffering=0)
 
 
 def artifact_path(folder: Path | None, name: str) -> str:

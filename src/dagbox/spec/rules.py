@@ -98,7 +98,6 @@ class Checker:
         self.references.root_env(self.sink)
         if dag.retry_policy is not None:
             self.run_retry(dag.retry_policy)
-        self.artifacts()
         for condition in dag.preconditions:
             self.condition(condition)
         for step in dag.steps:
@@ -159,7 +158,7 @@ class Checker:
         if step.outputs is not None:
             self.declared_outputs(step, at)
         self.references.step(step, at, handler=any(step is h for h in self.handlers()))
-        self.same_stream_file(step, at)
+        self.streams(step, at)
         if isinstance(step.output, str) and not STEP_ID.match(step.output.lstrip("$")):
             at.error(f"invalid output name {step.output!r}: use letters, digits and _", "output")
         if step.retry_policy is not None:
@@ -687,8 +686,14 @@ class Checker:
             at.error("retry_policy.exit_code applies to steps, not to the whole DAG", "exit_code")
         self.retry(r)
 
-    def same_stream_file(self, step: Step, at: Sink) -> None:
-        """stdout and stderr written to one file would interleave: Dagu refuses it."""
+    def streams(self, step: Step, at: Sink) -> None:
+        """stdout and stderr written to one file would interleave, and an artifact needs
+        the artifacts folder on: Dagu refuses both."""
+        off = self.dag.artifacts is not None and self.dag.artifacts.enabled is False
+        for stream in ("stdout", "stderr"):
+            value = getattr(step, stream)
+            if off and isinstance(value, dict) and "artifact" in value:
+                at.at(stream).error("an artifact needs artifacts.enabled to be true", "artifact")
         out, err = step.stdout, step.stderr
         if isinstance(out, dict) and isinstance(err, dict):
             out, err = out.get("artifact"), err.get("artifact")
@@ -696,19 +701,6 @@ class Checker:
             return
         if out and out == err:
             at.error(f"stdout and stderr cannot be the same file {out!r}", "stderr")
-
-    def artifacts(self) -> None:
-        """A step that writes an artifact needs the artifacts folder on (Dagu's rule)."""
-        config = self.dag.artifacts
-        if config is None or config.enabled is not False:
-            return
-        for step in self.dag.every_step():
-            for stream in ("stdout", "stderr"):
-                value = getattr(step, stream)
-                if isinstance(value, dict) and "artifact" in value:
-                    self.at(step, stream).error(
-                        "an artifact needs artifacts.enabled to be true", "artifact"
-                    )
 
     def secret(self, s: Secret) -> None:
         at = self.at(s)

@@ -173,9 +173,9 @@ class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     #: Files in the run's artifacts folder (templates) that get a copy of the stream.
     stdout_artifact: str | None = None
     stderr_artifact: str | None = None
-    #: ``stdout: {outputs: ...}``: stdout read into ``${ID.outputs.NAME}`` (as written;
-    #: a field name, ``{field, decode, select}`` or ``{fields}``).
-    stdout_outputs: str | dict[str, Any] | None = None
+    #: ``stdout: {outputs: ...}``: stdout read into ``${ID.outputs.NAME}``, as
+    #: ``{field, decode, select}`` or ``{fields}`` (spec/forms.py gives it that shape).
+    stdout_outputs: dict[str, Any] | None = None
     retry_policy: RetryPolicy | None = None
     repeat_policy: RepeatPolicy | None = None
     continue_on: ContinueOn = ContinueOn()

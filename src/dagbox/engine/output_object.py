@@ -83,33 +83,20 @@ def _decoded(key: str, text: str, decode: str | None, select: str | None) -> Any
 _NOTHING = object()
 
 
-def build_outputs(config: str | dict[str, Any], scope: Scope, stdout: str) -> str:
-    """``stdout: {outputs: ...}``, as the JSON text of ``${ID.outputs.NAME}``: a field
-    name gets the trimmed stdout; ``{field, decode, select}`` the decoded value (without
-    ``field``, a JSON object is the outputs themselves); ``{fields}`` one entry each."""
-    if isinstance(config, str):
-        config = {"field": config, "decode": "text"}
+def build_outputs(config: dict[str, Any], scope: Scope, stdout: str) -> str:
+    """``stdout: {outputs: ...}`` (its shape made one by spec/forms.py), as the JSON text
+    of ``${ID.outputs.NAME}``: ``{fields}`` one entry each, as ``output:``'s object;
+    ``{field, decode, select}`` the decoded value under ``field``, or without it a JSON
+    object that is the outputs themselves."""
     if "fields" in config:
-        out = {
-            key: _entry(key, _from_stdout(entry), scope, stdout, None, ".")
-            for key, entry in config["fields"].items()
-        }
-        return gotext.json_text(out)
+        return build(config["fields"], scope, stdout, None, ".")
     field = config.get("field")
-    decode = config.get("decode") or ("text" if field and not config.get("select") else None)
-    value = _decoded(field or "outputs", stdout, decode or "json", config.get("select"))
+    value = _decoded(field or "outputs", stdout, config["decode"], config.get("select"))
     if field:
         return gotext.json_text({field: value})
     if not isinstance(value, dict):
         raise OutputObjectError("stdout outputs: without a field, stdout must be a JSON object")
     return gotext.json_text(value)
-
-
-def _from_stdout(entry: Any) -> Any:
-    """A ``fields`` entry: ``{decode, select}`` reads stdout, as ``from: stdout`` does."""
-    if isinstance(entry, dict) and "value" not in entry:
-        return {"from": "stdout", **entry}
-    return entry
 
 
 def _resolved(value: Any, scope: Scope) -> Any:

@@ -276,7 +276,7 @@ def stream_file(stream: str) -> Form:
             if problem is not None:
                 sink.error(problem, "artifact")
         if "outputs" in value:
-            _stdout_outputs(value["outputs"], sink.at("outputs"))
+            return {**value, "outputs": _stdout_outputs(value["outputs"], sink.at("outputs"))}
         return value
 
     return Form(
@@ -290,16 +290,18 @@ def stream_file(stream: str) -> Form:
     )
 
 
-def _stdout_outputs(value: Any, sink: Sink) -> None:
+def _stdout_outputs(value: Any, sink: Sink) -> Any:
     """``stdout: {outputs: ...}``: a field name (the trimmed stdout), or ``{field, decode,
-    select}``, or ``{fields: {NAME: literal | {value} | {decode, select}}}``."""
+    select}``, or ``{fields: {NAME: literal | {value} | {decode, select}}}`` -> one shape:
+    ``{field, decode, select}`` with its decode made explicit (text for a field without a
+    select, else JSON, as Dagu), or ``{fields}`` whose read entries say ``from: stdout``."""
     if isinstance(value, str):
         if not value.strip():
             sink.error("outputs names a field, not an empty string")
-        return
+        return {"field": value, "decode": "text"}
     if not isinstance(value, dict) or not value:
         sink.error(f"outputs is a field name or a non-empty mapping, not {kind(value)}")
-        return
+        return INVALID
     for key in value:
         if key not in ("field", "decode", "select", "fields"):
             sink.error(
@@ -311,17 +313,20 @@ def _stdout_outputs(value: Any, sink: Sink) -> None:
         if "field" in value and (not isinstance(value["field"], str) or not value["field"]):
             sink.error("field is a non-empty name", "field")
         _decoding(value, sink)
-        return
+        plain = value.get("field") and not value.get("select")
+        return {**value, "decode": value.get("decode") or ("text" if plain else "json")}
     if any(k in value for k in ("field", "decode", "select")):
         sink.error("fields cannot be used with field, decode or select", "fields")
     fields = value["fields"]
     if not isinstance(fields, dict) or not fields:
         sink.error(f"fields is a non-empty mapping, not {kind(fields)}", "fields")
-        return
+        return INVALID
+    out: dict[str, Any] = {}
     for name, entry in fields.items():
         at = sink.at("fields", name)
+        out[name] = entry  # a literal (an object is {value: ...} here, as in Dagu)
         if not isinstance(entry, dict):
-            continue  # a literal (an object is {value: ...} here, as in Dagu)
+            continue
         if "from" in entry and entry["from"] != "stdout":
             at.error("from must be stdout here", "from")
         elif "value" in entry:
@@ -330,6 +335,8 @@ def _stdout_outputs(value: Any, sink: Sink) -> None:
             for key in (k for k in entry if k not in ("decode", "select", "from")):
                 at.error(f'unknown field "{key}"', key, at_key=True)
             _decoding(entry, at)
+            out[name] = {**entry, "from": "stdout"}
+    return {"fields": out}
 
 
 OUTPUT = Form(

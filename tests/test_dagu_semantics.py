@@ -607,13 +607,18 @@ def test_files_that_rely_on_a_dagu_1x_meaning_are_warned_about(tmp_path):
     dag.write_text(
         "steps:\n"
         "  - name: a\n    command: echo a\n    continueOn: {failure: true}\n"
-        "  - name: b\n    command: other\n"
+        "  - name: b\n    run: other\n"
     )
     from dagbox.spec import load
 
-    said = [str(w) for w in load(dag).warnings]
+    loaded = load(dag)
+    said = [str(w) for w in loaded.warnings]
     assert any("add type: chain to keep the order" in w for w in said), said
-    assert any("run: other names the DAG file beside this one" in w for w in said), said
+    # Dagu 1.x's run: NAME called the DAG file beside it: dagbox calls it too, and says so.
+    assert any("run: other calls the sub-DAG other, as Dagu 1.x did" in w for w in said), said
+    assert loaded.dag.steps[1].call == "other" and "other" in loaded.dags
+    dag.write_text("steps:\n  - {name: b, command: other}\n")  # 1.x's command: a command
+    assert load(dag).dag.steps[0].call is None
     dag.write_text(
         "type: chain\nsteps:\n  - {name: a, command: echo, continueOn: {failure: true}}\n  - {name: b, command: echo}\n"
     )

@@ -111,8 +111,7 @@ def test_wait_handler_warns():
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ("steps:\n  - call: sub\n", "steps[0].call"),
-        ("steps:\n  - run: x\n    parallel: [a]\n", "steps[0].parallel"),
+        ("steps:\n  - foreach: {items: [a]}\n", "steps[0].foreach"),
         ("ssh: {host: h}\nsteps: [{run: x}]\n", "ssh"),
     ],
 )

@@ -123,9 +123,9 @@ def test_top_level_must_be_a_mapping(text):
     assert "expected a mapping" in issue.message
 
 
-def test_several_documents_are_not_supported():
-    issue = one_problem("steps: [{run: a}]\n---\nname: sub\nsteps: [{run: b}]\n")
-    assert "multi-document" in issue.message
+def test_a_later_document_is_a_sub_dag_that_needs_a_name():
+    issue = one_problem("steps: [{run: a}]\n---\nsteps: [{run: b}]\n")
+    assert issue.line == 3 and "needs a name" in issue.message
 
 
 def test_missing_file_is_reported_not_raised(tmp_path):

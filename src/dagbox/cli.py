@@ -163,7 +163,8 @@ def parse_param_overrides(
     is not a param (an unterminated quote, a name such as ``weird key``) is a
     ParamsTextError, never silently dropped.
     """
-    from dagbox.spec.forms import PARAM_NAME, ParamsTextError, parse_params_text
+    from dagbox.params import ParamsTextError, parse_params_text
+    from dagbox.spec.forms import PARAM_NAME
 
     items: list[tuple[str | None, str]] = []
     for file in files or []:
@@ -187,7 +188,7 @@ def parse_param_overrides(
 
 
 def _params_file(file: Path) -> list[tuple[str | None, str]]:
-    from dagbox.spec.forms import ParamsTextError
+    from dagbox.params import ParamsTextError
 
     try:
         lines = file.read_text().splitlines()
@@ -219,7 +220,7 @@ def _checked(plan: Plan, loaded: Loaded) -> Plan:
 def _overrides(
     params: str | None, pairs: list[str], trailing: list[str], files: list[Path]
 ) -> dict[str, str]:
-    from dagbox.spec.forms import ParamsTextError
+    from dagbox.params import ParamsTextError
 
     try:
         return parse_param_overrides(params, pairs, trailing, files)
@@ -286,7 +287,8 @@ def run(
 
     from dagbox.compiler import compile
     from dagbox.layout import new_run_id
-    from dagbox.runner import RunExists, RunRequest, execute
+    from dagbox.records import JsonLog
+    from dagbox.runner import RunExists, RunRequest, Sink, execute
     from dagbox.terminal import Terminal
 
     _check_settings()
@@ -295,15 +297,21 @@ def run(
     loaded = _load(file)
     overrides = _overrides(params, param or [], trailing or [], params_file or [])
     request = RunRequest(
-        plan=_checked(compile(loaded.dag, overrides, loaded.path), loaded),
+        plan=_checked(compile(loaded.dag, overrides, loaded.path, loaded.dags), loaded),
         run_id=run_id or new_run_id(),
         max_active=jobs,
         sinks=[Terminal(output)],
     )
     if log_format is LogFormat.json:
-        from dagbox.records import JsonLog
-
         request.sinks.append(JsonLog(sys.stderr))
+
+    def child_sinks(label: str) -> list[Sink]:  # a sub-DAG's lines: "solve[12]/step | ..."
+        sinks: list[Sink] = [Terminal(output, label=f"{label}/", summary=False)]
+        if log_format is LogFormat.json:
+            sinks.append(JsonLog(sys.stderr))
+        return sinks
+
+    request.child_sinks = child_sinks
     from dagbox.runtimes.container_engine import ContainerEngineUnavailable
 
     schedulers: list[Scheduler] = []
@@ -768,7 +776,7 @@ def dry_run(
 
     loaded = _load(file)
     overrides = _overrides(params, param or [], trailing or [], params_file or [])
-    plan = _checked(compile(loaded.dag, overrides, loaded.path), loaded)
+    plan = _checked(compile(loaded.dag, overrides, loaded.path, loaded.dags), loaded)
     redactor = Redactor(plan_secrets(plan, os.environ))
     if as_json:
         import msgspec

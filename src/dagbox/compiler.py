@@ -19,6 +19,7 @@ import msgspec
 from dagbox.harness.argv import merge_defaults, render, tries
 from dagbox.harness.catalog import customs, registry
 from dagbox.plan import (
+    Call,
     Condition,
     ContainerConfig,
     ContinueOn,
@@ -32,17 +33,22 @@ from dagbox.plan import (
     Try,
 )
 from dagbox.shells import DIRECT, with_errexit
+from dagbox.spec import builtins
 from dagbox.spec.model import Container, Dag, Step
 from dagbox.values import Scope, ValueProblem
 
 
 def compile(  # the word for what it does; the builtin is never needed here
-    dag: Dag, overrides: Mapping[str, str] | None = None, file: Path | None = None
+    dag: Dag,
+    overrides: Mapping[str, str] | None = None,
+    file: Path | None = None,
+    dags: Mapping[str, tuple[Dag, Path]] | None = None,
 ) -> Plan:
     """The plan of ``dag`` with its params (defaults, then ``overrides`` by name).
 
     ``file`` is where the DAG was read from: steps run in its folder unless the DAG
-    says otherwise (docs/format.md, D2).
+    says otherwise (docs/format.md, D2). ``dags`` are the sub-DAGs it calls (spec.Loaded):
+    each compiled with its own defaults, since a call gives its params as it runs.
     """
     # A param declared without a value, and given none, has no value: ${params.X} then
     # stays as written, as in Dagu (it used to become "").
@@ -84,6 +90,8 @@ def compile(  # the word for what it does; the builtin is never needed here
         max_clean_up_time_sec=dag.max_clean_up_time_sec,
         harnesses=harnesses,
         artifacts=_artifacts(dag, path, (*steps, *handlers.values())),
+        work_dir_given=bool(dag.working_dir),
+        dags={name: compile(child, None, where) for name, (child, where) in (dags or {}).items()},
     )
 
 
@@ -181,6 +189,13 @@ class _Compiler:
             "preconditions": _conditions(step.preconditions),
             "signal_on_stop": step.signal_on_stop,
         }
+        if step.call is not None:
+            return PlannedStep(kind="call", call=_call(step), **{**fields, "shell": ()})
+        if step.action in builtins.ACTIONS:
+            options = dict(step.with_ or {})
+            return PlannedStep(
+                kind="builtin", action=step.action, options=options, **{**fields, "shell": ()}
+            )
         if step.action is not None:
             return self._harness(step, fields)
         if step.exec is not None:
@@ -237,6 +252,15 @@ class _Compiler:
         return PlannedStep(
             kind="harness", chain=chain, tries=tuple(rendered), error=error, **fields
         )
+
+
+def _call(step: Step) -> Call:
+    """A sub-DAG call: its DAG (a key of Plan.dags), params, and items when it fans out."""
+    assert step.call is not None
+    parallel = step.parallel
+    if parallel is None:
+        return Call(dag=step.call, params=step.params)
+    return Call(step.call, step.params, parallel.items, parallel.max_concurrent)
 
 
 def _repeat(policy: Any) -> RepeatPolicy | None:

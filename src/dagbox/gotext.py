@@ -29,26 +29,32 @@ def text(value: Any) -> str:
     return json_text(value)
 
 
-def json_text(value: Any) -> str:
-    """``value`` as Go's ``json.Marshal`` writes it (a map's keys sorted)."""
-    return "".join(_json(value))
+def json_text(value: Any, indent: int = 0, sort: bool = True) -> str:
+    """``value`` as Go's ``json.Marshal`` writes it (a map's keys sorted), or
+    ``json.MarshalIndent`` with ``indent`` spaces; ``sort=False`` keeps a mapping's order
+    (a Go struct's fields)."""
+    return "".join(_json(value, indent, 0, sort))
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, dict):
+def _json(value: Any, indent: int, level: int, sort: bool) -> Any:
+    inner = "\n" + " " * (indent * (level + 1)) if indent else ""
+    close = "\n" + " " * (indent * level) if indent else ""
+    if isinstance(value, dict) and value:
         yield "{"
-        for i, key in enumerate(sorted(value, key=str)):
-            yield "," if i else ""
+        for i, key in enumerate(sorted(value, key=str) if sort else value):
+            yield ("," if i else "") + inner
             yield _string(str(key))
-            yield ":"
-            yield from _json(value[key])
-        yield "}"
-    elif isinstance(value, list | tuple):
+            yield ": " if indent else ":"
+            yield from _json(value[key], indent, level + 1, sort)
+        yield close + "}"
+    elif isinstance(value, list | tuple) and value:
         yield "["
         for i, item in enumerate(value):
-            yield "," if i else ""
-            yield from _json(item)
-        yield "]"
+            yield ("," if i else "") + inner
+            yield from _json(item, indent, level + 1, sort)
+        yield close + "]"
+    elif isinstance(value, dict | list | tuple):
+        yield "{}" if isinstance(value, dict) else "[]"
     elif isinstance(value, str):
         yield _string(value)
     elif value is None or isinstance(value, bool):
@@ -57,6 +63,14 @@ def _json(value: Any) -> Any:
         yield _number(float(value), json_rules=True)
     else:  # a YAML date and the like: as text
         yield _string(str(value))
+
+
+def plain_float(value: float) -> str:
+    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)``: the shortest digits, never an exponent."""
+    if not math.isfinite(value):
+        return str(value)
+    text = format(Decimal(repr(value)).normalize(), "f")
+    return "0" if text in ("-0", "0") and value == 0 else text
 
 
 def _string(value: str) -> str:

@@ -24,6 +24,40 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
+_PARAM_TOKEN = re.compile(r"""(?:([^\s=]+)=)?("(?:\\"|[^"])*"|`[^`]*`|[^"\s]+)""")
+
+
+class ParamsTextError(ValueError):
+    """A params string with text that is not a param (an unterminated quote, say)."""
+
+
+def parse_params_text(text: str) -> list[tuple[str | None, str]]:
+    """Split Dagu's params string: ``A=1 B="x y" positional`` -> [(name|None, value)].
+
+    Dagu's own pattern silently skips what it cannot read (``A="x B=2`` loses ``A``);
+    here that is a ParamsTextError naming the column, so no param is lost unsaid.
+    """
+    out: list[tuple[str | None, str]] = []
+    end = 0
+    for match in _PARAM_TOKEN.finditer(text):
+        _unread(text, end, match.start())
+        end = match.end()
+        name, raw = match[1], match[2]
+        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        out.append((name, raw))
+    _unread(text, end, len(text))
+    return out
+
+
+def _unread(text: str, start: int, end: int) -> None:
+    skipped = text[start:end]
+    if skipped.strip():
+        at = start + len(skipped) - len(skipped.lstrip())
+        what = "an unterminated quote" if text[at] in '"`' else repr(skipped.strip())
+        raise ParamsTextError(f"cannot read params from column {at + 1}: {what}")
+
+
 class ParamValueError(ValueError):
     """A param's value that its declaration does not allow; the message names both."""
 

@@ -31,8 +31,14 @@ HANDLERS: tuple[Handler, ...] = get_args(Handler)
 RuntimeKind = Literal["host", "root", "step", "exec"]
 #: What a step runs: one shell line; a shell script (several lines, or ``script:``);
 #: several commands in turn (a ``run:`` list); a program without a shell (``exec:``,
-#: ``shell: direct``); an agent CLI (``action: harness.run``); or its image's own command.
-StepKind = Literal["command", "script", "commands", "argv", "harness", "image"]
+#: ``shell: direct``); an agent CLI (``action: harness.run``); its image's own command;
+#: another DAG, once or once per item (``action: dag.run``, ``call:``); or a builtin action
+#: dagbox runs itself (``file.write``, ``jq.filter``, ...).
+StepKind = Literal["command", "script", "commands", "argv", "harness", "image", "call", "builtin"]
+
+#: The most items one fan-out runs, and its default ``max_concurrent`` (Dagu's).
+MAX_ITEMS = 1000
+DEFAULT_MAX_CONCURRENT = 10
 
 
 #: Variables dagbox sets for every step (docs/format.md, "Values").
@@ -143,6 +149,22 @@ class DeclaredOutput(msgspec.Struct, frozen=True, omit_defaults=True):
     type: Literal["string", "json"] = "string"
 
 
+class Call(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A step that runs another DAG as a child run (docs/format.md, "Sub-DAGs").
+
+    ``params`` are (name, or None for a positional one; value template) pairs, resolved
+    for each child with ``${ITEM}`` in scope; None: the item itself is the child's params.
+    ``items`` makes it a fan-out: the items as written (scalars as text, flat objects as
+    text fields; templates resolved in the caller's scope), or a template whose value is
+    the list (JSON, else separated text, as Dagu reads it).
+    """
+
+    dag: str  # a key of Plan.dags
+    params: tuple[tuple[str | None, str], ...] | None = None
+    items: tuple[str | dict[str, str], ...] | str | None = None
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+
+
 class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
     runtime: RuntimeKind
@@ -185,6 +207,10 @@ class PlannedStep(msgspec.Struct, frozen=True, omit_defaults=True):
     #: An agent step: each try's complete ``with:`` (templates), primary then fallbacks.
     chain: tuple[dict[str, Any], ...] = ()
     tries: tuple[Try, ...] = ()
+    call: Call | None = None
+    #: A builtin action (``file.write``, ``jq.filter``, ...) and its ``with:`` (templates).
+    action: str | None = None
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
     error: str | None = None  # a problem that will fail the step when it runs
 
     @property
@@ -224,6 +250,12 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
     #: The run's artifacts folder: None (off), "" (in the run's record), or a base folder
     #: (absolute) that gets ``<dag>/dag-run_<time>_<run id>/``, as Dagu lays it out.
     artifacts: str | None = None
+    #: The DAG sets ``working_dir`` (else ``work_dir`` is its file's folder; a child run
+    #: then gets a folder of its own instead, as in Dagu).
+    work_dir_given: bool = False
+    #: The DAGs its steps call, and theirs, by the name they are called by (compiled with
+    #: their own defaults; a call gives params when it runs). Only the root plan has them.
+    dags: dict[str, Plan] = msgspec.field(default_factory=dict)
 
     @property
     def every_step(self) -> tuple[PlannedStep, ...]:
@@ -234,7 +266,10 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
         return any(step.outputs for step in self.every_step)
 
     def uses_containers(self) -> bool:
-        return any(step.runtime != "host" for step in self.every_step)
+        """A step of this DAG, or of one it calls, runs in a container."""
+        return any(step.runtime != "host" for step in self.every_step) or any(
+            plan.uses_containers() for plan in self.dags.values()
+        )
 
 
 def dispatch_order(plan: Plan) -> list[PlannedStep]:

@@ -89,6 +89,11 @@ class RunRecord(msgspec.Struct):
     #: ``host:pid@start`` of the dagbox process that runs it: see :func:`runner_gone`.
     owner: str = ""
     dagbox_version: str = __version__
+    #: A child run: who called it (docs/format.md, "Sub-DAGs"); its record is in the
+    #: ``children/`` folder of its parent's.
+    parent_run_id: str | None = None
+    parent_step: str | None = None
+    root_run_id: str | None = None
 
 
 def runner_gone(record: RunRecord) -> bool:
@@ -207,6 +212,9 @@ class RecordWriter:
             owner=owner_token(),
             steps=[StepRecord(name=n, id=self.step_ids.get(n)) for n in event.steps],
             handlers={h: HandlerRecord() for h in event.handlers},
+            parent_run_id=event.parent_run_id,
+            parent_step=event.parent_step,
+            root_run_id=event.root_run_id,
         )
         self._steps = {s.name: s for s in self.record.steps}
         self._open_events()

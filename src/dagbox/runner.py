@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import msgspec
 from anyio.abc import TaskStatus
 
 import dagbox
-from dagbox.engine.context import RunOptions
+from dagbox.engine.context import Parent, RunOptions
 from dagbox.engine.events import AnyEvent, RunFinished
 from dagbox.engine.scheduler import Scheduler
 from dagbox.engine.state import RunResult
@@ -77,6 +78,9 @@ class RunRequest:
     stop_orphans: bool = True
     #: How many runs this process runs at once: they share its open-file budget.
     runs_at_once: int = 1
+    #: The sinks of a child run (a sub-DAG call), given the label its lines carry
+    #: (``solve[12]``); None: a child's events go to its record only.
+    child_sinks: Callable[[str], list[Sink]] | None = None
 
 
 async def execute(request: RunRequest) -> RunResult:
@@ -108,9 +112,16 @@ async def execute(request: RunRequest) -> RunResult:
             (schedulers[0].emit if schedulers else emit)(event)
 
         containers = None
+        engine = request.container_engine
         if plan.uses_containers():
-            containers = await _container_runtime(stack, request, said, options.notices)
+            if engine is None:  # the run has not started yet: its notices wait for it
+                engine = await connect_container_engine(stack, options.notices.append)
+            containers = _docker(engine, request.run_id, said)
         runtimes = Runtimes(HostRuntime(Path(scratch)), containers)
+        if plan.dags:  # its sub-DAG calls run children beside it, all in one budget
+            child_runner = ChildRunner(request, runtimes.host, engine, journals, lost)
+            child_runner.slots = options.slots = anyio.CapacityLimiter(options.max_active or 1)
+            options.children, options.dags = child_runner, plan.dags
         claim(layout)  # once the run can start: a run that cannot records nothing
         scheduler = Scheduler(plan, runtimes, emit, options)
         schedulers.append(scheduler)
@@ -129,6 +140,100 @@ async def execute(request: RunRequest) -> RunResult:
     if writer.unfinished:  # say it plainly: `dagbox status` would still show it running
         result.record_error = f"{lost.summary}; {layout.record} does not hold the run's end"
     return result
+
+
+class ChildRunner:
+    """Runs the child runs of a run's sub-DAG calls (engine/calls.py decides what they
+    are), in this process, as real runs: each its own id, record (in the ``children/``
+    folder of its parent's), sinks (the terminal labels its lines) and containers. They
+    share the host runtime, the container engine connection, the journal writer and the
+    budget of running steps of the whole tree (docs/format.md, "Sub-DAGs")."""
+
+    def __init__(
+        self,
+        request: RunRequest,
+        host: Any,
+        engine: ContainerEngine | None,
+        journals: JournalWriter,
+        lost: LostWrites,
+    ) -> None:
+        self.request, self.host, self.engine = request, host, engine
+        self.journals, self.lost = journals, lost
+        self.slots: anyio.CapacityLimiter | None = None
+
+    async def run(
+        self, plan: Plan, run_id: str, label: str, parent: Parent, now: anyio.Event
+    ) -> RunResult:
+        layout = RunLayout(parent.record / "children" / run_id) if parent.record else None
+        if not plan.work_dir_given:  # a folder of its own, as in Dagu: not its caller's
+            work = layout.dir / "work" if layout else Path(tempfile.mkdtemp(prefix="dagbox-"))
+            plan = msgspec.structs.replace(plan, work_dir=str(work))
+        writer = None
+        sinks: list[Sink] = [self.journals]
+        if layout is not None:
+            writer = RecordWriter(layout, {s.name: s.id for s in plan.steps}, lost=self.lost)
+            sinks.insert(0, writer)
+        if self.request.child_sinks is not None:
+            sinks += self.request.child_sinks(label)
+        emit = _Fanout(sinks, self.lost, self.request.warn)
+        options = RunOptions(
+            run_id=run_id,
+            layout=layout,
+            children=self,
+            parent=parent,
+            dags=self.request.plan.dags,
+            slots=self.slots,
+        )
+        containers = None
+        if self.engine is not None and plan.uses_containers():
+            containers = _docker(self.engine, run_id, emit)
+        if layout is not None:
+            claim(layout)
+        scheduler = Scheduler(plan, Runtimes(self.host, containers), emit, options)
+        try:
+            return await _to_its_end(scheduler, writer, now)
+        finally:
+            if containers is not None:
+                with anyio.CancelScope(shield=True):
+                    await containers.sweep(thorough=True)
+            if writer is not None:
+                writer.close()
+
+
+async def _to_its_end(
+    scheduler: Scheduler, writer: RecordWriter | None, now: anyio.Event
+) -> RunResult:
+    """A child run to its end, even when its caller is cancelled: that stops it as an
+    interrupt does (its processes stopped, its handlers run, its record ended), and a
+    second interrupt of the root (``now``) stops its processes at once."""
+    done = anyio.Event()
+    results: list[RunResult] = []
+
+    async def forward_now() -> None:
+        await now.wait()
+        scheduler.interrupt.request()
+        scheduler.interrupt.request()  # the second: at once
+
+    async def body() -> None:
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                if writer is not None:
+                    tg.start_soon(writer.keep_fresh)
+                tg.start_soon(forward_now)
+                try:
+                    results.append(await scheduler.run())
+                finally:
+                    tg.cancel_scope.cancel()
+                    done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(body)
+        try:
+            await done.wait()
+        except anyio.get_cancelled_exc_class():
+            scheduler.interrupt.request()
+            raise
+    return results[0]
 
 
 class _Fanout:
@@ -273,24 +378,18 @@ def _sink_name(sink: Sink) -> str:
     return names.get(type(sink), f"the {type(sink).__name__.lower()} output")
 
 
-async def _container_runtime(
-    stack: contextlib.AsyncExitStack,
-    request: RunRequest,
-    emit: Callable[[AnyEvent], None],
-    early_notices: list[str],
+def _docker(
+    engine: ContainerEngine, run_id: str, emit: Callable[[AnyEvent], None]
 ) -> ContainerRuntime:
-    """Connect to the engine (ContainerEngineUnavailable if it does not answer), reap orphans."""
+    """The container runtime of one run over a shared engine connection."""
     from dagbox.engine.events import Notice
     from dagbox.runtimes.docker import DockerRuntime
 
     def notify(message: str) -> None:
-        emit(Notice(run_id=request.run_id, message=message))
+        emit(Notice(run_id=run_id, message=message))
 
-    shared = request.container_engine
-    if shared is None:  # the run has not started yet: its notices wait for it
-        shared = await connect_container_engine(stack, early_notices.append)
     return DockerRuntime(
-        shared.client, request.run_id, notify, shared.starting, shared.images, shared.names
+        engine.client, run_id, notify, engine.starting, engine.images, engine.names
     )
 
 

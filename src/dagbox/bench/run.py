@@ -96,7 +96,9 @@ async def run_bench(
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(results.close)
         shared = None
-        if compile(loaded.dag, {}, loaded.path).uses_containers():  # whatever the params
+        if compile(
+            loaded.dag, {}, loaded.path, loaded.dags
+        ).uses_containers():  # whatever the params
             shared = await connect_container_engine(
                 stack, lambda message: None, options.max_containers
             )
@@ -170,7 +172,7 @@ class _Bench:
         try:
             result = await execute(
                 RunRequest(
-                    plan=compile(self.loaded.dag, job.params, self.loaded.path),
+                    plan=compile(self.loaded.dag, job.params, self.loaded.path, self.loaded.dags),
                     run_id=run_id,
                     home=self.options.home,
                     sinks=sinks,

@@ -15,6 +15,8 @@ from typing import BinaryIO
 import anyio
 
 from dagbox.engine import output_object, step_outputs
+from dagbox.engine.builtins import run_builtin
+from dagbox.engine.calls import run_call
 from dagbox.engine.commands import Commands
 from dagbox.engine.containers import CONTAINER_OUTPUTS
 from dagbox.engine.context import Context, StepError, make_working_dir
@@ -31,6 +33,8 @@ from dagbox.runtimes import Command, Exit, Runtime, Stop, Stream
 from dagbox.signals import signal_of
 from dagbox.values import ValueProblem
 
+#: Kinds of step dagbox runs itself, in this process: no command, no runtime.
+IN_PROCESS = ("call", "builtin")
 #: The exit code of a step that timed out (as coreutils' ``timeout`` says it).
 TIMEOUT_EXIT = 124
 _WHERE = {"root": "the DAG's container", "step": "its own container", "exec": "a named container"}
@@ -110,13 +114,13 @@ class Attempts:
         )
         ctx.secrets.learn(env)
         try:
-            command = self.commands.build(run, env)
+            command = self.commands.build(run, env) if step.kind not in IN_PROCESS else None
             copies = self._copies(run, env)
         except (StepError, ValueProblem) as exc:
             if output_file is not None:
                 output_file.unlink(missing_ok=True)
             return Attempt(Exit(1, str(exc)), capture, failed_early=True)
-        journal = self._journal(run, command) if harness else None
+        journal = self._journal(run, command) if harness and command is not None else None
         router = OutputRouter(ctx, run.name, run.attempts, step.output, capture, journal, copies)
         if journal is not None:
 
@@ -149,7 +153,7 @@ class Attempts:
         self,
         run: StepRun,
         env: dict[str, str],
-        command: Command,
+        command: Command | None,
         capture: Capture | None,
         router: OutputRouter,
         journal: AttemptJournal | None,
@@ -166,9 +170,15 @@ class Attempts:
             self.now,
         )
         with anyio.move_on_after(step.timeout_sec or math.inf) as timer:
-            if step.kind != "harness":
+            if step.kind == "call":
+                exit_ = await run_call(self.ctx, run, env, router, self.now)
+            elif step.kind == "builtin":
+                exit_ = await run_builtin(self.ctx, run, env, router)
+            elif step.kind != "harness":
+                assert command is not None
                 exit_ = await runtime.run(command, router, stop)
             else:
+                assert command is not None
                 exit_ = await run_tries(
                     step.chain,
                     self.providers,
@@ -187,7 +197,7 @@ class Attempts:
                 capture,
                 timed_out=True,
             )
-        failed_early = exit_.error is not None and step.kind != "harness"
+        failed_early = exit_.error is not None and step.kind not in ("harness", *IN_PROCESS)
         return Attempt(exit_, capture, failed_early=failed_early)
 
     def _output_file(self, run: StepRun, env: dict[str, str]) -> Path | None:

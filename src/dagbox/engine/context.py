@@ -12,6 +12,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import anyio
 
 from dagbox.engine.events import AnyEvent, Notice, StepOutput
 from dagbox.layout import RunLayout, safe_name
@@ -19,7 +22,35 @@ from dagbox.plan import RUN_VARIABLES, Plan
 from dagbox.secrets import Secrets
 from dagbox.values import Scope
 
+if TYPE_CHECKING:
+    from dagbox.engine.state import RunResult
+
 Emit = Callable[[AnyEvent], None]
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The run and step that called a child run (docs/format.md, "Sub-DAGs")."""
+
+    run_id: str
+    step: str
+    root_run_id: str
+    #: How many calls deep the child is (a child of the root is 1).
+    depth: int
+    #: The parent's record folder: the child's goes in its ``children/`` (None: no record).
+    record: Path | None
+
+
+class ChildRuns(Protocol):
+    """Runs a child run to its end: what a call step needs of whoever runs the root run
+    (runner.py), so that the engine knows neither records nor sinks nor containers."""
+
+    async def run(
+        self, plan: Plan, run_id: str, label: str, parent: Parent, now: anyio.Event
+    ) -> RunResult:
+        """``now`` set: stop its processes at once (a second Ctrl-C). Cancelling the
+        caller stops the child as an interrupt would: its handlers run, its record ends."""
+        ...
 
 
 class StepError(Exception):
@@ -34,6 +65,13 @@ class RunOptions:
     host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     #: Said right after run.started (things found while preparing, such as reaped containers).
     notices: list[str] = field(default_factory=list)
+    #: Sub-DAG calls: who runs a child, who called this run (None: the root), the DAGs the
+    #: tree can call (the root plan's), and the budget of running steps the whole tree
+    #: shares (docs/format.md, "Sub-DAGs"); None where the run calls no other DAG.
+    children: ChildRuns | None = None
+    parent: Parent | None = None
+    dags: Mapping[str, Plan] = field(default_factory=dict)
+    slots: anyio.CapacityLimiter | None = None
 
 
 def make_working_dir(path: str | Path) -> None:
@@ -86,6 +124,11 @@ class Context:
     @property
     def run_id(self) -> str:
         return self.options.run_id
+
+    @property
+    def dags(self) -> Mapping[str, Plan]:
+        """The DAGs a call step may run: the root plan's (a child's plan has none)."""
+        return self.options.dags or self.plan.dags
 
     @property
     def host_env(self) -> Mapping[str, str]:

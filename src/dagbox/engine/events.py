@@ -39,6 +39,11 @@ class RunStarted(Event, tag="run.started", frozen=True):
     steps: list[str]
     handlers: list[str]
     record_dir: str | None = None
+    #: A child run (a sub-DAG call): the run and step that called it, and the run at the
+    #: top of the tree (docs/format.md, "Sub-DAGs").
+    parent_run_id: str | None = None
+    parent_step: str | None = None
+    root_run_id: str | None = None
 
 
 class StepStarted(Event, tag="step.started", frozen=True):

@@ -93,6 +93,7 @@ class Scheduler:
         unevaluated = await envs.evaluate_params(self.ctx)  # before anything sees the params
         self.plan = self.ctx.plan
         plan, ctx = self.plan, self.ctx
+        parent = ctx.options.parent
         ctx.emit(
             RunStarted(
                 run_id=self.run_id,
@@ -102,6 +103,9 @@ class Scheduler:
                 steps=[s.name for s in self.steps],
                 handlers=list(self.handlers),
                 record_dir=str(ctx.layout.dir) if ctx.layout else None,
+                parent_run_id=parent.run_id if parent else None,
+                parent_step=parent.step if parent else None,
+                root_run_id=parent.root_run_id if parent else None,
             )
         )
         for message in ctx.options.notices:
@@ -143,6 +147,7 @@ class Scheduler:
             ctx.redact(error),
             precondition_unmet=unmet,
             interrupted=self.interrupt.requested,
+            params=dict(self.plan.params),
         )
 
     async def _main(
@@ -308,7 +313,12 @@ class Scheduler:
         return envs.ancestor_outputs(run) if self.has_outputs else {}
 
     async def _attempts(self, run: StepRun, env: dict[str, str]) -> None:
-        self._conclude(run, await repeated(self.ctx, self.attempts, run, env))
+        slots = self.ctx.options.slots
+        if slots is None or run.step.kind == "call":  # a call holds none while its children run
+            self._conclude(run, await repeated(self.ctx, self.attempts, run, env))
+            return
+        async with slots:  # the steps of a whole tree of runs share one budget
+            self._conclude(run, await repeated(self.ctx, self.attempts, run, env))
 
     def _conclude(self, run: StepRun, result: Attempt) -> None:
         step, exit_ = run.step, result.exit

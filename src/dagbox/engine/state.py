@@ -87,6 +87,8 @@ class RunResult:
     interrupted: bool = False
     #: Set by whoever records the run when part of the record could not be written.
     record_error: str | None = None
+    #: The params it ran with (evaluated): a caller's result object shows them.
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:

@@ -160,7 +160,11 @@ def _marked(pid: int, run_id: str, owner: str) -> bool:
     if environ is None:
         return False
     return (
-        f"\0DAG_RUN_ID={run_id}\0".encode() in environ
+        # The run's own, or a child run's (a sub-DAG call: its id is the run's, then ".")
+        (
+            f"\0DAG_RUN_ID={run_id}\0".encode() in environ
+            or f"\0DAG_RUN_ID={run_id}.".encode() in environ
+        )
         and f"\0{ENV_OWNER}={owner}\0".encode() in environ
     )
 

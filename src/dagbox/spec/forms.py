@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from dagbox.layout import artifact_path_problem
+from dagbox.params import ParamsTextError, parse_params_text
 from dagbox.spec.issues import Sink
 
 #: Returned by a normaliser when the value is unusable (the problem is already reported).
@@ -718,7 +719,6 @@ CONTINUE_ON = Form(
 )
 
 
-_PARAM_TOKEN = re.compile(r"""(?:([^\s=]+)=)?("(?:\\"|[^"])*"|`[^`]*`|[^"\s]+)""")
 PARAM_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|[0-9]+)$")
 _RICH_PARAM_KEYS = {
     "name",
@@ -734,37 +734,6 @@ _RICH_PARAM_KEYS = {
     "pattern",
     "eval",
 }
-
-
-class ParamsTextError(ValueError):
-    """A params string with text that is not a param (an unterminated quote, say)."""
-
-
-def parse_params_text(text: str) -> list[tuple[str | None, str]]:
-    """Split Dagu's params string: ``A=1 B="x y" positional`` -> [(name|None, value)].
-
-    Dagu's own pattern silently skips what it cannot read (``A="x B=2`` loses ``A``);
-    here that is a ParamsTextError naming the column, so no param is lost unsaid.
-    """
-    out: list[tuple[str | None, str]] = []
-    end = 0
-    for match in _PARAM_TOKEN.finditer(text):
-        _unread(text, end, match.start())
-        end = match.end()
-        name, raw = match[1], match[2]
-        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
-            raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        out.append((name, raw))
-    _unread(text, end, len(text))
-    return out
-
-
-def _unread(text: str, start: int, end: int) -> None:
-    skipped = text[start:end]
-    if skipped.strip():
-        at = start + len(skipped) - len(skipped.lstrip())
-        what = "an unterminated quote" if text[at] in '"`' else repr(skipped.strip())
-        raise ParamsTextError(f"cannot read params from column {at + 1}: {what}")
 
 
 _Pair = tuple[str | None, str | None, str | None, tuple[str | int, ...]]
@@ -979,6 +948,8 @@ def steps(value: Any, sink: Sink, ctx: Context) -> Any:
 
 
 def _step_kind(step: Any) -> str:
+    if step.call is not None:
+        return "dag"
     if step.action is not None:
         return str(step.action).split(".")[0]
     if step.container is not None:

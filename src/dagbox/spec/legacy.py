@@ -181,6 +181,11 @@ def _executor(step: Any, sink: Sink, ctx: Context) -> None:
     if kind_ == "harness":
         step.action = "harness.run"
         return
+    if kind_ == "jq":
+        _jq(step, sink)
+        return
+    if kind_ == "dag":  # 1.x: executor: dag with call: (the call itself needs no type)
+        return
     if kind_ not in DOCKER_TYPES:
         sink.error(
             f'executor type "{kind_}" is not supported by dagbox (use container: for Docker)', where
@@ -210,3 +215,19 @@ def _docker(step: Any, sink: Sink, at: Sink, ctx: Context) -> None:
         built = ctx.build(mapped, ctx.target, at)
         if built is not INVALID:
             step.container = built
+
+
+def _jq(step: Any, sink: Sink) -> None:
+    """Dagu 1.x's ``executor: jq`` (``type: jq``): ``command`` is the filter, ``script``
+    the JSON (or ``file://PATH``), ``with``/``config`` holds ``raw`` and ``input``; as
+    ``action: jq.filter``."""
+    options = dict(step.with_) if isinstance(step.with_, dict) else {}
+    filter_ = step.command if step.command is not None else step.run
+    if not isinstance(filter_, str):
+        sink.error("a jq step needs command: the jq filter, as one string", "command")
+        return
+    options["filter"] = filter_
+    if step.script is not None:
+        options["data"] = step.script
+    step.action, step.with_ = "jq.filter", options
+    step.command = step.run = step.script = None

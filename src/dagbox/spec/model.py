@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 
 from dagbox.plan import HANDLERS
-from dagbox.spec import forms, legacy
+from dagbox.spec import call_forms, forms, legacy
 from dagbox.spec.build import Builder, KeyRules, Model
 from dagbox.spec.forms import Context
 from dagbox.spec.issues import Sink
@@ -206,8 +206,6 @@ _STEP_UNSUPPORTED = _unsupported(
     output_schema="output schemas",
     value="router steps",
     routes="router steps",
-    call="sub-DAG calls",
-    parallel="parallel/foreach fan-out",
     approval="approval steps",
     agent="agent steps; use action: harness.run",
     messages="chat steps",
@@ -247,6 +245,11 @@ class Step(Model):
     timeout_sec: NonNegative = 0
     preconditions: Conditions = ()
     signal_on_stop: str | None = None
+    #: Another DAG this step runs as a child run (``action: dag.run`` is rewritten to it),
+    #: with its params, once per item of ``parallel`` when given (docs/format.md, "Sub-DAGs").
+    call: str | None = None
+    params: Annotated[tuple[tuple[str | None, str], ...] | None, call_forms.CALL_PARAMS] = None
+    parallel: Annotated[call_forms.Parallel | None, call_forms.PARALLEL] = None
     # Older spellings of a Docker step; rewritten to container:/with: on load (legacy.py).
     executor: str | dict[str, Any] | None = None
     type: str | None = None
@@ -263,6 +266,7 @@ class Step(Model):
         self.id = self.id.strip() if self.id is not None else None
         self.name = self.name.strip() if self.name is not None else None
         legacy.rewrite(self, sink, Context(Container, builder.build))
+        call_forms.dag_run(self, sink)
 
     @property
     def key(self) -> str:

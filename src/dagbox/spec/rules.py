@@ -24,6 +24,7 @@ from dagbox.regex import RegexError, compile_pattern
 from dagbox.secrets import is_secret_name
 from dagbox.shells import DIRECT, UNIX_SHELLS, is_unix
 from dagbox.signals import signal_of
+from dagbox.spec import builtins
 from dagbox.spec.forms import ENV_NAME, kind
 from dagbox.spec.issues import Sink
 from dagbox.spec.model import (
@@ -122,15 +123,15 @@ class Checker:
     def step(self, step: Step) -> None:
         at = self.at(step)
         given = [k for k in ("run", "script", "exec") if getattr(step, k) is not None]
-        if step.action is not None:
+        if step.call is not None or step.parallel is not None or step.params is not None:
+            self.call_step(step, given, at)
+        elif step.action is not None:
             for key in given + (["shell"] if step.shell else []):
                 at.error(f'action cannot be used together with "{key}"', key, at_key=True)
-            if step.action != HARNESS_ACTION:
-                at.error(
-                    f'action "{step.action}" is not supported by dagbox '
-                    f'(it runs shell commands and "{HARNESS_ACTION}")',
-                    "action",
-                )
+            if step.action in builtins.ACTIONS:
+                builtins.check(step.action, step.with_, at)
+            elif step.action != HARNESS_ACTION:
+                at.error(builtins.unsupported(step.action), "action")
             else:
                 self.harness_step(step)
         else:
@@ -173,6 +174,20 @@ class Checker:
                 f'invalid signal "{step.signal_on_stop}" (use a name such as SIGTERM)',
                 "signal_on_stop",
             )
+
+    def call_step(self, step: Step, given: list[str], at: Sink) -> None:
+        """A sub-DAG call runs no process of its own (docs/format.md, "Sub-DAGs")."""
+        if step.call is None:
+            key = "parallel" if step.parallel is not None else "params"
+            at.error(f"{key} is for sub-DAG calls: use it with action: dag.run", key, at_key=True)
+            return
+        if step.action is not None:
+            at.error('action cannot be used together with "call"', "action", at_key=True)
+        taken = given + [k for k in ("shell", "container") if getattr(step, k)]
+        for key in taken + (["outputs"] if step.outputs is not None else []):
+            at.error(f'a sub-DAG call cannot be used together with "{key}"', key, at_key=True)
+        if "$" in step.call:
+            at.error("a sub-DAG is named as written: dagbox finds it when the file loads", "call")
 
     def identities(self) -> None:
         names: dict[str, Step] = {}

@@ -26,6 +26,8 @@ class Source:
     data: Any = None
     root: yaml.Node | None = None
     issues: list[Issue] = field(default_factory=list)
+    #: The file's other documents (``---``): the sub-DAGs it holds, in order.
+    documents: list[Source] = field(default_factory=list)
 
     def locate(self, path: IssuePath, at_key: bool = False) -> tuple[int, int]:
         """Line and column (1-based) of the node at ``path``, or of its nearest ancestor."""
@@ -178,30 +180,33 @@ def _decoded(path: Path, text: bytes | str | None, issues: list[Issue]) -> str |
     return text
 
 
-def _parsed(text: str, issues: list[Issue]) -> tuple[Any, Any, list[Any]] | None:
-    """The document, its root node and its duplicate keys; None with the reason in ``issues``."""
+def _parsed(text: str, issues: list[Issue]) -> list[tuple[Any, Any, list[Any]]] | None:
+    """Each document of the file: its data, its root node and its duplicate keys; None
+    with the reason in ``issues``. A file of several documents (``---``) holds a DAG and
+    the sub-DAGs it calls (docs/format.md, "Sub-DAGs")."""
     loader = Loader(text)
+    documents: list[tuple[Any, Any, list[Any]]] = []
     try:
-        root = loader.get_single_node()
-        if root is not None and "*" in text and expanded_size(root) > MAX_VALUES:
-            issues.append(
-                Issue(
-                    (),
-                    f"the document expands to more than {MAX_VALUES:,} values through YAML "
-                    "aliases (*name); dagbox refuses it",
+        while loader.check_node():
+            root = loader.get_node()
+            if root is not None and "*" in text and expanded_size(root) > MAX_VALUES:
+                issues.append(
+                    Issue(
+                        (),
+                        f"the document expands to more than {MAX_VALUES:,} values through YAML "
+                        "aliases (*name); dagbox refuses it",
+                    )
                 )
-            )
-            return None
-        data = loader.construct_document(root) if root is not None else None
+                return None
+            loader.duplicate_keys = []
+            data = loader.construct_document(root) if root is not None else None
+            documents.append((data, root, loader.duplicate_keys))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        message = exc.problem or str(exc)
-        if exc.context and "single document" in str(exc.context):
-            message = "a DAG file holds one YAML document; dagbox does not support multi-document files (sub-DAGs)"
         issues.append(
             Issue(
                 (),
-                f"invalid YAML: {message}",
+                f"invalid YAML: {exc.problem or str(exc)}",
                 line=(mark.line + 1) if mark else 1,
                 col=(mark.column + 1) if mark else 1,
             )
@@ -219,19 +224,27 @@ def _parsed(text: str, issues: list[Issue]) -> tuple[Any, Any, list[Any]] | None
         return None
     finally:
         loader.dispose()
-    return data, root, loader.duplicate_keys
+    return documents or [(None, None, [])]
 
 
 def read(path: Path, text: bytes | str | None = None) -> Source:
-    """Parse ``path`` (or the given text) into a :class:`Source`; never raises for bad input."""
+    """Parse ``path`` (or the given text) into a :class:`Source` of its first document,
+    the others in ``documents``; never raises for bad input."""
     source = Source(path=path)
     decoded = _decoded(path, text, source.issues)
     parsed = _parsed(decoded, source.issues) if decoded is not None else None
     if decoded is None or parsed is None:
         return source
-    data, root, duplicate_keys = parsed
-    text = decoded
-    source.data, source.root = data, root
+    sources = [source, *(Source(path=path) for _ in parsed[1:])]
+    for each, (data, root, duplicate_keys) in zip(sources, parsed, strict=True):
+        each.data, each.root = data, root
+        _check_document(each, decoded, duplicate_keys)
+    source.documents = sources[1:]
+    return source
+
+
+def _check_document(source: Source, text: str, duplicate_keys: list[Any]) -> None:
+    root = source.root
     if root is not None and _NUL_ESCAPE.search(text):
         for node in _scalars_with_nul(root):
             source.issues.append(
@@ -252,4 +265,3 @@ def read(path: Path, text: bytes | str | None = None) -> Source:
                 col=key_node.start_mark.column + 1,
             )
         )
-    return source

@@ -36,30 +36,8 @@ def warn(dag: Dag, raw: Any, path: Path, sink: Sink) -> None:
             "steps",
             at_key=True,
         )
-    for i, step in enumerate(dag.steps):
-        run = step.run
-        if isinstance(run, str) and _WORD.match(run.strip()) and _is_dag(path, run.strip()):
-            sink.warn(
-                f"run: {run.strip()} names the DAG file beside this one: Dagu 1.x called it as "
-                "a sub-DAG, Dagu 2.x and dagbox run it as a command (sub-DAG calls, call:, are "
-                "not supported by dagbox yet)",
-                "steps",
-                i,
-                "run",
-            )
 
 
 def _camel_case(raw: dict[str, Any], steps: list[Any]) -> bool:
     mappings = [raw, *(s for s in steps if isinstance(s, dict))]
     return any(isinstance(k, str) and _CAMEL.match(k) for m in mappings for k in m)
-
-
-def _is_dag(path: Path, name: str) -> bool:
-    folder = path.resolve().parent
-    try:
-        return any(
-            (folder / f"{name}{suffix}").is_file() and folder / f"{name}{suffix}" != path.resolve()
-            for suffix in (".yaml", ".yml")
-        )
-    except OSError:  # a name too long for a file (run: 1000...0): no DAG is called that
-        return False

@@ -1,0 +1,274 @@
+"""A step that runs another DAG: once, or once per item of a fan-out (docs/format.md,
+"Sub-DAGs").
+
+Each child is a run of its own, run by the ChildRuns the runner gives (its record, its
+sinks, its containers). This module decides what each child gets (its plan and params,
+``${ITEM}`` resolved) and what the step gives back, as Dagu does: its stdout is the
+child's result object, or for a fan-out the aggregate ``{summary, results, outputs}``,
+as indented JSON, so ``output:`` and ``${OUT.outputs.KEY}`` read it as in Dagu.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import msgspec
+
+from dagbox import gotext
+from dagbox.engine.context import Context, Parent
+from dagbox.engine.state import RunResult, StepRun
+from dagbox.params import ParamsTextError, parse_params_text
+from dagbox.plan import MAX_ITEMS, Call, Plan
+from dagbox.runtimes import Exit, Stream
+from dagbox.values import Scope, ValueProblem
+
+#: How deep calls may nest at run time (validate refuses a circle of calls; a plan read
+#: from JSON is not validated).
+MAX_DEPTH = 16
+_OK = ("succeeded", "partially_succeeded")
+
+
+class CallError(Exception):
+    """The call cannot start: its items or params cannot be read."""
+
+
+@dataclass
+class Child:
+    """One child run to make: its params (by name), as Dagu writes them, and its label."""
+
+    overrides: dict[str, str]
+    label: str
+    result: RunResult | None = None
+    run_id: str = ""
+
+
+async def run_call(
+    ctx: Context,
+    run: StepRun,
+    env: dict[str, str],
+    out: Callable[[Stream, bytes], None],
+    now: anyio.Event,
+) -> Exit:
+    """Run the step's child runs, write the step's stdout through ``out``; how it ended."""
+    call = run.step.call
+    assert call is not None
+    children, plan = ctx.options.children, ctx.dags.get(call.dag)
+    if children is None or plan is None:
+        return Exit(1, f'no DAG named "{call.dag}" to call')
+    parent = ctx.options.parent
+    depth = (parent.depth if parent is not None else 0) + 1
+    if depth > MAX_DEPTH:
+        return Exit(1, f"sub-DAG calls nest deeper than {MAX_DEPTH}: {call.dag} is not run")
+    try:
+        made = planned(call, ctx.scope(env), run.name)
+    except (CallError, ValueProblem) as exc:
+        return Exit(1, str(exc))
+    here = Parent(
+        run_id=ctx.run_id,
+        step=run.name,
+        root_run_id=parent.root_run_id if parent is not None else ctx.run_id,
+        depth=depth,
+        record=ctx.layout.dir if ctx.layout is not None else None,
+    )
+    limit = anyio.CapacityLimiter(call.max_concurrent)
+
+    async def one(k: int, child: Child) -> None:
+        async with limit:
+            child.run_id = f"{ctx.run_id}.{run.index}.{run.attempts}" + (
+                f".{k}" if call.items is not None else ""
+            )
+            child.result = await children.run(
+                with_params(plan, child.overrides), child.run_id, child.label, here, now
+            )
+
+    async with anyio.create_task_group() as tg:
+        for k, child in enumerate(made):
+            tg.start_soon(one, k, child)
+    document = aggregate(plan, made) if call.items is not None else result_object(plan, made[0])
+    out("stdout", go_json(document) + b"\n")
+    return outcome(made, call)
+
+
+def planned(call: Call, scope: Scope, step: str) -> list[Child]:
+    """The child runs of one call: one, or one per item, items that give the same params
+    made one run (as Dagu coalesces them)."""
+    if call.items is None:
+        return [Child(_params(call, scope, None), step)]
+    items = _items(call.items, scope)
+    if not items:
+        raise CallError("parallel execution requires at least one item")
+    if len(items) > MAX_ITEMS:
+        raise CallError(
+            f"parallel execution exceeds the maximum: {len(items)} items (max: {MAX_ITEMS})"
+        )
+    made: dict[tuple[tuple[str, str], ...], Child] = {}
+    for item in items:
+        overrides = _params(call, scope, item)
+        key = tuple(sorted(overrides.items()))
+        if key not in made:
+            made[key] = Child(overrides, f"{step}[{len(made)}]")
+    return list(made.values())
+
+
+def _items(items: tuple[str | dict[str, str], ...] | str, scope: Scope) -> list[str]:
+    """Each item as ``${ITEM}`` reads it: text, or an object as compact JSON with sorted
+    keys. Written items are resolved in the caller's scope; a reference to a list is read
+    as Dagu reads it (split_items)."""
+    if isinstance(items, str):
+        return split_items(scope.value(items))
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            fields = {k: scope.value(v) for k, v in item.items()}
+            out.append(json.dumps(fields, sort_keys=True, separators=(",", ":")))
+        else:
+            out.append(scope.value(item))
+    return out
+
+
+def split_items(text: str) -> list[str]:
+    """A list of items from text, as Dagu reads a reference: a JSON array (an item per
+    element; objects and numbers as compact JSON), a JSON object (one item), lines, else
+    the separator it has most of (tab, ``|``, ``;``, ``,``), else whitespace."""
+    text = text.strip()
+    if not text:
+        return []
+    if text[0] in "[{":
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if isinstance(value, list):
+            return [_item_text(v) for v in value]
+        if isinstance(value, dict):
+            return [_item_text(value)]
+    if "\n" in text:
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    counts = {sep: text.count(sep) for sep in ("\t", "|", ";", ",")}
+    best = max(counts, key=lambda sep: counts[sep])  # the first of a tie wins
+    if counts[best]:
+        return [part.strip() for part in text.split(best) if part.strip()]
+    return text.split()
+
+
+def _item_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _params(call: Call, scope: Scope, item: str | None) -> dict[str, str]:
+    """The params a child gets: the call's ``params`` with ``${ITEM}`` resolved, else the
+    item itself (an object's fields, ``NAME=value`` text, or one positional value)."""
+    if item is not None:
+        scope = scope.with_env({**scope.env, "ITEM": item})
+    if call.params is not None:
+        pairs = [(name, scope.value(value)) for name, value in call.params]
+    elif item is None:
+        return {}
+    elif isinstance(fields := _object(item), dict):
+        pairs = [(str(k), _item_text(v)) for k, v in sorted(fields.items())]
+    else:
+        try:
+            pairs = list(parse_params_text(item))
+        except ParamsTextError:
+            pairs = [(None, item)]
+    out: dict[str, str] = {}
+    position = 0
+    for name, value in pairs:
+        if name is None:
+            position += 1
+            name = str(position)
+        out[name] = value
+    return out
+
+
+def _object(item: str) -> Any:
+    if not item.startswith("{"):
+        return None
+    try:
+        return json.loads(item)
+    except ValueError:
+        return None
+
+
+def with_params(plan: Plan, overrides: dict[str, str]) -> Plan:
+    """The child's plan with the params its call gives (an ``eval:`` param given a value
+    is not evaluated, as on the command line)."""
+    if not overrides:
+        return plan
+    evals = {k: v for k, v in plan.evals.items() if k not in overrides}
+    return msgspec.structs.replace(plan, params={**plan.params, **overrides}, evals=evals)
+
+
+def result_object(plan: Plan, child: Child) -> dict[str, Any]:
+    """Dagu's result of one child run: ``{name, dagRunId, params, outputs, status}``."""
+    result = child.result
+    document: dict[str, Any] = {"name": plan.dag, "dagRunId": child.run_id}
+    params = result.params if result is not None else {}
+    if params:
+        document["params"] = " ".join(f"{k}={v}" for k, v in params.items())
+    document["outputs"] = outputs_of(result) if result is not None else {}
+    document["status"] = result.status if result is not None else "failed"
+    return document
+
+
+def outputs_of(result: RunResult) -> dict[str, str]:
+    """A child's ``output:`` values, by name (what a caller reads as ``outputs.NAME``)."""
+    out: dict[str, str] = {}
+    for step in result.steps:
+        name = step.step.output.lstrip("$") if step.step.output else None
+        if name and name in step.outputs:
+            out[name] = step.outputs[name]
+    return dict(sorted(out.items()))  # a Go map: its keys sorted
+
+
+def aggregate(plan: Plan, made: list[Child]) -> dict[str, Any]:
+    """A fan-out's result: counts, each child's result, the outputs of those that
+    succeeded (in the order of the items; Dagu's order is random)."""
+    results = [result_object(plan, child) for child in made]
+    good = [r for r in results if r["status"] in _OK]
+    return {
+        "summary": {"total": len(made), "succeeded": len(good), "failed": len(made) - len(good)},
+        "results": results,
+        "outputs": [r["outputs"] for r in good],
+    }
+
+
+def outcome(made: list[Child], call: Call) -> Exit:
+    """The step succeeds when every child did; else it fails with the (first) child's error."""
+    failed = [c for c in made if c.result is None or c.result.status not in _OK]
+    if not failed:
+        return Exit(0)
+    first = failed[0]
+    why = child_error(first.result)
+    if call.items is None:
+        return Exit(1, f"sub-DAG run {first.run_id} {_status(first)}{why}")
+    return Exit(
+        1,
+        f"{len(failed)} of {len(made)} sub-DAG runs failed; the first, {first.label} "
+        f"(run {first.run_id}), {_status(first)}{why}",
+    )
+
+
+def _status(child: Child) -> str:
+    return child.result.status if child.result is not None else "did not run"
+
+
+def child_error(result: RunResult | None) -> str:
+    """``: `` and why a child failed: its own error, else its first failed step's."""
+    if result is None:
+        return ""
+    for step in [*result.steps, *result.handlers.values()]:
+        if step.status == "failed" and not step.continued:
+            return f": step {step.name}: {step.error or 'failed'}"
+    return f": {result.error}" if result.error else ""
+
+
+def go_json(document: Any) -> bytes:
+    """JSON as Go's ``json.MarshalIndent(v, "", "  ")`` writes Dagu's result structs."""
+    return gotext.json_text(document, indent=2, sort=False).encode()

@@ -1,0 +1,138 @@
+"""Which DAG each sub-DAG call runs, decided when the file loads (docs/format.md,
+"Sub-DAGs").
+
+A name is a later document of the same file (by its ``name:``), else ``NAME.yaml`` or
+``NAME.yml`` beside the file, as Dagu looks them up. Dagu finds out that a name names
+nothing, or that calls go round in a circle, only when the run reaches the step; here
+both are located errors at ``validate``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dagbox.spec.issues import DagError, LocatedIssue, Sink
+from dagbox.spec.model import Dag, Step
+
+_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+#: Loads a sibling file (spec.load, with the files being loaded, to stop a circle).
+Loader = Callable[[Path, tuple[Path, ...]], tuple[Dag, dict[str, tuple[Dag, Path]]]]
+
+
+def sibling(path: Path, name: str) -> Path | None:
+    """``NAME.yaml`` (or ``.yml``) in the folder of ``path``, not ``path`` itself."""
+    if not _WORD.match(name) or name in (".", ".."):
+        return None
+    folder = path.resolve().parent
+    for candidate in (folder / name, folder / f"{name}.yaml", folder / f"{name}.yml"):
+        try:
+            if (
+                candidate.suffix in (".yaml", ".yml")
+                and candidate.is_file()
+                and candidate != path.resolve()
+            ):
+                return candidate
+        except OSError:  # a name too long for a file: no DAG is called that
+            return None
+    return None
+
+
+def legacy_run(
+    dag: Dag, raw: Any, path: Path, local: set[str], sinks: Mapping[int, Sink], sink: Sink
+) -> None:
+    """Dagu 1.x's ``run: NAME`` called the DAG NAME (its commands were ``command:``); 2.x
+    runs NAME as a command. Where a step says ``run:`` (not ``command:``) and NAME names a
+    sub-DAG (a document of this file, a file beside it), dagbox calls it, as the file
+    meant, and says how 2.x spells it."""
+    written = raw.get("steps") if isinstance(raw, dict) else None
+    if not isinstance(written, list) or len(written) != len(dag.steps):
+        return  # the mapping form of steps: not Dagu 1.x's
+    for step, text in zip(dag.steps, written, strict=True):
+        run = step.run
+        if (
+            step.call is not None
+            or not isinstance(text, dict)
+            or "run" not in text
+            or "command" in text
+            or not isinstance(run, str)
+            or not _WORD.match(run.strip())
+        ):
+            continue
+        name = run.strip()
+        if name in local or sibling(path, name) is not None:
+            step.call, step.run = name, None
+            sinks.get(id(step), sink).warn(
+                f"run: {name} calls the sub-DAG {name}, as Dagu 1.x did (Dagu 2.x would run "
+                f"it as a command): write action: dag.run with with: {{dag: {name}}}",
+                "run",
+            )
+
+
+def check_names(
+    dag: Dag, path: Path, local: set[str], sinks: Mapping[int, Sink], sink: Sink
+) -> None:
+    """Every call names a DAG that exists."""
+    for step in dag.every_step():
+        name = step.call
+        if name is None or "$" in name:  # a reference in the name: rules.py says so
+            continue
+        if name not in local and sibling(path, name) is None:
+            sinks.get(id(step), sink).error(
+                f'no DAG named "{name}": not a document of this file (name: {name}), nor '
+                f"{name}.yaml beside it",
+                "call",
+            )
+
+
+def collect(
+    dag: Dag,
+    path: Path,
+    local: Mapping[str, Dag],
+    report: Callable[[Step, str], None],
+    located: list[LocatedIssue],
+    load: Loader,
+    loading: tuple[Path, ...],
+) -> dict[str, tuple[Dag, Path]]:
+    """Every DAG ``dag`` can reach through calls, by the name it is called by, with the
+    file it is in; a circle of calls and two DAGs under one name are reported."""
+    found: dict[str, tuple[Dag, Path]] = {}
+
+    def add(name: str, entry: tuple[Dag, Path], step: Step) -> None:
+        held = found.get(name)
+        if held is not None and held[0] is not entry[0]:
+            report(step, f'two different DAGs are called "{name}" ({held[1]}, {entry[1]})')
+        found.setdefault(name, entry)
+
+    def visit(current: Dag, trail: tuple[str, ...]) -> None:
+        for step in current.every_step():
+            name = step.call
+            if name is None:
+                continue
+            if name in trail or (name not in local and sibling(path, name) in (*loading, path)):
+                circle = " -> ".join((*trail, name))
+                report(step, f"sub-DAG calls go round in a circle: {circle}")
+                continue
+            if name in local:
+                first = name not in found
+                add(name, (local[name], path), step)
+                if first:
+                    visit(local[name], (*trail, name))
+                continue
+            file = sibling(path, name)
+            if file is None or name in found:
+                continue
+            try:
+                child, reached = load(file, (*loading, path))
+            except DagError as exc:
+                located.extend(exc.issues)
+                continue
+            add(name, (child, file), step)
+            for key, entry in reached.items():
+                add(key, entry, step)
+
+    visit(dag, (dag.name or path.stem,))
+    return found

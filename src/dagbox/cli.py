@@ -462,6 +462,26 @@ def status(
     typer.echo(f"  file: {printable(record.file)}\n  started: {record.started_at}")
     if record.error:
         typer.echo(f"  error: {first_line(record.error)}")
+    if record.parent_run_id:
+        typer.echo(
+            f"  called by: run {record.parent_run_id}, step {printable(record.parent_step or '')}"
+        )
+    _step_rows(record, run_dir, "  ")
+    typer.echo(f"  record: {run_dir}")
+
+
+#: How many child runs of one step ``dagbox status`` lists (failed ones first).
+_SHOWN_CHILDREN = 10
+
+
+def _step_rows(record: RunRecord, run_dir: Path, indent: str) -> None:
+    """Each step's line; under a step that called sub-DAGs, its child runs, as a tree."""
+    from dagbox.records import child_runs, shown_status
+    from dagbox.terminal import first_line, printable
+
+    children: dict[str, list[tuple[RunRecord, Path]]] = {}
+    for pair in child_runs(run_dir):
+        children.setdefault(pair[0].parent_step or "", []).append(pair)
     rows: list[tuple[str, StepRecord | HandlerRecord]] = [
         (printable(s.name), s) for s in record.steps
     ]
@@ -472,8 +492,22 @@ def status(
         retries = getattr(step, "retry_count", 0)
         extra = f"  {retries} retries" if retries else ""
         why = f"  {first_line(step.error)}" if step.error and step.status != "succeeded" else ""
-        typer.echo(f"  {name:<{width}}  {step.status:<19} {code:<8}{extra}{why}")
-    typer.echo(f"  record: {run_dir}")
+        typer.echo(f"{indent}{name:<{width}}  {step.status:<19} {code:<8}{extra}{why}")
+        called = children.get(getattr(step, "name", ""), [])
+        if not called:
+            continue
+        counts: dict[str, int] = {}
+        for called_record, _ in called:
+            counts[called_record.status] = counts.get(called_record.status, 0) + 1
+        tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        typer.echo(f"{indent}  ↳ {len(called)} child run{'s' * (len(called) != 1)}: {tally}")
+        shown = sorted(called, key=lambda c: c[0].status == "succeeded")[:_SHOWN_CHILDREN]
+        for child, child_dir in shown:
+            error = f"  {first_line(child.error)}" if child.error else ""
+            typer.echo(f"{indent}    run {child.run_id}: {shown_status(child)}{error}")
+            _step_rows(child, child_dir, indent + "      ")
+        if len(called) > len(shown):
+            typer.echo(f"{indent}    … {len(called) - len(shown)} more (dagbox status RUN_ID)")
 
 
 @app.command()

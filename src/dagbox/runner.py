@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from dagbox.layout import RunLayout
 from dagbox.owner import orphan_report, stop_orphans
 from dagbox.owner import token as owner_token
 from dagbox.plan import Plan
-from dagbox.records import JournalWriter, JsonLog, LostWrites, RecordWriter
+from dagbox.records import JournalWriter, JsonLog, LostWrites, RecordWriter, make_dir
 from dagbox.runtimes import ContainerRuntime, Runtimes, children
 from dagbox.runtimes.host import HostRuntime, raise_open_file_limit, step_budget
 
@@ -120,6 +120,7 @@ async def execute(request: RunRequest) -> RunResult:
         runtimes = Runtimes(HostRuntime(Path(scratch)), containers)
         if plan.dags:  # its sub-DAG calls run children beside it, all in one budget
             child_runner = ChildRunner(request, runtimes.host, engine, journals, lost)
+            child_runner.host_env = options.host_env
             child_runner.slots = options.slots = anyio.CapacityLimiter(options.max_active or 1)
             options.children, options.dags = child_runner, plan.dags
         claim(layout)  # once the run can start: a run that cannot records nothing
@@ -160,10 +161,9 @@ class ChildRunner:
         self.request, self.host, self.engine = request, host, engine
         self.journals, self.lost = journals, lost
         self.slots: anyio.CapacityLimiter | None = None
+        self.host_env: Mapping[str, str] = os.environ
 
-    async def run(
-        self, plan: Plan, run_id: str, label: str, parent: Parent, now: anyio.Event
-    ) -> RunResult:
+    async def run(self, plan: Plan, run_id: str, label: str, parent: Parent) -> RunResult:
         layout = RunLayout(parent.record / "children" / run_id) if parent.record else None
         if not plan.work_dir_given:  # a folder of its own, as in Dagu: not its caller's
             work = layout.dir / "work" if layout else Path(tempfile.mkdtemp(prefix="dagbox-"))
@@ -179,6 +179,7 @@ class ChildRunner:
         options = RunOptions(
             run_id=run_id,
             layout=layout,
+            host_env=self.host_env,
             children=self,
             parent=parent,
             dags=self.request.plan.dags,
@@ -188,10 +189,10 @@ class ChildRunner:
         if self.engine is not None and plan.uses_containers():
             containers = _docker(self.engine, run_id, emit)
         if layout is not None:
-            claim(layout)
+            claim(layout, made=True)
         scheduler = Scheduler(plan, Runtimes(self.host, containers), emit, options)
         try:
-            return await _to_its_end(scheduler, writer, now)
+            return await _to_its_end(scheduler, writer)
         finally:
             if containers is not None:
                 with anyio.CancelScope(shield=True):
@@ -200,31 +201,27 @@ class ChildRunner:
                 writer.close()
 
 
-async def _to_its_end(
-    scheduler: Scheduler, writer: RecordWriter | None, now: anyio.Event
-) -> RunResult:
+async def _to_its_end(scheduler: Scheduler, writer: RecordWriter | None) -> RunResult:
     """A child run to its end, even when its caller is cancelled: that stops it as an
-    interrupt does (its processes stopped, its handlers run, its record ended), and a
-    second interrupt of the root (``now``) stops its processes at once."""
+    interrupt does (its processes stopped, its handlers run, its record ended); a second
+    interrupt of the root stops its processes at once (its Interrupt shares the root's)."""
     done = anyio.Event()
     results: list[RunResult] = []
 
-    async def forward_now() -> None:
-        await now.wait()
-        scheduler.interrupt.request()
-        scheduler.interrupt.request()  # the second: at once
-
     async def body() -> None:
         with anyio.CancelScope(shield=True):
-            async with anyio.create_task_group() as tg:
-                if writer is not None:
-                    tg.start_soon(writer.keep_fresh)
-                tg.start_soon(forward_now)
-                try:
+            try:
+                if writer is None:
                     results.append(await scheduler.run())
-                finally:
-                    tg.cancel_scope.cancel()
-                    done.set()
+                    return
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(writer.keep_fresh)
+                    try:
+                        results.append(await scheduler.run())
+                    finally:
+                        tg.cancel_scope.cancel()
+            finally:
+                done.set()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(body)
@@ -315,12 +312,16 @@ class RunExists(Exception):
     """Another run (maybe running right now) has this run id already."""
 
 
-def claim(layout: RunLayout) -> None:
+def claim(layout: RunLayout, made: bool = False) -> None:
     """Make the run's folder, or raise RunExists: the one atomic step that lets two
     ``--run-id`` runs of one id never share a folder. A failure for any other reason (a
-    full disk) is the record writer's to tell; the run goes on."""
+    full disk) is the record writer's to tell; the run goes on. ``made``: its parent
+    folder is made once per process (a fan-out's thousand children share one)."""
     try:
-        layout.dir.parent.mkdir(parents=True, exist_ok=True)
+        if made:
+            make_dir(layout.dir.parent)
+        else:
+            layout.dir.parent.mkdir(parents=True, exist_ok=True)
         layout.dir.mkdir()
     except FileExistsError:
         raise RunExists(

@@ -73,6 +73,7 @@ async def run_call(
         root_run_id=parent.root_run_id if parent is not None else ctx.run_id,
         depth=depth,
         record=ctx.layout.dir if ctx.layout is not None else None,
+        now=now,
     )
     limit = anyio.CapacityLimiter(call.max_concurrent)
 
@@ -82,7 +83,7 @@ async def run_call(
                 f".{k}" if call.items is not None else ""
             )
             child.result = await children.run(
-                with_params(plan, child.overrides), child.run_id, child.label, here, now
+                with_params(plan, child.overrides), child.run_id, child.label, here
             )
 
     async with anyio.create_task_group() as tg:

@@ -39,17 +39,17 @@ class Parent:
     depth: int
     #: The parent's record folder: the child's goes in its ``children/`` (None: no record).
     record: Path | None
+    #: Set by a second interrupt of the root run: every process of the tree stops at once.
+    now: anyio.Event
 
 
 class ChildRuns(Protocol):
     """Runs a child run to its end: what a call step needs of whoever runs the root run
     (runner.py), so that the engine knows neither records nor sinks nor containers."""
 
-    async def run(
-        self, plan: Plan, run_id: str, label: str, parent: Parent, now: anyio.Event
-    ) -> RunResult:
-        """``now`` set: stop its processes at once (a second Ctrl-C). Cancelling the
-        caller stops the child as an interrupt would: its handlers run, its record ends."""
+    async def run(self, plan: Plan, run_id: str, label: str, parent: Parent) -> RunResult:
+        """Cancelling the caller stops the child as an interrupt would: its handlers
+        run, its record ends."""
         ...
 
 

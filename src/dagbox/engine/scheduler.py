@@ -52,7 +52,7 @@ class Scheduler:
         self.plan = plan
         self.runtimes = runtimes
         self.ctx = Context(plan, options, emit)
-        self.interrupt = Interrupt()
+        self.interrupt = Interrupt(options.parent.now if options.parent is not None else None)
         self.steps = [StepRun(s, i) for i, s in enumerate(plan.steps, 1)]
         self.handlers = {
             name: StepRun(step, len(self.steps) + i, handler=name)

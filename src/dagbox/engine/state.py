@@ -114,10 +114,11 @@ class Interrupt:
     period. Handlers that start after the graph was stopped still run.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, now: anyio.Event | None = None) -> None:
+        """``now``: a child run's is its root's (a second interrupt reaches every run)."""
         self.requested = False
         self.scope: anyio.CancelScope | None = None
-        self.now = anyio.Event()
+        self.now = now or anyio.Event()
 
     def request(self) -> None:
         if self.requested:

@@ -76,7 +76,8 @@ def run_text(
     path = tmp_path / "dag.yaml"
     path.write_text(textwrap.dedent(text).lstrip("\n"))
     loaded = load(path)
-    return run_plan(tmp_path, compile(loaded.dag, params, loaded.path), max_active, run_id)
+    plan = compile(loaded.dag, params, loaded.path, loaded.dags)
+    return run_plan(tmp_path, plan, max_active, run_id)
 
 
 @dataclass

@@ -1,0 +1,382 @@
+"""Sub-DAG calls and fan-out (docs/format.md, "Sub-DAGs"): real child runs on the host,
+their records, what the calling step gives back, the shared budget, cancellation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import problems
+from tests.helpers import DAGBOX, alive, run_text, wait_for
+
+CHILD = """
+---
+name: child
+params:
+  - value: none
+steps:
+  - name: write
+    run: printf '%s\\n' "${params.value}"
+    output: CHILD_VALUE
+"""
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "DAGBOX_HOME": str(tmp_path / "home")}
+
+
+def test_dag_run_gives_the_childs_result_object(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: one
+            action: dag.run
+            with: {dag: child, params: {value: hello}}
+            output: RESULT
+          - id: use
+            depends: one
+            run: echo "${RESULT.outputs.CHILD_VALUE} from ${RESULT.name}"
+        """
+        + CHILD,
+    )
+    assert ran.result.status == "succeeded", ran.error("one")
+    document = json.loads(ran.stdout("one"))
+    assert document == {
+        "name": "child",
+        "dagRunId": "r1.1.1",
+        "params": "value=hello",
+        "outputs": {"CHILD_VALUE": "hello"},
+        "status": "succeeded",
+    }
+    assert '  "name": "child",\n' in ran.stdout("one")  # indented as Go's MarshalIndent
+    assert ran.stdout("use") == "hello from child\n"
+    child = json.loads((ran.home / "runs/dag/r1/children/r1.1.1/run.json").read_text())
+    assert (child["parent_run_id"], child["parent_step"], child["root_run_id"]) == (
+        "r1",
+        "one",
+        "r1",
+    )
+    assert child["steps"][0]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "params",
+    ['"value=text"', "[value=text]", "[{value: text}]", "{value: text}"],
+)
+def test_call_params_in_every_form(tmp_path, params):
+    ran = run_text(
+        tmp_path,
+        f"""
+        steps:
+          - {{id: one, call: child, params: {params}, output: R}}
+        """
+        + CHILD,
+    )
+    assert json.loads(ran.stdout("one"))["outputs"] == {"CHILD_VALUE": "text"}
+
+
+def test_fan_out_over_objects_coalesces_equal_params(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: fan
+            action: dag.run
+            with:
+              dag: child
+              params:
+                - value: ${ITEM.account}/${ITEM.region}
+            parallel:
+              max_concurrent: 2
+              items:
+                - {account: acct-1, region: us}
+                - {account: acct-1, region: us}
+                - {account: acct-2, region: eu}
+            output: RESULTS
+          - id: use
+            depends: fan
+            run: echo "${RESULTS.outputs}"
+        """
+        + CHILD,
+    )
+    document = json.loads(ran.stdout("fan"))
+    assert document["summary"] == {"total": 2, "succeeded": 2, "failed": 0}
+    assert [r["outputs"]["CHILD_VALUE"] for r in document["results"]] == ["acct-1/us", "acct-2/eu"]
+    assert document["outputs"] == [{"CHILD_VALUE": "acct-1/us"}, {"CHILD_VALUE": "acct-2/eu"}]
+    assert '"total": 2' in ran.stdout("fan")
+    children = sorted(p.name for p in (ran.home / "runs/dag/r1/children").iterdir())
+    assert children == ["r1.1.1.0", "r1.1.1.1"]
+
+
+def test_items_from_a_param_and_from_an_upstream_output(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        params:
+          - items: '["alpha", "beta"]'
+        steps:
+          - {id: from_param, call: child, params: "value=${ITEM}", parallel: "${params.items}"}
+          - {id: list, run: printf 'x\\ny\\nz\\n', output: LIST}
+          - id: from_output
+            depends: list
+            call: child
+            params: value=${ITEM}
+            parallel: ${LIST}
+        """
+        + CHILD,
+    )
+    first = json.loads(ran.stdout("from_param"))
+    assert [r["params"] for r in first["results"]] == ["value=alpha", "value=beta"]
+    second = json.loads(ran.stdout("from_output"))
+    assert [o["CHILD_VALUE"] for o in second["outputs"]] == ["x", "y", "z"]
+
+
+def test_an_item_without_params_is_the_childs_params(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: fan, call: show, parallel: [a, {value: b}, "value=c"]}
+        ---
+        name: show
+        steps:
+          - {id: s, run: 'echo "$1${value:-}"', output: OUT}
+        """,
+    )
+    document = json.loads(ran.stdout("fan"))
+    assert [r["outputs"]["OUT"] for r in document["results"]] == ["a", "b", "c"]
+
+
+def test_a_failed_child_fails_the_step_with_its_error(tmp_path):
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: fan
+            call: maybe
+            parallel: [ok, bad, ok2]
+            output: R
+            continue_on: {failure: true}
+          - {id: after, depends: fan, run: echo after}
+        ---
+        name: maybe
+        steps:
+          - {id: s, run: 'test "$1" != bad || { echo broken >&2; exit 3; }'}
+        """,
+    )
+    assert ran.status("fan") == "failed"
+    assert ran.result.status == "partially_succeeded"
+    assert "1 of 3 sub-DAG runs failed" in ran.error("fan")
+    assert "fan[1]" in ran.error("fan") and "step s: exit code 3" in ran.error("fan")
+    summary = json.loads(ran.stdout("fan"))["summary"]
+    assert summary == {"total": 3, "succeeded": 2, "failed": 1}
+    assert ran.status("after") == "succeeded"
+
+
+def test_a_child_runs_in_a_folder_of_its_own_unless_it_names_one(tmp_path):
+    """As Dagu 2.x: not its caller's folder; siblings do not share one."""
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: fan, call: isolated, parallel: [a, b]}
+          - {id: named, call: explicit}
+        ---
+        name: isolated
+        steps:
+          - {id: w, run: 'set -C; : > collision.txt; test "$PWD" = "$DAG_RUN_WORK_DIR"; pwd', output: WHERE}
+        ---
+        name: explicit
+        working_dir: shared-work
+        steps:
+          - {id: w, run: pwd, output: WHERE}
+        """,
+    )
+    assert ran.result.status == "succeeded", ran.error("fan")
+    folders = [r["outputs"]["WHERE"] for r in json.loads(ran.stdout("fan"))["results"]]
+    assert len(set(folders)) == 2 and not (tmp_path / "collision.txt").exists()
+    assert all(f.startswith(str(ran.home)) for f in folders)
+    named = json.loads(ran.stdout("named"))["outputs"]["WHERE"]
+    assert named == str(tmp_path / "shared-work")
+
+
+def test_a_dag_file_beside_it_is_called_by_name(tmp_path):
+    (tmp_path / "helper.yaml").write_text("steps:\n  - {id: h, run: echo helped, output: H}\n")
+    ran = run_text(tmp_path, "steps:\n  - {id: c, action: dag.run, with: {dag: helper}}\n")
+    assert json.loads(ran.stdout("c"))["outputs"] == {"H": "helped"}
+
+
+def test_the_whole_tree_shares_the_roots_step_budget(tmp_path):
+    """max_active_steps: 2 and a fan-out of 6 at max_concurrent 6: two leaf steps at most."""
+    log = tmp_path / "log"
+    ran = run_text(
+        tmp_path,
+        f"""
+        max_active_steps: 2
+        steps:
+          - {{id: fan, call: busy, parallel: {{items: [1, 2, 3, 4, 5, 6], max_concurrent: 6}}}}
+        ---
+        name: busy
+        steps:
+          - id: s
+            run: |
+              echo start >> {log}
+              n=$(grep -c start {log}); m=$(grep -c end {log} || true)
+              echo "$((n - m))" >> {tmp_path}/running
+              sleep 0.2
+              echo end >> {log}
+        """,
+    )
+    assert ran.result.status == "succeeded"
+    assert max(int(n) for n in (tmp_path / "running").read_text().split()) <= 2
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "says"),
+    [
+        ("steps:\n  - {call: nothere}\n", "steps[0].call", 'no DAG named "nothere"'),
+        (
+            "steps:\n  - {call: a}\n---\nname: a\nsteps:\n  - {call: b}\n---\nname: b\n"
+            "steps:\n  - {call: a}\n",
+            "steps[0].call",
+            "a -> b -> a",
+        ),
+        ("steps:\n  - {run: x, parallel: [a]}\n", "steps[0].parallel", "for sub-DAG calls"),
+        (
+            "steps:\n  - {call: c, parallel: {items: [a], max_concurrent: 1.5}}\n" + CHILD,
+            "steps[0].parallel.max_concurrent",
+            "must be an integer",
+        ),
+        (
+            "steps:\n  - {call: c, parallel: {items: [a], max_concurrent: 1001}}\n" + CHILD,
+            "steps[0].parallel.max_concurrent",
+            "from 1 through 1000",
+        ),
+        (
+            "steps:\n  - {call: child, parallel: {items: [a], unexpected: v}}\n" + CHILD,
+            "steps[0].parallel.unexpected",
+            'unknown parallel field "unexpected"',
+        ),
+        (
+            "steps:\n  - {call: child, parallel: [{nested: {value: one}}]}\n" + CHILD,
+            "steps[0].parallel[0].nested",
+            "not a mapping",
+        ),
+        ("steps:\n  - {run: a}\n---\nsteps:\n  - {run: b}\n", "", "needs a name"),
+        (
+            "steps:\n  - {action: dag.run, with: {dag: child, queue: q}}\n" + CHILD,
+            "steps[0].with.queue",
+            "dag.run does not support with.queue",
+        ),
+        (
+            "steps:\n  - {call: child, run: echo}\n" + CHILD,
+            "steps[0].run",
+            "cannot be used together",
+        ),
+    ],
+)
+def test_call_mistakes_are_located_errors(text, where, says):
+    found = [p for p in problems(text) if p.severity == "error"]
+    assert any(p.path == where and says in p.message for p in found), found
+
+
+def test_status_shows_the_tree_and_logs_reach_a_child(tmp_path):
+    dag = tmp_path / "tree.yaml"
+    dag.write_text(
+        "steps:\n  - id: fan\n    call: child\n    params: value=${ITEM}\n    parallel: [x, y]\n"
+        + CHILD
+    )
+    env = _env(tmp_path)
+    done = subprocess.run(
+        [*DAGBOX, "run", str(dag), "--run-id", "t1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "fan[0]/write | x\n" in done.stdout and "fan[1]/write | y\n" in done.stdout
+    status = subprocess.run(
+        [*DAGBOX, "status", "t1"], env=env, capture_output=True, text=True, check=True
+    )
+    assert "↳ 2 child runs: 2 succeeded" in status.stdout
+    assert "run t1.1.1.0: succeeded" in status.stdout
+    logs = subprocess.run(
+        [*DAGBOX, "logs", "t1.1.1.1"], env=env, capture_output=True, text=True, check=True
+    )
+    assert logs.stdout == "write | y\n"
+    child = subprocess.run(
+        [*DAGBOX, "status", "t1.1.1.1"], env=env, capture_output=True, text=True, check=True
+    )
+    assert "called by: run t1, step fan" in child.stdout
+
+
+def test_failures_output_shows_only_failed_children(tmp_path):
+    dag = tmp_path / "f.yaml"
+    dag.write_text(
+        "steps:\n  - {id: fan, call: m, parallel: [good, bad]}\n---\nname: m\nsteps:\n"
+        "  - {id: s, run: 'echo said-$1; test $1 = good'}\n"
+    )
+    done = subprocess.run(
+        [*DAGBOX, "run", "-o", "failures", str(dag)],
+        check=False,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert "said-bad" in done.stdout and "said-good" not in done.stdout
+    assert "fan[1]/s" in done.stdout
+
+
+def test_interrupting_a_parent_stops_twenty_children(tmp_path):
+    """SIGINT to the root: every child stops as an interrupted run (its exit handler runs,
+    its record ends aborted), no process is left, and dagbox exits 130."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    dag = tmp_path / "many.yaml"
+    dag.write_text(
+        textwrap.dedent(
+            f"""\
+            steps:
+              - id: fan
+                call: sleeper
+                parallel:
+                  items: [{", ".join(str(i) for i in range(20))}]
+                  max_concurrent: 20
+            ---
+            name: sleeper
+            handler_on:
+              exit: {{run: 'echo "$DAG_RUN_STATUS" > {tmp_path}/exit-$1'}}
+            steps:
+              - id: s
+                run: echo $$ > {pids}/$1; exec sleep 300
+            """
+        )
+    )
+    proc = subprocess.Popen(
+        [*DAGBOX, "run", str(dag), "--run-id", "many"],
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: len(list(pids.iterdir())) == 20, timeout=60, what="20 children to run")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()
+    for pid_file in pids.iterdir():
+        assert not alive(int(pid_file.read_text())), pid_file.name
+    assert sorted(p.name for p in tmp_path.glob("exit-*")) == sorted(f"exit-{i}" for i in range(20))
+    assert {p.read_text() for p in tmp_path.glob("exit-*")} == {"aborted\n"}
+    records = list((tmp_path / "home/runs/many/many/children").glob("*/run.json"))
+    assert len(records) == 20
+    assert {json.loads(r.read_text())["status"] for r in records} == {"aborted"}

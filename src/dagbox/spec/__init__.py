@@ -47,8 +47,8 @@ def load(
         for d in source.documents
         if isinstance(d.data, dict) and d.data.get("name") is not None
     }
-    documents = [_Document(source, path, local_names, first=True)]
-    documents += [_Document(d, path, local_names, first=False) for d in source.documents]
+    documents = [_Document(source, path, local_names, 1)]
+    documents += [_Document(d, path, local_names, n) for n, d in enumerate(source.documents, 2)]
     local: dict[str, Dag] = {}
     for document in documents[1:]:
         child = document.dag
@@ -86,7 +86,8 @@ class _Document:
     """One document of a file, built as a DAG (``dag`` None if it is not one), with its
     issues. A document after the first is a sub-DAG: it needs a ``name:``."""
 
-    def __init__(self, source: Source, path: Path, local: set[str], first: bool) -> None:
+    def __init__(self, source: Source, path: Path, local: set[str], number: int) -> None:
+        first = number == 1
         self.source = source
         self.issues = list(source.issues)
         self.sink = Sink(self.issues)
@@ -94,8 +95,12 @@ class _Document:
         self.dag: Dag | None = None
         if any(i.severity == "error" and i.line is not None for i in self.issues):
             return
-        if source.root is None or source.data is None:  # an empty later document: none
-            if first and (source.root is not None or not self.issues):
+        if source.root is None or source.data is None:
+            if not first:
+                self.sink.error(
+                    f"document {number} of the file is empty: a sub-DAG needs a name: and steps:"
+                )
+            elif source.root is not None or not self.issues:
                 self.sink.error("the file is empty: a DAG needs at least a steps: list")
             return
         dag = self.builder.build(defaults.apply(source.data, self.sink), Dag, self.sink)

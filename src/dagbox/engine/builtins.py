@@ -199,6 +199,6 @@ def _raw(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return gotext.plain_float(value)
+    if isinstance(value, int | float):  # a float64 in Dagu, whatever libjq made of it
+        return gotext.plain_float(float(value))
     return gotext.json_text(value)

@@ -735,3 +735,86 @@ def test_artifacts_and_stdout_outputs_from_a_container(tmp_path, where):
     assert (folder / "logs" / "make.txt").read_text() == '{"who": "1000"}\n'
     assert ran.stdout("use") == "1000\n"
     assert dagbox_containers() == []
+
+
+def test_sub_dags_with_step_containers_and_a_root_container_of_their_own(tmp_path):
+    """A fan-out whose child runs each step in a container of its own, and a child whose
+    root container is its own shared one: the caller's root container is not theirs."""
+    ran = run_text(
+        tmp_path,
+        f"""
+        container: {{image: {IMAGE}}}
+        steps:
+          - {{id: where, run: hostname, output: PARENT}}
+          - id: fan
+            call: stepwise
+            params: value=${{ITEM}}
+            parallel: {{items: [a, b, c], max_concurrent: 3}}
+          - {{id: shared, call: rooted}}
+        ---
+        name: stepwise
+        params: [value=none]
+        steps:
+          - {{id: s, container: {{image: {IMAGE}}}, run: 'echo "$(hostname) ${{params.value}}"', output: OUT}}
+        ---
+        name: rooted
+        container: {{image: {IMAGE}}}
+        steps:
+          - {{id: one, run: hostname, output: FIRST}}
+          - {{id: two, depends: one, run: hostname, output: SECOND}}
+        """,
+    )
+    assert ran.result.status == "succeeded", (ran.error("fan"), ran.error("shared"))
+    parent = ran.step("where").outputs["PARENT"]
+    fanned = [o["OUT"].split() for o in json.loads(ran.stdout("fan"))["outputs"]]
+    assert [item for _, item in fanned] == ["a", "b", "c"]
+    assert len({host for host, _ in fanned} | {parent}) == 4  # a container each
+    rooted = json.loads(ran.stdout("shared"))["outputs"]
+    assert rooted["FIRST"] == rooted["SECOND"] != parent  # its own shared container
+    assert dagbox_containers() == []
+
+
+def test_interrupting_a_parent_with_twenty_children_in_containers(tmp_path):
+    dag = tmp_path / "boxes.yaml"
+    dag.write_text(
+        textwrap.dedent(
+            f"""\
+            steps:
+              - id: fan
+                call: boxed
+                parallel:
+                  items: [{", ".join(str(i) for i in range(20))}]
+                  max_concurrent: 20
+            ---
+            name: boxed
+            steps:
+              - {{id: s, container: {{image: {IMAGE}}}, run: exec sleep 300}}
+            """
+        )
+    )
+    env = {**os.environ, "DAGBOX_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [*DAGBOX, "run", str(dag), "--run-id", "boxes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        wait_for(
+            lambda: (
+                docker(
+                    "ps", "-q", "--filter", "label=dagbox.run_id", "--filter", "status=running"
+                ).stdout.count("\n")
+                == 20
+            ),
+            timeout=180,
+            what="20 running containers",
+        )
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        proc.kill()
+    assert dagbox_containers() == []
+    records = list((tmp_path / "home/runs/boxes/boxes/children").glob("*/run.json"))
+    assert {json.loads(r.read_text())["status"] for r in records} == {"aborted"}
+    assert len(records) == 20

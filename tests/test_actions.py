@@ -48,6 +48,24 @@ def test_file_write_then_read(tmp_path):
     assert json.loads(ran.stdout("json"))["content"] == "prod\n"
 
 
+def test_action_values_do_not_read_dagboxs_own_environment(tmp_path, monkeypatch):
+    """As Dagu's actions: ``$X`` of the process environment stays as written; the DAG's
+    env is read."""
+    monkeypatch.setenv("ONLY_IN_PROCESS", "from-process")
+    ran = run_text(
+        tmp_path,
+        """
+        env: [IN_DAG=from-dag]
+        steps:
+          - id: w
+            action: file.write
+            with: {path: seen.txt, content: "$ONLY_IN_PROCESS ${IN_DAG}"}
+        """,
+    )
+    assert ran.status("w") == "succeeded", ran.error("w")
+    assert (tmp_path / "seen.txt").read_text() == "$ONLY_IN_PROCESS from-dag"
+
+
 def test_file_write_refuses_an_existing_file_unless_told(tmp_path):
     (tmp_path / "there.txt").write_text("old")
     ran = run_text(

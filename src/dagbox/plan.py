@@ -159,8 +159,9 @@ class Call(msgspec.Struct, frozen=True, omit_defaults=True):
     the list (JSON, else separated text, as Dagu reads it).
     """
 
-    dag: str  # a key of Plan.dags
-    params: tuple[tuple[str | None, str], ...] | None = None
+    dag: str  # a key of Plan.dags (a template: ``${ITEM}`` may name one)
+    #: Pairs, or ``A=1 B=2`` text split once its references are resolved (as Dagu).
+    params: tuple[tuple[str | None, str], ...] | str | None = None
     items: tuple[str | dict[str, str], ...] | str | None = None
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
 

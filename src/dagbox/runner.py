@@ -165,9 +165,14 @@ class ChildRunner:
 
     async def run(self, plan: Plan, run_id: str, label: str, parent: Parent) -> RunResult:
         layout = RunLayout(parent.record / "children" / run_id) if parent.record else None
-        if not plan.work_dir_given:  # a folder of its own, as in Dagu: not its caller's
-            work = layout.dir / "work" if layout else Path(tempfile.mkdtemp(prefix="dagbox-"))
+        # A folder of its own, as in Dagu: not its caller's; its steps run there unless its
+        # DAG names a working_dir.
+        work = layout.dir / "work" if layout else Path(tempfile.mkdtemp(prefix="dagbox-"))
+        run_dir = None
+        if not plan.work_dir_given:
             plan = msgspec.structs.replace(plan, work_dir=str(work))
+        else:
+            run_dir = work
         writer = None
         sinks: list[Sink] = [self.journals]
         if layout is not None:
@@ -184,12 +189,16 @@ class ChildRunner:
             parent=parent,
             dags=self.request.plan.dags,
             slots=self.slots,
+            run_dir=run_dir,
         )
         containers = None
         if self.engine is not None and plan.uses_containers():
             containers = _docker(self.engine, run_id, emit)
         if layout is not None:
             claim(layout, made=True)
+        if run_dir is not None:
+            with contextlib.suppress(OSError):  # the record writer tells a full disk
+                run_dir.mkdir(mode=0o750, exist_ok=True)
         scheduler = Scheduler(plan, Runtimes(self.host, containers), emit, options)
         try:
             return await _to_its_end(scheduler, writer)

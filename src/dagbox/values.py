@@ -20,7 +20,7 @@ from dagbox import gotext
 
 _REFERENCE = re.compile(
     r"\\(?P<escaped>\$\{[^}]*\})"
-    r"|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_\-]+)*)\}"
+    r"|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_\-]+(?:\[[0-9]+\])*)*)\}"
     r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
     r"|\$\{(?P<position_braced>[0-9]+)\}|\$(?P<position>[0-9]+)(?![A-Za-z0-9_])"
 )
@@ -383,7 +383,12 @@ def _json_field(document: str, keys: list[str], name: str) -> str | None:
             f"{name} holds JSON nested too deeply for ${{{name}.{'.'.join(keys)}}} to read it"
         ) from None
     for key in keys:
-        if not isinstance(value, dict) or key not in value:
+        field, _, indexes = key.partition("[")  # outputs[0]: an item of a list, as in Dagu
+        if not isinstance(value, dict) or field not in value:
             return None
-        value = value[key]
+        value = value[field]
+        for index in re.findall(r"\[?([0-9]+)\]", indexes and "[" + indexes):
+            if not isinstance(value, list) or int(index) >= len(value):
+                return None
+            value = value[int(index)]
     return gotext.text(value)

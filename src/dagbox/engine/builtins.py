@@ -185,7 +185,7 @@ def _jq_input(options: dict[str, Any], base: Path) -> Any:
 
 def _json(text: str, prefix: str) -> Any:
     try:
-        return json.loads(text, parse_int=float)  # Dagu reads every number as a float64
+        return json.loads(text)
     except ValueError as exc:
         raise ActionError(f"{prefix}{exc}") from None
 

@@ -38,12 +38,15 @@ class CallError(Exception):
 
 @dataclass
 class Child:
-    """One child run to make: its params (by name), as Dagu writes them, and its label."""
+    """One child run to make: its DAG, its params (by name), and its label."""
 
+    dag: str
     overrides: dict[str, str]
     label: str
     result: RunResult | None = None
     run_id: str = ""
+    #: Why it could not run (a reference named no DAG).
+    problem: str | None = None
 
 
 async def run_call(
@@ -56,9 +59,9 @@ async def run_call(
     """Run the step's child runs, write the step's stdout through ``out``; how it ended."""
     call = run.step.call
     assert call is not None
-    children, plan = ctx.options.children, ctx.dags.get(call.dag)
-    if children is None or plan is None:
-        return Exit(1, f'no DAG named "{call.dag}" to call')
+    children = ctx.options.children
+    if children is None:
+        return Exit(1, "this run cannot run sub-DAGs (it was started without a child runner)")
     parent = ctx.options.parent
     depth = (parent.depth if parent is not None else 0) + 1
     if depth > MAX_DEPTH:
@@ -78,10 +81,16 @@ async def run_call(
     limit = anyio.CapacityLimiter(call.max_concurrent)
 
     async def one(k: int, child: Child) -> None:
-        async with limit:
-            child.run_id = f"{ctx.run_id}.{run.index}.{run.attempts}" + (
-                f".{k}" if call.items is not None else ""
+        child.run_id = f"{ctx.run_id}.{run.index}.{run.attempts}" + (
+            f".{k}" if call.items is not None else ""
+        )
+        plan = ctx.dags.get(child.dag)
+        if plan is None:
+            child.problem = (
+                f'no DAG named "{child.dag}" (a document of the file, or a file beside it)'
             )
+            return
+        async with limit:
             child.result = await children.run(
                 with_params(plan, child.overrides), child.run_id, child.label, here
             )
@@ -89,7 +98,7 @@ async def run_call(
     async with anyio.create_task_group() as tg:
         for k, child in enumerate(made):
             tg.start_soon(one, k, child)
-    document = aggregate(plan, made) if call.items is not None else result_object(plan, made[0])
+    document = aggregate(made) if call.items is not None else result_object(made[0])
     out("stdout", go_json(document) + b"\n")
     return outcome(made, call)
 
@@ -98,7 +107,7 @@ def planned(call: Call, scope: Scope, step: str) -> list[Child]:
     """The child runs of one call: one, or one per item, items that give the same params
     made one run (as Dagu coalesces them)."""
     if call.items is None:
-        return [Child(_params(call, scope, None), step)]
+        return [Child(scope.value(call.dag), _params(call, scope), step)]
     items = _items(call.items, scope)
     if not items:
         raise CallError("parallel execution requires at least one item")
@@ -106,12 +115,13 @@ def planned(call: Call, scope: Scope, step: str) -> list[Child]:
         raise CallError(
             f"parallel execution exceeds the maximum: {len(items)} items (max: {MAX_ITEMS})"
         )
-    made: dict[tuple[tuple[str, str], ...], Child] = {}
+    made: dict[tuple[str, tuple[tuple[str, str], ...]], Child] = {}
     for item in items:
-        overrides = _params(call, scope, item)
-        key = tuple(sorted(overrides.items()))
+        with_item = scope.with_env({**scope.env, "ITEM": item})
+        name, overrides = with_item.value(call.dag), _params(call, with_item, item)
+        key = (name, tuple(sorted(overrides.items())))
         if key not in made:
-            made[key] = Child(overrides, f"{step}[{len(made)}]")
+            made[key] = Child(name, overrides, f"{step}[{len(made)}]")
     return list(made.values())
 
 
@@ -162,12 +172,16 @@ def _item_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _params(call: Call, scope: Scope, item: str | None) -> dict[str, str]:
-    """The params a child gets: the call's ``params`` with ``${ITEM}`` resolved, else the
-    item itself (an object's fields, ``NAME=value`` text, or one positional value)."""
-    if item is not None:
-        scope = scope.with_env({**scope.env, "ITEM": item})
-    if call.params is not None:
+def _params(call: Call, scope: Scope, item: str | None = None) -> dict[str, str]:
+    """The params a child gets: the call's ``params`` resolved (``${ITEM}`` in ``scope``),
+    else the item itself (an object's fields, ``NAME=value`` text, or one positional)."""
+    pairs: list[tuple[str | None, str]]
+    if isinstance(call.params, str):  # split once resolved, as Dagu
+        try:
+            pairs = parse_params_text(scope.value(call.params))
+        except ParamsTextError as exc:
+            raise CallError(f"params: {exc}") from None
+    elif call.params is not None:
         pairs = [(name, scope.value(value)) for name, value in call.params]
     elif item is None:
         return {}
@@ -206,10 +220,10 @@ def with_params(plan: Plan, overrides: dict[str, str]) -> Plan:
     return msgspec.structs.replace(plan, params={**plan.params, **overrides}, evals=evals)
 
 
-def result_object(plan: Plan, child: Child) -> dict[str, Any]:
+def result_object(child: Child) -> dict[str, Any]:
     """Dagu's result of one child run: ``{name, dagRunId, params, outputs, status}``."""
     result = child.result
-    document: dict[str, Any] = {"name": plan.dag, "dagRunId": child.run_id}
+    document: dict[str, Any] = {"name": child.dag, "dagRunId": child.run_id}
     params = result.params if result is not None else {}
     if params:
         document["params"] = " ".join(f"{k}={v}" for k, v in params.items())
@@ -228,10 +242,10 @@ def outputs_of(result: RunResult) -> dict[str, str]:
     return dict(sorted(out.items()))  # a Go map: its keys sorted
 
 
-def aggregate(plan: Plan, made: list[Child]) -> dict[str, Any]:
+def aggregate(made: list[Child]) -> dict[str, Any]:
     """A fan-out's result: counts, each child's result, the outputs of those that
     succeeded (in the order of the items; Dagu's order is random)."""
-    results = [result_object(plan, child) for child in made]
+    results = [result_object(child) for child in made]
     good = [r for r in results if r["status"] in _OK]
     return {
         "summary": {"total": len(made), "succeeded": len(good), "failed": len(made) - len(good)},
@@ -246,7 +260,7 @@ def outcome(made: list[Child], call: Call) -> Exit:
     if not failed:
         return Exit(0)
     first = failed[0]
-    why = child_error(first.result)
+    why = child_error(first)
     if call.items is None:
         return Exit(1, f"sub-DAG run {first.run_id} {_status(first)}{why}")
     return Exit(
@@ -260,10 +274,11 @@ def _status(child: Child) -> str:
     return child.result.status if child.result is not None else "did not run"
 
 
-def child_error(result: RunResult | None) -> str:
+def child_error(child: Child) -> str:
     """``: `` and why a child failed: its own error, else its first failed step's."""
+    result = child.result
     if result is None:
-        return ""
+        return f": {child.problem}" if child.problem else ""
     for step in [*result.steps, *result.handlers.values()]:
         if step.status == "failed" and not step.continued:
             return f": step {step.name}: {step.error or 'failed'}"

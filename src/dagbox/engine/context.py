@@ -72,6 +72,9 @@ class RunOptions:
     parent: Parent | None = None
     dags: Mapping[str, Plan] = field(default_factory=dict)
     slots: anyio.CapacityLimiter | None = None
+    #: The run's own folder (``$DAG_RUN_WORK_DIR``), where it is not its steps' working
+    #: directory: a child run whose DAG names a ``working_dir`` (as in Dagu 2.x).
+    run_dir: Path | None = None
 
 
 def make_working_dir(path: str | Path) -> None:
@@ -94,6 +97,8 @@ class Context:
         self.plan = plan
         self.options = options
         self.work_dir = Path(plan.work_dir or ".")
+        #: ``$DAG_RUN_WORK_DIR``: the working directory, but for a child (RunOptions.run_dir).
+        self.run_dir = options.run_dir or self.work_dir
         self._host_env = {k: v for k, v in options.host_env.items() if k not in RUN_VARIABLES}
         self.secrets = Secrets(self._host_env, plan.params)
         self.secrets.learn(plan.consts)  # a secret-named const is masked as any value
@@ -112,7 +117,7 @@ class Context:
             "attempt.id": f"{options.run_id}.1",  # a run has one attempt in dagbox
             "attempt.started_at": started,
             "trigger.type": "manual",
-            "paths.work_dir": str(self.work_dir),
+            "paths.work_dir": str(self.run_dir),
         }
         if options.layout is not None:
             run["paths.log_file"] = str(options.layout.events)

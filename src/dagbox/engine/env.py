@@ -130,7 +130,10 @@ async def step_env(
     """
     on_host = run.step.runtime == "host"
     host = {k: v for k, v in ctx.host_env.items() if k not in ctx.hidden}
-    env = {**host, **base} if on_host else dict(base)
+    # A step dagbox runs itself (a call, a builtin action) has no process to hand dagbox's
+    # environment to: its values read the DAG's, as Dagu's actions do.
+    inherits = on_host and run.step.kind not in ("call", "builtin")
+    env = {**host, **base} if inherits else dict(base)
     env.update(outputs)
     env.update({"context.step.name": run.name, "step.name": run.name})
     if run.step.id is not None:
@@ -142,7 +145,7 @@ async def step_env(
     if payload is not None:
         env["DAG_PARAMS_JSON"] = payload
     if on_host:
-        env["DAG_RUN_WORK_DIR"] = str(ctx.work_dir)
+        env["DAG_RUN_WORK_DIR"] = str(ctx.run_dir)
         if ctx.layout is not None:
             env["DAG_RUN_LOG_FILE"] = str(ctx.layout.events)
     artifacts = ctx.artifacts_dir

@@ -341,6 +341,7 @@ class Scheduler:
         )
         if code != 0 and not (allowed and rule.mark_success):
             run.continued = allowed
+            run.outputs.update(result.published(step, run.name))  # output: still set, as Dagu
             self._finish(run, "failed", exit_code=code, error=error)
             return
         capture = result.capture

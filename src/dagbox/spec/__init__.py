@@ -50,11 +50,15 @@ def load(
     documents = [_Document(source, path, local_names, 1)]
     documents += [_Document(d, path, local_names, n) for n, d in enumerate(source.documents, 2)]
     local: dict[str, Dag] = {}
-    for document in documents[1:]:
+    for number, document in enumerate(documents[1:], 2):
         child = document.dag
         if child is not None and child.name is not None:
             if child.name in local:
-                document.sink.error(f'a second sub-DAG is named "{child.name}"', "name")
+                document.sink.error(
+                    f'document {number} is a second sub-DAG named "{child.name}": the names '
+                    "of a file's documents must be unique",
+                    "name",
+                )
             local.setdefault(child.name, child)
     located: list[LocatedIssue] = []
     dag = documents[0].dag
@@ -113,7 +117,7 @@ class _Document:
         traps.warn(dag, source.data, path, self.sink)
         if not first and dag.name is None:
             self.sink.error(
-                "a DAG after the first in a file is a sub-DAG: it needs a name: to be called by"
+                f"document {number} of the file is a sub-DAG: it needs a name: to be called by"
             )
         elif dag.name is None and (problem := rules.dag_name_problem(path.stem)):
             self.sink.error(

@@ -35,6 +35,13 @@ _FILE_OPERATIONS = ("stat", "copy", "move", "delete", "mkdir", "list")
 def check(action: str, options: dict[str, Any] | None, at: Sink) -> None:
     options = options or {}
     keys = _KEYS[action]
+    if action == "jq.filter" and isinstance(options.get("filter"), list):
+        at.error(
+            'jq.filter takes one filter, not a list (action "jq" supports only one command)',
+            "with",
+            "filter",
+        )
+        return
     for key, value in options.items():
         wanted = keys.get(key)
         if wanted is None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from dagbox.params import ParamsTextError, parse_params_text
 from dagbox.plan import DEFAULT_MAX_CONCURRENT, MAX_ITEMS
 from dagbox.spec.forms import INVALID, Context, Form, _named_params, _param_pairs, kind, scalar_text
 from dagbox.spec.issues import Sink
@@ -28,6 +29,13 @@ def call_params(value: Any, sink: Sink, ctx: Context | None = None) -> Any:
     a positional one, value) pairs."""
     if value is None:
         return None
+    if isinstance(value, str):  # split once its references are resolved (${ITEM} may be "A=1 B=2")
+        try:
+            parse_params_text(value)
+        except ParamsTextError as exc:
+            sink.error(str(exc))
+            return INVALID
+        return value
     pairs = _param_pairs(value, sink)
     if pairs is None:
         return INVALID

@@ -112,6 +112,12 @@ def collect(
             name = step.call
             if name is None:
                 continue
+            if "$" in name:  # a reference (${ITEM}): any document of the file may be meant
+                for key, document in local.items():
+                    if key not in found:
+                        add(key, (document, path), step)
+                        visit(document, (*trail, key))
+                continue
             if name in trail or (name not in local and sibling(path, name) in (*loading, path)):
                 circle = " -> ".join((*trail, name))
                 report(step, f"sub-DAG calls go round in a circle: {circle}")

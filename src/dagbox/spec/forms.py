@@ -949,7 +949,7 @@ def steps(value: Any, sink: Sink, ctx: Context) -> Any:
 
 def _step_kind(step: Any) -> str:
     if step.call is not None:
-        return "dag"
+        return "parallel" if step.parallel is not None else "dag"
     if step.action is not None:
         return str(step.action).split(".")[0]
     if step.container is not None:

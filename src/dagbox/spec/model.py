@@ -248,7 +248,9 @@ class Step(Model):
     #: Another DAG this step runs as a child run (``action: dag.run`` is rewritten to it),
     #: with its params, once per item of ``parallel`` when given (docs/format.md, "Sub-DAGs").
     call: str | None = None
-    params: Annotated[tuple[tuple[str | None, str], ...] | None, call_forms.CALL_PARAMS] = None
+    params: Annotated[tuple[tuple[str | None, str], ...] | str | None, call_forms.CALL_PARAMS] = (
+        None
+    )
     parallel: Annotated[call_forms.Parallel | None, call_forms.PARALLEL] = None
     # Older spellings of a Docker step; rewritten to container:/with: on load (legacy.py).
     executor: str | dict[str, Any] | None = None

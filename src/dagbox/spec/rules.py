@@ -186,8 +186,6 @@ class Checker:
         taken = given + [k for k in ("shell", "container") if getattr(step, k)]
         for key in taken + (["outputs"] if step.outputs is not None else []):
             at.error(f'a sub-DAG call cannot be used together with "{key}"', key, at_key=True)
-        if "$" in step.call:
-            at.error("a sub-DAG is named as written: dagbox finds it when the file loads", "call")
 
     def identities(self) -> None:
         names: dict[str, Step] = {}

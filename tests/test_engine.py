@@ -897,3 +897,19 @@ def test_positional_params_reach_shell_text_and_preconditions(tmp_path):
     assert ran.stdout("line") == "1=foo 2=bar\n"
     assert ran.stdout("quoted") == "x\n"
     assert ran.status("checked") == "succeeded"
+
+
+def test_a_working_dir_a_step_removed_is_made_again(tmp_path):
+    """The host runtime remembers the working directories it made (one trip to a thread
+    each, not one per step); one a step removed since is made again."""
+    ran = run_text(
+        tmp_path,
+        """
+        type: chain
+        steps:
+          - {id: first, working_dir: wd, run: 'rm -rf "$PWD"'}
+          - {id: second, working_dir: wd, run: pwd}
+        """,
+    )
+    assert ran.status("second") == "succeeded", ran.error("second")
+    assert ran.stdout("second").strip() == str(tmp_path / "wd")

@@ -316,6 +316,9 @@ def run(
 
     schedulers: list[Scheduler] = []
     request.on_scheduler = schedulers.append
+    import gc
+
+    gc.freeze()  # what importing made lives as long as dagbox: the collector skips it
     try:
         with _adopting():
             result = anyio.run(execute, request)

@@ -95,6 +95,9 @@ class HostRuntime:
     def __init__(self, scratch: Path | Callable[[], Path]) -> None:
         self._scratch = scratch
         self._counter = itertools.count(1)
+        #: Working directories known to be there: made once, not once per step (making
+        #: one is a trip to a worker thread, since a dead network mount blocks).
+        self.made: set[str] = set()
 
     def argv(self, command: Command) -> list[str]:
         """The argv that runs ``command`` (writes a script file for multi-line scripts)."""
@@ -131,16 +134,16 @@ class HostRuntime:
             argv = self.argv(command)
         except ShebangError as exc:
             return Exit(127, str(exc), "binary_missing")
-        if command.cwd is not None:
-            try:  # a working directory that is not there yet is made, as Dagu does
-                await anyio.Path(command.cwd).mkdir(mode=0o750, parents=True, exist_ok=True)
-            except OSError as exc:
-                return Exit(
-                    1, f"cannot create working directory {command.cwd}: {exc.strerror or exc}"
-                )
+        problem = await self._working_dir(command.cwd)
+        if problem is not None:
+            return Exit(1, problem)
         try:
             process = await start(argv, command.env, command.cwd, stdin=command.stdin is not None)
         except FileNotFoundError:
+            cwd = command.cwd
+            if cwd is not None and cwd in self.made and not Path(cwd).is_dir():
+                self.made.discard(cwd)  # removed since (by a step): made again
+                return await self.run(command, on_output, stop, trace)
             return Exit(127, f"command not found: {argv[0]}", "binary_missing")
         except PermissionError:
             return Exit(126, f"permission denied: {argv[0]}")
@@ -154,6 +157,17 @@ class HostRuntime:
             raise
         finally:
             await close(process)
+
+    async def _working_dir(self, cwd: str | None) -> str | None:
+        """Make a working directory that is not there yet, as Dagu does; why it cannot be."""
+        if cwd is None or cwd in self.made:
+            return None
+        try:
+            await anyio.Path(cwd).mkdir(mode=0o750, parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"cannot create working directory {cwd}: {exc.strerror or exc}"
+        self.made.add(cwd)
+        return None
 
 
 async def start(

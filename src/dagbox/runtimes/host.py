@@ -141,7 +141,7 @@ class HostRuntime:
             process = await start(argv, command.env, command.cwd, stdin=command.stdin is not None)
         except FileNotFoundError:
             cwd = command.cwd
-            if cwd is not None and cwd in self.made and not Path(cwd).is_dir():
+            if cwd is not None and cwd in self.made and not await anyio.Path(cwd).is_dir():
                 self.made.discard(cwd)  # removed since (by a step): made again
                 return await self.run(command, on_output, stop, trace)
             return Exit(127, f"command not found: {argv[0]}", "binary_missing")

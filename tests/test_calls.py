@@ -413,3 +413,33 @@ def test_a_reference_names_the_dag_and_params_text_splits_once_resolved(tmp_path
     assert [r["name"] for r in picked["results"]] == ["left", "right"]
     assert [o["SIDE"] for o in picked["outputs"]] == ["L", "R"]
     assert json.loads(ran.stdout("split"))["outputs"] == [{"SUM": "1+2"}]
+
+
+def test_a_plan_read_from_json_runs_its_calls_and_nesting_is_bounded(tmp_path):
+    """The plan (dagbox dry-run --json) carries its sub-DAGs; a plan that was not validated
+    (a circle of calls made by hand) stops at the depth limit instead of running forever."""
+    import msgspec
+
+    from dagbox.compiler import compile
+    from dagbox.engine.calls import MAX_DEPTH
+    from dagbox.plan import Plan
+    from dagbox.spec import load
+    from tests.helpers import run_plan
+
+    path = tmp_path / "deep.yaml"
+    path.write_text(
+        "steps:\n  - {id: go, call: a}\n---\nname: a\nsteps:\n  - {id: down, call: b}\n"
+        "---\nname: b\nsteps:\n  - {id: leaf, run: echo leaf, output: LEAF}\n"
+    )
+    loaded = load(path)
+    plan = msgspec.json.decode(
+        msgspec.json.encode(compile(loaded.dag, {}, loaded.path, loaded.dags)), type=Plan
+    )
+    ran = run_plan(tmp_path, plan)
+    assert ran.result.status == "succeeded", ran.error("go")
+    grandchild = ran.home / "runs/deep/r1/children/r1.1.1/children/r1.1.1.1.1/run.json"
+    assert json.loads(grandchild.read_text())["root_run_id"] == "r1"
+    looping = msgspec.structs.replace(plan, dags={**plan.dags, "b": plan.dags["a"]})
+    ran = run_plan(tmp_path / "loop", looping)
+    assert ran.status("go") == "failed"
+    assert f"nest deeper than {MAX_DEPTH}" in ran.error("go")

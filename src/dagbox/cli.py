@@ -843,6 +843,9 @@ def render_plan(plan: Plan) -> str:
         if name == next(iter(plan.handlers)):
             lines.append("handlers:")
         lines.extend(_render_step(f"     {name:<8}", step))
+    for name, child in plan.dags.items():
+        lines.append(f"\nsub-DAG {name}, as a call runs it:")
+        lines.append(render_plan(child))
     return "\n".join(lines)
 
 
@@ -872,6 +875,25 @@ def _render_step(head: str, step: PlannedStep) -> list[str]:
         out.append(
             f"{pad}image command: {shlex.join(step.command) if step.command else '(image default)'}"
         )
+    elif step.call is not None:
+        call = step.call
+        fan = (
+            "" if call.items is None else f" once per item (at most {call.max_concurrent} at once)"
+        )
+        out.append(f"{pad}calls DAG {call.dag}{fan}")
+        if call.params is not None:
+            given = (
+                call.params
+                if isinstance(call.params, str)
+                else " ".join(f"{k}={v}" if k else v for k, v in call.params)
+            )
+            out.append(f"{pad}params: {given}")
+        if isinstance(call.items, str):
+            out.append(f"{pad}items: {call.items}")
+        elif call.items is not None:
+            out.append(f"{pad}items: {len(call.items)}")
+    elif step.kind == "builtin":
+        out.append(f"{pad}{step.action}: {' '.join(f'{k}={v!r}' for k, v in step.options.items())}")
     else:
         text = str(step.command)
         if "\n" in text.strip():

@@ -47,6 +47,8 @@ class Child:
     run_id: str = ""
     #: Why it could not run (a reference named no DAG).
     problem: str | None = None
+    #: The DAG's own name (a file called by its path is named by its ``name:``).
+    name: str = ""
 
 
 async def run_call(
@@ -85,6 +87,7 @@ async def run_call(
             f".{k}" if call.items is not None else ""
         )
         plan = ctx.dags.get(child.dag)
+        child.name = plan.dag if plan is not None else child.dag
         if plan is None:
             child.problem = (
                 f'no DAG named "{child.dag}" (a document of the file, or a file beside it)'
@@ -100,6 +103,9 @@ async def run_call(
             tg.start_soon(one, k, child)
     document = aggregate(made) if call.items is not None else result_object(made[0])
     out("stdout", go_json(document) + b"\n")
+    run.partial = any(
+        c.result is not None and c.result.status == "partially_succeeded" for c in made
+    )
     return outcome(made, call)
 
 
@@ -176,9 +182,9 @@ def _params(call: Call, scope: Scope, item: str | None = None) -> dict[str, str]
     """The params a child gets: the call's ``params`` resolved (``${ITEM}`` in ``scope``),
     else the item itself (an object's fields, ``NAME=value`` text, or one positional)."""
     pairs: list[tuple[str | None, str]]
-    if isinstance(call.params, str):  # split once resolved, as Dagu
+    if isinstance(call.params, str):
         try:
-            pairs = parse_params_text(scope.value(call.params))
+            pairs = _text_params(call.params, scope)
         except ParamsTextError as exc:
             raise CallError(f"params: {exc}") from None
     elif call.params is not None:
@@ -202,6 +208,20 @@ def _params(call: Call, scope: Scope, item: str | None = None) -> dict[str, str]
     return out
 
 
+def _text_params(text: str, scope: Scope) -> list[tuple[str | None, str]]:
+    """Params written as text, as Dagu reads them: split, each value resolved; a named
+    value stays one value (``NOTE=${X}`` with spaces in X), and a positional one written
+    as one word is split again once resolved (``${ITEM}`` that holds ``A=1 B=2``)."""
+    pairs: list[tuple[str | None, str]] = []
+    for name, raw in parse_params_text(text):
+        value = scope.value(raw)
+        if name is None and value != raw and not any(c in raw for c in " \t\"'"):
+            pairs.extend(parse_params_text(value))
+        else:
+            pairs.append((name, value))
+    return pairs
+
+
 def _object(item: str) -> Any:
     if not item.startswith("{"):
         return None
@@ -223,19 +243,38 @@ def with_params(plan: Plan, overrides: dict[str, str]) -> Plan:
 def result_object(child: Child) -> dict[str, Any]:
     """Dagu's result of one child run: ``{name, dagRunId, params, outputs, status}``."""
     result = child.result
-    document: dict[str, Any] = {"name": child.dag, "dagRunId": child.run_id}
+    document: dict[str, Any] = {"name": child.name or child.dag, "dagRunId": child.run_id}
     params = result.params if result is not None else {}
     if params:
         document["params"] = " ".join(f"{k}={v}" for k, v in params.items())
     document["outputs"] = outputs_of(result) if result is not None else {}
+    values = output_values(result) if result is not None else {}
+    if values:
+        document["outputValues"] = values
     document["status"] = result.status if result is not None else "failed"
     return document
+
+
+def output_values(result: RunResult) -> dict[str, Any]:
+    """``outputValues``: what the child's steps and handlers published with ``stdout:
+    {outputs}`` (or an ``output:`` object), merged in the order they ran, as Dagu."""
+    merged: dict[str, Any] = {}
+    for step in [*result.steps, *result.handlers.values()]:
+        for key, text in step.outputs.items():
+            if key.endswith(".outputs") and not key.startswith("steps."):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(value, dict):
+                    merged.update(value)
+    return merged
 
 
 def outputs_of(result: RunResult) -> dict[str, str]:
     """A child's ``output:`` values, by name (what a caller reads as ``outputs.NAME``)."""
     out: dict[str, str] = {}
-    for step in result.steps:
+    for step in [*result.steps, *result.handlers.values()]:
         name = step.step.output.lstrip("$") if step.step.output else None
         if name and name in step.outputs:
             out[name] = step.outputs[name]

@@ -38,6 +38,8 @@ class StepRun:
     stdout_file: str | None = None
     stderr_file: str | None = None
     continued: bool = False  # failed, but continue_on lets dependents run
+    #: A call whose child runs partially succeeded (none failed): the run does too.
+    partial: bool = False
     failure_class: FailureClass | None = None
     deps: list[StepRun] = field(default_factory=list)
     dependents: list[StepRun] = field(default_factory=list)
@@ -73,7 +75,7 @@ def run_status(steps: list[StepRun]) -> RunStatus:
         return "failed"
     if "failed" in statuses:
         return "partially_succeeded" if "succeeded" in statuses else "failed"
-    return "succeeded"
+    return "partially_succeeded" if any(r.partial for r in steps) else "succeeded"
 
 
 @dataclass

@@ -9,6 +9,7 @@ both are located errors at ``validate``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from dagbox.spec.issues import DagError, LocatedIssue, Sink
 from dagbox.spec.model import Dag, Step
+from dagbox.values import Scope
 
 _WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -24,21 +26,52 @@ Loader = Callable[[Path, tuple[Path, ...]], tuple[Dag, dict[str, tuple[Dag, Path
 
 
 def sibling(path: Path, name: str) -> Path | None:
-    """``NAME.yaml`` (or ``.yml``) in the folder of ``path``, not ``path`` itself."""
-    if not _WORD.match(name) or name in (".", ".."):
-        return None
+    """The file NAME calls from the file ``path``: ``NAME.yaml`` (or ``.yml``) in its folder,
+    or NAME as a path to a ``.yaml``/``.yml`` file (relative to that folder); not ``path``."""
     folder = path.resolve().parent
-    for candidate in (folder / name, folder / f"{name}.yaml", folder / f"{name}.yml"):
+    if "/" in name or name.endswith((".yaml", ".yml")):
+        candidates = [Path(name).expanduser()]
+        candidates = [c if c.is_absolute() else folder / c for c in candidates]
+    elif _WORD.match(name) and name not in (".", ".."):
+        candidates = [folder / f"{name}.yaml", folder / f"{name}.yml"]
+    else:
+        return None
+    for candidate in candidates:
         try:
             if (
                 candidate.suffix in (".yaml", ".yml")
                 and candidate.is_file()
-                and candidate != path.resolve()
+                and candidate.resolve() != path.resolve()
             ):
-                return candidate
+                return candidate.resolve()
         except OSError:  # a name too long for a file: no DAG is called that
             return None
     return None
+
+
+def names(step: Step) -> list[str] | None:
+    """The names a step calls: its name, or one per written item when the name holds
+    ``${ITEM}``; None when only a run can tell (a reference to a list)."""
+    name = step.call
+    if name is None:
+        return []
+    if "$" not in name:
+        return [name]
+    items = step.parallel.items if step.parallel is not None else None
+    if items is None or isinstance(items, str):
+        return None
+    out = []
+    for item in items:
+        text = (
+            json.dumps(item, sort_keys=True, separators=(",", ":"))
+            if isinstance(item, dict)
+            else item
+        )
+        resolved = Scope({}, {"ITEM": text}).value(name)
+        if "$" in resolved:
+            return None
+        out.append(resolved)
+    return list(dict.fromkeys(out))
 
 
 def legacy_run(
@@ -77,15 +110,13 @@ def check_names(
 ) -> None:
     """Every call names a DAG that exists."""
     for step in dag.every_step():
-        name = step.call
-        if name is None or "$" in name:  # a reference in the name: rules.py says so
-            continue
-        if name not in local and sibling(path, name) is None:
-            sinks.get(id(step), sink).error(
-                f'no DAG named "{name}": not a document of this file (name: {name}), nor '
-                f"{name}.yaml beside it",
-                "call",
-            )
+        for name in names(step) or ():  # None: a reference only a run can resolve
+            if name not in local and sibling(path, name) is None:
+                sinks.get(id(step), sink).error(
+                    f'no DAG named "{name}": not a document of this file (name: {name}), '
+                    f"nor {name}.yaml beside it",
+                    "call",
+                )
 
 
 def collect(
@@ -109,36 +140,38 @@ def collect(
 
     def visit(current: Dag, trail: tuple[str, ...]) -> None:
         for step in current.every_step():
-            name = step.call
-            if name is None:
-                continue
-            if "$" in name:  # a reference (${ITEM}): any document of the file may be meant
+            called = names(step)
+            if called is None:  # a reference only a run resolves: any document of the file
                 for key, document in local.items():
                     if key not in found:
                         add(key, (document, path), step)
                         visit(document, (*trail, key))
                 continue
-            if name in trail or (name not in local and sibling(path, name) in (*loading, path)):
-                circle = " -> ".join((*trail, name))
-                report(step, f"sub-DAG calls go round in a circle: {circle}")
-                continue
-            if name in local:
-                first = name not in found
-                add(name, (local[name], path), step)
-                if first:
-                    visit(local[name], (*trail, name))
-                continue
-            file = sibling(path, name)
-            if file is None or name in found:
-                continue
-            try:
-                child, reached = load(file, (*loading, path))
-            except DagError as exc:
-                located.extend(exc.issues)
-                continue
-            add(name, (child, file), step)
-            for key, entry in reached.items():
-                add(key, entry, step)
+            for name in called:
+                reach(step, name, trail)
+
+    def reach(step: Step, name: str, trail: tuple[str, ...]) -> None:
+        if name in trail or (name not in local and sibling(path, name) in (*loading, path)):
+            circle = " -> ".join((*trail, name))
+            report(step, f"sub-DAG calls go round in a circle: {circle}")
+            return
+        if name in local:
+            first = name not in found
+            add(name, (local[name], path), step)
+            if first:
+                visit(local[name], (*trail, name))
+            return
+        file = sibling(path, name)
+        if file is None or name in found:
+            return
+        try:
+            child, reached = load(file, (*loading, path))
+        except DagError as exc:
+            located.extend(exc.issues)
+            return
+        add(name, (child, file), step)
+        for key, entry in reached.items():
+            add(key, entry, step)
 
     visit(dag, (dag.name or path.stem,))
     return found

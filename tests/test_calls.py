@@ -443,3 +443,44 @@ def test_a_plan_read_from_json_runs_its_calls_and_nesting_is_bounded(tmp_path):
     ran = run_plan(tmp_path / "loop", looping)
     assert ran.status("go") == "failed"
     assert f"nest deeper than {MAX_DEPTH}" in ran.error("go")
+
+
+def test_a_path_with_item_a_partial_child_and_output_values(tmp_path):
+    """``dag:`` a path holding ${ITEM} (each found at validate); a child that partially
+    succeeded makes the run partially_succeeded; a child's ``stdout: {outputs}`` comes
+    back as outputValues; a named param keeps its spaces."""
+    for n in ("01", "02"):
+        (tmp_path / "kids").mkdir(exist_ok=True)
+        (tmp_path / "kids" / f"child_{n}.yaml").write_text(
+            f"name: child-{n}\nparams: [NOTE=none]\nsteps:\n"
+            f"  - {{id: s, run: 'echo \"{n} $NOTE\"', output: SAID}}\n"
+        )
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - id: fan
+            action: dag.run
+            with: {dag: "kids/child_${ITEM}.yaml", params: 'NOTE="${ITEM} and more"'}
+            parallel: ["01", "02"]
+          - {id: partial, call: shaky}
+        ---
+        name: shaky
+        steps:
+          - {id: bad, run: exit 1, continue_on: {failure: true}}
+          - id: good
+            run: "echo '{\\"value\\": \\"kept\\"}'"
+            stdout: {outputs: {fields: {v: {decode: json, select: .value}}}}
+        """,
+    )
+    fan = json.loads(ran.stdout("fan"))
+    assert [r["name"] for r in fan["results"]] == ["child-01", "child-02"]
+    assert [o["SAID"] for o in fan["outputs"]] == ["01 01 and more", "02 02 and more"]
+    partial = json.loads(ran.stdout("partial"))
+    assert partial["status"] == "partially_succeeded" and partial["outputValues"] == {"v": "kept"}
+    assert ran.status("partial") == "succeeded"
+    assert ran.result.status == "partially_succeeded"
+    missing = problems(
+        'steps:\n  - {action: dag.run, with: {dag: "kids/x_${ITEM}.yaml"}, parallel: [a]}\n'
+    )
+    assert any('no DAG named "kids/x_a.yaml"' in p.message for p in missing), missing

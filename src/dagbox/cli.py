@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the commands import these when they run (startup time)
     from dagbox.engine.state import RunResult
     from dagbox.plan import Plan, PlannedStep
     from dagbox.records import HandlerRecord, RunRecord, StepRecord
-    from dagbox.runner import RunRequest
+    from dagbox.runner import RunRequest, Sink
     from dagbox.spec import Loaded
 
 
@@ -288,7 +288,7 @@ def run(
     from dagbox.compiler import compile
     from dagbox.layout import new_run_id
     from dagbox.records import JsonLog
-    from dagbox.runner import RunExists, RunRequest, Sink, execute
+    from dagbox.runner import RunExists, RunRequest, execute
     from dagbox.terminal import Terminal
 
     _check_settings()
@@ -304,14 +304,7 @@ def run(
     )
     if log_format is LogFormat.json:
         request.sinks.append(JsonLog(sys.stderr))
-
-    def child_sinks(label: str) -> list[Sink]:  # a sub-DAG's lines: "solve[12]/step | ..."
-        sinks: list[Sink] = [Terminal(output, label=f"{label}/", summary=False)]
-        if log_format is LogFormat.json:
-            sinks.append(JsonLog(sys.stderr))
-        return sinks
-
-    request.child_sinks = child_sinks
+    request.child_sinks = _child_sinks(output, log_format)
     from dagbox.runtimes.container_engine import ContainerEngineUnavailable
 
     schedulers: list[Scheduler] = []
@@ -344,6 +337,20 @@ def run(
     if result.record_error is not None:
         _err(f"dagbox: the run's record or output is incomplete: {result.record_error}")
     raise typer.Exit(result.exit_code)
+
+
+def _child_sinks(output: OutputMode, log_format: LogFormat) -> Callable[[str], list[Sink]]:
+    """The sinks of a child run (a sub-DAG call): its lines labelled ``solve[12]/step``."""
+    from dagbox.records import JsonLog
+    from dagbox.terminal import Terminal
+
+    def sinks(label: str) -> list[Sink]:
+        made: list[Sink] = [Terminal(output, label=f"{label}/", summary=False)]
+        if log_format is LogFormat.json:
+            made.append(JsonLog(sys.stderr))
+        return made
+
+    return sinks
 
 
 def _free_suffix(request: RunRequest, first: str, suffix: int) -> int:

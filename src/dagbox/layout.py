@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -61,19 +62,24 @@ def new_run_id() -> str:
 @dataclass(frozen=True)
 class RunLayout:
     dir: Path
+    #: The log files' folder, inside ``dir``: ``logs``; a child run's are in ``dir`` itself
+    #: (a fan-out makes a thousand records, and a folder costs a filesystem far more than
+    #: a file).
+    logs_folder: str = "logs"
 
     @classmethod
     def for_run(cls, dag: str, run_id: str, root: Path | None = None) -> RunLayout:
         return cls((root or home()) / "runs" / safe_name(dag) / run_id)
 
-    @property
+    @functools.cached_property
     def record(self) -> Path:
         return self.dir / "run.json"
 
-    @property
+    @functools.cached_property
     def events(self) -> Path:
         return self.dir / "events.jsonl"
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019  # a run asks for each a few times
     def log(
         self, index: int, step: str, attempt: int, stream: str, try_: int | None = None
     ) -> Path:
@@ -87,7 +93,9 @@ class RunLayout:
         """
         base = f"{index}-{safe_name(step)}.{attempt}"
         return (
-            self.dir / "logs" / (f"{base}.{stream}" if try_ is None else f"{base}.{try_}.{stream}")
+            self.dir
+            / self.logs_folder
+            / (f"{base}.{stream}" if try_ is None else f"{base}.{try_}.{stream}")
         )
 
     def output_file(self, index: int, step: str, attempt: int) -> Path:

@@ -165,7 +165,7 @@ class ChildRunner:
         self.host_env: Mapping[str, str] = os.environ
 
     async def run(self, plan: Plan, run_id: str, label: str, parent: Parent) -> RunResult:
-        layout = RunLayout(parent.record / "children" / run_id) if parent.record else None
+        layout = RunLayout(parent.record / "children" / run_id, "") if parent.record else None
         # A folder of its own, as in Dagu: not its caller's; its steps run there unless its
         # DAG names a working_dir.
         work = layout.dir / "work" if layout else Path(tempfile.mkdtemp(prefix="dagbox-"))
@@ -216,9 +216,8 @@ class ChildRunner:
             if containers is not None:
                 with anyio.CancelScope(shield=True):
                     await containers.sweep(thorough=True)
-            if writer is not None:  # its last write of run.json, beside the event loop
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(writer.close)
+            if writer is not None:  # closed at run.finished already, unless a bug stopped it
+                writer.close()
 
 
 def _make_folders(layout: RunLayout | None, work: Path, logs: list[Path]) -> None:
@@ -229,7 +228,6 @@ def _make_folders(layout: RunLayout | None, work: Path, logs: list[Path]) -> Non
         claim(layout, made=True)
         with contextlib.suppress(OSError):  # the record writer tells a full disk
             layout.events.touch()
-            make_dir(layout.dir / "logs")
             for log in logs:
                 log.touch()
     with contextlib.suppress(OSError):  # the step says it when it cannot run there

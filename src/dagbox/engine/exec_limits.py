@@ -38,6 +38,8 @@ def env_problem(env: Mapping[str, str], origin: Callable[[str], str] = lambda _:
     """Why ``env`` cannot be given to a program, or None; ``origin(name)`` says where a
     variable came from (" (the output of step x)")."""
     for name, value in env.items():
+        if len(value) + len(name) < MAX_STRING // 4 and "\0" not in value:
+            continue  # most values: short enough whatever their encoding
         if "\0" in value:
             return (
                 f"environment variable {name}{origin(name)} holds a NUL byte, "
@@ -70,9 +72,12 @@ def argv_problem(argv: Iterable[str], what: str = "the command") -> str | None:
 
 def total_problem(argv: Iterable[str], env: Mapping[str, str]) -> str | None:
     """Why argv and env together are more than exec(2) takes, or None."""
+    limit = _total()
+    rough = sum(len(w) + 9 for w in argv) + sum(len(k) + len(v) + 10 for k, v in env.items())
+    if rough * 4 < limit:  # far below it whatever the encoding: most steps
+        return None
     size = sum(len(w.encode()) + 1 + 8 for w in argv)
     size += sum(len(k.encode()) + len(v.encode()) + 2 + 8 for k, v in env.items())
-    limit = _total()
     if size > limit:
         return (
             f"the command line and environment of this step take {_kib(size)}, more than the "

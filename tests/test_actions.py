@@ -66,6 +66,24 @@ def test_action_values_do_not_read_dagboxs_own_environment(tmp_path, monkeypatch
     assert (tmp_path / "seen.txt").read_text() == "$ONLY_IN_PROCESS from-dag"
 
 
+def test_a_backslash_dollar_in_an_action_value_is_a_dollar(tmp_path):
+    """As Dagu: ``\\$`` in what an action reads is a plain ``$`` (no shell reads it)."""
+    ran = run_text(
+        tmp_path,
+        r"""
+        env:
+          - PRICE: '\$9.99'
+        steps:
+          - id: price
+            action: jq.filter
+            with: {filter: .price, data: '{"price": "${PRICE}"}', raw: true}
+            output: PRICE_OUT
+        """,
+    )
+    assert ran.status("price") == "succeeded", ran.error("price")
+    assert ran.step("price").outputs == {"PRICE_OUT": "$9.99"}
+
+
 def test_file_write_refuses_an_existing_file_unless_told(tmp_path):
     (tmp_path / "there.txt").write_text("old")
     ran = run_text(

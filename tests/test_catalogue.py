@@ -391,12 +391,18 @@ CASES = [
         "a handler is not part of the graph",
     ),
     # unsupported keys that would change what runs
-    ("steps:\n  - call: other\n", (2, 5), "steps[0].call", '"call" is not supported by dagbox'),
+    ("steps:\n  - call: other\n", (2, 11), "steps[0].call", 'no DAG named "other"'),
     (
         "steps:\n  - run: echo\n    parallel: [a, b]\n",
         (3, 5),
         "steps[0].parallel",
-        '"parallel" is not supported',
+        "parallel is for sub-DAG calls",
+    ),
+    (
+        "steps:\n  - foreach: {items: [a]}\n",
+        (2, 5),
+        "steps[0].foreach",
+        '"foreach" is not supported',
     ),
     (
         "steps:\n  - run: echo\n    executor: ssh\n",

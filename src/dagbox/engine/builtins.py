@@ -49,8 +49,10 @@ async def run_builtin(ctx: Context, run: StepRun, env: dict[str, str], out: Out)
 
 
 def _resolved(value: Any, scope: Scope) -> Any:
+    """A ``with:`` value with its references resolved, and ``\\$`` a plain ``$`` (as Dagu
+    reads an action's values: no shell will read them)."""
     if isinstance(value, str):
-        return scope.value(value)
+        return scope.value(value).replace("\\$", "$")
     if isinstance(value, dict):
         return {k: _resolved(v, scope) for k, v in value.items()}
     if isinstance(value, list):

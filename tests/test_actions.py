@@ -124,16 +124,16 @@ def test_jq_filter_prints_as_dagu_does(tmp_path):
     (tmp_path / "in.json").write_text('{"n": 13786123706, "x": 1e21}')
     ran = run_text(
         tmp_path,
-        f"""
+        """
         steps:
-          - {{id: pretty, action: jq.filter, with: {{filter: .items, data: {{items: [1, 2.5, {{b: 1, a: "<"}}]}}}}}}
+          - {id: pretty, action: jq.filter, with: {filter: .items, data: {items: [1, 2.5, {b: 1, a: "<"}]}}}
           - id: raw
             action: jq.filter
-            with: {{filter: '.messages[]', data: '{{"messages": ["hello", null, "world"]}}', raw: true}}
+            with: {filter: '.messages[]', data: '{"messages": ["hello", null, "world"]}', raw: true}
             output: MESSAGES
-          - {{id: numbers, action: jq.filter, with: {{filter: '.n, .x', input: {tmp_path}/in.json, raw: true}}}}
-          - {{id: broken, action: jq.filter, with: {{filter: '.a.b', data: '{{"a": 1}}'}}}}
-          - {{id: legacy, type: jq, command: .foo, script: '{{"foo": "bar"}}'}}
+          - {id: numbers, action: jq.filter, with: {filter: '.n, .x', input: in.json, raw: true}}
+          - {id: broken, action: jq.filter, with: {filter: '.a.b', data: '{"a": 1}'}}
+          - {id: legacy, type: jq, command: .foo, script: '{"foo": "bar"}'}
         """,
     )
     assert ran.result.status == "succeeded"
@@ -183,6 +183,11 @@ def test_jq_filter_prints_as_dagu_does(tmp_path):
             "{action: file.copy, with: {source: a, destination: b}}",
             "steps[0].action",
             "not supported",
+        ),
+        (
+            "{action: file.read, with: {path: a}, container: {image: x}}",
+            "steps[0].container",
+            "a container does not apply",
         ),
     ],
 )

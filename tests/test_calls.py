@@ -484,3 +484,81 @@ def test_a_path_with_item_a_partial_child_and_output_values(tmp_path):
         'steps:\n  - {action: dag.run, with: {dag: "kids/x_${ITEM}.yaml"}, parallel: [a]}\n'
     )
     assert any('no DAG named "kids/x_a.yaml"' in p.message for p in missing), missing
+
+
+def test_secrets_stay_masked_across_a_call(tmp_path):
+    """One set of secrets for the tree: a child's secret output is masked in its caller's
+    result (in Go's escaped JSON too), and a caller's secret passed as a plain param is
+    masked in the child's record."""
+    ran = run_text(
+        tmp_path,
+        """
+        params: [DB_PASSWORD=p&ss<word>1]
+        steps:
+          - {id: give, call: child, params: "VALUE=${DB_PASSWORD}", output: R}
+          - {id: take, call: maker, output: M}
+        """
+        + CHILD.replace("value: none", "VALUE: none").replace("${params.value}", "${params.VALUE}")
+        + """
+---
+name: maker
+steps:
+  - {id: make, run: echo made-secret-value, output: API_TOKEN}
+""",
+    )
+    assert ran.result.status == "succeeded", ran.error("give")
+    assert "p&ss<word>1" not in ran.stdout("give") and "p\\u0026ss" not in ran.stdout("give")
+    assert "made-secret-value" not in ran.stdout("take")
+    child = (ran.home / "runs/dag/r1/children/r1.1.1/run.json").read_text()
+    assert "p&ss<word>1" not in child and "***" in child
+
+
+def test_a_child_takes_only_params_it_declares_and_reads_them_in_working_dir(tmp_path):
+    """As Dagu: a child that declares named params refuses others (item data cannot set
+    LD_PRELOAD); a JSON object item is named params; working_dir reads the call's params."""
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: bad, call: strict, params: "${ITEM}", parallel: ["LD_PRELOAD=/tmp/x.so"], continue_on: {failure: true}}
+          - id: good
+            call: strict
+            params: "${ITEM}"
+            parallel: ['{"TASK": "t1"}']
+            depends: bad
+        ---
+        name: strict
+        params: [TASK=none]
+        working_dir: dirs/${params.TASK}
+        steps:
+          - {id: s, run: pwd, output: WHERE}
+        """,
+    )
+    assert ran.status("bad") == "failed"
+    assert 'unknown parameter(s): "LD_PRELOAD"' in ran.error("bad")
+    good = json.loads(ran.stdout("good"))
+    assert good["outputs"] == [{"WHERE": str(tmp_path / "dirs" / "t1")}]
+
+
+def test_two_calls_may_reach_one_file_and_a_2x_run_word_stays_a_command(tmp_path):
+    (tmp_path / "shared.yaml").write_text("steps:\n  - {id: s, run: echo shared, output: S}\n")
+    (tmp_path / "middle.yaml").write_text("steps:\n  - {id: m, call: shared}\n")
+    ran = run_text(
+        tmp_path,
+        """
+        steps:
+          - {id: a, call: shared}
+          - {id: b, call: middle}
+          - {id: c, run: shared, continue_on: {failure: true}}
+        """,
+    )
+    assert ran.status("a") == ran.status("b") == "succeeded", ran.error("b")
+    assert ran.step("c").error and "shared" not in json.dumps(ran.step("c").outputs)
+    warned = [str(w) for w in ran_warnings(tmp_path)]
+    assert any("Dagu 2.x and dagbox run the command shared" in w for w in warned), warned
+
+
+def ran_warnings(tmp_path):
+    from dagbox.spec import load
+
+    return load(tmp_path / "dag.yaml").warnings

@@ -163,8 +163,7 @@ def parse_param_overrides(
     is not a param (an unterminated quote, a name such as ``weird key``) is a
     ParamsTextError, never silently dropped.
     """
-    from dagbox.params import ParamsTextError, parse_params_text
-    from dagbox.spec.forms import PARAM_NAME
+    from dagbox.params import PARAM_NAME, ParamsTextError, parse_params_text
 
     items: list[tuple[str | None, str]] = []
     for file in files or []:
@@ -492,18 +491,18 @@ def _step_rows(record: RunRecord, run_dir: Path, indent: str) -> None:
     children: dict[str, list[tuple[RunRecord, Path]]] = {}
     for pair in child_runs(run_dir):
         children.setdefault(pair[0].parent_step or "", []).append(pair)
-    rows: list[tuple[str, StepRecord | HandlerRecord]] = [
-        (printable(s.name), s) for s in record.steps
+    rows: list[tuple[str, StepRecord | HandlerRecord, str]] = [
+        (printable(s.name), s, s.name) for s in record.steps
     ]
-    rows += [(f"({k})", h) for k, h in record.handlers.items()]
-    width = max((len(name) for name, _ in rows), default=4)
-    for name, step in rows:
+    rows += [(f"({k})", h, "on" + k.capitalize()) for k, h in record.handlers.items()]
+    width = max((len(name) for name, _, _ in rows), default=4)
+    for name, step, step_name in rows:
         code = f"exit {step.exit_code}" if step.exit_code is not None else ""
         retries = getattr(step, "retry_count", 0)
         extra = f"  {retries} retries" if retries else ""
         why = f"  {first_line(step.error)}" if step.error and step.status != "succeeded" else ""
         typer.echo(f"{indent}{name:<{width}}  {step.status:<19} {code:<8}{extra}{why}")
-        called = children.get(getattr(step, "name", ""), [])
+        called = children.get(step_name, [])
         if not called:
             continue
         counts: dict[str, int] = {}

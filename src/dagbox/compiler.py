@@ -8,7 +8,6 @@ container), else the ``host``.
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +30,7 @@ from dagbox.plan import (
     RuntimeKind,
     StepKind,
     Try,
+    host_path,
 )
 from dagbox.shells import DIRECT, with_errexit
 from dagbox.spec import builtins
@@ -91,6 +91,8 @@ def compile(  # the word for what it does; the builtin is never needed here
         harnesses=harnesses,
         artifacts=_artifacts(dag, path, (*steps, *handlers.values())),
         work_dir_given=bool(dag.working_dir),
+        param_names=tuple(p.name for p in dag.params),
+        work_dir_template=dag.working_dir if "${" in (dag.working_dir or "") else None,
         dags={name: compile(child, None, where) for name, (child, where) in (dags or {}).items()},
     )
 
@@ -127,7 +129,7 @@ def _artifacts(dag: Dag, path: Path, steps: tuple[PlannedStep, ...]) -> str | No
         return None  # a dir alone does not turn them on, as in Dagu
     if config is None or not config.dir:
         return ""
-    return str(_host_path(config.dir, path.parent))
+    return str(host_path(config.dir, path.parent))
 
 
 def link(dag: Dag) -> list[list[int]]:
@@ -315,12 +317,5 @@ def _work_dir(dag: Dag, file: Path, scope: Scope) -> Path:
     """The DAG's working_dir (its ${params.X} resolved, then $VAR and ~ from dagbox's
     environment; relative to the file's folder), else the file's folder (docs/format.md, D2)."""
     if dag.working_dir:
-        return _host_path(scope.shell(dag.working_dir), file.parent)
+        return host_path(scope.shell(dag.working_dir), file.parent)
     return file.parent
-
-
-def _host_path(text: str, base: Path) -> Path:
-    """A folder the DAG names on the host: ``$VAR`` and ``~`` from dagbox's environment,
-    a relative one joined to ``base`` (the DAG file's folder)."""
-    path = Path(os.path.expandvars(text)).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()

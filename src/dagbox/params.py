@@ -27,6 +27,10 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _PARAM_TOKEN = re.compile(r"""(?:([^\s=]+)=)?("(?:\\"|[^"])*"|`[^`]*`|[^"\s]+)""")
 
 
+#: A param's name: a word, or a position (``1``, ``2``, ...).
+PARAM_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|[0-9]+)$")
+
+
 class ParamsTextError(ValueError):
     """A params string with text that is not a param (an unterminated quote, say)."""
 

@@ -14,7 +14,9 @@ exist then. This module imports nothing from spec/: the engine reads only this.
 
 from __future__ import annotations
 
+import os
 from collections import deque
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import msgspec
@@ -254,6 +256,12 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
     #: The DAG sets ``working_dir`` (else ``work_dir`` is its file's folder; a child run
     #: then gets a folder of its own instead, as in Dagu).
     work_dir_given: bool = False
+    #: Every param it declares, by name ("1", "2", ... for positional ones): a call that
+    #: gives one it does not declare is refused when it declares named ones (as Dagu).
+    param_names: tuple[str, ...] = ()
+    #: ``working_dir`` as written when it reads a param: a call that gives that param
+    #: resolves it again (host_path).
+    work_dir_template: str | None = None
     #: The DAGs its steps call, and theirs, by the name they are called by (compiled with
     #: their own defaults; a call gives params when it runs). Only the root plan has them.
     dags: dict[str, Plan] = msgspec.field(default_factory=dict)
@@ -271,6 +279,13 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
         return any(step.runtime != "host" for step in self.every_step) or any(
             plan.uses_containers() for plan in self.dags.values()
         )
+
+
+def host_path(text: str, base: Path) -> Path:
+    """A folder the DAG names on the host: ``$VAR`` and ``~`` from dagbox's environment,
+    a relative one joined to ``base`` (the DAG file's folder)."""
+    path = Path(os.path.expandvars(text)).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
 
 
 def dispatch_order(plan: Plan) -> list[PlannedStep]:

@@ -37,6 +37,7 @@ from dagbox.plan import Plan
 from dagbox.records import JournalWriter, JsonLog, LostWrites, RecordWriter, make_dir
 from dagbox.runtimes import ContainerRuntime, Runtimes, children
 from dagbox.runtimes.host import HostRuntime, raise_open_file_limit, step_budget
+from dagbox.secrets import Secrets
 
 Sink = Callable[[AnyEvent], None]
 T = TypeVar("T")
@@ -122,6 +123,7 @@ async def execute(request: RunRequest) -> RunResult:
         if plan.dags:  # its sub-DAG calls run children beside it, all in one budget
             child_runner = ChildRunner(request, host, engine, journals, lost)
             child_runner.host_env = options.host_env
+            options.secrets = child_runner.secrets = Secrets()
             child_runner.slots = options.slots = anyio.CapacityLimiter(options.max_active or 1)
             options.children, options.dags = child_runner, plan.dags
         claim(layout)  # once the run can start: a run that cannot records nothing
@@ -163,6 +165,7 @@ class ChildRunner:
         self.journals, self.lost = journals, lost
         self.slots: anyio.CapacityLimiter | None = None
         self.host_env: Mapping[str, str] = os.environ
+        self.secrets: Secrets | None = None  # the root run's: one set for the whole tree
 
     async def run(self, plan: Plan, run_id: str, label: str, parent: Parent) -> RunResult:
         layout = RunLayout(parent.record / "children" / run_id, "") if parent.record else None
@@ -191,6 +194,7 @@ class ChildRunner:
             dags=self.request.plan.dags,
             slots=self.slots,
             run_dir=run_dir,
+            secrets=self.secrets,
         )
         containers = None
         if self.engine is not None and plan.uses_containers():
@@ -198,20 +202,16 @@ class ChildRunner:
         # Its folders, in a worker thread: making a folder costs a filesystem far more than
         # making a file (0.5 ms against 0.02 ms on this machine's ext4), and the thread
         # does it beside the event loop, on another core.
-        logs = (
-            [
-                layout.log(i, s.name, 1, stream)
-                for i, s in enumerate(plan.steps, 1)
-                for stream in ("stdout", "stderr")
-            ]
-            if layout
-            else []
-        )
-        await anyio.to_thread.run_sync(_make_folders, layout, work, logs)
+        try:
+            await anyio.to_thread.run_sync(_make_folders, layout, work, plan)
+        except RunExists as exc:
+            return RunResult(run_id, "failed", [], {}, error=str(exc))
         self.host.made.add(str(work))
         scheduler = Scheduler(plan, Runtimes(self.host, containers), emit, options)
         try:
             return await _to_its_end(scheduler, writer)
+        except Exception as exc:  # a bug: the child's record still ends, its caller goes on
+            return _ended_by(scheduler, exc)
         finally:
             if containers is not None:
                 with anyio.CancelScope(shield=True):
@@ -220,18 +220,35 @@ class ChildRunner:
                 writer.close()
 
 
-def _make_folders(layout: RunLayout | None, work: Path, logs: list[Path]) -> None:
-    """A child run's record folder (claimed) with its events file, its logs folder with
-    its steps' first log files, and its work folder. The first file made in a new folder
-    costs as much as the folder; the record writer opens these, made here, at no cost."""
+def _make_folders(layout: RunLayout | None, work: Path, plan: Plan) -> None:
+    """A child run's record folder (claimed) with its events file and its steps' first log
+    files, and its work folder. The first file made in a new folder costs as much as the
+    folder; the record writer opens these, made here, at no cost."""
     if layout is not None:
         claim(layout, made=True)
         with contextlib.suppress(OSError):  # the record writer tells a full disk
             layout.events.touch()
-            for log in logs:
-                log.touch()
+            for i, step in enumerate(plan.steps, 1):
+                if step.kind != "harness":  # an agent step's logs are its tries'
+                    layout.log(i, step.name, 1, "stdout").touch()
+                    layout.log(i, step.name, 1, "stderr").touch()
     with contextlib.suppress(OSError):  # the step says it when it cannot run there
         work.mkdir(mode=0o750, exist_ok=True)
+
+
+def _ended_by(scheduler: Scheduler, exc: Exception) -> RunResult:
+    """A child run that a bug in dagbox stopped: its record ends failed, with the bug's
+    traceback as a notice, and its caller's step fails with it (not the whole tree)."""
+    trace = "".join(traceback.format_exception(exc))
+    error = f"internal error: {type(exc).__name__}: {exc}"
+    with contextlib.suppress(Exception):
+        scheduler.ctx.notice(
+            f"internal error in run {scheduler.run_id}, please report it:\n{trace}"
+        )
+        scheduler.emit(
+            RunFinished(run_id=scheduler.run_id, status="failed", duration_sec=0.0, error=error)
+        )
+    return RunResult(scheduler.run_id, "failed", scheduler.steps, scheduler.handlers, error)
 
 
 async def _to_its_end(scheduler: Scheduler, writer: RecordWriter | None) -> RunResult:
@@ -241,14 +258,18 @@ async def _to_its_end(scheduler: Scheduler, writer: RecordWriter | None) -> RunR
     done = anyio.Event()
     results: list[RunResult] = []
 
+    async def at_once() -> None:  # the root's second interrupt: the child's second too
+        await scheduler.interrupt.now.wait()
+        scheduler.interrupt.request()
+        scheduler.interrupt.request()
+
     async def body() -> None:
         with anyio.CancelScope(shield=True):
             try:
-                if writer is None:
-                    results.append(await scheduler.run())
-                    return
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(writer.keep_fresh)
+                    if writer is not None:
+                        tg.start_soon(writer.keep_fresh)
+                    tg.start_soon(at_once)
                     try:
                         results.append(await scheduler.run())
                     finally:

@@ -56,6 +56,11 @@ def encodings(value: str) -> set[str]:
         json.dumps(value, ensure_ascii=False)[1:-1],
         msgspec.json.encode(value).decode()[1:-1],  # records and events
     }
+    # Go's encoding/json escapes <, > and & (a sub-DAG call's result, written as Dagu does).
+    as_json |= {
+        form.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        for form in list(as_json)
+    }
     # `echo "$DAG_PARAMS_JSON"` in a POSIX sh (dash) turns each \\ back into \.
     echoed = {form.replace("\\\\", "\\") for form in as_json}
     return {
@@ -213,4 +218,7 @@ def plan_secrets(plan: Plan, host_env: Mapping[str, str]) -> set[str]:
             envs.append(dict(step.container.env))
     if plan.container is not None:
         envs.append(dict(plan.container.env))
-    return secret_values(*envs)
+    found = secret_values(*envs)
+    for child in plan.dags.values():  # the sub-DAGs it calls: dry-run shows them too
+        found |= plan_secrets(child, {})
+    return found

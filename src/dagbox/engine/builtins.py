@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from dagbox import gotext
-from dagbox.engine.context import Context, make_working_dir
+from dagbox.engine.context import Context, StepError, make_working_dir
 from dagbox.engine.env import cwd
 from dagbox.engine.state import StepRun
 from dagbox.runtimes import Exit, Stream
@@ -37,15 +37,22 @@ async def run_builtin(ctx: Context, run: StepRun, env: dict[str, str], out: Out)
     options = _resolved(step.options, ctx.scope(env))
     where = cwd(ctx, run, env)
     action = {"file.write": _write, "file.read": _read, "jq.filter": _jq}[step.action or ""]
+    said: list[tuple[Stream, bytes]] = []  # emitted here, on the loop, not from the thread
     try:
         make_working_dir(where)
         # In a thread: a large file, or a slow jq program, does not hold up other steps.
-        await anyio.to_thread.run_sync(action, options, Path(where), out, abandon_on_cancel=True)
-    except ActionError as exc:
-        return Exit(1, str(exc))
-    except Exception as exc:  # a StepError from the working directory, say
-        return Exit(1, str(exc))
-    return Exit(0)
+        await anyio.to_thread.run_sync(
+            action, options, Path(where), lambda s, d: said.append((s, d)), abandon_on_cancel=True
+        )
+    except (ActionError, StepError) as exc:
+        failed: Exit | None = Exit(1, str(exc))
+    except (OSError, ValueError, TypeError) as exc:  # what the data made of it (a YAML date)
+        failed = Exit(1, f"{run.step.action}: {exc}")
+    else:
+        failed = None
+    for stream, data in said:
+        out(stream, data)
+    return failed or Exit(0)
 
 
 def _resolved(value: Any, scope: Scope) -> Any:
@@ -64,7 +71,7 @@ def _path(raw: str, base: Path) -> Path:
     text = raw.strip()
     if not text:
         raise ActionError("file: configuration error: path must not be empty")
-    path = Path(os.path.expandvars(text)).expanduser()
+    path = Path(text).expanduser()  # references were resolved; $X of dagbox's env is not read
     return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
 
@@ -150,7 +157,7 @@ def _jq(options: dict[str, Any], base: Path, out: Out) -> None:
     program goes to stderr and the step goes on, as in Dagu; one it cannot parse fails."""
     import jq  # type: ignore[import-not-found]
 
-    document = _jq_input(options, base)
+    document = _jq_input(options, base)  # a relative input: the step's working directory
     try:
         program = jq.compile(str(options["filter"]).strip())
     except ValueError as exc:
@@ -172,7 +179,7 @@ def _jq_input(options: dict[str, Any], base: Path) -> Any:
     if isinstance(data, str) and data.strip().startswith("file://"):
         source, data = data.strip().removeprefix("file://"), None
     if source is not None:
-        path = Path(source)
+        path = _path(source, base)
         try:
             text = path.read_text()
         except OSError as exc:

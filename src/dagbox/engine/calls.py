@@ -11,18 +11,19 @@ as indented JSON, so ``output:`` and ``${OUT.outputs.KEY}`` read it as in Dagu.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
 
 from dagbox.engine.context import Context, Parent
+from dagbox.engine.output import OutputRouter
 from dagbox.engine.state import RunResult, StepRun
-from dagbox.params import ParamsTextError, parse_params_text
-from dagbox.plan import MAX_ITEMS, Call, Plan
-from dagbox.runtimes import Exit, Stream
+from dagbox.params import PARAM_NAME, ParamsTextError, parse_params_text
+from dagbox.plan import MAX_ITEMS, Call, Plan, host_path
+from dagbox.runtimes import Exit
 from dagbox.values import Scope, ValueProblem
 
 #: How deep calls may nest at run time (validate refuses a circle of calls; a plan read
@@ -54,7 +55,7 @@ async def run_call(
     ctx: Context,
     run: StepRun,
     env: dict[str, str],
-    out: Callable[[Stream, bytes], None],
+    out: OutputRouter,
     now: anyio.Event,
 ) -> Exit:
     """Run the step's child runs, write the step's stdout through ``out``; how it ended."""
@@ -92,6 +93,9 @@ async def run_call(
                 f'no DAG named "{child.dag}" (a document of the file, or a file beside it)'
             )
             return
+        child.problem = checked(plan, child.overrides)
+        if child.problem is not None:
+            return
         async with limit:
             child.result = await children.run(
                 with_params(plan, child.overrides), child.run_id, child.label, here
@@ -101,6 +105,7 @@ async def run_call(
         for k, child in enumerate(made):
             tg.start_soon(one, k, child)
     document = aggregate(made) if call.items is not None else result_object(made[0])
+    out.renew()  # the children's secrets are known now: their values must not show
     out("stdout", go_json(document) + b"\n")
     run.partial = any(
         c.result is not None and c.result.status == "partially_succeeded" for c in made
@@ -215,10 +220,29 @@ def _text_params(text: str, scope: Scope) -> list[tuple[str | None, str]]:
     for name, raw in parse_params_text(text):
         value = scope.value(raw)
         if name is None and value != raw and not any(c in raw for c in " \t\"'"):
-            pairs.extend(parse_params_text(value))
+            fields = _object(value)  # ${ITEM} that holds an object: its fields, by name
+            if isinstance(fields, dict):
+                pairs.extend((str(k), _item_text(v)) for k, v in sorted(fields.items()))
+            else:
+                pairs.extend(parse_params_text(value))
         else:
             pairs.append((name, value))
     return pairs
+
+
+def checked(plan: Plan, overrides: dict[str, str]) -> str | None:
+    """Why a child cannot take these params (a name that is not a param's; one its DAG does
+    not declare, when it declares named ones, as Dagu refuses it), or None. A param is a
+    variable of the child's processes: item data must not name ``LD_PRELOAD`` or ``PATH``."""
+    bad = [name for name in overrides if not PARAM_NAME.match(name)]
+    if bad:
+        return f"invalid param name {bad[0]!r}: use letters, digits and _"
+    named = [n for n in plan.param_names if not n.isdigit()]
+    unknown = [n for n in overrides if not n.isdigit() and n not in named]
+    if named and unknown:
+        listed = ", ".join(f'"{n}"' for n in unknown)
+        return f"unknown parameter(s): {listed}; accepted parameters are: {', '.join(named)}"
+    return None
 
 
 def _object(item: str) -> Any:
@@ -236,7 +260,12 @@ def with_params(plan: Plan, overrides: dict[str, str]) -> Plan:
     if not overrides:
         return plan
     evals = {k: v for k, v in plan.evals.items() if k not in overrides}
-    return msgspec.structs.replace(plan, params={**plan.params, **overrides}, evals=evals)
+    params = {**plan.params, **overrides}
+    work_dir = plan.work_dir
+    if plan.work_dir_template is not None:  # it reads a param: resolved with the call's
+        written = Scope(params, {}, plan.consts).shell(plan.work_dir_template)
+        work_dir = str(host_path(written, Path(plan.file).parent))
+    return msgspec.structs.replace(plan, params=params, evals=evals, work_dir=work_dir)
 
 
 def result_object(child: Child) -> dict[str, Any]:

@@ -75,6 +75,9 @@ class RunOptions:
     #: The run's own folder (``$DAG_RUN_WORK_DIR``), where it is not its steps' working
     #: directory: a child run whose DAG names a ``working_dir`` (as in Dagu 2.x).
     run_dir: Path | None = None
+    #: The secrets of the tree of runs a child run is part of (its root's): what one run
+    #: learns, every other masks (a parent secret passed as a param, a child's output).
+    secrets: Secrets | None = None
 
 
 def make_working_dir(path: str | Path) -> None:
@@ -100,7 +103,8 @@ class Context:
         #: ``$DAG_RUN_WORK_DIR``: the working directory, but for a child (RunOptions.run_dir).
         self.run_dir = options.run_dir or self.work_dir
         self._host_env = {k: v for k, v in options.host_env.items() if k not in RUN_VARIABLES}
-        self.secrets = Secrets(self._host_env, plan.params)
+        self.secrets = options.secrets if options.secrets is not None else Secrets()
+        self.secrets.learn(self._host_env, plan.params)
         self.secrets.learn(plan.consts)  # a secret-named const is masked as any value
         #: In the environment of the helper shells (backticks, preconditions): whatever
         #: they leave running is found as this run's, and stopped when it ends.

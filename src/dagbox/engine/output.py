@@ -111,6 +111,13 @@ class OutputRouter:
             self._release()  # past the bound: shown as it comes, with what is known by now
         self._emit(stream, self.streams[stream].feed(data))
 
+    def renew(self) -> None:
+        """Redact with every secret known by now (a call step's children learned some
+        while it waited): what was held back goes out first."""
+        self.flush()
+        redactor = self.ctx.secrets.redactor()
+        self.streams = {"stdout": redactor.stream(), "stderr": redactor.stream()}
+
     def flush(self) -> None:
         """The end of the attempt, or of a harness try: what is held back goes out."""
         self._release()

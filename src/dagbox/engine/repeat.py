@@ -44,6 +44,19 @@ async def repeated(ctx: Context, attempts: Attempts, run: StepRun, env: dict[str
         await anyio.sleep(backoff_delay(policy, done, scope, "repeat_policy"))
 
 
+async def _in_a_slot(
+    ctx: Context, attempts: Attempts, run: StepRun, env: dict[str, str]
+) -> Attempt:
+    """One attempt, in a slot of the budget a tree of runs shares (docs/format.md, "How many
+    run at once"): taken for the attempt, not for the waits between attempts, so that a step
+    that waits to repeat does not hold up the step it waits for. A call holds none."""
+    slots = ctx.options.slots
+    if slots is None or run.step.kind == "call":
+        return await attempts.run(run, env)
+    async with slots:
+        return await attempts.run(run, env)
+
+
 async def retried(ctx: Context, attempts: Attempts, run: StepRun, env: dict[str, str]) -> Attempt:
     """Attempts until one succeeds, or the retry policy gives up."""
     policy = run.step.retry_policy
@@ -52,7 +65,7 @@ async def retried(ctx: Context, attempts: Attempts, run: StepRun, env: dict[str,
     retries = 0
     while True:
         run.attempts += 1
-        result = await attempts.run(run, env)
+        result = await _in_a_slot(ctx, attempts, run, env)
         if result.timed_out or result.exit.code == 0 or result.failed_early:
             return result
         if policy is None or retries >= limit:

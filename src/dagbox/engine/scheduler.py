@@ -313,12 +313,7 @@ class Scheduler:
         return envs.ancestor_outputs(run) if self.has_outputs else {}
 
     async def _attempts(self, run: StepRun, env: dict[str, str]) -> None:
-        slots = self.ctx.options.slots
-        if slots is None or run.step.kind == "call":  # a call holds none while its children run
-            self._conclude(run, await repeated(self.ctx, self.attempts, run, env))
-            return
-        async with slots:  # the steps of a whole tree of runs share one budget
-            self._conclude(run, await repeated(self.ctx, self.attempts, run, env))
+        self._conclude(run, await repeated(self.ctx, self.attempts, run, env))
 
     def _conclude(self, run: StepRun, result: Attempt) -> None:
         step, exit_ = run.step, result.exit
@@ -339,6 +334,9 @@ class Scheduler:
                 )
             )
         )
+        for document in (result.output_object, result.outputs_object):
+            if document is not None:
+                self.ctx.secrets.learn(envs.secret_keys(document))
         if code != 0 and not (allowed and rule.mark_success):
             run.continued = allowed
             run.outputs.update(result.published(step, run.name))  # output: still set, as Dagu
@@ -350,9 +348,6 @@ class Scheduler:
             self._finish(run, "failed", exit_code=code, error=problem)
             return
         run.outputs.update(result.published(step, run.name))
-        for document in (result.output_object, result.outputs_object):
-            if document is not None:
-                self.ctx.secrets.learn(envs.secret_keys(document))
         self._finish(run, "succeeded", exit_code=code, error=error)
 
     def _finish(

@@ -37,6 +37,7 @@ def load(
     text: bytes | str | None = None,
     *,
     _loading: tuple[Path, ...] = (),
+    _loaded: dict[Path, Loaded] | None = None,
 ) -> Loaded:
     """Load and validate the DAG file at ``path`` (or ``text``, reported as ``path``),
     and the sub-DAGs it calls: the file's other documents, and files beside it."""
@@ -69,11 +70,14 @@ def load(
         def report(step: Step, message: str) -> None:
             owner[id(step)].at(step).error(message, "call")
 
+        cache = {} if _loaded is None else _loaded  # a file two calls reach is read once
+
         def load_sibling(
             file: Path, loading: tuple[Path, ...]
         ) -> tuple[Dag, dict[str, tuple[Dag, Path]]]:
-            loaded = load(file, _loading=loading)
-            return loaded.dag, loaded.dags
+            if file not in cache:
+                cache[file] = load(file, _loading=loading, _loaded=cache)
+            return cache[file].dag, cache[file].dags
 
         dags = calls.collect(dag, path, local, report, located, load_sibling, _loading)
     for document in documents:

@@ -84,6 +84,7 @@ def legacy_run(
     written = raw.get("steps") if isinstance(raw, dict) else None
     if not isinstance(written, list) or len(written) != len(dag.steps):
         return  # the mapping form of steps: not Dagu 1.x's
+    old = _looks_1x(raw, written)
     for step, text in zip(dag.steps, written, strict=True):
         run = step.run
         if (
@@ -96,13 +97,33 @@ def legacy_run(
         ):
             continue
         name = run.strip()
-        if name in local or sibling(path, name) is not None:
+        if name not in local and sibling(path, name) is None:
+            continue
+        if old or step.params is not None or step.parallel is not None:
             step.call, step.run = name, None
             sinks.get(id(step), sink).warn(
                 f"run: {name} calls the sub-DAG {name}, as Dagu 1.x did (Dagu 2.x would run "
                 f"it as a command): write action: dag.run with with: {{dag: {name}}}",
                 "run",
             )
+        else:  # a 2.x file: a command, as it says; but maybe it meant the DAG
+            sinks.get(id(step), sink).warn(
+                f"run: {name} names the sub-DAG {name}, which Dagu 1.x called; Dagu 2.x and "
+                f"dagbox run the command {name}: to call the DAG, write action: dag.run "
+                f"with with: {{dag: {name}}}",
+                "run",
+            )
+
+
+_CAMEL = re.compile(r"^[a-z]+[A-Z]")
+
+
+def _looks_1x(raw: dict[str, Any], steps: list[Any]) -> bool:
+    """A file written for Dagu 1.x: camelCase keys, or ``command:`` steps (1.x's spelling
+    of a command, when ``run:`` was a sub-DAG)."""
+    mappings = [raw, *(s for s in steps if isinstance(s, dict))]
+    camel = any(isinstance(k, str) and _CAMEL.match(k) for m in mappings for k in m)
+    return camel or any(isinstance(s, dict) and "command" in s for s in steps)
 
 
 def check_names(
@@ -134,7 +155,7 @@ def collect(
 
     def add(name: str, entry: tuple[Dag, Path], step: Step) -> None:
         held = found.get(name)
-        if held is not None and held[0] is not entry[0]:
+        if held is not None and held[1] != entry[1]:  # one file reached twice is one DAG
             report(step, f'two different DAGs are called "{name}" ({held[1]}, {entry[1]})')
         found.setdefault(name, entry)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from dagbox.layout import artifact_path_problem
-from dagbox.params import ParamsTextError, parse_params_text
+from dagbox.params import PARAM_NAME, ParamsTextError, parse_params_text
 from dagbox.spec.issues import Sink
 
 #: Returned by a normaliser when the value is unusable (the problem is already reported).
@@ -719,7 +719,6 @@ CONTINUE_ON = Form(
 )
 
 
-PARAM_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|[0-9]+)$")
 _RICH_PARAM_KEYS = {
     "name",
     "default",

@@ -130,6 +130,12 @@ class Checker:
                 at.error(f'action cannot be used together with "{key}"', key, at_key=True)
             if step.action in builtins.ACTIONS:
                 builtins.check(step.action, step.with_, at)
+                if step.container is not None:
+                    at.error(
+                        f"{step.action} runs in dagbox itself: a container does not apply",
+                        "container",
+                        at_key=True,
+                    )
             elif step.action != HARNESS_ACTION:
                 at.error(builtins.unsupported(step.action), "action")
             else:

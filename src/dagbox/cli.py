@@ -344,7 +344,9 @@ def _child_sinks(output: OutputMode, log_format: LogFormat) -> Callable[[str], l
     from dagbox.terminal import Terminal
 
     def sinks(label: str) -> list[Sink]:
-        made: list[Sink] = [Terminal(output, label=f"{label}/", summary=False)]
+        made: list[Sink] = []
+        if output is not OutputMode.quiet:  # quiet shows the root's summary alone
+            made.append(Terminal(output, label=f"{label}/", summary=False))
         if log_format is LogFormat.json:
             made.append(JsonLog(sys.stderr))
         return made

@@ -163,7 +163,7 @@ def parse_param_overrides(
     is not a param (an unterminated quote, a name such as ``weird key``) is a
     ParamsTextError, never silently dropped.
     """
-    from dagbox.params import PARAM_NAME, ParamsTextError, parse_params_text
+    from dagbox.params import PARAM_NAME, ParamsTextError, numbered, parse_params_text
 
     items: list[tuple[str | None, str]] = []
     for file in files or []:
@@ -172,18 +172,12 @@ def parse_param_overrides(
     for pair in [*pairs, *trailing]:
         key, sep, text = pair.partition("=")
         items.append((key, text) if sep else (None, pair))
-    out: dict[str, str] = {}
-    position = 0
-    for name, value in items:
-        if name is None:
-            position += 1
-            name = str(position)
-        elif not PARAM_NAME.match(name):
+    for name, _ in items:
+        if name is not None and not PARAM_NAME.match(name):
             raise ParamsTextError(
                 f"invalid param name {name!r}: use letters, digits and _, starting with a letter"
             )
-        out[name] = value
-    return out
+    return numbered(items)
 
 
 def _params_file(file: Path) -> list[tuple[str | None, str]]:

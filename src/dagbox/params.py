@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from dagbox.regex import RegexError, compile_pattern
@@ -29,6 +29,18 @@ _PARAM_TOKEN = re.compile(r"""(?:([^\s=]+)=)?("(?:\\"|[^"])*"|`[^`]*`|[^"\s]+)""
 
 #: A param's name: a word, or a position (``1``, ``2``, ...).
 PARAM_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|[0-9]+)$")
+
+
+def numbered(pairs: Iterable[tuple[str | None, str]]) -> dict[str, str]:
+    """Params by name, a positional one named by its place ("1", "2", ...)."""
+    out: dict[str, str] = {}
+    position = 0
+    for name, value in pairs:
+        if name is None:
+            position += 1
+            name = str(position)
+        out[name] = value
+    return out
 
 
 class ParamsTextError(ValueError):

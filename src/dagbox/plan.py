@@ -14,6 +14,7 @@ exist then. This module imports nothing from spec/: the engine reads only this.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import deque
 from pathlib import Path
@@ -279,6 +280,14 @@ class Plan(msgspec.Struct, frozen=True, omit_defaults=True):
         return any(step.runtime != "host" for step in self.every_step) or any(
             plan.uses_containers() for plan in self.dags.values()
         )
+
+
+def item_text(item: Any) -> str:
+    """How ``${ITEM}`` reads an item of a fan-out: text as it is, anything else (an
+    object, a number read from JSON) as compact JSON with sorted keys, as Dagu."""
+    if isinstance(item, str):
+        return item
+    return json.dumps(item, sort_keys=True, separators=(",", ":"))
 
 
 def host_path(text: str, base: Path) -> Path:

@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -121,11 +121,10 @@ async def execute(request: RunRequest) -> RunResult:
         host = HostRuntime(Path(scratch))
         runtimes = Runtimes(host, containers)
         if plan.dags:  # its sub-DAG calls run children beside it, all in one budget
-            child_runner = ChildRunner(request, host, engine, journals, lost)
-            child_runner.host_env = options.host_env
-            options.secrets = child_runner.secrets = Secrets()
-            child_runner.slots = options.slots = anyio.CapacityLimiter(options.max_active or 1)
-            options.children, options.dags = child_runner, plan.dags
+            options.secrets = Secrets()
+            options.slots = anyio.CapacityLimiter(options.max_active or 1)
+            options.dags = plan.dags
+            options.children = ChildRunner(request, host, engine, journals, lost, options)
         claim(layout)  # once the run can start: a run that cannot records nothing
         scheduler = Scheduler(plan, runtimes, emit, options)
         schedulers.append(scheduler)
@@ -160,12 +159,12 @@ class ChildRunner:
         engine: ContainerEngine | None,
         journals: JournalWriter,
         lost: LostWrites,
+        root: RunOptions,
     ) -> None:
         self.request, self.host, self.engine = request, host, engine
         self.journals, self.lost = journals, lost
-        self.slots: anyio.CapacityLimiter | None = None
-        self.host_env: Mapping[str, str] = os.environ
-        self.secrets: Secrets | None = None  # the root run's: one set for the whole tree
+        # What the whole tree shares: the root run's.
+        self.host_env, self.secrets, self.slots = root.host_env, root.secrets, root.slots
 
     async def run(self, plan: Plan, run_id: str, label: str, parent: Parent) -> RunResult:
         layout = RunLayout(parent.record / "children" / run_id, "") if parent.record else None

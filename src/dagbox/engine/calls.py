@@ -21,8 +21,8 @@ import msgspec
 from dagbox.engine.context import Context, Parent
 from dagbox.engine.output import OutputRouter
 from dagbox.engine.state import RunResult, StepRun
-from dagbox.params import PARAM_NAME, ParamsTextError, parse_params_text
-from dagbox.plan import MAX_ITEMS, Call, Plan, host_path
+from dagbox.params import PARAM_NAME, ParamsTextError, numbered, parse_params_text
+from dagbox.plan import MAX_ITEMS, Call, Plan, host_path, item_text
 from dagbox.runtimes import Exit
 from dagbox.values import Scope, ValueProblem
 
@@ -144,8 +144,7 @@ def _items(items: tuple[str | dict[str, str], ...] | str, scope: Scope) -> list[
     out = []
     for item in items:
         if isinstance(item, dict):
-            fields = {k: scope.value(v) for k, v in item.items()}
-            out.append(json.dumps(fields, sort_keys=True, separators=(",", ":")))
+            out.append(item_text({k: scope.value(v) for k, v in item.items()}))
         else:
             out.append(scope.value(item))
     return out
@@ -164,9 +163,9 @@ def split_items(text: str) -> list[str]:
         except ValueError:
             value = None
         if isinstance(value, list):
-            return [_item_text(v) for v in value]
+            return [item_text(v) for v in value]
         if isinstance(value, dict):
-            return [_item_text(value)]
+            return [item_text(value)]
     if "\n" in text:
         return [line.strip() for line in text.splitlines() if line.strip()]
     counts = {sep: text.count(sep) for sep in ("\t", "|", ";", ",")}
@@ -174,12 +173,6 @@ def split_items(text: str) -> list[str]:
     if counts[best]:
         return [part.strip() for part in text.split(best) if part.strip()]
     return text.split()
-
-
-def _item_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _params(call: Call, scope: Scope, item: str | None = None) -> dict[str, str]:
@@ -196,20 +189,13 @@ def _params(call: Call, scope: Scope, item: str | None = None) -> dict[str, str]
     elif item is None:
         return {}
     elif isinstance(fields := _object(item), dict):
-        pairs = [(str(k), _item_text(v)) for k, v in sorted(fields.items())]
+        pairs = [(str(k), item_text(v)) for k, v in sorted(fields.items())]
     else:
         try:
             pairs = list(parse_params_text(item))
         except ParamsTextError:
             pairs = [(None, item)]
-    out: dict[str, str] = {}
-    position = 0
-    for name, value in pairs:
-        if name is None:
-            position += 1
-            name = str(position)
-        out[name] = value
-    return out
+    return numbered(pairs)
 
 
 def _text_params(text: str, scope: Scope) -> list[tuple[str | None, str]]:
@@ -222,7 +208,7 @@ def _text_params(text: str, scope: Scope) -> list[tuple[str | None, str]]:
         if name is None and value != raw and not any(c in raw for c in " \t\"'"):
             fields = _object(value)  # ${ITEM} that holds an object: its fields, by name
             if isinstance(fields, dict):
-                pairs.extend((str(k), _item_text(v)) for k, v in sorted(fields.items()))
+                pairs.extend((str(k), item_text(v)) for k, v in sorted(fields.items()))
             else:
                 pairs.extend(parse_params_text(value))
         else:

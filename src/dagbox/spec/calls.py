@@ -9,14 +9,15 @@ both are located errors at ``validate``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from dagbox.plan import item_text
 from dagbox.spec.issues import DagError, LocatedIssue, Sink
 from dagbox.spec.model import Dag, Step
+from dagbox.spec.traps import camel_case
 from dagbox.values import Scope
 
 _WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -62,12 +63,7 @@ def names(step: Step) -> list[str] | None:
         return None
     out = []
     for item in items:
-        text = (
-            json.dumps(item, sort_keys=True, separators=(",", ":"))
-            if isinstance(item, dict)
-            else item
-        )
-        resolved = Scope({}, {"ITEM": text}).value(name)
+        resolved = Scope({}, {"ITEM": item_text(item)}).value(name)
         if "$" in resolved:
             return None
         out.append(resolved)
@@ -115,15 +111,10 @@ def legacy_run(
             )
 
 
-_CAMEL = re.compile(r"^[a-z]+[A-Z]")
-
-
 def _looks_1x(raw: dict[str, Any], steps: list[Any]) -> bool:
     """A file written for Dagu 1.x: camelCase keys, or ``command:`` steps (1.x's spelling
     of a command, when ``run:`` was a sub-DAG)."""
-    mappings = [raw, *(s for s in steps if isinstance(s, dict))]
-    camel = any(isinstance(k, str) and _CAMEL.match(k) for m in mappings for k in m)
-    return camel or any(isinstance(s, dict) and "command" in s for s in steps)
+    return camel_case(raw, steps) or any(isinstance(s, dict) and "command" in s for s in steps)
 
 
 def check_names(

@@ -15,7 +15,6 @@ from dagbox.spec.issues import Sink
 from dagbox.spec.model import Dag
 
 _CAMEL = re.compile(r"^[a-z]+[A-Z]")
-_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def warn(dag: Dag, raw: Any, path: Path, sink: Sink) -> None:
@@ -24,7 +23,7 @@ def warn(dag: Dag, raw: Any, path: Path, sink: Sink) -> None:
     steps = raw.get("steps")
     listed = steps if isinstance(steps, list) else []
     if (
-        _camel_case(raw, listed)
+        camel_case(raw, listed)
         and "type" not in raw
         and len(dag.steps) > 1
         and all(step.depends is None for step in dag.steps)
@@ -38,6 +37,6 @@ def warn(dag: Dag, raw: Any, path: Path, sink: Sink) -> None:
         )
 
 
-def _camel_case(raw: dict[str, Any], steps: list[Any]) -> bool:
+def camel_case(raw: dict[str, Any], steps: list[Any]) -> bool:
     mappings = [raw, *(s for s in steps if isinstance(s, dict))]
     return any(isinstance(k, str) and _CAMEL.match(k) for m in mappings for k in m)

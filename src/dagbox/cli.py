@@ -591,6 +591,14 @@ def bench(
         OutputMode,
         typer.Option("--output", "-o", help="Which run output to show.", case_sensitive=False),
     ] = OutputMode.failures,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Run on a Ray cluster: HOST:6379, ray://HOST:10001, or auto ($RAY_ADDRESS). "
+            "Needs dagbox[ray]; see docs/cluster.md.",
+        ),
+    ] = None,
 ) -> None:
     """Run a DAG many times over a matrix of params, and summarise the outcomes.
 
@@ -603,6 +611,7 @@ def bench(
 
     from dagbox.bench.jobs import BenchInputError, jobs, load_tasks, parse_matrix
     from dagbox.bench.run import BenchOptions, run_bench
+    from dagbox.cluster.driver import ClusterUnavailable
     from dagbox.runtimes.container_engine import ContainerEngineUnavailable
 
     _check_settings()
@@ -622,15 +631,17 @@ def bench(
         resume=resume,
         output=output,
     )
+    if cluster is not None:
+        options.cluster = _join_cluster(cluster, loaded, options, axes, task_list)
     try:
-        with _adopting():
+        with _adopting(), _leaving(options.cluster):
             report = anyio.run(
                 run_bench,
                 loaded,
                 lambda ids: jobs(loaded.dag, axes, task_list, repeat, ids),
                 options,
             )
-    except ContainerEngineUnavailable as exc:
+    except (ContainerEngineUnavailable, ClusterUnavailable) as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
     except BenchInputError as exc:
@@ -656,6 +667,69 @@ def bench(
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.error is not None:
         raise typer.Exit(1)
+
+
+def _join_cluster(
+    address: str,
+    loaded: Loaded,
+    options: Any,
+    axes: list[tuple[str, list[str]]],
+    tasks: list[tuple[str, dict[str, str]]] | None,
+) -> Any:
+    """Join the Ray cluster for ``dagbox bench --cluster`` (exit 3 in one line when it
+    cannot be had), with the DAG's folder as every node's working dir."""
+    from dagbox.bench.jobs import image_references
+    from dagbox.cluster.driver import Cluster, ClusterUnavailable, address_of, connect
+    from dagbox.secrets import is_secret_name
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        _err("dagbox: --cluster needs Ray: pip install 'dagbox[ray]'")
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
+    values: dict[str, set[str]] = {}
+    for name, choices in axes:
+        values.setdefault(name, set()).update(choices)
+    for _, task in tasks or []:
+        for name, value in task.items():
+            values.setdefault(name, set()).add(value)
+    for name, seen in values.items():
+        if is_secret_name(name) and len(seen) > 1:
+            _err(
+                f"dagbox: {name} takes {len(seen)} values, and secret values never go to a "
+                'cluster\'s nodes: each node gives its own (docs/cluster.md, "Credentials")'
+            )
+            raise typer.Exit(EXIT_USAGE)
+    folder = loaded.path.parent
+    excludes = [".git"]
+    for inside in (options.out, _home()):
+        with contextlib.suppress(ValueError):
+            excludes.append("/" + str(inside.resolve().relative_to(folder.resolve())))
+    try:
+        connect(address_of(address), folder, excludes)
+    except ClusterUnavailable as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
+    references = {r for r in image_references(loaded.dag) if "${" not in r}
+    return Cluster(options.concurrency, options.max_containers, references)
+
+
+@contextlib.contextmanager
+def _leaving(cluster: Any) -> Iterator[None]:
+    """Leave the cluster when the bench ends: Ray stops the bench's agents."""
+    try:
+        yield
+    finally:
+        if cluster is not None:
+            from dagbox.cluster.driver import disconnect
+
+            disconnect()
+
+
+def _home() -> Path:
+    from dagbox.layout import home
+
+    return home()
 
 
 def _check_bench_params(

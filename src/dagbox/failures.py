@@ -19,4 +19,5 @@ FailureClass = Literal[
     "oom",
     "infra_image",
     "infra_engine",
+    "infra_node",
 ]

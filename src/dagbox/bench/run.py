@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import signal
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -26,10 +27,12 @@ import dagbox
 from dagbox.bench.jobs import BenchInputError, Job, image_references
 from dagbox.bench.progress import AboveProgress, Progress
 from dagbox.bench.results import ResultsFile, StepTimings, read_results
-from dagbox.bench.stats import INFRA, summarize
+from dagbox.bench.stats import INFRA, INFRA_NODE, summarize
+from dagbox.cluster.wire import Order, digest
 from dagbox.compiler import compile
 from dagbox.engine.scheduler import Scheduler
 from dagbox.engine.state import RunResult
+from dagbox.layout import RunLayout
 from dagbox.modes import OutputMode
 from dagbox.records import write_whole
 from dagbox.runner import (
@@ -45,6 +48,9 @@ from dagbox.secrets import MASK, is_secret_name
 from dagbox.spec import Loaded
 from dagbox.terminal import Terminal
 
+if TYPE_CHECKING:
+    from dagbox.cluster.driver import Cluster
+
 
 @dataclass
 class BenchOptions:
@@ -55,6 +61,8 @@ class BenchOptions:
     resume: bool = False
     output: OutputMode = OutputMode.failures
     home: Path | None = None
+    #: The Ray cluster the runs go to (``--cluster``), joined already; None: this machine.
+    cluster: Cluster | None = None
 
 
 @dataclass
@@ -96,21 +104,31 @@ async def run_bench(
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(results.close)
         shared = None
-        if compile(
-            loaded.dag, {}, loaded.path, loaded.dags
-        ).uses_containers():  # whatever the params
-            shared = await connect_container_engine(
-                stack, lambda message: None, options.max_containers
-            )
-        for message in await stop_orphans_within():
-            warn(message)
-        jobs: list[Job] = make_jobs(await image_ids(shared, image_references(loaded.dag)))
+        cluster = options.cluster
+        if cluster is not None:
+            await cluster.start()  # or ClusterUnavailable: no node can serve
+            for message in cluster.warnings:
+                warn(message)
+            ids = cluster.image_ids()
+        else:
+            if compile(
+                loaded.dag, {}, loaded.path, loaded.dags
+            ).uses_containers():  # whatever the params
+                shared = await connect_container_engine(
+                    stack, lambda message: None, options.max_containers
+                )
+            for message in await stop_orphans_within():
+                warn(message)
+            ids = await image_ids(shared, image_references(loaded.dag))
+        jobs: list[Job] = make_jobs(ids)
         todo = [job for job in jobs if job.key not in done]
         progress = Progress(len(todo))
         bench = _Bench(loaded, options, shared, results, progress)
         async with anyio.create_task_group() as tg:
             await tg.start(bench.watch_signals)  # in place before the first run starts
             tg.start_soon(bench.tick)
+            if cluster is not None:
+                tg.start_soon(cluster.watch, bench.say)
             await bench.admit(todo)
             tg.cancel_scope.cancel()
         progress.finish()
@@ -148,6 +166,8 @@ class _Bench:
         self.signalled = False
         self.finished = 0
         self.error: str | None = None
+        #: Keys the digests of secret params that a cluster's nodes check theirs against.
+        self.salt = secrets.token_hex(16)
 
     async def admit(self, todo: Sequence[Job]) -> None:
         async with anyio.create_task_group() as runs:
@@ -159,38 +179,40 @@ class _Bench:
                     break
                 runs.start_soon(self.run_one, job, queued)
 
-    async def run_one(self, job: Job, queued: float) -> None:
-        began = time.monotonic()
-        timings = StepTimings()
-        label = f"[{job.cell.label}#{job.repeat}] "
-        sinks: list[Sink] = [timings]
+    def _sinks(self, job: Job, node: str | None) -> list[Sink]:
+        """A run's sinks: its timings for the result line, and its lines on the terminal."""
+        sinks: list[Sink] = [StepTimings()]
         if self.options.output is not OutputMode.quiet:
+            where = f" @{node}" if node else ""
+            label = f"[{job.cell.label}#{job.repeat}{where}] "
             out = AboveProgress(self.progress)
             sinks.append(Terminal(self.options.output, out, label=label, summary=False))  # type: ignore[arg-type]
+        return sinks
+
+    async def run_one(self, job: Job, queued: float) -> None:
+        began = time.monotonic()
         run_id = f"bench-{job.key[:12]}-{uuid.uuid4().hex[:6]}"
         self.progress.running += 1
+        node: str | None = None
         try:
-            result = await execute(
-                RunRequest(
-                    plan=compile(self.loaded.dag, job.params, self.loaded.path, self.loaded.dags),
-                    run_id=run_id,
-                    home=self.options.home,
-                    sinks=sinks,
-                    container_engine=self.shared,
-                    watch_signals=False,
-                    on_scheduler=self._track,
-                    warn=lambda _: None,  # told once for the bench, from record_error
-                    stop_orphans=False,  # once for the bench, not once per run
-                    runs_at_once=self.options.concurrency,
-                )
-            )
+            if self.options.cluster is not None:
+                result, node, sinks = await self._on_cluster(self.options.cluster, job, run_id)
+            else:
+                sinks = self._sinks(job, None)
+                result = await self._here(job, run_id, sinks)
         finally:
             self.progress.running -= 1
             self.slots.release()
             self.schedulers.pop(run_id, None)
         if result.interrupted:
             return  # never half-counted: --resume runs it again
+        timings = sinks[0]
+        assert isinstance(timings, StepTimings)
         line = _result_line(job, result, run_id, timings, (queued, began, time.monotonic()))
+        if node is not None:
+            line["node"] = node
+            if result.error is not None and not timings.steps:  # the node could not run it
+                line.update(failure_class=INFRA_NODE, infra=True, error=result.error)
         if result.record_error is not None:
             line["record_error"] = result.record_error
             # The same disk will fail the next runs too: stop admitting (the line is kept).
@@ -205,6 +227,63 @@ class _Bench:
         self.finished += 1
         self.progress.done += 1
         self.progress.failed += result.status != "succeeded"
+        self.progress.draw()
+
+    async def _here(self, job: Job, run_id: str, sinks: list[Sink]) -> RunResult:
+        return await execute(
+            RunRequest(
+                plan=compile(self.loaded.dag, job.params, self.loaded.path, self.loaded.dags),
+                run_id=run_id,
+                home=self.options.home,
+                sinks=sinks,
+                container_engine=self.shared,
+                watch_signals=False,
+                on_scheduler=self._track,
+                warn=lambda _: None,  # told once for the bench, from record_error
+                stop_orphans=False,  # once for the bench, not once per run
+                runs_at_once=self.options.concurrency,
+            )
+        )
+
+    async def _on_cluster(
+        self, cluster: Cluster, job: Job, run_id: str
+    ) -> tuple[RunResult, str, list[Sink]]:
+        """The run on some node; its record is brought here, as a local run's would be."""
+        secret = {k: v for k, v in job.params.items() if is_secret_name(k)}
+        order = Order(
+            run_id=run_id,
+            dag=self.loaded.path.name,
+            params={k: v for k, v in job.params.items() if k not in secret},
+            secret_params={k: digest(self.salt, v) for k, v in secret.items()},
+            salt=self.salt,
+            live_output=self.options.output is not OutputMode.quiet,
+        )
+        from dagbox.cluster.driver import unpack
+
+        outcome, node, sinks = await cluster.run(order, lambda label: self._sinks(job, label))
+        record_error = outcome.record_error
+        if outcome.record:
+            dag_folder = Path(outcome.record_dir).parent.name
+            target = RunLayout.for_run(dag_folder, run_id, self.options.home).dir
+            try:
+                await anyio.to_thread.run_sync(unpack, outcome, target)
+            except OSError as exc:
+                record_error = record_error or f"cannot write {target}: {exc.strerror or exc}"
+        result = RunResult(
+            run_id=run_id,
+            status=outcome.status,  # type: ignore[arg-type]
+            steps=[],
+            handlers={},
+            error=outcome.error,
+            interrupted=outcome.interrupted,
+            record_error=record_error,
+        )
+        return result, node.label, sinks
+
+    def say(self, message: str) -> None:
+        """A line from the bench itself, above the progress line."""
+        self.progress.clear()
+        warn(message)
         self.progress.draw()
 
     def _stop_for(self, error: str) -> None:
@@ -231,6 +310,8 @@ class _Bench:
 
     def _stop_all(self) -> None:
         self.stopping = self.signalled = True
+        if self.options.cluster is not None:
+            self.options.cluster.interrupt()
         for scheduler in list(self.schedulers.values()):
             scheduler.interrupt.request()
 

@@ -7,8 +7,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+#: A run a cluster node could not run at all (a credential it lacks, a DAG it cannot load).
+INFRA_NODE = "infra_node"
 #: Failure classes that are the environment's fault, not the agent's.
-INFRA = frozenset({"infra_image", "infra_engine", "binary_missing", "refused", "auth"})
+INFRA = frozenset({"infra_image", "infra_engine", "binary_missing", "refused", "auth", INFRA_NODE})
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

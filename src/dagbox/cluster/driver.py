@@ -1,0 +1,353 @@
+"""The driver's side of a cluster bench: connect, place runs on nodes, bring back what they say.
+
+:func:`connect` joins the Ray cluster and ships the bench's folder to it (Ray's
+``working_dir``), so that relative paths in the DAG mean the same folder on every
+node. :class:`Cluster` starts an agent on each node offering ``dagbox_slots``, gives
+each run to the node with the most free slots, forwards the run's events to the
+bench's sinks as the agent hands them over, and, when a node is lost, runs the runs it
+had again elsewhere: a run lost with its node never counts against the agent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import socket
+import tarfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+
+import dagbox
+from dagbox.cluster import wire
+from dagbox.engine.events import AnyEvent, Notice
+
+#: The Ray custom resource a node offers dagbox: how many runs it takes at once.
+SLOTS = "dagbox_slots"
+#: How long a new node's agent may take to start and answer (a Ray worker's start-up).
+HELLO_SECONDS = 30.0
+#: How long a bench waits for a node when it has none left (a node restarting, an
+#: autoscaler adding one) before it stops.
+NO_NODE_SECONDS = 60.0
+DRAIN_SECONDS = 0.1
+REFRESH_SECONDS = 2.0
+
+Sink = Callable[[AnyEvent], None]
+
+
+class ClusterUnavailable(Exception):
+    """The cluster cannot take the bench: unreachable, no node offering slots, all refused."""
+
+
+class NodeLost(Exception):
+    """The node running a run died or became unreachable: the run goes to another node."""
+
+
+def address_of(value: str) -> str:
+    """``--cluster`` as ``ray.init`` takes it; ``auto`` is ``$RAY_ADDRESS``."""
+    if value != "auto":
+        return value
+    address = os.environ.get("RAY_ADDRESS", "")
+    if not address:
+        raise ClusterUnavailable("--cluster auto reads RAY_ADDRESS, which is not set")
+    return address
+
+
+def _check_reachable(address: str, bound: float = 10.0) -> None:
+    """Fail in seconds, with one line, where Ray would retry for minutes."""
+    target = urlsplit(address if "://" in address else f"gcs://{address}")
+    default_port = 10001 if target.scheme == "ray" else 6379
+    host, port = target.hostname, target.port or default_port
+    if not host:
+        raise ClusterUnavailable(f"--cluster {address!r}: give HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=bound).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ClusterUnavailable(
+            f"cannot reach the Ray cluster at {host}:{port}: {reason}"
+        ) from None
+
+
+def connect(address: str, folder: Path, excludes: Sequence[str]) -> None:
+    """Join the cluster at ``address`` with ``folder`` as every node's working dir."""
+    _check_reachable(address)
+    import ray
+
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    try:
+        ray.init(
+            address=address,
+            runtime_env={"working_dir": str(folder), "excludes": list(excludes)},
+            namespace="dagbox",
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+    except Exception as exc:  # Ray's own words, on one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClusterUnavailable(f"cannot join the Ray cluster at {address}: {first}") from None
+
+
+def disconnect() -> None:
+    import ray
+
+    with contextlib.suppress(Exception):
+        ray.shutdown()
+
+
+@dataclass(eq=False)
+class Node:
+    id: str
+    label: str
+    agent: Any
+    slots: int
+    hello: wire.Hello
+    running: int = 0
+    lost: bool = False
+    draining: anyio.Lock = field(default_factory=anyio.Lock)
+    sinks: dict[str, list[Sink]] = field(default_factory=dict)
+
+
+class Cluster:
+    """The nodes serving one bench, and the runs they have."""
+
+    def __init__(self, concurrency: int, max_containers: int | None, images: Iterable[str]) -> None:
+        self.concurrency = concurrency
+        self.max_containers = max_containers
+        self.images = sorted(images)
+        self.nodes: dict[str, Node] = {}
+        self.ignored: set[str] = set()  # refused or gone: never asked again
+        self.changed = anyio.Event()
+        self.warnings: list[str] = []
+        self.interrupts = 0
+
+    # -- nodes -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Agents on every node offering slots, checked; ClusterUnavailable when none serve."""
+        offered = await self._offering()
+        if not offered:
+            raise ClusterUnavailable(
+                f"no node of the Ray cluster offers {SLOTS} "
+                f"(start workers with: ray start --resources '{{\"{SLOTS}\": 8}}')"
+            )
+        await self._join(offered)
+        if not self.nodes:
+            raise ClusterUnavailable(
+                "no node could serve the bench: " + "; ".join(self.warnings[-3:])
+            )
+
+    async def _offering(self) -> dict[str, tuple[str, int]]:
+        """Alive nodes offering slots that are not serving yet: id -> (address, slots)."""
+        import ray
+
+        nodes = await anyio.to_thread.run_sync(ray.nodes)
+        return {
+            n["NodeID"]: (n.get("NodeManagerAddress", "?"), int(n["Resources"][SLOTS]))
+            for n in nodes
+            if n.get("Alive")
+            and n.get("Resources", {}).get(SLOTS, 0) >= 1
+            and n["NodeID"] not in self.nodes
+            and n["NodeID"] not in self.ignored
+        }
+
+    async def _join(self, offered: dict[str, tuple[str, int]]) -> None:
+        async with anyio.create_task_group() as tg:
+            for node_id, (address, slots) in offered.items():
+                tg.start_soon(self._join_one, node_id, address, slots)
+
+    async def _join_one(self, node_id: str, address: str, slots: int) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from dagbox.cluster.node import NodeAgent
+
+        take = min(slots, self.concurrency)
+        actor: Any = ray.remote(NodeAgent)
+        agent = actor.options(
+            num_cpus=0,
+            resources={SLOTS: take},
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            max_concurrency=1000,
+            max_restarts=0,
+        ).remote()
+        short = f"{address}/{node_id[:8]}"
+        try:
+            with anyio.fail_after(HELLO_SECONDS):
+                data = await agent.hello.remote(take, self.max_containers, self.images)
+            hello = wire.decode_hello(data)
+        except TimeoutError:
+            self._refuse(
+                node_id,
+                agent,
+                f"node {short} did not start dagbox's agent within "
+                f"{HELLO_SECONDS:g}s (are its {SLOTS} held by another bench?)",
+            )
+            return
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            self._refuse(node_id, agent, f"node {short} cannot run dagbox's agent: {first}")
+            return
+        if hello.version != dagbox.__version__ or hello.protocol != wire.PROTOCOL:
+            self._refuse(
+                node_id,
+                agent,
+                f"node {short} runs dagbox {hello.version}, this driver {dagbox.__version__}: "
+                "not used (install the same version on every node)",
+            )
+            return
+        label = f"{hello.host}/{node_id[:8]}"
+        self.warnings.extend(f"node {label}: {notice}" for notice in hello.notices)
+        self.nodes[node_id] = Node(node_id, label, agent, take, hello)
+        self._notify()
+
+    def _refuse(self, node_id: str, agent: Any, message: str) -> None:
+        import ray
+
+        self.ignored.add(node_id)
+        self.warnings.append(message)
+        with contextlib.suppress(Exception):
+            ray.kill(agent, no_restart=True)
+
+    def image_ids(self) -> dict[str, str]:
+        """Per image, the id every serving node has; nodes that built it apart give
+        several, all in the key (docs/cluster.md, "Keys and --resume")."""
+        seen: dict[str, set[str]] = {}
+        for node in self.nodes.values():
+            for reference, image_id in node.hello.images.items():
+                seen.setdefault(reference, set()).add(image_id)
+        return {reference: "|".join(sorted(ids)) for reference, ids in seen.items()}
+
+    def _notify(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    def _lose(self, node: Node) -> None:
+        import ray
+
+        if node.lost:
+            return
+        node.lost = True
+        self.ignored.add(node.id)
+        self.nodes.pop(node.id, None)
+        with contextlib.suppress(Exception):  # unreachable is not surely dead: make it so
+            ray.kill(node.agent, no_restart=True)
+        self._notify()
+
+    async def watch(self, say: Callable[[str], None]) -> None:
+        """Drain every node's events a few times a second; look for new nodes now and then."""
+        refreshed = time.monotonic()
+        while True:
+            nodes = list(self.nodes.values())
+            async with anyio.create_task_group() as tg:
+                for node in nodes:
+                    tg.start_soon(self._drain, node, say)
+            if time.monotonic() - refreshed > REFRESH_SECONDS and not self.interrupts:
+                refreshed = time.monotonic()
+                with contextlib.suppress(Exception):
+                    before = len(self.warnings)
+                    await self._join(await self._offering())
+                    for message in self.warnings[before:]:
+                        say(message)
+            await anyio.sleep(DRAIN_SECONDS)
+
+    async def _drain(self, node: Node, say: Callable[[str], None]) -> None:
+        from ray.exceptions import RayActorError
+
+        if not node.sinks:
+            return
+        async with node.draining:
+            try:
+                data = await node.agent.drain.remote()
+            except RayActorError:
+                if not node.lost:
+                    say(f"node {node.label} is lost; its runs go to other nodes")
+                self._lose(node)
+                return
+            for run_id, events in wire.decode_batch(data):
+                for event in events:
+                    for sink in node.sinks.get(run_id, ()):
+                        sink(event)
+
+    # -- runs ------------------------------------------------------------------------
+
+    async def _place(self) -> Node:
+        """The node with the most free slots, waiting for one to free (or to join)."""
+        waited_since: float | None = None
+        while True:
+            free = [n for n in self.nodes.values() if n.running < n.slots and not n.lost]
+            if free:
+                node = max(free, key=lambda n: n.slots - n.running)
+                node.running += 1
+                return node
+            if not self.nodes:
+                waited_since = waited_since or time.monotonic()
+                if time.monotonic() - waited_since > NO_NODE_SECONDS:
+                    raise ClusterUnavailable(
+                        f"no node offering {SLOTS} is left in the cluster "
+                        f"(waited {NO_NODE_SECONDS:g}s for one)"
+                    )
+            with anyio.move_on_after(REFRESH_SECONDS):
+                await self.changed.wait()
+
+    async def run(
+        self, order: wire.Order, sinks_for: Callable[[str], list[Sink]]
+    ) -> tuple[wire.Outcome, Node, list[Sink]]:
+        """Run ``order`` on some node, again on another when its node is lost."""
+        from ray.exceptions import RayActorError
+
+        while True:
+            node = await self._place()
+            sinks = sinks_for(node.label)
+            node.sinks[order.run_id] = sinks
+            try:
+                data = await node.agent.run.remote(wire.encode(order))
+            except RayActorError:
+                node.sinks.pop(order.run_id, None)
+                lost = f"node {node.label} was lost while this run ran there; it runs again"
+                for sink in sinks:
+                    sink(Notice(run_id=order.run_id, message=lost))
+                self._lose(node)
+                continue
+            finally:
+                node.running -= 1
+                self._notify()
+            async with node.draining:  # a drain already under way is handed over first
+                node.sinks.pop(order.run_id, None)
+            outcome = wire.decode_outcome(data)
+            for event in wire.decode_events(outcome.events):
+                for sink in sinks:
+                    sink(event)
+            return outcome, node, sinks
+
+    def interrupt(self) -> None:
+        """Ctrl-C: every node stops its runs (the first time gracefully, then at once)."""
+        self.interrupts += 1
+        for node in list(self.nodes.values()):
+            with contextlib.suppress(Exception):
+                node.agent.interrupt.remote()
+
+
+def unpack(outcome: wire.Outcome, target: Path) -> None:
+    """Write a run's record where a local bench would have, its paths made local."""
+    if not outcome.record:
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(outcome.record), mode="r") as tar:
+        tar.extractall(target, filter="data")
+    if not outcome.record_dir or outcome.record_dir == str(target):
+        return
+    import json
+
+    old, new = json.dumps(outcome.record_dir)[1:-1], json.dumps(str(target))[1:-1]
+    for path in [*target.rglob("*.json"), *target.rglob("*.jsonl")]:
+        text = path.read_text(errors="surrogateescape")
+        if old in text:
+            path.write_text(text.replace(old, new), errors="surrogateescape")

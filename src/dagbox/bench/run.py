@@ -196,7 +196,13 @@ class _Bench:
         node: str | None = None
         try:
             if self.options.cluster is not None:
-                result, node, sinks = await self._on_cluster(self.options.cluster, job, run_id)
+                from dagbox.cluster.driver import ClusterUnavailable
+
+                try:
+                    result, node, sinks = await self._on_cluster(self.options.cluster, job, run_id)
+                except ClusterUnavailable as exc:  # no node left: no line, --resume runs it
+                    self._stop_for(str(exc))
+                    return
             else:
                 sinks = self._sinks(job, None)
                 result = await self._here(job, run_id, sinks)
@@ -208,7 +214,7 @@ class _Bench:
             return  # never half-counted: --resume runs it again
         timings = sinks[0]
         assert isinstance(timings, StepTimings)
-        line = _result_line(job, result, run_id, timings, (queued, began, time.monotonic()))
+        line = _result_line(job, result, result.run_id, timings, (queued, began, time.monotonic()))
         if node is not None:
             line["node"] = node
             if result.error is not None and not timings.steps:  # the node could not run it
@@ -264,13 +270,13 @@ class _Bench:
         record_error = outcome.record_error
         if outcome.record:
             dag_folder = Path(outcome.record_dir).parent.name
-            target = RunLayout.for_run(dag_folder, run_id, self.options.home).dir
+            target = RunLayout.for_run(dag_folder, outcome.run_id, self.options.home).dir
             try:
                 await anyio.to_thread.run_sync(unpack, outcome, target)
             except OSError as exc:
                 record_error = record_error or f"cannot write {target}: {exc.strerror or exc}"
         result = RunResult(
-            run_id=run_id,
+            run_id=outcome.run_id,  # bench-...-abc123.2 when a lost node made it run again
             status=outcome.status,  # type: ignore[arg-type]
             steps=[],
             handlers={},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import msgspec
 
 import dagbox
 from dagbox.cluster import wire
@@ -303,7 +305,9 @@ class Cluster:
         """Run ``order`` on some node, again on another when its node is lost."""
         from ray.exceptions import RayActorError
 
-        while True:
+        for placed in itertools.count(1):
+            if placed > 1:  # a run of its own: the lost one may have left a record there
+                order = msgspec.structs.replace(order, run_id=f"{order.run_id}.{placed}")
             node = await self._place()
             sinks = sinks_for(node.label)
             node.sinks[order.run_id] = sinks
@@ -326,6 +330,7 @@ class Cluster:
                 for sink in sinks:
                     sink(event)
             return outcome, node, sinks
+        raise AssertionError("unreachable")
 
     def interrupt(self) -> None:
         """Ctrl-C: every node stops its runs (the first time gracefully, then at once)."""

@@ -88,6 +88,8 @@ class NodeAgent:
         self.pending[order.run_id] = []
         try:
             return await self._run(order)
+        except Exception as exc:  # a bug, or this node's trouble (a run id taken here)
+            return self._refused(order, f"dagbox failed here: {type(exc).__name__}: {exc}")
         finally:
             self.pending.pop(order.run_id, None)
             self.left_out.pop(order.run_id, None)

@@ -39,13 +39,26 @@ def script(*args: str) -> None:
     subprocess.run([str(SCRIPT), *args], check=True, stdout=subprocess.DEVNULL)
 
 
-def bench(work: Path, name: str, dag: Path, args: list[str], cluster: bool) -> tuple[float, float, list[dict]]:
+def bench(
+    work: Path, name: str, dag: Path, args: list[str], cluster: bool
+) -> tuple[float, float, list[dict]]:
     """(wall seconds, peak RSS MB, result lines) of one `dagbox bench` process."""
     out = work / f"out-{name}"
     shutil.rmtree(out, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     env["DAGBOX_HOME"] = str(work / f"home-{name}")
-    command = [sys.executable, "-m", "dagbox", "bench", str(dag), "--out", str(out), "-o", "quiet", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "dagbox",
+        "bench",
+        str(dag),
+        "--out",
+        str(out),
+        "-o",
+        "quiet",
+        *args,
+    ]
     if cluster:
         address = (STATE / "address").read_text().strip()
         command = ["nsenter", f"--net={NETNS}", *command, "--cluster", address]
@@ -54,7 +67,9 @@ def bench(work: Path, name: str, dag: Path, args: list[str], cluster: bool) -> t
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - began
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{name} failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        raise SystemExit(
+            f"{name} failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+        )
     lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     return wall, usage.ru_maxrss / 1024, lines
 
@@ -92,7 +107,9 @@ def labelled(worker: int) -> int:
     host = line.partition("=")[2]
     listed = subprocess.run(
         ["docker", "-H", host, "ps", "-aq", "--filter", "label=dagbox.run_id"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return len(listed.stdout.split())
 
@@ -124,35 +141,60 @@ def run_all(work: Path, options: argparse.Namespace) -> list[tuple[str, str]]:
     for nodes in (1, 2, 3):
         if nodes > 1:
             script("start-worker", str(nodes))
-        wall, _, lines = bench(work, f"scale{nodes}", slow, [*matrix(options.runs), "-c", "24"], True)
-        assert len(lines) == options.runs and all(l["status"] == "succeeded" for l in lines)
+        wall, _, lines = bench(
+            work, f"scale{nodes}", slow, [*matrix(options.runs), "-c", "24"], True
+        )
+        assert len(lines) == options.runs and all(line["status"] == "succeeded" for line in lines)
         walls[nodes] = wall
         used = len({line["node"] for line in lines})
-        rows.append((f"{options.runs} runs x 2 s on {nodes} node(s), 8 slots each",
-                     f"{wall:6.1f} s  {options.runs / wall:5.2f} runs/s  nodes used {used}"
-                     f"  speed-up {walls[1] / wall:4.2f}x"))
+        rows.append(
+            (
+                f"{options.runs} runs x 2 s on {nodes} node(s), 8 slots each",
+                f"{wall:6.1f} s  {options.runs / wall:5.2f} runs/s  nodes used {used}"
+                f"  speed-up {walls[1] / wall:4.2f}x",
+            )
+        )
     target = {2: 1.8, 3: 2.6}
     for nodes, want in target.items():
         got = walls[1] / walls[nodes]
-        rows.append((f"scaling at {nodes} nodes (target >= {want}x)", f"{got:4.2f}x {'met' if got >= want else 'MISSED'}"))
+        rows.append(
+            (
+                f"scaling at {nodes} nodes (target >= {want}x)",
+                f"{got:4.2f}x {'met' if got >= want else 'MISSED'}",
+            )
+        )
     quick = host_dag(work, 0.2)
     _, _, local = bench(work, "local", quick, [*matrix(100), "-c", "8"], False)
     _, _, remote = bench(work, "remote", quick, [*matrix(100), "-c", "8"], True)
     p50_local = statistics.median(line["overhead_ms"] for line in local)
     p50_remote = statistics.median(line["overhead_ms"] for line in remote)
-    rows.append(("overhead per run p50: local | cluster | more (target <= 100 ms)",
-                 f"{p50_local:.1f} ms | {p50_remote:.1f} ms | {p50_remote - p50_local:+.1f} ms"))
+    rows.append(
+        (
+            "overhead per run p50: local | cluster | more (target <= 100 ms)",
+            f"{p50_local:.1f} ms | {p50_remote:.1f} ms | {p50_remote - p50_local:+.1f} ms",
+        )
+    )
     instant = host_dag(work, 0)
     wall, rss, lines = bench(work, "rss", instant, [*matrix(options.rss_runs), "-c", "24"], True)
-    rows.append((f"driver peak RSS over {options.rss_runs} runs (target < 300 MB)",
-                 f"{rss:.0f} MB  ({wall:.1f} s, {len(lines)} results)"))
+    rows.append(
+        (
+            f"driver peak RSS over {options.rss_runs} runs (target < 300 MB)",
+            f"{rss:.0f} MB  ({wall:.1f} s, {len(lines)} results)",
+        )
+    )
     script("kill-worker", "3")
-    wall, _, lines = bench(work, "containers", container_dag(work), [*matrix(options.containers), "-c", "16"], True)
+    wall, _, lines = bench(
+        work, "containers", container_dag(work), [*matrix(options.containers), "-c", "16"], True
+    )
     ok = sum(line["status"] == "succeeded" for line in lines)
     nodes = sorted({line["node"] for line in lines})
     left = labelled(1) + labelled(2)
-    rows.append((f"{options.containers} step-container runs over two engines",
-                 f"{ok}/{len(lines)} succeeded in {wall:.1f} s, nodes {len(nodes)}, containers left {left}"))
+    rows.append(
+        (
+            f"{options.containers} step-container runs over two engines",
+            f"{ok}/{len(lines)} succeeded in {wall:.1f} s, nodes {len(nodes)}, containers left {left}",
+        )
+    )
     return rows
 
 

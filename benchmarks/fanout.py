@@ -39,13 +39,13 @@ def fan_file(items: int, box: str = "") -> str:
     listed = ", ".join(str(i) for i in range(items))
     return (
         f"steps:\n  - name: fanout\n    call: child\n    parallel: [{listed}]\n"
-        f"---\nname: child\nsteps:\n  - name: ok\n{box}    command: \"true\"\n"
+        f'---\nname: child\nsteps:\n  - name: ok\n{box}    command: "true"\n'
     )
 
 
 def flat_file(items: int, box: str) -> str:
     """The same work without a sub-DAG: ``items`` independent steps, 10 at a time."""
-    steps = "".join(f"  - name: s{i}\n{box}    command: \"true\"\n" for i in range(items))
+    steps = "".join(f'  - name: s{i}\n{box}    command: "true"\n' for i in range(items))
     return f"type: graph\nmax_active_steps: 10\nsteps:\n{steps}"
 
 
@@ -129,7 +129,10 @@ def _containers(folder: Path, dagbox: list[str], args: argparse.Namespace) -> st
     for turn in range(args.repeat):
         fans.append(measured([*dagbox, str(fan)], _fresh_env(folder), folder)[0])
         flats.append(measured([*dagbox, str(flat)], _fresh_env(folder), folder)[0])
-        print(f"  containers turn {turn + 1}: fan-out {fans[-1]:.2f}s, flat {flats[-1]:.2f}s", flush=True)
+        print(
+            f"  containers turn {turn + 1}: fan-out {fans[-1]:.2f}s, flat {flats[-1]:.2f}s",
+            flush=True,
+        )
     a, b = statistics.median(fans), statistics.median(flats)
     return (
         f"fan100 over step containers: {a:.2f}s; 100 independent step containers: {b:.2f}s; "

@@ -168,8 +168,18 @@ def test_runs_spread_over_nodes_each_on_its_own_engine(cluster, tmp_path):
     since = time.time()
     done = subprocess.run(
         cluster.command(
-            "bench", str(dag), "--cluster", cluster.address, "-m", "N=" + ",".join(map(str, range(12))),
-            "-c", "12", "--out", str(out), "-o", "prefix",
+            "bench",
+            str(dag),
+            "--cluster",
+            cluster.address,
+            "-m",
+            "N=" + ",".join(map(str, range(12))),
+            "-c",
+            "12",
+            "--out",
+            str(out),
+            "-o",
+            "prefix",
         ),
         env=_env(tmp_path),
         capture_output=True,
@@ -211,8 +221,17 @@ def test_runs_spread_over_nodes_each_on_its_own_engine(cluster, tmp_path):
     # --resume on the cluster: every key is known, nothing runs again.
     again = subprocess.run(
         cluster.command(
-            "bench", str(dag), "--cluster", cluster.address, "-m", "N=" + ",".join(map(str, range(12))),
-            "--out", str(out), "--resume", "-o", "quiet",
+            "bench",
+            str(dag),
+            "--cluster",
+            cluster.address,
+            "-m",
+            "N=" + ",".join(map(str, range(12))),
+            "--out",
+            str(out),
+            "--resume",
+            "-o",
+            "quiet",
         ),
         env=_env(tmp_path),
         capture_output=True,
@@ -231,7 +250,9 @@ def test_runs_spread_over_nodes_each_on_its_own_engine(cluster, tmp_path):
 def _started_on(output: Path) -> set[str]:
     """Node labels of the runs whose step has started, from the driver's -o prefix lines."""
     text = output.read_text() if output.exists() else ""
-    return {line.split(" @", 1)[1].split("]", 1)[0] for line in text.splitlines() if "● started" in line}
+    return {
+        line.split(" @", 1)[1].split("]", 1)[0] for line in text.splitlines() if "● started" in line
+    }
 
 
 def test_a_killed_node_s_runs_run_again_elsewhere_and_its_containers_go(cluster, tmp_path):
@@ -252,8 +273,18 @@ def test_a_killed_node_s_runs_run_again_elsewhere_and_its_containers_go(cluster,
     with stdout.open("w") as sink:
         driver = subprocess.Popen(
             cluster.command(
-                "bench", str(dag), "--cluster", cluster.address, "-m",
-                "N=" + ",".join(map(str, range(24))), "-c", "16", "--out", str(out), "-o", "prefix",
+                "bench",
+                str(dag),
+                "--cluster",
+                cluster.address,
+                "-m",
+                "N=" + ",".join(map(str, range(24))),
+                "-c",
+                "16",
+                "--out",
+                str(out),
+                "-o",
+                "prefix",
             ),
             env=_env(tmp_path),
             stdout=sink,
@@ -281,8 +312,18 @@ def test_a_killed_node_s_runs_run_again_elsewhere_and_its_containers_go(cluster,
     cluster.script("start-worker", "2", timeout=180)
     again = subprocess.run(
         cluster.command(
-            "bench", str(dag), "--cluster", cluster.address, "-m", "N=100,101,102,103,104,105,106,107,108,109",
-            "-c", "16", "--out", str(tmp_path / "out2"), "-o", "quiet",
+            "bench",
+            str(dag),
+            "--cluster",
+            cluster.address,
+            "-m",
+            "N=100,101,102,103,104,105,106,107,108,109",
+            "-c",
+            "16",
+            "--out",
+            str(tmp_path / "out2"),
+            "-o",
+            "quiet",
         ),
         env=_env(tmp_path),
         capture_output=True,
@@ -308,7 +349,18 @@ def test_a_killed_driver_resumes_without_running_a_finished_run_again(cluster, t
     )
     out = tmp_path / "out"
     values = "N=" + ",".join(map(str, range(30)))
-    args = ["bench", str(dag), "--cluster", cluster.address, "-m", values, "-c", "4", "--out", str(out)]
+    args = [
+        "bench",
+        str(dag),
+        "--cluster",
+        cluster.address,
+        "-m",
+        values,
+        "-c",
+        "4",
+        "--out",
+        str(out),
+    ]
     driver = subprocess.Popen(
         cluster.command(*args, "-o", "quiet"),
         env=_env(tmp_path),
@@ -335,7 +387,7 @@ def test_a_killed_driver_resumes_without_running_a_finished_run_again(cluster, t
     lines = _results(out)
     keys = Counter(line["key"] for line in lines)
     assert len(keys) == 30 and set(keys.values()) == {1}, keys
-    assert f"already done (--resume)" in resumed.stdout
+    assert "already done (--resume)" in resumed.stdout
     ran_now = {line["key"] for line in lines} - before
     assert len(ran_now) == 30 - len(before)
 
@@ -358,8 +410,18 @@ def test_ctrl_c_stops_every_run_on_every_node(cluster, tmp_path):
     with stdout.open("w") as sink:
         driver = subprocess.Popen(
             cluster.command(
-                "bench", str(dag), "--cluster", cluster.address, "-m",
-                "N=" + ",".join(map(str, range(12))), "-c", "12", "--out", str(out), "-o", "prefix",
+                "bench",
+                str(dag),
+                "--cluster",
+                cluster.address,
+                "-m",
+                "N=" + ",".join(map(str, range(12))),
+                "-c",
+                "12",
+                "--out",
+                str(out),
+                "-o",
+                "prefix",
             ),
             env=_env(tmp_path),
             stdout=sink,
@@ -388,8 +450,17 @@ def test_an_unreachable_cluster_is_one_line_and_exit_3(tmp_path):
     dag = _dag(tmp_path, "steps:\n  - name: a\n    command: 'true'\n")
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "dagbox", "bench", str(dag), "--cluster", "127.0.0.1:9",
-         "--out", str(tmp_path / "out")],
+        [
+            sys.executable,
+            "-m",
+            "dagbox",
+            "bench",
+            str(dag),
+            "--cluster",
+            "127.0.0.1:9",
+            "--out",
+            str(tmp_path / "out"),
+        ],
         env=_env(tmp_path),
         capture_output=True,
         text=True,
@@ -407,8 +478,22 @@ def test_auto_without_ray_address_is_one_line_and_exit_3(tmp_path):
     dag = _dag(tmp_path, "steps:\n  - name: a\n    command: 'true'\n")
     env = {k: v for k, v in _env(tmp_path).items() if k != "RAY_ADDRESS"}
     done = subprocess.run(
-        [sys.executable, "-m", "dagbox", "bench", str(dag), "--cluster", "auto", "--out", str(tmp_path / "o")],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "dagbox",
+            "bench",
+            str(dag),
+            "--cluster",
+            "auto",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 3
     assert done.stderr.strip().splitlines() == [
@@ -419,9 +504,24 @@ def test_auto_without_ray_address_is_one_line_and_exit_3(tmp_path):
 def test_secret_params_with_several_values_are_refused_before_joining(tmp_path):
     dag = _dag(tmp_path, "params:\n  - API_KEY: x\nsteps:\n  - name: a\n    command: 'true'\n")
     done = subprocess.run(
-        [sys.executable, "-m", "dagbox", "bench", str(dag), "--cluster", "127.0.0.1:9",
-         "-m", "API_KEY=sk-first-1234,sk-second-5678", "--out", str(tmp_path / "o")],
-        env=_env(tmp_path), capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "dagbox",
+            "bench",
+            str(dag),
+            "--cluster",
+            "127.0.0.1:9",
+            "-m",
+            "API_KEY=sk-first-1234,sk-second-5678",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 2
     assert "API_KEY takes 2 values" in done.stderr

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections import Counter
@@ -526,3 +527,262 @@ def test_secret_params_with_several_values_are_refused_before_joining(tmp_path):
     assert done.returncode == 2
     assert "API_KEY takes 2 values" in done.stderr
     assert "sk-first" not in done.stderr + done.stdout
+
+
+# --- credentials, versions, addresses ---------------------------------------------------------
+
+
+def _ray_visible_text(cluster: RayCluster) -> str:
+    """What Ray keeps and shows: its state API (what the dashboard lists) and its files."""
+    script = textwrap.dedent(
+        f"""
+        import json, ray
+        from ray.util import state
+        ray.init({cluster.address!r}, logging_level="ERROR", log_to_driver=False)
+        shown = []
+        for lister in (state.list_tasks, state.list_actors, state.list_jobs, state.list_objects,
+                       state.list_workers, state.list_nodes):
+            shown.append(json.dumps([str(item) for item in lister(detail=True, limit=10000)]))
+        print("\\n".join(shown))
+        """
+    )
+    listed = subprocess.run(
+        ["nsenter", f"--net={NETNS}", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = [listed.stdout]
+    for root in (Path("/tmp/dagbox-ray"), Path("/dev/shm")):
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                try:
+                    found.append(path.read_bytes().decode(errors="replace"))
+                except OSError:
+                    continue
+    return "\n".join(found)
+
+
+def test_secret_values_never_reach_ray(cluster, tmp_path):
+    driver_only = "driver-only-secret-9d8e7f6a5b4c"
+    dag = _dag(
+        tmp_path / "project",
+        """
+        name: secretive
+        params:
+          - NODE_TOKEN: none
+          - N: "0"
+        steps:
+          - name: use
+            command: sh -c 'test ${#NODE_TOKEN} -eq 27 && echo "token $NODE_TOKEN n=$N"'
+        """,
+    )
+    out = tmp_path / "out"
+    env = {**_env(tmp_path), "DRIVER_API_KEY": driver_only}
+    done = subprocess.run(
+        cluster.command(
+            "bench",
+            str(dag),
+            "--cluster",
+            cluster.address,
+            "-m",
+            f"NODE_TOKEN={NODE_TOKEN}",
+            "-m",
+            "N=1,2,3,4",
+            "--out",
+            str(out),
+            "-o",
+            "prefix",
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = _results(out)
+    assert [line["status"] for line in lines] == ["succeeded"] * 4
+    assert "token *** n=" in done.stdout  # the node's value, masked on the node
+    seen = _ray_visible_text(cluster)
+    assert "secretive" in seen or "NodeAgent" in seen  # the listing did see the bench
+    assert NODE_TOKEN not in seen
+    assert driver_only not in seen
+    for line in lines:
+        record = (tmp_path / "home" / "runs" / "secretive" / line["run_id"]).rglob("*")
+        for path in record:
+            if path.is_file():
+                assert NODE_TOKEN not in path.read_text(errors="replace")
+
+
+def test_a_node_with_another_value_of_a_secret_param_fails_as_infra(cluster, tmp_path):
+    dag = _dag(
+        tmp_path / "project",
+        "params:\n  - NODE_TOKEN: none\nsteps:\n  - name: use\n    command: 'true'\n",
+    )
+    out = tmp_path / "out"
+    done = subprocess.run(
+        cluster.command(
+            "bench",
+            str(dag),
+            "--cluster",
+            cluster.address,
+            "-m",
+            "NODE_TOKEN=not-the-nodes-value",
+            "--out",
+            str(out),
+            "-o",
+            "quiet",
+        ),
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = _results(out)
+    assert (line["status"], line["failure_class"], line["infra"]) == ("failed", "infra_node", True)
+    assert "NODE_TOKEN is not the value the driver has" in line["error"]
+    assert "not-the-nodes-value" not in (out / "results.jsonl").read_text()
+
+
+def test_a_node_running_another_dagbox_version_is_refused_in_one_line(cluster, tmp_path):
+    skew = tmp_path / "skew"
+    shutil.copytree(REPO / "src" / "dagbox", skew / "dagbox")
+    init = skew / "dagbox" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "0.0.1-skew+'))
+    cluster.script("kill-worker", "2")
+    try:
+        subprocess.run(
+            [str(SCRIPT), "start-worker", "2"],
+            env={**os.environ, "DAGBOX_RAY_WORKER_ENV": f"PYTHONPATH={skew}"},
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+        dag = _dag(
+            tmp_path / "project", "params:\n  - N: '0'\nsteps:\n  - name: a\n    command: 'true'\n"
+        )
+        out = tmp_path / "out"
+        done = subprocess.run(
+            cluster.command(
+                "bench",
+                str(dag),
+                "--cluster",
+                cluster.address,
+                "-m",
+                "N=1,2,3,4,5,6",
+                "--out",
+                str(out),
+                "-o",
+                "quiet",
+            ),
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        cluster.script("kill-worker", "2")
+        cluster.script("start-worker", "2", timeout=180)
+    assert done.returncode == 0, done.stderr
+    refused = [line for line in done.stderr.splitlines() if "skew" in line]
+    assert len(refused) == 1, done.stderr
+    assert "runs dagbox 0.0.1-skew+" in refused[0] and "not used" in refused[0]
+    lines = _results(out)
+    assert len(lines) == 6 and len({line["node"] for line in lines}) == 1
+
+
+def test_a_bench_through_ray_client(cluster, tmp_path):
+    dag = _dag(
+        tmp_path / "project", "params:\n  - N: '0'\nsteps:\n  - name: a\n    command: echo n=$N\n"
+    )
+    out = tmp_path / "out"
+    done = subprocess.run(
+        cluster.command(
+            "bench",
+            str(dag),
+            "--cluster",
+            "ray://127.0.0.1:10001",
+            "-m",
+            "N=1,2,3",
+            "--out",
+            str(out),
+            "-o",
+            "prefix",
+        ),
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = _results(out)
+    assert [line["status"] for line in lines] == ["succeeded"] * 3
+    assert all(line["node"] for line in lines)
+    assert done.stdout.count("| n=") == 3
+
+
+def test_a_cluster_without_slots_is_one_line_and_exit_3(tmp_path):
+    problem = _cluster_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    ray = Path(sys.executable).with_name("ray")
+    # Short: Ray's unix sockets live under it, and their paths may not pass 107 bytes.
+    temp, said = Path(tempfile.mkdtemp(prefix="dbx-ray-", dir="/tmp")), tmp_path / "head.out"
+    with said.open("w") as out:
+        head = subprocess.Popen(
+            [
+                "unshare",
+                "--net",
+                "sh",
+                "-c",
+                f"ip link set lo up && exec {ray} start --head --block --port 6400 --num-cpus 1 "
+                f"--include-dashboard=false --disable-usage-stats --temp-dir {temp}",
+            ],
+            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        netns = f"/proc/{head.pid}/ns/net"
+        wait_for(lambda: "block forever" in said.read_text(), 60, "the head")
+        dag = _dag(tmp_path / "project", "steps:\n  - name: a\n    command: 'true'\n")
+        began = time.monotonic()
+        done = subprocess.run(
+            [
+                "nsenter",
+                f"--net={netns}",
+                sys.executable,
+                "-m",
+                "dagbox",
+                "bench",
+                str(dag),
+                "--cluster",
+                "127.0.0.1:6400",
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        took = time.monotonic() - began
+    finally:
+        subprocess.run(["pkill", "-9", "-f", str(temp)], check=False)
+        head.kill()
+        head.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert done.returncode == 3, done.stderr
+    assert took < 30, took
+    assert done.stderr.strip().splitlines() == [
+        "dagbox: no node of the Ray cluster offers dagbox_slots "
+        """(start workers with: ray start --resources '{"dagbox_slots": 8}')"""
+    ]

@@ -680,7 +680,7 @@ def _join_cluster(
     cannot be had), with the DAG's folder as every node's working dir."""
     from dagbox.bench.jobs import image_references
     from dagbox.cluster.driver import Cluster, ClusterUnavailable, address_of, connect
-    from dagbox.secrets import is_secret_name
+    from dagbox.secrets import Redactor, is_secret_name
 
     try:
         import ray  # noqa: F401
@@ -700,13 +700,20 @@ def _join_cluster(
                 'cluster\'s nodes: each node gives its own (docs/cluster.md, "Credentials")'
             )
             raise typer.Exit(EXIT_USAGE)
+    secret = {v for n, seen in values.items() if is_secret_name(n) for v in seen}
     folder = loaded.path.parent
     excludes = [".git"]
     for inside in (options.out, _home()):
         with contextlib.suppress(ValueError):
             excludes.append("/" + str(inside.resolve().relative_to(folder.resolve())))
     try:
-        connect(address_of(address), folder, excludes)
+        connect(
+            address_of(address),
+            folder,
+            excludes,
+            options.out / "ray-driver.log",
+            lambda text: Redactor(secret).text(text) or text,
+        )
     except ClusterUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None

@@ -16,9 +16,10 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import tarfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,23 +79,57 @@ def _check_reachable(address: str, bound: float = 10.0) -> None:
         ) from None
 
 
-def connect(address: str, folder: Path, excludes: Sequence[str]) -> None:
-    """Join the cluster at ``address`` with ``folder`` as every node's working dir."""
+def connect(
+    address: str,
+    folder: Path,
+    excludes: Sequence[str],
+    log: Path,
+    mask: Callable[[str], str],
+) -> None:
+    """Join the cluster at ``address`` with ``folder`` as every node's working dir.
+
+    What Ray's C++ core says on stderr while it connects ("Failed to determine local IP
+    ...") goes to ``log``: the bench's terminal is for the runs. Ray shows the driver's
+    command line to whoever reaches the cluster (a job's "entrypoint", read from /proc):
+    ``mask`` hides the secret values a user gave on it (``-m API_KEY=...``).
+    """
     _check_reachable(address)
     import ray
+    import ray._private.utils as ray_utils
+
+    entrypoint: Callable[[], str] | None = getattr(ray_utils, "get_entrypoint_name", None)
+    if entrypoint is not None:
+        ray_utils.get_entrypoint_name = lambda: mask(entrypoint())
 
     logging.getLogger("ray").setLevel(logging.ERROR)
     try:
-        ray.init(
-            address=address,
-            runtime_env={"working_dir": str(folder), "excludes": list(excludes)},
-            namespace="dagbox",
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-        )
+        with _stderr_to(log):
+            ray.init(
+                address=address,
+                runtime_env={"working_dir": str(folder), "excludes": list(excludes)},
+                namespace="dagbox",
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+            )
     except Exception as exc:  # Ray's own words, on one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ClusterUnavailable(f"cannot join the Ray cluster at {address}: {first}") from None
+        raise ClusterUnavailable(
+            f"cannot join the Ray cluster at {address}: {first} (more in {log})"
+        ) from None
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """File descriptor 2 (C++ code writes there, not to sys.stderr) goes to ``path``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with path.open("ab") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def disconnect() -> None:

@@ -94,10 +94,15 @@ def ray_cluster() -> object:
     )
     if started.returncode != 0:
         pytest.fail(f"the test cluster did not start:\n{started.stderr[-3000:]}", pytrace=False)
+    cluster = RayCluster()
+    left: dict[int, list[str]] = {}
     try:
-        yield RayCluster()
+        yield cluster
+        left = {worker: cluster.labelled(worker) for worker in (1, 2)}
     finally:
         subprocess.run([str(SCRIPT), "stop"], capture_output=True, timeout=300, check=False)
+    if any(left.values()):  # stop removes them: say so first
+        pytest.fail(f"cluster tests leaked containers on the nodes' engines: {left}")
 
 
 @pytest.fixture
@@ -727,6 +732,18 @@ def test_a_bench_through_ray_client(cluster, tmp_path):
     assert done.stdout.count("| n=") == 3
 
 
+def _in_session(sid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_a_cluster_without_slots_is_one_line_and_exit_3(tmp_path):
     problem = _cluster_problem()
     if problem is not None:
@@ -776,9 +793,10 @@ def test_a_cluster_without_slots_is_one_line_and_exit_3(tmp_path):
         )
         took = time.monotonic() - began
     finally:
-        subprocess.run(["pkill", "-9", "-f", str(temp)], check=False)
-        head.kill()
+        os.killpg(head.pid, signal.SIGKILL)  # the head and all it started: one session
         head.wait(timeout=30)
+        subprocess.run(["pkill", "-9", "-f", str(temp)], check=False)
+        wait_for(lambda: not _in_session(head.pid), 30, "the head's processes to go")
         shutil.rmtree(temp, ignore_errors=True)
     assert done.returncode == 3, done.stderr
     assert took < 30, took

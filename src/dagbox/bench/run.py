@@ -284,7 +284,7 @@ class _Bench:
             interrupted=outcome.interrupted,
             record_error=record_error,
         )
-        return result, node.label, sinks
+        return result, node, sinks
 
     def say(self, message: str) -> None:
         """A line from the bench itself, above the progress line."""

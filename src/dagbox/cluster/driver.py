@@ -279,21 +279,24 @@ class Cluster:
         self._notify()
 
     async def watch(self, say: Callable[[str], None]) -> None:
-        """Drain every node's events a few times a second; look for new nodes now and then."""
-        refreshed = time.monotonic()
-        while True:
-            nodes = list(self.nodes.values())
-            async with anyio.create_task_group() as tg:
-                for node in nodes:
-                    tg.start_soon(self._drain, node, say)
-            if time.monotonic() - refreshed > REFRESH_SECONDS and not self.interrupts:
-                refreshed = time.monotonic()
-                with contextlib.suppress(Exception):
-                    before = len(self.warnings)
-                    await self._join(await self._offering())
-                    for message in self.warnings[before:]:
-                        say(message)
-            await anyio.sleep(DRAIN_SECONDS)
+        """Drain every node's events a few times a second; look for new nodes now and then
+        (a node restarted, an autoscaler's), apart, so that a slow join holds up no output."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._refresh, say)
+            while True:
+                async with anyio.create_task_group() as drains:
+                    for node in list(self.nodes.values()):
+                        drains.start_soon(self._drain, node, say)
+                await anyio.sleep(DRAIN_SECONDS)
+
+    async def _refresh(self, say: Callable[[str], None]) -> None:
+        while not self.interrupts:
+            await anyio.sleep(REFRESH_SECONDS)
+            before = len(self.warnings)
+            with contextlib.suppress(Exception):  # the GCS busy or away: next time
+                await self._join(await self._offering())
+            for message in self.warnings[before:]:
+                say(message)
 
     async def _drain(self, node: Node, say: Callable[[str], None]) -> None:
         from ray.exceptions import RayActorError
@@ -336,11 +339,14 @@ class Cluster:
 
     async def run(
         self, order: wire.Order, sinks_for: Callable[[str], list[Sink]]
-    ) -> tuple[wire.Outcome, Node, list[Sink]]:
-        """Run ``order`` on some node, again on another when its node is lost."""
+    ) -> tuple[wire.Outcome, str, list[Sink]]:
+        """Run ``order`` on some node, again on another when its node is lost: how it
+        ended, the node's label, and the sinks its events went to."""
         from ray.exceptions import RayActorError
 
         for placed in itertools.count(1):
+            if self.interrupts:  # Ctrl-C while it waited for a slot: it never starts
+                return wire.Outcome(order.run_id, "aborted", True, None, None, "", b""), "", []
             if placed > 1:  # a run of its own: the lost one may have left a record there
                 order = msgspec.structs.replace(order, run_id=f"{order.run_id}.{placed}")
             node = await self._place()
@@ -364,7 +370,7 @@ class Cluster:
             for event in wire.decode_events(outcome.events):
                 for sink in sinks:
                     sink(event)
-            return outcome, node, sinks
+            return outcome, node.label, sinks
         raise AssertionError("unreachable")
 
     def interrupt(self) -> None:

@@ -31,6 +31,7 @@ from dagbox.engine.events import AnyEvent, Notice, StepOutput
 if TYPE_CHECKING:
     from dagbox.engine.scheduler import Scheduler
     from dagbox.runner import ContainerEngine
+    from dagbox.spec import Loaded
 
 #: Events held per node for a driver that is slow to drain, in bytes of output: past
 #: it, output is left out of the live view (it stays in the record), never the rest.
@@ -50,6 +51,7 @@ class NodeAgent:
         self.left_out: dict[str, int] = {}
         self.schedulers: dict[str, Scheduler] = {}
         self.interrupts = 0
+        self.loaded: dict[str, Loaded] = {}
 
     async def hello(self, slots: int, max_containers: int | None, images: list[str]) -> bytes:
         """Say who this node is; first stop what dead runs left here (a killed node's
@@ -102,13 +104,14 @@ class NodeAgent:
         from dagbox.spec import DagError, load
 
         params, problem = wire.resolve_secrets(order, os.environ)
-        if problem is None:
+        if problem is None and order.dag not in self.loaded:
             try:  # the bench's folder, as Ray unpacked it here: this process's working dir
-                loaded = load(Path(order.dag))
+                self.loaded[order.dag] = load(Path(order.dag))
             except (DagError, OSError) as exc:
                 problem = f"cannot load {order.dag} here: {exc}"
         if problem is not None or self.interrupts:
             return self._refused(order, problem or "the bench is stopping")
+        loaded = self.loaded[order.dag]  # read once per bench: every run has the same file
         plan = compile(loaded.dag, params, loaded.path, loaded.dags)
         engine = await self._engine() if plan.uses_containers() else None
         result = await execute(

@@ -84,6 +84,8 @@ def ray_cluster() -> object:
             pytest.fail(f"a Ray cluster is required here but {problem}", pytrace=False)
         pytest.skip(problem)
     env = {**os.environ, "DAGBOX_RAY_NODE_ENV": f"NODE_TOKEN={NODE_TOKEN}"}
+    # A fresh cluster: one left up may lack the nodes' env, and Ray remembers past jobs.
+    subprocess.run([str(SCRIPT), "stop"], capture_output=True, timeout=300, check=False)
     started = subprocess.run(
         [str(SCRIPT), "start", "--workers", "2", "--slots", "8"],
         env=env,

@@ -680,6 +680,7 @@ def _join_cluster(
     cannot be had), with the DAG's folder as every node's working dir."""
     from dagbox.bench.jobs import image_references
     from dagbox.cluster.driver import Cluster, ClusterUnavailable, address_of, connect
+    from dagbox.compiler import compile
     from dagbox.secrets import Redactor, is_secret_name
 
     try:
@@ -718,7 +719,8 @@ def _join_cluster(
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
     references = {r for r in image_references(loaded.dag) if "${" not in r}
-    return Cluster(options.concurrency, options.max_containers, references)
+    containers = compile(loaded.dag, {}, loaded.path, loaded.dags).uses_containers()
+    return Cluster(options.concurrency, options.max_containers, containers, references)
 
 
 @contextlib.contextmanager

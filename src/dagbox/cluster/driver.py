@@ -155,9 +155,17 @@ class Node:
 class Cluster:
     """The nodes serving one bench, and the runs they have."""
 
-    def __init__(self, concurrency: int, max_containers: int | None, images: Iterable[str]) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        max_containers: int | None,
+        containers: bool,
+        images: Iterable[str],
+    ) -> None:
         self.concurrency = concurrency
         self.max_containers = max_containers
+        #: The DAG runs containers: each node connects to its engine before its first run.
+        self.containers = containers
         self.images = sorted(images)
         self.nodes: dict[str, Node] = {}
         self.ignored: set[str] = set()  # refused or gone: never asked again
@@ -218,7 +226,18 @@ class Cluster:
         short = f"{address}/{node_id[:8]}"
         try:
             with anyio.fail_after(HELLO_SECONDS):
-                data = await agent.hello.remote(take, self.max_containers, self.images)
+                version, _, protocol = (await agent.version.remote()).partition(" ")
+                if (version, protocol) != (dagbox.__version__, str(wire.PROTOCOL)):
+                    self._refuse(
+                        node_id,
+                        agent,
+                        f"node {short} runs dagbox {version}, this driver {dagbox.__version__}:"
+                        " not used (install the same version on every node)",
+                    )
+                    return
+                data = await agent.hello.remote(
+                    take, self.max_containers, self.containers, self.images
+                )
             hello = wire.decode_hello(data)
         except TimeoutError:
             self._refuse(
@@ -231,14 +250,6 @@ class Cluster:
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
             self._refuse(node_id, agent, f"node {short} cannot run dagbox's agent: {first}")
-            return
-        if hello.version != dagbox.__version__ or hello.protocol != wire.PROTOCOL:
-            self._refuse(
-                node_id,
-                agent,
-                f"node {short} runs dagbox {hello.version}, this driver {dagbox.__version__}: "
-                "not used (install the same version on every node)",
-            )
             return
         label = f"{hello.host}/{node_id[:8]}"
         self.warnings.extend(f"node {label}: {notice}" for notice in hello.notices)

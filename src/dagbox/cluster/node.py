@@ -15,6 +15,7 @@ driver asks each agent for its version before giving it work (:meth:`hello`).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import shutil
@@ -53,22 +54,30 @@ class NodeAgent:
         self.interrupts = 0
         self.loaded: dict[str, Loaded] = {}
 
-    async def hello(self, slots: int, max_containers: int | None, images: list[str]) -> bytes:
-        """Say who this node is; first stop what dead runs left here (a killed node's
-        containers and processes), then look up the bench's images on this engine."""
+    async def version(self) -> str:
+        """``VERSION PROTOCOL``: the first thing the driver asks, the same in every version,
+        so that a node of another version is told apart before anything else is said."""
+        return f"{dagbox.__version__} {wire.PROTOCOL}"
+
+    async def hello(
+        self, slots: int, max_containers: int | None, containers: bool, images: list[str]
+    ) -> bytes:
+        """Say who this node is. First stop what dead runs left here (a killed node's
+        containers and processes), load what a run needs (so that the first runs do not
+        wait for imports), then look up the bench's images on this engine."""
         from dagbox.runner import stop_orphans_within
 
         self.slots, self.max_containers = slots, max_containers
         notices = await stop_orphans_within()
+        for module in ("dagbox.compiler", "dagbox.engine.scheduler", "dagbox.spec"):
+            importlib.import_module(module)
         ids: dict[str, str] = {}
-        if images:
+        if containers:
             engine = await self._engine(notices.append)
             from dagbox.bench.run import image_ids
 
             ids = await image_ids(engine, set(images))
         hello = wire.Hello(
-            version=dagbox.__version__,
-            protocol=wire.PROTOCOL,
             host=socket.gethostname(),
             engine=os.environ.get("DOCKER_HOST", ""),
             images=ids,

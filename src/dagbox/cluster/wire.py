@@ -1,8 +1,8 @@
 """What the driver and a node say to each other: plain bytes of msgspec structs.
 
-Only bytes cross Ray (no pickled dagbox objects), so a node never unpickles a class
-it does not have, and a node of another dagbox version is refused by :class:`Hello`
-instead of failing halfway. Values of secret-named params never cross at all: an
+Only bytes and strings cross Ray (no pickled dagbox objects), so a node never
+unpickles a class it does not have; a node of another dagbox version is refused by its
+answer to ``NodeAgent.version`` (the same in every version) before anything else is said. Values of secret-named params never cross at all: an
 order carries a keyed digest of each, and the node takes the value from its own
 environment, checking it against the digest (docs/cluster.md, "Credentials").
 """
@@ -22,10 +22,8 @@ PROTOCOL = 1
 
 
 class Hello(msgspec.Struct, frozen=True):
-    """What a node says of itself when its agent starts."""
+    """What a node says of itself when its agent starts (once its version is known to match)."""
 
-    version: str
-    protocol: int
     host: str
     #: Its container engine's address, or "" when it has none set (the default socket).
     engine: str

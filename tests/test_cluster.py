@@ -587,6 +587,34 @@ def test_secret_values_never_reach_ray(cluster, tmp_path):
     )
     out = tmp_path / "out"
     env = {**_env(tmp_path), "DRIVER_API_KEY": driver_only}
+    # Files in the DAG's folder that hold secrets stay on the driver: a tasks file that
+    # gives NODE_TOKEN, and the DAG's dotenv file.
+    in_dotenv = "dotenv-secret-1c2d3e4f5a6b"
+    (dag.parent / ".env").write_text(f"DOTENV_TOKEN={in_dotenv}\n")
+    tasks = dag.parent / "tasks.jsonl"
+    tasks.write_text(json.dumps({"id": "t", "N": "5", "NODE_TOKEN": NODE_TOKEN}) + "\n")
+    by_task = subprocess.run(
+        cluster.command(
+            "bench",
+            str(dag),
+            "--cluster",
+            cluster.address,
+            "--tasks",
+            str(tasks),
+            "--out",
+            str(tmp_path / "out-tasks"),
+            "-o",
+            "quiet",
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert by_task.returncode == 0, by_task.stderr
+    assert _results(tmp_path / "out-tasks")[0]["status"] == "succeeded"
+    tasks.unlink()  # the next bench does not know it for a tasks file: it would upload it
     done = subprocess.run(
         cluster.command(
             "bench",
@@ -614,8 +642,10 @@ def test_secret_values_never_reach_ray(cluster, tmp_path):
     assert "token *** n=" in done.stdout  # the node's value, masked on the node
     seen = _ray_visible_text(cluster)
     assert "secretive" in seen or "NodeAgent" in seen  # the listing did see the bench
+    assert "bench.yaml" in seen  # the DAG's folder did reach the nodes (unpacked there)
     assert NODE_TOKEN not in seen
     assert driver_only not in seen
+    assert in_dotenv not in seen
     for line in lines:
         record = (tmp_path / "home" / "runs" / "secretive" / line["run_id"]).rglob("*")
         for path in record:
@@ -623,12 +653,13 @@ def test_secret_values_never_reach_ray(cluster, tmp_path):
                 assert NODE_TOKEN not in path.read_text(errors="replace")
 
 
-def test_a_node_with_another_value_of_a_secret_param_fails_as_infra(cluster, tmp_path):
+def test_nodes_without_the_driver_s_secret_value_are_not_used(cluster, tmp_path):
     dag = _dag(
         tmp_path / "project",
         "params:\n  - NODE_TOKEN: none\nsteps:\n  - name: use\n    command: 'true'\n",
     )
     out = tmp_path / "out"
+    began = time.monotonic()
     done = subprocess.run(
         cluster.command(
             "bench",
@@ -648,11 +679,13 @@ def test_a_node_with_another_value_of_a_secret_param_fails_as_infra(cluster, tmp
         timeout=300,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
-    (line,) = _results(out)
-    assert (line["status"], line["failure_class"], line["infra"]) == ("failed", "infra_node", True)
-    assert "NODE_TOKEN is not the value the driver has" in line["error"]
-    assert "not-the-nodes-value" not in (out / "results.jsonl").read_text()
+    assert done.returncode == 3, done.stderr
+    assert time.monotonic() - began < 30
+    (said,) = done.stderr.strip().splitlines()  # one line, naming each node's reason
+    assert said.startswith("dagbox: no node could serve the bench: ")
+    assert said.count("its NODE_TOKEN is not the value the driver has; not used") == 2
+    assert "not-the-nodes-value" not in done.stderr + done.stdout
+    assert _results(out) == []
 
 
 def test_a_node_running_another_dagbox_version_is_refused_in_one_line(cluster, tmp_path):

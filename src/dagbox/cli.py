@@ -26,6 +26,8 @@ from dagbox import __version__
 from dagbox.modes import OutputMode
 
 if TYPE_CHECKING:  # the commands import these when they run (startup time)
+    from dagbox.bench.run import BenchOptions
+    from dagbox.cluster.driver import Cluster
     from dagbox.engine.scheduler import Scheduler
     from dagbox.engine.state import RunResult
     from dagbox.plan import Plan, PlannedStep
@@ -632,7 +634,8 @@ def bench(
         output=output,
     )
     if cluster is not None:
-        options.cluster = _join_cluster(cluster, loaded, options, axes, task_list)
+        given = (tasks, task_list) if tasks is not None and task_list is not None else None
+        options.cluster = _join_cluster(cluster, loaded, options, axes, given)
     try:
         with _adopting(), _leaving(options.cluster):
             report = anyio.run(
@@ -672,59 +675,80 @@ def bench(
 def _join_cluster(
     address: str,
     loaded: Loaded,
-    options: Any,
+    options: BenchOptions,
     axes: list[tuple[str, list[str]]],
-    tasks: list[tuple[str, dict[str, str]]] | None,
-) -> Any:
+    tasks: tuple[Path, list[tuple[str, dict[str, str]]]] | None,
+) -> Cluster:
     """Join the Ray cluster for ``dagbox bench --cluster`` (exit 3 in one line when it
     cannot be had), with the DAG's folder as every node's working dir."""
     from dagbox.bench.jobs import image_references
-    from dagbox.cluster.driver import Cluster, ClusterUnavailable, address_of, connect
+    from dagbox.cluster.driver import Cluster, ClusterUnavailable, address_of, connect, held_back
     from dagbox.compiler import compile
-    from dagbox.secrets import Redactor, is_secret_name
+    from dagbox.secrets import Redactor
 
     try:
         import ray  # noqa: F401
     except ImportError:
         _err("dagbox: --cluster needs Ray: pip install 'dagbox[ray]'")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
-    values: dict[str, set[str]] = {}
-    for name, choices in axes:
-        values.setdefault(name, set()).update(choices)
-    for _, task in tasks or []:
-        for name, value in task.items():
-            values.setdefault(name, set()).add(value)
-    for name, seen in values.items():
-        if is_secret_name(name) and len(seen) > 1:
-            _err(
-                f"dagbox: {name} takes {len(seen)} values, and secret values never go to a "
-                'cluster\'s nodes: each node gives its own (docs/cluster.md, "Credentials")'
-            )
-            raise typer.Exit(EXIT_USAGE)
-    secret = {v for n, seen in values.items() if is_secret_name(n) for v in seen}
-    folder = loaded.path.parent
-    excludes = [".git"]
-    for inside in (options.out, _home()):
-        with contextlib.suppress(ValueError):
-            excludes.append("/" + str(inside.resolve().relative_to(folder.resolve())))
+    secrets = _secret_params(axes, tasks[1] if tasks else [])
+    folder = loaded.path.parent.resolve()
+    if folder in (Path.home().resolve(), Path("/")):
+        _err(
+            f"dagbox: {loaded.path} is in {folder}, which would all go to the cluster: "
+            'give the DAG a folder of its own (docs/cluster.md, "The DAG\'s folder")'
+        )
+        raise typer.Exit(EXIT_USAGE)
+    plan = compile(loaded.dag, {}, loaded.path, loaded.dags)
+    also = [options.out, _home(), *([tasks[0]] if tasks else [])]
     try:
         connect(
             address_of(address),
             folder,
-            excludes,
+            held_back(plan, folder, also),
             options.out / "ray-driver.log",
-            lambda text: Redactor(secret).text(text) or text,
+            lambda text: Redactor(set(secrets.values())).text(text) or text,
         )
     except ClusterUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
     references = {r for r in image_references(loaded.dag) if "${" not in r}
-    containers = compile(loaded.dag, {}, loaded.path, loaded.dags).uses_containers()
-    return Cluster(options.concurrency, options.max_containers, containers, references)
+    return Cluster(
+        options.concurrency,
+        options.max_containers,
+        plan.uses_containers(),
+        references,
+        loaded.path.name,
+        secrets,
+    )
+
+
+def _secret_params(
+    axes: list[tuple[str, list[str]]], tasks: list[tuple[str, dict[str, str]]]
+) -> dict[str, str]:
+    """The value of each secret-named param a bench gives; exit 2 when one has several
+    (a node has one value per name, and values never go to nodes)."""
+    from dagbox.secrets import is_secret_name
+
+    values: dict[str, set[str]] = {}
+    for name, choices in axes:
+        values.setdefault(name, set()).update(choices)
+    for _, task in tasks:
+        for name, value in task.items():
+            values.setdefault(name, set()).add(value)
+    secrets = {name: seen for name, seen in values.items() if is_secret_name(name)}
+    for name, seen in secrets.items():
+        if len(seen) > 1:
+            _err(
+                f"dagbox: {name} takes {len(seen)} values, and secret values never go to a "
+                'cluster\'s nodes: each node gives its own (docs/cluster.md, "Credentials")'
+            )
+            raise typer.Exit(EXIT_USAGE)
+    return {name: seen.pop() for name, seen in secrets.items()}
 
 
 @contextlib.contextmanager
-def _leaving(cluster: Any) -> Iterator[None]:
+def _leaving(cluster: Cluster | None) -> Iterator[None]:
     """Leave the cluster when the bench ends: Ray stops the bench's agents."""
     try:
         yield

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import signal
+import tarfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,7 +28,7 @@ from dagbox.bench.jobs import BenchInputError, Job, image_references
 from dagbox.bench.progress import AboveProgress, Progress
 from dagbox.bench.results import ResultsFile, StepTimings, read_results
 from dagbox.bench.stats import INFRA, INFRA_NODE, summarize
-from dagbox.cluster.wire import Order, digest
+from dagbox.cluster.wire import Order
 from dagbox.compiler import compile
 from dagbox.engine.scheduler import Scheduler
 from dagbox.engine.state import RunResult
@@ -166,8 +166,8 @@ class _Bench:
         self.signalled = False
         self.finished = 0
         self.error: str | None = None
-        #: Keys the digests of secret params that a cluster's nodes check theirs against.
-        self.salt = secrets.token_hex(16)
+        #: Per run on a cluster: whether its node refused it, and the node's record error.
+        self.on_node: dict[str, tuple[bool, str | None]] = {}
 
     async def admit(self, todo: Sequence[Job]) -> None:
         async with anyio.create_task_group() as runs:
@@ -199,7 +199,9 @@ class _Bench:
                 from dagbox.cluster.driver import ClusterUnavailable
 
                 try:
-                    result, node, sinks = await self._on_cluster(self.options.cluster, job, run_id)
+                    result, node, sinks, began = await self._on_cluster(
+                        self.options.cluster, job, run_id
+                    )
                 except ClusterUnavailable as exc:  # no node left: no line, --resume runs it
                     self._stop_for(str(exc))
                     return
@@ -216,9 +218,12 @@ class _Bench:
         assert isinstance(timings, StepTimings)
         line = _result_line(job, result, result.run_id, timings, (queued, began, time.monotonic()))
         if node is not None:
-            line["node"] = node
-            if result.error is not None and not timings.steps:  # the node could not run it
+            refused, node_record_error = self.on_node.pop(result.run_id)
+            line["node"] = node or None
+            if refused:  # the node could not run it, or every node it went to was lost
                 line.update(failure_class=INFRA_NODE, infra=True, error=result.error)
+            if node_record_error is not None:  # that node's trouble: the bench goes on
+                line["record_error"] = node_record_error
         if result.record_error is not None:
             line["record_error"] = result.record_error
             # The same disk will fail the next runs too: stop admitting (the line is kept).
@@ -253,28 +258,28 @@ class _Bench:
 
     async def _on_cluster(
         self, cluster: Cluster, job: Job, run_id: str
-    ) -> tuple[RunResult, str, list[Sink]]:
-        """The run on some node; its record is brought here, as a local run's would be."""
-        secret = {k: v for k, v in job.params.items() if is_secret_name(k)}
-        order = Order(
-            run_id=run_id,
-            dag=self.loaded.path.name,
-            params={k: v for k, v in job.params.items() if k not in secret},
-            secret_params={k: digest(self.salt, v) for k, v in secret.items()},
-            salt=self.salt,
-            live_output=self.options.output is not OutputMode.quiet,
-        )
+    ) -> tuple[RunResult, str, list[Sink], float]:
+        """The run on some node; its record is brought here, as a local run's would be.
+        Also when it was placed on its node (waiting for a slot is queue time)."""
         from dagbox.cluster.driver import unpack
 
-        outcome, node, sinks = await cluster.run(order, lambda label: self._sinks(job, label))
-        record_error = outcome.record_error
+        order = Order(
+            run_id=run_id,
+            params={k: v for k, v in job.params.items() if not is_secret_name(k)},
+            secret_params=[k for k in job.params if is_secret_name(k)],
+            live_output=self.options.output is not OutputMode.quiet,
+        )
+        outcome, node, sinks, placed_at = await cluster.run(
+            order, lambda label: self._sinks(job, label)
+        )
+        record_error = None  # the node's own (a full disk there) is the line's, not ours
         if outcome.record:
             dag_folder = Path(outcome.record_dir).parent.name
             target = RunLayout.for_run(dag_folder, outcome.run_id, self.options.home).dir
             try:
                 await anyio.to_thread.run_sync(unpack, outcome, target)
-            except OSError as exc:
-                record_error = record_error or f"cannot write {target}: {exc.strerror or exc}"
+            except (OSError, tarfile.TarError) as exc:
+                record_error = f"cannot write {target}: {getattr(exc, 'strerror', None) or exc}"
         result = RunResult(
             run_id=outcome.run_id,  # bench-...-abc123.2 when a lost node made it run again
             status=outcome.status,  # type: ignore[arg-type]
@@ -284,7 +289,8 @@ class _Bench:
             interrupted=outcome.interrupted,
             record_error=record_error,
         )
-        return result, node, sinks
+        self.on_node[outcome.run_id] = (outcome.refused, outcome.record_error)
+        return result, node, sinks, placed_at
 
     def say(self, message: str) -> None:
         """A line from the bench itself, above the progress line."""

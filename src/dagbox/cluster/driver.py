@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import logging
 import os
 import socket
 import sys
 import tarfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -31,6 +30,9 @@ import msgspec
 import dagbox
 from dagbox.cluster import wire
 from dagbox.engine.events import AnyEvent, Notice
+
+if TYPE_CHECKING:
+    from dagbox.plan import Plan
 
 #: The Ray custom resource a node offers dagbox: how many runs it takes at once.
 SLOTS = "dagbox_slots"
@@ -49,8 +51,17 @@ class ClusterUnavailable(Exception):
     """The cluster cannot take the bench: unreachable, no node offering slots, all refused."""
 
 
-class NodeLost(Exception):
-    """The node running a run died or became unreachable: the run goes to another node."""
+#: A run placed this many times, its node lost each time, is not placed again: a run that
+#: kills its node (out of memory, a fork bomb) would otherwise take down every node.
+MOST_PLACEMENTS = 3
+
+
+def _node_errors() -> tuple[type[BaseException], ...]:
+    """What awaiting an agent raises when its node died, is unreachable or lost the
+    result (Ray's errors, or the connection of Ray Client)."""
+    from ray.exceptions import RayError
+
+    return (RayError, ConnectionError)
 
 
 def address_of(value: str) -> str:
@@ -94,6 +105,10 @@ def connect(
     ``mask`` hides the secret values a user gave on it (``-m API_KEY=...``).
     """
     _check_reachable(address)
+    # Ray's `uv run` support would make nodes run `uv run python`, not their dagbox.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # HOST:6379 needs a Ray node on this machine; Ray waits 60 s for one by default.
+    os.environ.setdefault("RAY_gcs_server_request_timeout_seconds", "20")
     import ray
     import ray._private.utils as ray_utils
 
@@ -113,8 +128,9 @@ def connect(
             )
     except Exception as exc:  # Ray's own words, on one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = "" if address.startswith("ray://") else "; off the cluster, use ray://HOST:10001"
         raise ClusterUnavailable(
-            f"cannot join the Ray cluster at {address}: {first} (more in {log})"
+            f"cannot join the Ray cluster at {address}: {first} (more in {log}{hint})"
         ) from None
 
 
@@ -130,6 +146,29 @@ def _stderr_to(path: Path) -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def held_back(plan: Plan, folder: Path, also: Iterable[Path]) -> list[str]:
+    """What of the bench's folder does not go to the cluster (Ray's ``excludes``).
+
+    ``.git``; ``also`` (the results, ``$DAGBOX_HOME``, the tasks file) when inside it; and
+    the files that hold secrets, which must never travel through Ray: the DAG's dotenv
+    files and the files of ``secrets: provider: file``, of it and of its sub-DAGs. A node
+    has its own (docs/cluster.md, "Credentials").
+    """
+    kept = [".git"]
+    secret_files: list[str] = []
+    for each in (plan, *plan.dags.values()):
+        secret_files += [*each.dotenv, *(key for _, kind, key in each.secrets if kind == "file")]
+    folder = folder.resolve()
+    paths = [
+        *(Path(path).resolve() for path in also),  # relative to where dagbox runs
+        *(folder / name for name in secret_files if "${" not in name),
+    ]
+    for path in paths:
+        with contextlib.suppress(ValueError, OSError):
+            kept.append("/" + str(path.resolve().relative_to(folder)))
+    return sorted(set(kept))
 
 
 def disconnect() -> None:
@@ -161,12 +200,25 @@ class Cluster:
         max_containers: int | None,
         containers: bool,
         images: Iterable[str],
+        dag: str,
+        secrets: Mapping[str, str],
     ) -> None:
+        """``dag``: the DAG file in the bench's folder; ``secrets``: the value of each
+        secret-named param the bench gives (one per name), which nodes must hold."""
         self.concurrency = concurrency
-        self.max_containers = max_containers
-        #: The DAG runs containers: each node connects to its engine before its first run.
-        self.containers = containers
-        self.images = sorted(images)
+        salt = os.urandom(16).hex()
+        self.setup = wire.Setup(
+            slots=0,
+            max_containers=max_containers,
+            containers=containers,
+            images=sorted(images),
+            dag=dag,
+            secrets={name: wire.digest(salt, value) for name, value in secrets.items()},
+            salt=salt,
+        )
+        #: Image ids the jobs' keys were made with, once known: a node joining later with
+        #: other ids would mix builds.
+        self.keyed: dict[str, str] | None = None
         self.nodes: dict[str, Node] = {}
         self.ignored: set[str] = set()  # refused or gone: never asked again
         self.changed = anyio.Event()
@@ -177,7 +229,10 @@ class Cluster:
 
     async def start(self) -> None:
         """Agents on every node offering slots, checked; ClusterUnavailable when none serve."""
-        offered = await self._offering()
+        try:
+            offered = await self._offering()
+        except Exception as exc:
+            raise ClusterUnavailable(f"cannot list the cluster's nodes: {exc}") from None
         if not offered:
             raise ClusterUnavailable(
                 f"no node of the Ray cluster offers {SLOTS} "
@@ -188,6 +243,7 @@ class Cluster:
             raise ClusterUnavailable(
                 "no node could serve the bench: " + "; ".join(self.warnings[-3:])
             )
+        self.keyed = self.image_ids()
 
     async def _offering(self) -> dict[str, tuple[str, int]]:
         """Alive nodes offering slots that are not serving yet: id -> (address, slots)."""
@@ -209,22 +265,10 @@ class Cluster:
                 tg.start_soon(self._join_one, node_id, address, slots)
 
     async def _join_one(self, node_id: str, address: str, slots: int) -> None:
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        from dagbox.cluster.node import NodeAgent
-
-        take = min(slots, self.concurrency)
-        actor: Any = ray.remote(NodeAgent)
-        agent = actor.options(
-            num_cpus=0,
-            resources={SLOTS: take},
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            max_concurrency=1000,
-            max_restarts=0,
-        ).remote()
         short = f"{address}/{node_id[:8]}"
+        agent = None
         try:
+            agent = self._agent_on(node_id, min(slots, self.concurrency))
             with anyio.fail_after(HELLO_SECONDS):
                 version, _, protocol = (await agent.version.remote()).partition(" ")
                 if (version, protocol) != (dagbox.__version__, str(wire.PROTOCOL)):
@@ -235,16 +279,14 @@ class Cluster:
                         " not used (install the same version on every node)",
                     )
                     return
-                data = await agent.hello.remote(
-                    take, self.max_containers, self.containers, self.images
-                )
-            hello = wire.decode_hello(data)
+                setup = msgspec.structs.replace(self.setup, slots=min(slots, self.concurrency))
+                hello = wire.decode_hello(await agent.hello.remote(wire.encode(setup)))
         except TimeoutError:
             self._refuse(
                 node_id,
                 agent,
                 f"node {short} did not start dagbox's agent within "
-                f"{HELLO_SECONDS:g}s (are its {SLOTS} held by another bench?)",
+                f"{HELLO_SECONDS:g}s (are its {SLOTS} held by another bench?): not used",
             )
             return
         except Exception as exc:
@@ -253,16 +295,53 @@ class Cluster:
             return
         label = f"{hello.host}/{node_id[:8]}"
         self.warnings.extend(f"node {label}: {notice}" for notice in hello.notices)
-        self.nodes[node_id] = Node(node_id, label, agent, take, hello)
+        problem = hello.problem or self._mixes_builds(hello)
+        if problem is not None or self.interrupts:
+            self._refuse(
+                node_id,
+                agent,
+                f"node {label}: {problem or 'joined after Ctrl-C'}"
+                + ("; not used" if problem else ""),
+            )
+            return
+        self.nodes[node_id] = Node(node_id, label, agent, setup.slots, hello)
         self._notify()
+
+    def _agent_on(self, node_id: str, slots: int) -> Any:
+        """A new agent on that node, holding ``slots`` of its dagbox_slots for the bench."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from dagbox.cluster.node import NodeAgent
+
+        actor: Any = ray.remote(NodeAgent)
+        return actor.options(
+            num_cpus=0,
+            resources={SLOTS: slots},
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            max_concurrency=1000,
+            max_restarts=0,
+        ).remote()
+
+    def _mixes_builds(self, hello: wire.Hello) -> str | None:
+        """Why a node joining mid-bench would mix image builds into keys made without them."""
+        if self.keyed is None:
+            return None
+        for reference, image_id in hello.images.items():
+            if image_id not in self.keyed.get(reference, "").split("|"):
+                return (
+                    f"its {reference} is another build ({image_id[:19]}) than the bench's keys hold"
+                )
+        return None
 
     def _refuse(self, node_id: str, agent: Any, message: str) -> None:
         import ray
 
         self.ignored.add(node_id)
         self.warnings.append(message)
-        with contextlib.suppress(Exception):
-            ray.kill(agent, no_restart=True)
+        if agent is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(agent, no_restart=True)
 
     def image_ids(self) -> dict[str, str]:
         """Per image, the id every serving node has; nodes that built it apart give
@@ -294,10 +373,10 @@ class Cluster:
         (a node restarted, an autoscaler's), apart, so that a slow join holds up no output."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._refresh, say)
-            while True:
-                async with anyio.create_task_group() as drains:
-                    for node in list(self.nodes.values()):
-                        drains.start_soon(self._drain, node, say)
+            while True:  # a node whose drain hangs holds up no other node's output
+                for node in list(self.nodes.values()):
+                    if node.sinks and not node.draining.locked():
+                        tg.start_soon(self._drain, node, say)
                 await anyio.sleep(DRAIN_SECONDS)
 
     async def _refresh(self, say: Callable[[str], None]) -> None:
@@ -310,14 +389,12 @@ class Cluster:
                 say(message)
 
     async def _drain(self, node: Node, say: Callable[[str], None]) -> None:
-        from ray.exceptions import RayActorError
-
-        if not node.sinks:
+        if not node.sinks or node.draining.locked():
             return
         async with node.draining:
             try:
                 data = await node.agent.drain.remote()
-            except RayActorError:
+            except _node_errors():
                 if not node.lost:
                     say(f"node {node.label} is lost; its runs go to other nodes")
                 self._lose(node)
@@ -329,10 +406,13 @@ class Cluster:
 
     # -- runs ------------------------------------------------------------------------
 
-    async def _place(self) -> Node:
-        """The node with the most free slots, waiting for one to free (or to join)."""
+    async def _place(self) -> Node | None:
+        """The node with the most free slots, waiting for one to free (or to join); None
+        after Ctrl-C."""
         waited_since: float | None = None
         while True:
+            if self.interrupts:
+                return None
             free = [n for n in self.nodes.values() if n.running < n.slots and not n.lost]
             if free:
                 node = max(free, key=lambda n: n.slots - n.running)
@@ -350,24 +430,24 @@ class Cluster:
 
     async def run(
         self, order: wire.Order, sinks_for: Callable[[str], list[Sink]]
-    ) -> tuple[wire.Outcome, str, list[Sink]]:
+    ) -> tuple[wire.Outcome, str, list[Sink], float]:
         """Run ``order`` on some node, again on another when its node is lost: how it
-        ended, the node's label, and the sinks its events went to."""
-        from ray.exceptions import RayActorError
-
-        for placed in itertools.count(1):
-            if self.interrupts:  # Ctrl-C while it waited for a slot: it never starts
-                return wire.Outcome(order.run_id, "aborted", True, None, None, "", b""), "", []
+        ended, the node's label, the sinks its events went to, and when it was placed."""
+        base = order.run_id
+        for placed in range(1, MOST_PLACEMENTS + 1):
             if placed > 1:  # a run of its own: the lost one may have left a record there
-                order = msgspec.structs.replace(order, run_id=f"{order.run_id}.{placed}")
+                order = msgspec.structs.replace(order, run_id=f"{base}.{placed}")
             node = await self._place()
+            if node is None:  # Ctrl-C while it waited for a slot: it never starts
+                break
+            placed_at = time.monotonic()
             sinks = sinks_for(node.label)
             node.sinks[order.run_id] = sinks
             try:
                 data = await node.agent.run.remote(wire.encode(order))
-            except RayActorError:
+            except _node_errors():
                 node.sinks.pop(order.run_id, None)
-                lost = f"node {node.label} was lost while this run ran there; it runs again"
+                lost = f"node {node.label} was lost while this run ran there"
                 for sink in sinks:
                     sink(Notice(run_id=order.run_id, message=lost))
                 self._lose(node)
@@ -381,19 +461,29 @@ class Cluster:
             for event in wire.decode_events(outcome.events):
                 for sink in sinks:
                     sink(event)
-            return outcome, node.label, sinks
-        raise AssertionError("unreachable")
+            return outcome, node.label, sinks, placed_at
+        else:
+            error = f"its node was lost each of the {MOST_PLACEMENTS} times it ran"
+            failed = wire.Outcome(base, "failed", False, error, None, "", b"", refused=True)
+            return failed, "", sinks_for(""), time.monotonic()
+        aborted = wire.Outcome(order.run_id, "aborted", True, None, None, "", b"")
+        return aborted, "", [], time.monotonic()
 
     def interrupt(self) -> None:
         """Ctrl-C: every node stops its runs (the first time gracefully, then at once)."""
         self.interrupts += 1
+        self._notify()  # runs waiting for a slot give up
         for node in list(self.nodes.values()):
             with contextlib.suppress(Exception):
                 node.agent.interrupt.remote()
 
 
 def unpack(outcome: wire.Outcome, target: Path) -> None:
-    """Write a run's record where a local bench would have, its paths made local."""
+    """Write a run's record where a local bench would have, its paths made local.
+
+    Paths are rewritten only in the record's own files (``run.json``, ``events.jsonl``,
+    journals), never in what steps wrote (a child's ``work/``), in every form dagbox writes
+    a path in (JSON with and without ``\\u`` escapes)."""
     if not outcome.record:
         return
     target.mkdir(parents=True, exist_ok=True)
@@ -403,8 +493,19 @@ def unpack(outcome: wire.Outcome, target: Path) -> None:
         return
     import json
 
-    old, new = json.dumps(outcome.record_dir)[1:-1], json.dumps(str(target))[1:-1]
-    for path in [*target.rglob("*.json"), *target.rglob("*.jsonl")]:
+    forms = {
+        json.dumps(outcome.record_dir, ensure_ascii=ascii)[1:-1]: json.dumps(
+            str(target), ensure_ascii=ascii
+        )[1:-1]
+        for ascii in (True, False)
+    }
+    for path in target.rglob("*"):
+        own = path.name in ("run.json", "events.jsonl") or path.parent.parent.name == "attempts"
+        if not own or "work" in path.relative_to(target).parts or not path.is_file():
+            continue
         text = path.read_text(errors="surrogateescape")
-        if old in text:
-            path.write_text(text.replace(old, new), errors="surrogateescape")
+        changed = text
+        for old, new in forms.items():
+            changed = changed.replace(old, new)
+        if changed != text:
+            path.write_text(changed, errors="surrogateescape")

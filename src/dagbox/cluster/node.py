@@ -14,6 +14,7 @@ driver asks each agent for its version before giving it work (:meth:`hello`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import io
@@ -52,45 +53,62 @@ class NodeAgent:
         self.left_out: dict[str, int] = {}
         self.schedulers: dict[str, Scheduler] = {}
         self.interrupts = 0
-        self.loaded: dict[str, Loaded] = {}
+        self.loaded: Loaded | None = None
+        self.connecting = asyncio.Lock()
+        #: Secret values of this node's environment: masked in what it says of itself.
+        self.secret_values: set[str] = set()
 
     async def version(self) -> str:
         """``VERSION PROTOCOL``: the first thing the driver asks, the same in every version,
         so that a node of another version is told apart before anything else is said."""
         return f"{dagbox.__version__} {wire.PROTOCOL}"
 
-    async def hello(
-        self, slots: int, max_containers: int | None, containers: bool, images: list[str]
-    ) -> bytes:
-        """Say who this node is. First stop what dead runs left here (a killed node's
-        containers and processes), load what a run needs (so that the first runs do not
-        wait for imports), then look up the bench's images on this engine."""
-        from dagbox.runner import stop_orphans_within
+    async def hello(self, setup_bytes: bytes) -> bytes:
+        """Say who this node is, and whether it can serve the bench (its secrets, the DAG).
 
-        self.slots, self.max_containers = slots, max_containers
-        notices = await stop_orphans_within()
-        for module in ("dagbox.compiler", "dagbox.engine.scheduler", "dagbox.spec"):
+        First stop what dead runs left here (a killed node's containers and processes),
+        load what a run needs (so that the first runs do not wait for imports), then look
+        up the bench's images on this engine.
+        """
+        from dagbox.runner import stop_orphans_within
+        from dagbox.secrets import Redactor, secret_values
+        from dagbox.spec import DagError, load
+
+        setup = wire.decode_setup(setup_bytes)
+        self.slots, self.max_containers = setup.slots, setup.max_containers
+        self.secret_values = secret_values(os.environ)
+        redact = Redactor(self.secret_values)
+        notices = [redact.text(n) or n for n in await stop_orphans_within()]
+        for module in ("dagbox.compiler", "dagbox.engine.scheduler"):
             importlib.import_module(module)
+        problem = wire.missing_secrets(setup, os.environ)
+        try:  # the bench's folder, as Ray unpacked it here: this process's working dir
+            self.loaded = load(Path(setup.dag))  # once: every run reads the same file
+        except (DagError, OSError) as exc:
+            problem = problem or f"it cannot load {setup.dag}: {exc}"
         ids: dict[str, str] = {}
-        if containers:
+        if setup.containers and problem is None:
             engine = await self._engine(notices.append)
             from dagbox.bench.run import image_ids
 
-            ids = await image_ids(engine, set(images))
+            ids = await image_ids(engine, set(setup.images))
         hello = wire.Hello(
             host=socket.gethostname(),
             engine=os.environ.get("DOCKER_HOST", ""),
             images=ids,
             notices=notices,
+            problem=problem,
         )
         return wire.encode(hello)
 
     async def _engine(self, notify: Callable[[str], None] | None = None) -> ContainerEngine:
+        """The node's engine, one connection for every run here (one ``--max-containers``)."""
         from dagbox.runner import connect_container_engine
 
-        if self.engine is None:
-            said = notify or (lambda _: None)
-            self.engine = await connect_container_engine(self.stack, said, self.max_containers)
+        async with self.connecting:
+            if self.engine is None:
+                said = notify or (lambda _: None)
+                self.engine = await connect_container_engine(self.stack, said, self.max_containers)
         return self.engine
 
     async def run(self, order_bytes: bytes) -> bytes:
@@ -100,27 +118,27 @@ class NodeAgent:
         try:
             return await self._run(order)
         except Exception as exc:  # a bug, or this node's trouble (a run id taken here)
-            return self._refused(order, f"dagbox failed here: {type(exc).__name__}: {exc}")
+            from dagbox.secrets import Redactor
+
+            said = f"dagbox failed here: {type(exc).__name__}: {exc}"
+            return self._refused(order, Redactor(self.secret_values).text(said) or said)
         finally:
+            self._take(order.run_id)  # what was buffered no longer counts against the rest
             self.pending.pop(order.run_id, None)
             self.left_out.pop(order.run_id, None)
             self.schedulers.pop(order.run_id, None)
 
     async def _run(self, order: wire.Order) -> bytes:
+        import anyio
+
         from dagbox.compiler import compile
         from dagbox.layout import RunLayout
         from dagbox.runner import RunRequest, execute
-        from dagbox.spec import DagError, load
 
-        params, problem = wire.resolve_secrets(order, os.environ)
-        if problem is None and order.dag not in self.loaded:
-            try:  # the bench's folder, as Ray unpacked it here: this process's working dir
-                self.loaded[order.dag] = load(Path(order.dag))
-            except (DagError, OSError) as exc:
-                problem = f"cannot load {order.dag} here: {exc}"
-        if problem is not None or self.interrupts:
-            return self._refused(order, problem or "the bench is stopping")
-        loaded = self.loaded[order.dag]  # read once per bench: every run has the same file
+        if self.loaded is None or self.interrupts:
+            return self._refused(order, "the bench is stopping")
+        params = {**order.params, **{name: os.environ[name] for name in order.secret_params}}
+        loaded = self.loaded
         plan = compile(loaded.dag, params, loaded.path, loaded.dags)
         engine = await self._engine() if plan.uses_containers() else None
         result = await execute(
@@ -137,6 +155,7 @@ class NodeAgent:
             )
         )
         folder = RunLayout.for_run(plan.dag or "dag", order.run_id).dir
+        record = await anyio.to_thread.run_sync(_packed, folder)  # other runs go on
         outcome = wire.Outcome(
             run_id=order.run_id,
             status=result.status,
@@ -144,10 +163,11 @@ class NodeAgent:
             error=result.error,
             record_error=result.record_error,
             record_dir=str(folder),
-            record=_packed(folder),
+            record=record,
             events=wire.encode_events(self._take(order.run_id)),
         )
-        shutil.rmtree(folder, ignore_errors=True)  # the driver keeps it now
+        # The driver keeps the record now.
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
         return wire.encode(outcome)
 
     def _refused(self, order: wire.Order, problem: str) -> bytes:
@@ -159,6 +179,7 @@ class NodeAgent:
             record_error=None,
             record_dir="",
             record=b"",
+            refused=True,
         )
         return wire.encode(outcome)
 
@@ -207,10 +228,17 @@ class NodeAgent:
 
 
 def _packed(folder: Path) -> bytes:
-    """The record folder as an uncompressed tar stream (logs are read far more than sent)."""
+    """The record folder as an uncompressed tar stream (logs are read far more than sent).
+
+    Regular files and folders only: a child run's ``work/`` folder may hold links (a
+    virtualenv's) and pipes, which mean nothing on another machine."""
     if not folder.is_dir():
         return b""
+
+    def plain(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        return member if member.isfile() or member.isdir() else None
+
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(folder, arcname=".")
+        tar.add(folder, arcname=".", filter=plain)
     return buffer.getvalue()

@@ -2,9 +2,10 @@
 
 Only bytes and strings cross Ray (no pickled dagbox objects), so a node never
 unpickles a class it does not have; a node of another dagbox version is refused by its
-answer to ``NodeAgent.version`` (the same in every version) before anything else is said. Values of secret-named params never cross at all: an
-order carries a keyed digest of each, and the node takes the value from its own
-environment, checking it against the digest (docs/cluster.md, "Credentials").
+answer to ``NodeAgent.version`` (the same in every version) before anything else is
+said. Values of secret-named params never cross at all: the setup carries a slow salted
+hash of each, a node whose own value does not match is not used, and orders name secret
+params without their values (docs/cluster.md, "Credentials").
 """
 
 from __future__ import annotations
@@ -21,6 +22,22 @@ from dagbox.engine.events import AnyEvent
 PROTOCOL = 1
 
 
+class Setup(msgspec.Struct, frozen=True):
+    """What an agent is told once, before its first run."""
+
+    slots: int
+    max_containers: int | None
+    #: The DAG runs containers: connect to the node's engine before the first run.
+    containers: bool
+    #: Images the DAG names (templates left out): their ids on this node go in the keys.
+    images: list[str]
+    #: The DAG file, relative to the bench's folder (the agent's working dir).
+    dag: str
+    #: name -> slow salted hash (:func:`digest`) of the driver's value of each secret param.
+    secrets: dict[str, str]
+    salt: str
+
+
 class Hello(msgspec.Struct, frozen=True):
     """What a node says of itself when its agent starts (once its version is known to match)."""
 
@@ -31,17 +48,16 @@ class Hello(msgspec.Struct, frozen=True):
     images: dict[str, str] = {}
     #: What its agent did on starting: containers and processes that dead runs left.
     notices: list[str] = []
+    #: Why this node cannot serve the bench (a secret it lacks, the DAG it cannot load).
+    problem: str | None = None
 
 
 class Order(msgspec.Struct, frozen=True):
-    """One run for a node: which DAG (a path inside the bench's folder) with which params."""
+    """One run for a node: which params; secret params by name only (the node has them)."""
 
     run_id: str
-    dag: str
     params: dict[str, str]
-    #: name -> keyed digest of the driver's value: the node supplies the value itself.
-    secret_params: dict[str, str]
-    salt: str
+    secret_params: list[str]
     #: Send the steps' output live (the terminal shows some of it), or only the rest.
     live_output: bool = True
 
@@ -59,6 +75,8 @@ class Outcome(msgspec.Struct, frozen=True):
     #: The record folder as a tar stream (run.json, events.jsonl, logs, journals, children).
     record: bytes
     events: bytes = b""
+    #: The node could not run it at all (``infra_node``); it never started.
+    refused: bool = False
 
 
 _events = msgspec.msgpack.Encoder()
@@ -84,25 +102,30 @@ def decode_events(data: bytes) -> list[AnyEvent]:
 
 
 def digest(salt: str, value: str) -> str:
-    """A keyed digest of a secret: enough to tell that a node holds the same value."""
-    return hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
+    """A slow salted hash of a secret (scrypt, about 50 ms): enough for a node to tell that
+    it holds the driver's value, and slow to guess a value from (salt and hash both travel
+    through Ray, where anyone on the cluster's network can read them)."""
+    hashed = hashlib.scrypt(value.encode(), salt=salt.encode(), n=2**14, r=8, p=1, dklen=32)
+    return hashed.hex()
 
 
-def resolve_secrets(order: Order, env: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
-    """The order's params with its secret params filled in from ``env``, or why not."""
-    params = dict(order.params)
-    for name, wanted in order.secret_params.items():
+def missing_secrets(setup: Setup, env: Mapping[str, str]) -> str | None:
+    """Why this node cannot give the bench's secret params their driver's values, or None."""
+    for name, wanted in setup.secrets.items():
         value = env.get(name)
         if value is None:
-            return params, f"this node has no {name} in its environment"
-        if not hmac.compare_digest(digest(order.salt, value), wanted):
-            return params, f"this node's {name} is not the value the driver has"
-        params[name] = value
-    return params, None
+            return f"it has no {name} in its environment"
+        if not hmac.compare_digest(digest(setup.salt, value), wanted):
+            return f"its {name} is not the value the driver has"
+    return None
 
 
 def encode(message: msgspec.Struct) -> bytes:
     return msgspec.msgpack.encode(message)
+
+
+def decode_setup(data: bytes) -> Setup:
+    return msgspec.msgpack.decode(data, type=Setup)
 
 
 def decode_hello(data: bytes) -> Hello:

@@ -20,6 +20,7 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -61,6 +62,36 @@ class RayCluster:
     def command(self, *args: str) -> list[str]:
         """dagbox inside the cluster's network namespace (nsenter execs: same pid)."""
         return ["nsenter", f"--net={NETNS}", sys.executable, "-m", "dagbox", *args]
+
+    def bench(
+        self,
+        tmp_path: Path,
+        dag: Path,
+        *args: str,
+        address: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """``dagbox bench DAG --cluster ADDRESS ARGS`` beside the cluster, to its end."""
+        return subprocess.run(
+            self.command("bench", str(dag), "--cluster", address or self.address, *args),
+            env=env or _env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    def started(
+        self, tmp_path: Path, dag: Path, sink: IO[str], *args: str
+    ) -> subprocess.Popen[str]:
+        """The same, started: its stdout into ``sink``, its stderr to read at its end."""
+        return subprocess.Popen(
+            self.command("bench", str(dag), "--cluster", self.address, *args),
+            env=_env(tmp_path),
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def script(self, *args: str, timeout: float = 120) -> None:
         subprocess.run([str(SCRIPT), *args], check=True, timeout=timeout, capture_output=True)
@@ -174,26 +205,17 @@ def test_runs_spread_over_nodes_each_on_its_own_engine(cluster, tmp_path):
     (folder / "input.txt").write_text("from the driver's folder\n")
     out = tmp_path / "out"
     since = time.time()
-    done = subprocess.run(
-        cluster.command(
-            "bench",
-            str(dag),
-            "--cluster",
-            cluster.address,
-            "-m",
-            "N=" + ",".join(map(str, range(12))),
-            "-c",
-            "12",
-            "--out",
-            str(out),
-            "-o",
-            "prefix",
-        ),
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = cluster.bench(
+        tmp_path,
+        dag,
+        "-m",
+        "N=" + ",".join(map(str, range(12))),
+        "-c",
+        "12",
+        "--out",
+        str(out),
+        "-o",
+        "prefix",
     )
     assert done.returncode == 0, done.stderr
     lines = _results(out)
@@ -227,25 +249,16 @@ def test_runs_spread_over_nodes_each_on_its_own_engine(cluster, tmp_path):
         assert f"n={line['params']['N']}" in logs.stdout
     assert cluster.labelled(1) == cluster.labelled(2) == []
     # --resume on the cluster: every key is known, nothing runs again.
-    again = subprocess.run(
-        cluster.command(
-            "bench",
-            str(dag),
-            "--cluster",
-            cluster.address,
-            "-m",
-            "N=" + ",".join(map(str, range(12))),
-            "--out",
-            str(out),
-            "--resume",
-            "-o",
-            "quiet",
-        ),
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    again = cluster.bench(
+        tmp_path,
+        dag,
+        "-m",
+        "N=" + ",".join(map(str, range(12))),
+        "--out",
+        str(out),
+        "--resume",
+        "-o",
+        "quiet",
     )
     assert again.returncode == 0, again.stderr
     assert "0 runs now, 12 already done" in again.stdout
@@ -279,25 +292,18 @@ def test_a_killed_node_s_runs_run_again_elsewhere_and_its_containers_go(cluster,
     )
     out, stdout = tmp_path / "out", tmp_path / "driver.out"
     with stdout.open("w") as sink:
-        driver = subprocess.Popen(
-            cluster.command(
-                "bench",
-                str(dag),
-                "--cluster",
-                cluster.address,
-                "-m",
-                "N=" + ",".join(map(str, range(24))),
-                "-c",
-                "16",
-                "--out",
-                str(out),
-                "-o",
-                "prefix",
-            ),
-            env=_env(tmp_path),
-            stdout=sink,
-            stderr=subprocess.PIPE,
-            text=True,
+        driver = cluster.started(
+            tmp_path,
+            dag,
+            sink,
+            "-m",
+            "N=" + ",".join(map(str, range(24))),
+            "-c",
+            "16",
+            "--out",
+            str(out),
+            "-o",
+            "prefix",
         )
         try:
             wait_for(lambda: len(_started_on(stdout)) == 2, 120, "runs started on both nodes")
@@ -318,26 +324,17 @@ def test_a_killed_node_s_runs_run_again_elsewhere_and_its_containers_go(cluster,
     left = cluster.labelled(2)
     assert left, "the killed node's runs had containers running"
     cluster.script("start-worker", "2", timeout=180)
-    again = subprocess.run(
-        cluster.command(
-            "bench",
-            str(dag),
-            "--cluster",
-            cluster.address,
-            "-m",
-            "N=100,101,102,103,104,105,106,107,108,109",
-            "-c",
-            "16",
-            "--out",
-            str(tmp_path / "out2"),
-            "-o",
-            "quiet",
-        ),
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    again = cluster.bench(
+        tmp_path,
+        dag,
+        "-m",
+        "N=100,101,102,103,104,105,106,107,108,109",
+        "-c",
+        "16",
+        "--out",
+        str(tmp_path / "out2"),
+        "-o",
+        "quiet",
     )
     assert again.returncode == 0, again.stderr
     assert cluster.labelled(2) == [] and cluster.labelled(1) == []
@@ -416,25 +413,18 @@ def test_ctrl_c_stops_every_run_on_every_node(cluster, tmp_path):
     )
     out, stdout = tmp_path / "out", tmp_path / "driver.out"
     with stdout.open("w") as sink:
-        driver = subprocess.Popen(
-            cluster.command(
-                "bench",
-                str(dag),
-                "--cluster",
-                cluster.address,
-                "-m",
-                "N=" + ",".join(map(str, range(12))),
-                "-c",
-                "12",
-                "--out",
-                str(out),
-                "-o",
-                "prefix",
-            ),
-            env=_env(tmp_path),
-            stdout=sink,
-            stderr=subprocess.PIPE,
-            text=True,
+        driver = cluster.started(
+            tmp_path,
+            dag,
+            sink,
+            "-m",
+            "N=" + ",".join(map(str, range(12))),
+            "-c",
+            "12",
+            "--out",
+            str(out),
+            "-o",
+            "prefix",
         )
         try:
             wait_for(lambda: stdout.read_text().count("| n=") == 12, 120, "12 runs printing")
@@ -593,48 +583,32 @@ def test_secret_values_never_reach_ray(cluster, tmp_path):
     (dag.parent / ".env").write_text(f"DOTENV_TOKEN={in_dotenv}\n")
     tasks = dag.parent / "tasks.jsonl"
     tasks.write_text(json.dumps({"id": "t", "N": "5", "NODE_TOKEN": NODE_TOKEN}) + "\n")
-    by_task = subprocess.run(
-        cluster.command(
-            "bench",
-            str(dag),
-            "--cluster",
-            cluster.address,
-            "--tasks",
-            str(tasks),
-            "--out",
-            str(tmp_path / "out-tasks"),
-            "-o",
-            "quiet",
-        ),
+    by_task = cluster.bench(
+        tmp_path,
+        dag,
+        "--tasks",
+        str(tasks),
+        "--out",
+        str(tmp_path / "out-tasks"),
+        "-o",
+        "quiet",
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
     assert by_task.returncode == 0, by_task.stderr
     assert _results(tmp_path / "out-tasks")[0]["status"] == "succeeded"
     tasks.unlink()  # the next bench does not know it for a tasks file: it would upload it
-    done = subprocess.run(
-        cluster.command(
-            "bench",
-            str(dag),
-            "--cluster",
-            cluster.address,
-            "-m",
-            f"NODE_TOKEN={NODE_TOKEN}",
-            "-m",
-            "N=1,2,3,4",
-            "--out",
-            str(out),
-            "-o",
-            "prefix",
-        ),
+    done = cluster.bench(
+        tmp_path,
+        dag,
+        "-m",
+        f"NODE_TOKEN={NODE_TOKEN}",
+        "-m",
+        "N=1,2,3,4",
+        "--out",
+        str(out),
+        "-o",
+        "prefix",
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
     assert done.returncode == 0, done.stderr
     lines = _results(out)
@@ -660,24 +634,8 @@ def test_nodes_without_the_driver_s_secret_value_are_not_used(cluster, tmp_path)
     )
     out = tmp_path / "out"
     began = time.monotonic()
-    done = subprocess.run(
-        cluster.command(
-            "bench",
-            str(dag),
-            "--cluster",
-            cluster.address,
-            "-m",
-            "NODE_TOKEN=not-the-nodes-value",
-            "--out",
-            str(out),
-            "-o",
-            "quiet",
-        ),
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = cluster.bench(
+        tmp_path, dag, "-m", "NODE_TOKEN=not-the-nodes-value", "--out", str(out), "-o", "quiet"
     )
     assert done.returncode == 3, done.stderr
     assert time.monotonic() - began < 30
@@ -706,25 +664,7 @@ def test_a_node_running_another_dagbox_version_is_refused_in_one_line(cluster, t
             tmp_path / "project", "params:\n  - N: '0'\nsteps:\n  - name: a\n    command: 'true'\n"
         )
         out = tmp_path / "out"
-        done = subprocess.run(
-            cluster.command(
-                "bench",
-                str(dag),
-                "--cluster",
-                cluster.address,
-                "-m",
-                "N=1,2,3,4,5,6",
-                "--out",
-                str(out),
-                "-o",
-                "quiet",
-            ),
-            env=_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        done = cluster.bench(tmp_path, dag, "-m", "N=1,2,3,4,5,6", "--out", str(out), "-o", "quiet")
     finally:
         cluster.script("kill-worker", "2")
         cluster.script("start-worker", "2", timeout=180)
@@ -741,24 +681,16 @@ def test_a_bench_through_ray_client(cluster, tmp_path):
         tmp_path / "project", "params:\n  - N: '0'\nsteps:\n  - name: a\n    command: echo n=$N\n"
     )
     out = tmp_path / "out"
-    done = subprocess.run(
-        cluster.command(
-            "bench",
-            str(dag),
-            "--cluster",
-            "ray://127.0.0.1:10001",
-            "-m",
-            "N=1,2,3",
-            "--out",
-            str(out),
-            "-o",
-            "prefix",
-        ),
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = cluster.bench(
+        tmp_path,
+        dag,
+        "-m",
+        "N=1,2,3",
+        "--out",
+        str(out),
+        "-o",
+        "prefix",
+        address="ray://127.0.0.1:10001",
     )
     assert done.returncode == 0, done.stderr
     lines = _results(out)

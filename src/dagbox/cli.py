@@ -634,8 +634,7 @@ def bench(
         output=output,
     )
     if cluster is not None:
-        given = (tasks, task_list) if tasks is not None and task_list is not None else None
-        options.cluster = _join_cluster(cluster, loaded, options, axes, given)
+        options.cluster = _join_cluster(cluster, loaded, options, axes, tasks, task_list)
     try:
         with _adopting(), _leaving(options.cluster):
             report = anyio.run(
@@ -677,7 +676,8 @@ def _join_cluster(
     loaded: Loaded,
     options: BenchOptions,
     axes: list[tuple[str, list[str]]],
-    tasks: tuple[Path, list[tuple[str, dict[str, str]]]] | None,
+    tasks_file: Path | None,
+    tasks: list[tuple[str, dict[str, str]]] | None,
 ) -> Cluster:
     """Join the Ray cluster for ``dagbox bench --cluster`` (exit 3 in one line when it
     cannot be had), with the DAG's folder as every node's working dir."""
@@ -691,7 +691,7 @@ def _join_cluster(
     except ImportError:
         _err("dagbox: --cluster needs Ray: pip install 'dagbox[ray]'")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
-    secrets = _secret_params(axes, tasks[1] if tasks else [])
+    secrets = _secret_params(axes, tasks or [])
     folder = loaded.path.parent.resolve()
     if folder in (Path.home().resolve(), Path("/")):
         _err(
@@ -700,7 +700,7 @@ def _join_cluster(
         )
         raise typer.Exit(EXIT_USAGE)
     plan = compile(loaded.dag, {}, loaded.path, loaded.dags)
-    also = [options.out, _home(), *([tasks[0]] if tasks else [])]
+    also = [options.out, _home(), *([tasks_file] if tasks_file else [])]
     try:
         connect(
             address_of(address),

@@ -130,6 +130,8 @@ async def run_bench(
             if cluster is not None:
                 tg.start_soon(cluster.watch, bench.say)
             await bench.admit(todo)
+            if cluster is not None:
+                await cluster.stop_watching()
             tg.cancel_scope.cancel()
         progress.finish()
     # Results of inputs that changed since (other keys) stay in the file but not in the summary.

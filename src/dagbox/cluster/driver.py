@@ -222,6 +222,7 @@ class Cluster:
         self.nodes: dict[str, Node] = {}
         self.ignored: set[str] = set()  # refused or gone: never asked again
         self.changed = anyio.Event()
+        self.closing, self.watched = anyio.Event(), anyio.Event()
         self.warnings: list[str] = []
         self.interrupts = 0
 
@@ -373,15 +374,26 @@ class Cluster:
         (a node restarted, an autoscaler's), apart, so that a slow join holds up no output."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._refresh, say)
-            while True:  # a node whose drain hangs holds up no other node's output
+            while not self.closing.is_set():  # a hung node's drain holds up no other's
                 for node in list(self.nodes.values()):
                     if node.sinks and not node.draining.locked():
                         tg.start_soon(self._drain, node, say)
-                await anyio.sleep(DRAIN_SECONDS)
+                with anyio.move_on_after(DRAIN_SECONDS):
+                    await self.closing.wait()
+        self.watched.set()
+
+    async def stop_watching(self) -> None:
+        """Let the calls to nodes under way end, instead of cancelling them: Ray Client
+        answers a cancelled call with errors on stderr, and its connection may not recover."""
+        self.closing.set()
+        await self.watched.wait()
 
     async def _refresh(self, say: Callable[[str], None]) -> None:
-        while not self.interrupts:
-            await anyio.sleep(REFRESH_SECONDS)
+        while not self.interrupts and not self.closing.is_set():
+            with anyio.move_on_after(REFRESH_SECONDS):
+                await self.closing.wait()
+            if self.closing.is_set():
+                return
             before = len(self.warnings)
             with contextlib.suppress(Exception):  # the GCS busy or away: next time
                 await self._join(await self._offering())
@@ -488,7 +500,14 @@ def unpack(outcome: wire.Outcome, target: Path) -> None:
         return
     target.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(outcome.record), mode="r") as tar:
-        tar.extractall(target, filter="data")
+        members = tar.getmembers()
+        for member in members:  # what a node packs; anything else is not a record's
+            inside = not Path(member.name).is_absolute() and ".." not in Path(member.name).parts
+            if not inside or not (member.isfile() or member.isdir()):
+                raise tarfile.TarError(f"a record holds {member.name!r}, not a plain file")
+        # Python before 3.11.4 has no extraction filters; the check above does their work.
+        safe: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(target, members=members, **safe)
     if not outcome.record_dir or outcome.record_dir == str(target):
         return
     import json

@@ -25,7 +25,7 @@ from typing import IO
 import pytest
 
 from tests.conftest import REPO, TEST_IMAGE
-from tests.helpers import wait_for
+from tests.helpers import DAGBOX, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -61,7 +61,7 @@ class RayCluster:
 
     def command(self, *args: str) -> list[str]:
         """dagbox inside the cluster's network namespace (nsenter execs: same pid)."""
-        return ["nsenter", f"--net={NETNS}", sys.executable, "-m", "dagbox", *args]
+        return ["nsenter", f"--net={NETNS}", *DAGBOX, *args]
 
     def bench(
         self,
@@ -159,6 +159,20 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _dagbox(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """dagbox on this side of the namespace (nothing here reaches a cluster)."""
+    return subprocess.run(
+        [*DAGBOX, *args],
+        env=env or _env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
 def _results(out: Path) -> list[dict]:
     path = out / "results.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -237,14 +251,7 @@ def test_runs_spread_over_nodes_each_on_its_own_engine(cluster, tmp_path):
         record = home / "runs" / "spread" / line["run_id"]
         assert json.loads((record / "run.json").read_text())["status"] == "succeeded"
         assert (record / "events.jsonl").read_text().count("run.finished") == 1
-        logs = subprocess.run(
-            [sys.executable, "-m", "dagbox", "logs", line["run_id"]],
-            env=_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        logs = _dagbox(tmp_path, "logs", line["run_id"], check=True)
         assert "from the driver's folder" in logs.stdout
         assert f"n={line['params']['N']}" in logs.stdout
     assert cluster.labelled(1) == cluster.labelled(2) == []
@@ -447,23 +454,8 @@ def test_ctrl_c_stops_every_run_on_every_node(cluster, tmp_path):
 def test_an_unreachable_cluster_is_one_line_and_exit_3(tmp_path):
     dag = _dag(tmp_path, "steps:\n  - name: a\n    command: 'true'\n")
     began = time.monotonic()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagbox",
-            "bench",
-            str(dag),
-            "--cluster",
-            "127.0.0.1:9",
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = _dagbox(
+        tmp_path, "bench", str(dag), "--cluster", "127.0.0.1:9", "--out", str(tmp_path / "out")
     )
     assert done.returncode == 3
     assert time.monotonic() - began < 30
@@ -475,23 +467,8 @@ def test_an_unreachable_cluster_is_one_line_and_exit_3(tmp_path):
 def test_auto_without_ray_address_is_one_line_and_exit_3(tmp_path):
     dag = _dag(tmp_path, "steps:\n  - name: a\n    command: 'true'\n")
     env = {k: v for k, v in _env(tmp_path).items() if k != "RAY_ADDRESS"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagbox",
-            "bench",
-            str(dag),
-            "--cluster",
-            "auto",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = _dagbox(
+        tmp_path, "bench", str(dag), "--cluster", "auto", "--out", str(tmp_path / "o"), env=env
     )
     assert done.returncode == 3
     assert done.stderr.strip().splitlines() == [
@@ -501,25 +478,16 @@ def test_auto_without_ray_address_is_one_line_and_exit_3(tmp_path):
 
 def test_secret_params_with_several_values_are_refused_before_joining(tmp_path):
     dag = _dag(tmp_path, "params:\n  - API_KEY: x\nsteps:\n  - name: a\n    command: 'true'\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagbox",
-            "bench",
-            str(dag),
-            "--cluster",
-            "127.0.0.1:9",
-            "-m",
-            "API_KEY=sk-first-1234,sk-second-5678",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = _dagbox(
+        tmp_path,
+        "bench",
+        str(dag),
+        "--cluster",
+        "127.0.0.1:9",
+        "-m",
+        "API_KEY=sk-first-1234,sk-second-5678",
+        "--out",
+        str(tmp_path / "o"),
     )
     assert done.returncode == 2
     assert "API_KEY takes 2 values" in done.stderr
@@ -742,9 +710,7 @@ def test_a_cluster_without_slots_is_one_line_and_exit_3(tmp_path):
             [
                 "nsenter",
                 f"--net={netns}",
-                sys.executable,
-                "-m",
-                "dagbox",
+                *DAGBOX,
                 "bench",
                 str(dag),
                 "--cluster",

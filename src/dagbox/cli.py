@@ -684,6 +684,7 @@ def _join_cluster(
     from dagbox.bench.jobs import image_references
     from dagbox.cluster.driver import Cluster, ClusterUnavailable, address_of, connect, held_back
     from dagbox.compiler import compile
+    from dagbox.layout import home
     from dagbox.secrets import Redactor
 
     try:
@@ -700,24 +701,24 @@ def _join_cluster(
         )
         raise typer.Exit(EXIT_USAGE)
     plan = compile(loaded.dag, {}, loaded.path, loaded.dags)
-    also = [options.out, _home(), *([tasks_file] if tasks_file else [])]
+    also = [options.out, home(), *([tasks_file] if tasks_file else [])]
+    redactor = Redactor(secrets.values())
     try:
         connect(
             address_of(address),
             folder,
             held_back(plan, folder, also),
             options.out / "ray-driver.log",
-            lambda text: Redactor(set(secrets.values())).text(text) or text,
+            lambda text: redactor.text(text) or text,
         )
     except ClusterUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
-    references = {r for r in image_references(loaded.dag) if "${" not in r}
     return Cluster(
         options.concurrency,
         options.max_containers,
         plan.uses_containers(),
-        references,
+        image_references(loaded.dag),  # each node looks up those it can (no templates)
         loaded.path.name,
         secrets,
     )
@@ -757,12 +758,6 @@ def _leaving(cluster: Cluster | None) -> Iterator[None]:
             from dagbox.cluster.driver import disconnect
 
             disconnect()
-
-
-def _home() -> Path:
-    from dagbox.layout import home
-
-    return home()
 
 
 def _check_bench_params(

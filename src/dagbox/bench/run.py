@@ -168,8 +168,6 @@ class _Bench:
         self.signalled = False
         self.finished = 0
         self.error: str | None = None
-        #: Per run on a cluster: whether its node refused it, and the node's record error.
-        self.on_node: dict[str, tuple[bool, str | None]] = {}
 
     async def admit(self, todo: Sequence[Job]) -> None:
         async with anyio.create_task_group() as runs:
@@ -195,13 +193,13 @@ class _Bench:
         began = time.monotonic()
         run_id = f"bench-{job.key[:12]}-{uuid.uuid4().hex[:6]}"
         self.progress.running += 1
-        node: str | None = None
+        on_node: dict[str, Any] = {}  # what a cluster adds to the result line
         try:
             if self.options.cluster is not None:
                 from dagbox.cluster.driver import ClusterUnavailable
 
                 try:
-                    result, node, sinks, began = await self._on_cluster(
+                    result, sinks, began, on_node = await self._on_cluster(
                         self.options.cluster, job, run_id
                     )
                 except ClusterUnavailable as exc:  # no node left: no line, --resume runs it
@@ -219,13 +217,7 @@ class _Bench:
         timings = sinks[0]
         assert isinstance(timings, StepTimings)
         line = _result_line(job, result, result.run_id, timings, (queued, began, time.monotonic()))
-        if node is not None:
-            refused, node_record_error = self.on_node.pop(result.run_id)
-            line["node"] = node or None
-            if refused:  # the node could not run it, or every node it went to was lost
-                line.update(failure_class=INFRA_NODE, infra=True, error=result.error)
-            if node_record_error is not None:  # that node's trouble: the bench goes on
-                line["record_error"] = node_record_error
+        line.update(on_node)
         if result.record_error is not None:
             line["record_error"] = result.record_error
             # The same disk will fail the next runs too: stop admitting (the line is kept).
@@ -260,9 +252,10 @@ class _Bench:
 
     async def _on_cluster(
         self, cluster: Cluster, job: Job, run_id: str
-    ) -> tuple[RunResult, str, list[Sink], float]:
+    ) -> tuple[RunResult, list[Sink], float, dict[str, Any]]:
         """The run on some node; its record is brought here, as a local run's would be.
-        Also when it was placed on its node (waiting for a slot is queue time)."""
+        Also its sinks, when it was placed on its node (waiting for a slot is queue time),
+        and what its result line says of the node."""
         from dagbox.cluster.driver import unpack
 
         order = Order(
@@ -291,8 +284,12 @@ class _Bench:
             interrupted=outcome.interrupted,
             record_error=record_error,
         )
-        self.on_node[outcome.run_id] = (outcome.refused, outcome.record_error)
-        return result, node, sinks, placed_at
+        on_node: dict[str, Any] = {"node": node or None}
+        if outcome.refused:  # the node could not run it, or every node it went to was lost
+            on_node.update(failure_class=INFRA_NODE, infra=True, error=outcome.error)
+        if outcome.record_error is not None:  # that node's trouble: the bench goes on
+            on_node["record_error"] = outcome.record_error
+        return result, sinks, placed_at, on_node
 
     def say(self, message: str) -> None:
         """A line from the bench itself, above the progress line."""

@@ -267,9 +267,10 @@ class Cluster:
 
     async def _join_one(self, node_id: str, address: str, slots: int) -> None:
         short = f"{address}/{node_id[:8]}"
+        setup = msgspec.structs.replace(self.setup, slots=min(slots, self.concurrency))
         agent = None
         try:
-            agent = self._agent_on(node_id, min(slots, self.concurrency))
+            agent = self._agent_on(node_id, setup.slots)
             with anyio.fail_after(HELLO_SECONDS):
                 version, _, protocol = (await agent.version.remote()).partition(" ")
                 if (version, protocol) != (dagbox.__version__, str(wire.PROTOCOL)):
@@ -280,7 +281,6 @@ class Cluster:
                         " not used (install the same version on every node)",
                     )
                     return
-                setup = msgspec.structs.replace(self.setup, slots=min(slots, self.concurrency))
                 hello = wire.decode_hello(await agent.hello.remote(wire.encode(setup)))
         except TimeoutError:
             self._refuse(
@@ -425,7 +425,7 @@ class Cluster:
         while True:
             if self.interrupts:
                 return None
-            free = [n for n in self.nodes.values() if n.running < n.slots and not n.lost]
+            free = [n for n in self.nodes.values() if n.running < n.slots]  # lost: gone
             if free:
                 node = max(free, key=lambda n: n.slots - n.running)
                 node.running += 1
@@ -451,7 +451,8 @@ class Cluster:
                 order = msgspec.structs.replace(order, run_id=f"{base}.{placed}")
             node = await self._place()
             if node is None:  # Ctrl-C while it waited for a slot: it never starts
-                break
+                aborted = wire.Outcome(order.run_id, "aborted", True, None, None, "", b"")
+                return aborted, "", [], time.monotonic()
             placed_at = time.monotonic()
             sinks = sinks_for(node.label)
             node.sinks[order.run_id] = sinks
@@ -474,12 +475,9 @@ class Cluster:
                 for sink in sinks:
                     sink(event)
             return outcome, node.label, sinks, placed_at
-        else:
-            error = f"its node was lost each of the {MOST_PLACEMENTS} times it ran"
-            failed = wire.Outcome(base, "failed", False, error, None, "", b"", refused=True)
-            return failed, "", sinks_for(""), time.monotonic()
-        aborted = wire.Outcome(order.run_id, "aborted", True, None, None, "", b"")
-        return aborted, "", [], time.monotonic()
+        error = f"its node was lost each of the {MOST_PLACEMENTS} times it ran"
+        failed = wire.Outcome(base, "failed", False, error, None, "", b"", refused=True)
+        return failed, "", sinks_for(""), time.monotonic()
 
     def interrupt(self) -> None:
         """Ctrl-C: every node stops its runs (the first time gracefully, then at once)."""
@@ -513,10 +511,10 @@ def unpack(outcome: wire.Outcome, target: Path) -> None:
     import json
 
     forms = {
-        json.dumps(outcome.record_dir, ensure_ascii=ascii)[1:-1]: json.dumps(
-            str(target), ensure_ascii=ascii
+        json.dumps(outcome.record_dir, ensure_ascii=escaped)[1:-1]: json.dumps(
+            str(target), ensure_ascii=escaped
         )[1:-1]
-        for ascii in (True, False)
+        for escaped in (True, False)
     }
     for path in target.rglob("*"):
         own = path.name in ("run.json", "events.jsonl") or path.parent.parent.name == "attempts"

@@ -94,7 +94,6 @@ class NodeAgent:
             ids = await image_ids(engine, set(setup.images))
         hello = wire.Hello(
             host=socket.gethostname(),
-            engine=os.environ.get("DOCKER_HOST", ""),
             images=ids,
             notices=notices,
             problem=problem,
@@ -125,7 +124,6 @@ class NodeAgent:
         finally:
             self._take(order.run_id)  # what was buffered no longer counts against the rest
             self.pending.pop(order.run_id, None)
-            self.left_out.pop(order.run_id, None)
             self.schedulers.pop(order.run_id, None)
 
     async def _run(self, order: wire.Order) -> bytes:
@@ -221,10 +219,6 @@ class NodeAgent:
         self.interrupts += 1
         for scheduler in list(self.schedulers.values()):
             scheduler.interrupt.request()
-
-    async def close(self) -> None:
-        await self.stack.aclose()
-        self.engine = None
 
 
 def _packed(folder: Path) -> bytes:

@@ -42,8 +42,6 @@ class Hello(msgspec.Struct, frozen=True):
     """What a node says of itself when its agent starts (once its version is known to match)."""
 
     host: str
-    #: Its container engine's address, or "" when it has none set (the default socket).
-    engine: str
     #: Image id per reference the bench's DAG names, as the node's engine has them.
     images: dict[str, str] = {}
     #: What its agent did on starting: containers and processes that dead runs left.

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the commands import these when they run (startup time)
     from dagbox.engine.state import RunResult
     from dagbox.plan import Plan, PlannedStep
     from dagbox.records import HandlerRecord, RunRecord, StepRecord
+    from dagbox.report.read import Output
     from dagbox.runner import RunRequest, Sink
     from dagbox.spec import Loaded
 
@@ -614,6 +615,7 @@ def bench(
     from dagbox.bench.jobs import BenchInputError, jobs, load_tasks, parse_matrix
     from dagbox.bench.run import BenchOptions, run_bench
     from dagbox.cluster.driver import ClusterUnavailable
+    from dagbox.report.text import cell_table
     from dagbox.runtimes.container_engine import ContainerEngineUnavailable
 
     _check_settings()
@@ -658,7 +660,7 @@ def bench(
         matrix_params = [{name: value} for name, values in axes for value in values]
         redactor = Redactor(secret_values(os.environ, *tasks_params, *matrix_params))
         _internal_error(exc, redactor.text)
-    typer.echo(render_summary(report.rows, repeat))
+    typer.echo(cell_table(report.rows, repeat))
     typer.echo(
         f"{report.ran} runs now, {report.skipped} already done (--resume), {report.planned} in all; "
         f"results: {options.out / 'results.jsonl'}"
@@ -796,66 +798,69 @@ def _results_folder(out: Path) -> Path:
     return out
 
 
-def _whole(value: float | None) -> int | None:
-    return None if value is None else round(value)
+@app.command()
+def report(
+    outputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Bench outputs (--out folders, or results.jsonl files) to report on and compare.",
+            show_default=False,
+        ),
+    ],
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write one self-contained HTML file with charts (needs dagbox[report]).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the numbers as JSON instead of tables.")
+    ] = False,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="The cell every other cell is compared with."),
+    ] = None,
+) -> None:
+    """Report on bench results: success rates with 95% intervals, pass@k, durations,
+    failure classes, tokens and cost; and compare cells or outputs, paired by task.
+
+    Several outputs name their cells OUT/cell. How the numbers are made: docs/report.md.
+    """
+    import json
+
+    from dagbox.report.numbers import BaselineError
+    from dagbox.report.numbers import report as numbers
+    from dagbox.report.read import ReportInputError, read_output
+    from dagbox.report.text import render
+
+    if len(set(outputs)) != len(outputs):
+        _err("dagbox: an output is given twice")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        read = [read_output(given) for given in outputs]
+        document = numbers(read, baseline)
+    except (ReportInputError, BaselineError) as exc:
+        _err(f"dagbox: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if html is not None:
+        _write_html(html, read, document)
+    typer.echo(json.dumps(document, indent=2) if as_json else render(document))
 
 
-def _dollars(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def render_summary(rows: list[dict[str, Any]], repeat: int) -> str:
-    ks = [k for k in range(1, repeat + 1) if k in (1, 2, 5, 10, repeat)]
-    head = [
-        "cell",
-        "runs",
-        "ok",
-        "agent✘",
-        "infra✘",
-        "success",
-        *[f"pass@{k}" for k in ks],
-        "p50",
-        "p95",
-        "overhead",
-    ]
-    costs = any(row.get("usage_runs") for row in rows)
-    if costs:
-        head += ["tokens/run", "tokens/ok", "$/run", "$/ok"]
-
-    def number(value: Any, scale: float = 1.0, suffix: str = "") -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, float) and suffix == "%":
-            return f"{value * 100:.0f}%"
-        return f"{float(value) / scale:.2f}{suffix}" if suffix else str(value)
-
-    table = [head]
-    for row in rows:
-        table.append(
-            [
-                row["cell"],
-                str(row["runs"]),
-                str(row["succeeded"]),
-                str(row["harness_failed"]),
-                str(row["infra_failed"]),
-                number(row["success_rate"], suffix="%"),
-                *[number(row.get(f"pass@{k}"), suffix="%") for k in ks],
-                number(row["duration_p50_ms"], 1000, "s"),
-                number(row["duration_p95_ms"], 1000, "s"),
-                number(row["overhead_p50_ms"], 1, "ms"),
-            ]
-        )
-        if costs:
-            table[-1] += [
-                number(_whole(row.get("tokens_per_run"))),
-                number(_whole(row.get("tokens_per_success"))),
-                _dollars(row.get("cost_usd_per_run")),
-                _dollars(row.get("cost_usd_per_success")),
-            ]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
-    )
+def _write_html(target: Path, outputs: list[Output], document: dict[str, Any]) -> None:
+    try:
+        from dagbox.report.html import page
+    except ImportError as exc:
+        _err(f"dagbox: --html needs the report extra: pip install 'dagbox[report]' ({exc})")
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
+    try:
+        target.write_text(page(outputs, document, target.parent.absolute()))
+    except OSError as exc:
+        _err(f"dagbox: cannot write {target}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    _err(f"dagbox: report written to {target}")
 
 
 @app.command()

@@ -103,6 +103,11 @@ def load_tasks(path: Path) -> list[tuple[str, dict[str, str]]]:
     return tasks
 
 
+def dag_hash(dag: Dag) -> str:
+    """The DAG as loaded (not its file's bytes: comments and key order do not count)."""
+    return _sha256(msgspec.to_builtins(dag))
+
+
 def content_key(dag: Dag, params: Mapping[str, str], repeat: int, images: Mapping[str, str]) -> str:
     document = {
         "dag": msgspec.to_builtins(dag),
@@ -110,6 +115,10 @@ def content_key(dag: Dag, params: Mapping[str, str], repeat: int, images: Mappin
         "repeat": repeat,
         "images": dict(sorted(images.items())),
     }
+    return _sha256(document)
+
+
+def _sha256(document: object) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 

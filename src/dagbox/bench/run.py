@@ -24,7 +24,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 import dagbox
-from dagbox.bench.jobs import BenchInputError, Job, image_references
+from dagbox.bench.jobs import BenchInputError, Job, dag_hash, image_references
 from dagbox.bench.progress import AboveProgress, Progress
 from dagbox.bench.results import ResultsFile, StepTimings, read_results
 from dagbox.bench.stats import INFRA, INFRA_NODE, summarize
@@ -124,6 +124,7 @@ async def run_bench(
         todo = [job for job in jobs if job.key not in done]
         progress = Progress(len(todo))
         bench = _Bench(loaded, options, shared, results, progress)
+        bench.identity = {"dag_hash": dag_hash(loaded.dag), "images": ids or None}
         async with anyio.create_task_group() as tg:
             await tg.start(bench.watch_signals)  # in place before the first run starts
             tg.start_soon(bench.tick)
@@ -168,6 +169,8 @@ class _Bench:
         self.signalled = False
         self.finished = 0
         self.error: str | None = None
+        #: What every result line says of the inputs beyond its params (a report compares it).
+        self.identity: dict[str, Any] = {}
 
     async def admit(self, todo: Sequence[Job]) -> None:
         async with anyio.create_task_group() as runs:
@@ -207,7 +210,8 @@ class _Bench:
                     return
             else:
                 sinks = self._sinks(job, None)
-                result = await self._here(job, run_id, sinks)
+                result, record = await self._here(job, run_id, sinks)
+                on_node = {"record": str(record)}
         finally:
             self.progress.running -= 1
             self.slots.release()
@@ -217,6 +221,7 @@ class _Bench:
         timings = sinks[0]
         assert isinstance(timings, StepTimings)
         line = _result_line(job, result, result.run_id, timings, (queued, began, time.monotonic()))
+        line.update(self.identity)
         line.update(on_node)
         if result.record_error is not None:
             line["record_error"] = result.record_error
@@ -234,10 +239,13 @@ class _Bench:
         self.progress.failed += result.status != "succeeded"
         self.progress.draw()
 
-    async def _here(self, job: Job, run_id: str, sinks: list[Sink]) -> RunResult:
-        return await execute(
+    async def _here(self, job: Job, run_id: str, sinks: list[Sink]) -> tuple[RunResult, Path]:
+        """The run on this machine, and the folder of its record."""
+        plan = compile(self.loaded.dag, job.params, self.loaded.path, self.loaded.dags)
+        record = RunLayout.for_run(plan.dag or "dag", run_id, self.options.home).dir
+        result = await execute(
             RunRequest(
-                plan=compile(self.loaded.dag, job.params, self.loaded.path, self.loaded.dags),
+                plan=plan,
                 run_id=run_id,
                 home=self.options.home,
                 sinks=sinks,
@@ -249,6 +257,7 @@ class _Bench:
                 runs_at_once=self.options.concurrency,
             )
         )
+        return result, record
 
     async def _on_cluster(
         self, cluster: Cluster, job: Job, run_id: str
@@ -268,6 +277,7 @@ class _Bench:
             order, lambda label: self._sinks(job, label)
         )
         record_error = None  # the node's own (a full disk there) is the line's, not ours
+        target = None
         if outcome.record:
             dag_folder = Path(outcome.record_dir).parent.name
             target = RunLayout.for_run(dag_folder, outcome.run_id, self.options.home).dir
@@ -284,7 +294,7 @@ class _Bench:
             interrupted=outcome.interrupted,
             record_error=record_error,
         )
-        on_node: dict[str, Any] = {"node": node or None}
+        on_node: dict[str, Any] = {"node": node or None, "record": target and str(target)}
         if outcome.refused:  # the node could not run it, or every node it went to was lost
             on_node.update(failure_class=INFRA_NODE, infra=True, error=outcome.error)
         if outcome.record_error is not None:  # that node's trouble: the bench goes on

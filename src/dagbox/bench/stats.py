@@ -7,6 +7,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from dagbox.report.inference import wilson
+
 #: A run a cluster node could not run at all (a credential it lacks, a DAG it cannot load).
 INFRA_NODE = "infra_node"
 #: Failure classes that are the environment's fault, not the agent's.
@@ -49,23 +51,23 @@ def summarize(results: Iterable[Mapping[str, Any]], repeat: int) -> list[dict[st
     rows = []
     for label, runs in sorted(cells.items()):
         valid = [r for r in runs if not is_infra(r)]
-        succeeded = [r for r in valid if r["status"] == "succeeded"]
+        succeeded = [r for r in valid if r.get("status") == "succeeded"]
         by_task: dict[str | None, list[Mapping[str, Any]]] = defaultdict(list)
         for run in valid:
             by_task[run.get("task")].append(run)
         pass_k: dict[str, float | None] = {}
         for k in range(1, max(repeat, 1) + 1):
             scores = [
-                pass_at_k(len(rs), sum(r["status"] == "succeeded" for r in rs), k)
+                pass_at_k(len(rs), sum(r.get("status") == "succeeded" for r in rs), k)
                 for rs in by_task.values()
             ]
             scores = [s for s in scores if not math.isnan(s)]
             pass_k[f"pass@{k}"] = round(sum(scores) / len(scores), 4) if scores else None
-        durations = [r["duration_ms"] for r in runs]
+        durations = [r["duration_ms"] for r in runs if r.get("duration_ms") is not None]
         overheads = [r["overhead_ms"] for r in runs if r.get("overhead_ms") is not None]
         failures: dict[str, int] = defaultdict(int)
         for run in runs:
-            if run["status"] != "succeeded":
+            if run.get("status") != "succeeded":
                 failures[run.get("failure_class") or "unknown"] += 1
         rows.append(
             {
@@ -75,6 +77,7 @@ def summarize(results: Iterable[Mapping[str, Any]], repeat: int) -> list[dict[st
                 "harness_failed": len(valid) - len(succeeded),
                 "infra_failed": len(runs) - len(valid),
                 "success_rate": round(len(succeeded) / len(valid), 4) if valid else None,
+                "success_ci95": _interval(wilson(len(succeeded), len(valid))),
                 **pass_k,
                 "duration_p50_ms": _round(percentile(durations, 50)),
                 "duration_p95_ms": _round(percentile(durations, 95)),
@@ -106,6 +109,10 @@ def _costs(runs: Sequence[Mapping[str, Any]], successes: int) -> dict[str, Any]:
             round(total / successes, digits) if total is not None and successes else None
         )
     return out
+
+
+def _interval(bounds: tuple[float, float] | None) -> list[float] | None:
+    return None if bounds is None else [round(bounds[0], 4), round(bounds[1], 4)]
 
 
 def _round(value: float | None) -> float | None:

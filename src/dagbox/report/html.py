@@ -1,0 +1,392 @@
+"""``dagbox report --html``: one self-contained page, charts drawn by Vega-Lite.
+
+The charts are specified with altair and drawn in the browser by Vega-Lite, whose
+JavaScript (vega, vega-lite and vega-embed bundled by vl-convert) is inlined once, so
+the file opens anywhere without a network. The per-task table is plain HTML, so it
+reads even with scripts off; each run's mark links to its log and harness journal by
+a path relative to the page, when the run's record is on this machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import msgspec
+
+from dagbox import __version__
+from dagbox.layout import home
+from dagbox.records import RunRecord
+from dagbox.report.numbers import cell_name
+from dagbox.report.read import Output, Run
+from dagbox.report.text import render
+
+_record = msgspec.json.Decoder(RunRecord)
+
+
+def page(outputs: Sequence[Output], document: Mapping[str, Any], folder: Path) -> str:
+    """The HTML of the report; ``folder``: where the page will be, for relative links."""
+    charts = [(title, chart.to_dict()) for title, chart in _charts(outputs, document)]
+    parts = [
+        "<h1>dagbox report</h1>",
+        f"<p class=muted>{len(document['cells'])} cells from "
+        + ", ".join(
+            f"<code>{_e(o['label'])}</code> ({o['runs']} runs)" for o in document["outputs"]
+        )
+        + f"; dagbox {_e(__version__)}. How the numbers are made: docs/report.md.</p>",
+        "<h2>Summary</h2>",
+        f"<pre>{_e(render(document))}</pre>",
+        "<h2>Charts</h2><div class=grid>",
+        *(
+            f"<figure><figcaption>{_e(title)}</figcaption><div id=chart{i} class=chart></div></figure>"
+            for i, (title, _) in enumerate(charts)
+        ),
+        "</div>",
+        "<h2>Tasks</h2>",
+        _task_table(outputs, document, folder),
+    ]
+    script = "const specs = " + _json([spec for _, spec in charts]) + ";\n" + _DRAW
+    return _PAGE.format(
+        style=_STYLE,
+        body="\n".join(parts),
+        bundle=_bundle(),
+        script=script,
+    )
+
+
+def _charts(
+    outputs: Sequence[Output], document: Mapping[str, Any]
+) -> list[tuple[str, alt.TopLevelMixin]]:
+    rows = document["cells"]
+    cells = [row["cell"] for row in rows]
+    y = alt.Y("cell:N", sort=cells, title=None, axis=alt.Axis(labelLimit=320))
+    step = alt.Step(24)
+    charts: list[tuple[str, alt.TopLevelMixin]] = []
+
+    rates = _data(
+        [
+            {
+                "cell": r["cell"],
+                "rate": r["success_rate"],
+                "low": r["success_ci95"][0],
+                "high": r["success_ci95"][1],
+            }
+            for r in rows
+            if r["success_rate"] is not None
+        ]
+    )
+    x = alt.X(
+        "rate:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="success rate"
+    )
+    base = alt.Chart(rates).encode(y=y)
+    charts.append(
+        (
+            "Success rate per cell, with its 95% interval (Wilson)",
+            (
+                base.mark_rule(strokeWidth=2)
+                .encode(x=x, x2="high:Q")
+                .transform_calculate(rate="datum.low")
+                + base.mark_point(filled=True, size=70).encode(
+                    x=x, tooltip=["cell:N", alt.Tooltip("rate:Q", format=".1%")]
+                )
+            ).properties(width=420, height=step),
+        )
+    )
+
+    curve = [
+        {"cell": r["cell"], "k": int(k[5:]), "value": v}
+        for r in rows
+        for k, v in r.items()
+        if k.startswith("pass@") and v is not None
+    ]
+    charts.append(
+        (
+            "pass@k per cell",
+            alt.Chart(_data(curve))
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("k:O", title="k"),
+                y=alt.Y(
+                    "value:Q",
+                    scale=alt.Scale(domain=[0, 1]),
+                    axis=alt.Axis(format="%"),
+                    title="pass@k",
+                ),
+                color=alt.Color(
+                    "cell:N",
+                    sort=cells,
+                    legend=alt.Legend(orient="bottom", columns=1, labelLimit=480),
+                ),
+                tooltip=["cell:N", "k:O", alt.Tooltip("value:Q", format=".1%")],
+            )
+            .properties(width=420, height=260),
+        )
+    )
+
+    several = len(outputs) > 1
+    durations = [
+        {"cell": cell_name(o, r, several=several), "s": round(r.duration_ms / 1000, 3)}
+        for o in outputs
+        for r in o.runs
+        if r.duration_ms is not None
+    ]
+    charts.append(
+        (
+            "Run duration per cell (box: quartiles; whiskers: 1.5 IQR)",
+            alt.Chart(_data(durations))
+            .mark_boxplot(size=14)
+            .encode(
+                x=alt.X("s:Q", title="seconds"),
+                y=y,
+                color=alt.Color("cell:N", sort=cells, legend=None),
+            )
+            .properties(width=420, height=step),
+        )
+    )
+
+    classes = [
+        {"cell": r["cell"], "class": name, "kind": kind, "runs": n}
+        for r in rows
+        for kind, key in (("agent", "failures_agent"), ("infra", "failures_infra"))
+        for name, n in r[key].items()
+    ]
+    if classes:
+        charts.append(
+            (
+                "Failures per cell, by class (infra: the environment's fault, left out of success rates)",
+                alt.Chart(_data(classes))
+                .mark_bar()
+                .encode(
+                    x=alt.X("sum(runs):Q", title="runs"),
+                    y=y,
+                    color=alt.Color(
+                        "class:N", title="failure class", legend=alt.Legend(orient="bottom")
+                    ),
+                    tooltip=["cell:N", "class:N", "kind:N", "runs:Q"],
+                )
+                .properties(width=420, height=step),
+            )
+        )
+
+    cost = [
+        {"cell": r["cell"], "usd": r["cost_usd_per_success"]}
+        for r in rows
+        if r.get("cost_usd_per_success") is not None
+    ]
+    if cost:
+        charts.append(
+            (
+                "Cost per success (everything spent, failed runs too, over the runs that succeeded)",
+                alt.Chart(_data(cost))
+                .mark_bar()
+                .encode(
+                    x=alt.X("usd:Q", title="US dollars", axis=alt.Axis(format="$.4f")),
+                    y=y,
+                    tooltip=["cell:N", alt.Tooltip("usd:Q", format="$.4f")],
+                )
+                .properties(width=420, height=step),
+            )
+        )
+
+    differences = [
+        {
+            "pair": f"{c['cell']} − {c['baseline']}",
+            "d": c["difference"],
+            "low": c["ci95"][0],
+            "high": c["ci95"][1],
+        }
+        for c in document["comparisons"]
+        if c["difference"] is not None and c["ci95"]
+    ]
+    if differences:
+        base = alt.Chart(_data(differences)).encode(
+            y=alt.Y("pair:N", sort=None, title=None, axis=alt.Axis(labelLimit=320))
+        )
+        x = alt.X(
+            "d:Q",
+            scale=alt.Scale(domain=[-1, 1]),
+            axis=alt.Axis(format="+%"),
+            title="difference in success rate",
+        )
+        zero = alt.Chart(_data([{"d": 0}])).mark_rule(strokeDash=[4, 3], color="#888").encode(x=x)
+        charts.append(
+            (
+                "Differences against the baseline, with 95% intervals",
+                (
+                    zero
+                    + base.mark_rule(strokeWidth=2)
+                    .encode(x=x, x2="high:Q")
+                    .transform_calculate(d="datum.low")
+                    + base.mark_point(filled=True, size=70).encode(
+                        x=x, tooltip=["pair:N", alt.Tooltip("d:Q", format="+.1%")]
+                    )
+                ).properties(width=420, height=step),
+            )
+        )
+    return charts
+
+
+def _task_table(outputs: Sequence[Output], document: Mapping[str, Any], folder: Path) -> str:
+    cells = [row["cell"] for row in document["cells"]]
+    several = len(outputs) > 1
+    runs: dict[tuple[str | None, str], list[Run]] = {}
+    for output in outputs:
+        for run in output.runs:
+            runs.setdefault((run.task, cell_name(output, run, several=several)), []).append(run)
+    tasks = sorted({task for task, _ in runs}, key=str)
+    finder = _Records(folder)
+    head = "".join(f"<th>{_e(c)}</th>" for c in cells)
+    body = []
+    for task in tasks:
+        tds = []
+        for cell in cells:
+            marks = "".join(
+                finder.marks(run)
+                for run in sorted(runs.get((task, cell), []), key=lambda r: r.repeat or 0)
+            )
+            tds.append(f"<td>{marks}</td>")
+        body.append(
+            f"<tr><th>{_e(task if task is not None else '(no task)')}</th>{''.join(tds)}</tr>"
+        )
+    return (
+        "<p class=muted>Each mark is one run: ✓ succeeded, ✗ failed, ! failed by infrastructure, "
+        "· other. A mark links to the run's log, and j to its harness journal, when its record is "
+        "on this machine.</p>"
+        f"<table class=tasks><thead><tr><th>task</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+class _Records:
+    """Finds each run's record: where its line says, else under ``$DAGBOX_HOME``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        root = home() / "runs"
+        try:
+            self.dags = [p for p in root.iterdir() if p.is_dir()]
+        except OSError:
+            self.dags = []
+
+    def marks(self, run: Run) -> str:
+        symbol, kind = _symbol(run)
+        title = _e(f"{run.status or 'unknown'} · {run.failure_class or ''} · {run.run_id or ''}")
+        record = self._find(run)
+        log, journal = _files(record) if record is not None else (None, None)
+        if log is None:
+            return f"<span class={kind} title='{title}'>{symbol}</span>"
+        mark = f"<a class={kind} title='{title}' href='{self._href(log)}'>{symbol}</a>"
+        if journal is not None:
+            mark += f"<a class=j href='{self._href(journal)}'>j</a>"
+        return mark
+
+    def _find(self, run: Run) -> Path | None:
+        if run.record and Path(run.record, "run.json").is_file():
+            return Path(run.record)
+        if run.run_id:
+            for dag in self.dags:
+                if (dag / run.run_id / "run.json").is_file():
+                    return dag / run.run_id
+        return None
+
+    def _href(self, path: Path) -> str:
+        return html.escape(Path(os.path.relpath(path, self.folder)).as_posix(), quote=True)
+
+
+def _files(record: Path) -> tuple[Path | None, Path | None]:
+    """The log of the step that decided the run (its first failed step, else its last
+    step) and that step's newest harness journal."""
+    try:
+        run = _record.decode((record / "run.json").read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return None, None
+    ran = [s for s in run.steps if s.stdout_file]
+    step = next((s for s in ran if s.status == "failed"), ran[-1] if ran else None)
+    if step is None:
+        return None, None
+    log = Path(step.stdout_file) if step.stdout_file else None
+    index = run.steps.index(step)
+    journals = sorted(
+        (record / "attempts").glob(f"{index}-*/*.jsonl"), key=lambda p: p.stat().st_mtime
+    )
+    return log, journals[-1] if journals else None
+
+
+def _symbol(run: Run) -> tuple[str, str]:
+    if run.status == "succeeded":
+        return "✓", "ok"
+    if run.infra or (run.failure_class or "").startswith("infra"):
+        return "!", "infra"
+    if run.status in ("failed", "aborted"):
+        return "✗", "bad"
+    return "·", "other"
+
+
+@functools.cache
+def _bundle() -> str:
+    """vega, vega-lite and vega-embed as one script, as altair's own inline template has it."""
+    import vl_convert
+
+    version = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])  # the Vega-Lite altair writes
+    bundle: str = vl_convert.javascript_bundle(vl_version=version)  # type: ignore[call-arg]
+    return bundle.replace("</script", "<\\/script")
+
+
+def _data(values: list[dict[str, Any]]) -> alt.Data:
+    """Data inline in the spec (altair's own constructor is untyped)."""
+    return alt.Data(values=values)  # type: ignore[no-untyped-call]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":")).replace("</", "<\\/")
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+_DRAW = """\
+window.dagboxReport = {charts: specs.length, drawn: 0, errors: []};
+Promise.all(specs.map((spec, i) =>
+  vegaEmbed("#chart" + i, spec, {actions: false, renderer: "svg"})
+    .then(() => { window.dagboxReport.drawn += 1; })
+    .catch((error) => { window.dagboxReport.errors.push(String(error)); console.error(error); })
+)).then(() => { window.dagboxReport.done = true; });
+"""
+
+_STYLE = """\
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1200px; padding: 0 16px; color: #1d1d1f; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+.muted { color: #666; } pre { background: #f6f6f6; padding: 10px; overflow-x: auto; font-size: 12px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 16px; }
+figure { margin: 0; padding: 8px; border: 1px solid #eee; border-radius: 6px; }
+figcaption { font-weight: 600; margin-bottom: 6px; }
+table.tasks { border-collapse: collapse; font-size: 12px; }
+table.tasks th, table.tasks td { border: 1px solid #e3e3e3; padding: 2px 6px; text-align: left; white-space: nowrap; }
+a { text-decoration: none; } .ok { color: #1a7f37; } .bad { color: #cf222e; } .infra { color: #9a6700; }
+.other { color: #888; } .j { font-size: 10px; color: #0969da; margin-right: 4px; }
+"""
+
+_PAGE = """\
+<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>dagbox report</title>
+<style>{style}</style>
+<script>{bundle}</script>
+</head>
+<body>
+{body}
+<script>
+{script}
+</script>
+</body>
+</html>
+"""

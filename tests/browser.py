@@ -69,8 +69,9 @@ def open_page(
     width: int = 1280,
     height: int = 900,
 ) -> PageReport:
-    """Load ``html`` in headless Chromium, wait until the expression ``ready_js`` is truthy,
-    then evaluate ``probe_js`` (promises are awaited) and optionally save a full-page PNG.
+    """Load ``html`` in headless Chromium, wait until the expression ``ready_js`` is (or
+    resolves to) something truthy, then evaluate ``probe_js`` (promises are awaited) and
+    optionally save a full-page PNG.
 
     Synchronous, so plain pytest tests can call it. Raises ``TimeoutError`` (with what was
     collected so far) when the page is not ready within ``timeout`` seconds.
@@ -95,8 +96,10 @@ def open_page(
                 navigated = await page.call("Page.navigate", url=url)
                 if "errorText" in navigated:
                     raise RuntimeError(f"navigating to {url}: {navigated['errorText']}")
-                # The URL check keeps a ready_js that about:blank satisfies from passing early.
-                ready, last = f"document.URL === {json.dumps(url)} && !!({ready_js})", None
+                # The URL check keeps a ready_js that about:blank satisfies from passing early;
+                # a promise from ready_js is awaited (``!!promise`` would be true at once).
+                ready = f"Promise.resolve({ready_js}).then(Boolean)"
+                ready, last = f"document.URL === {json.dumps(url)} && {ready}", None
                 while True:
                     try:
                         if await page.evaluate(ready):

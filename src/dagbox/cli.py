@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the commands import these when they run (startup time)
     from dagbox.cluster.driver import Cluster
     from dagbox.engine.scheduler import Scheduler
     from dagbox.engine.state import RunResult
+    from dagbox.live import Panel
     from dagbox.plan import Plan, PlannedStep
     from dagbox.records import HandlerRecord, RunRecord, StepRecord
     from dagbox.report.read import Output
@@ -283,6 +284,7 @@ def run(
 
     from dagbox.compiler import compile
     from dagbox.layout import new_run_id
+    from dagbox.live import Panel, StepRows, drawn, shown
     from dagbox.records import JsonLog
     from dagbox.runner import RunExists, RunRequest, execute
     from dagbox.terminal import Terminal
@@ -292,15 +294,18 @@ def run(
         _check_run_id(run_id)
     loaded = _load(file)
     overrides = _overrides(params, param or [], trailing or [], params_file or [])
+    panel = Panel(None) if output is OutputMode.live else None
     request = RunRequest(
         plan=_checked(compile(loaded.dag, overrides, loaded.path, loaded.dags), loaded),
         run_id=run_id or new_run_id(),
         max_active=jobs,
-        sinks=[Terminal(output)],
+        sinks=[Terminal(output, panel.above if panel else None)],
     )
+    if panel is not None and panel.enabled:
+        request.sinks.append(StepRows(panel))
     if log_format is LogFormat.json:
         request.sinks.append(JsonLog(sys.stderr))
-    request.child_sinks = _child_sinks(output, log_format)
+    request.child_sinks = _child_sinks(output, log_format, panel)
     from dagbox.runtimes.container_engine import ContainerEngineUnavailable
 
     schedulers: list[Scheduler] = []
@@ -309,19 +314,19 @@ def run(
 
     gc.freeze()  # what importing made lives as long as dagbox: the collector skips it
     try:
-        with _adopting():
-            result = anyio.run(execute, request)
+        with _adopting(), shown(panel or Panel(None, enabled=False)) as says:
+            result = anyio.run(drawn, panel, lambda: execute(request))
             first, runs, suffix = request.run_id, 1, 1
             while (delay := _run_again(request.plan, result, runs)) is not None:
                 runs += 1
                 suffix = _free_suffix(request, first, suffix + 1)
                 request.run_id = f"{first}.{suffix}"
-                _err(
-                    f"dagbox: the run failed; its retry_policy runs it again as {request.run_id}"
+                says.say(
+                    f"the run failed; its retry_policy runs it again as {request.run_id}"
                     + (f" in {delay:g}s" if delay else "")
                 )
                 time.sleep(delay)  # a Ctrl-C here exits 130, as anywhere in a run
-                result = anyio.run(execute, request)
+                result = anyio.run(drawn, panel, lambda: execute(request))
     except ContainerEngineUnavailable as exc:
         _err(f"dagbox: {exc}")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
@@ -335,15 +340,21 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
-def _child_sinks(output: OutputMode, log_format: LogFormat) -> Callable[[str], list[Sink]]:
+def _child_sinks(
+    output: OutputMode, log_format: LogFormat, panel: Panel | None
+) -> Callable[[str], list[Sink]]:
     """The sinks of a child run (a sub-DAG call): its lines labelled ``solve[12]/step``."""
+    from dagbox.live import StepRows
     from dagbox.records import JsonLog
     from dagbox.terminal import Terminal
 
     def sinks(label: str) -> list[Sink]:
         made: list[Sink] = []
+        if panel is not None and panel.enabled:
+            made.append(StepRows(panel, f"{label}/"))
         if output is not OutputMode.quiet:  # quiet shows the root's summary alone
-            made.append(Terminal(output, label=f"{label}/", summary=False))
+            out = panel.above if panel else None
+            made.append(Terminal(output, out, label=f"{label}/", summary=False))
         if log_format is LogFormat.json:
             made.append(JsonLog(sys.stderr))
         return made

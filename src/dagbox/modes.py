@@ -11,4 +11,7 @@ class OutputMode(StrEnum):
     grouped = "grouped"
     failures = "failures"
     json = "json"
+    #: On a terminal, a panel of the steps running now, each with its latest line; a line
+    #: per finished step above it, and a failed step's output in full (dagbox/live.py).
+    live = "live"
     quiet = "quiet"

@@ -7,6 +7,8 @@ Modes (``--output``):
 - ``grouped``: each step's output as one block when the step ends.
 - ``failures``: only the output of steps that failed, as a block.
 - ``json``: one JSON event per line, output lines included.
+- ``live``: a line per finished step, and a failed step's output as a block; on a terminal,
+  the panel of running steps below (dagbox/live.py).
 - ``quiet``: only the final line.
 
 Everything goes to one stream (stdout), written a whole line at a time, so lines of
@@ -247,10 +249,11 @@ class Terminal:
             why = f": {first_line(event.error)}"
         line = f"{self._paint(symbol, colour)} {event.status}{timing}{code}{why}"
         held = self.held.pop(event.step, None)
-        if self.mode is OutputMode.prefix:
+        failed = event.status == "failed"
+        if self.mode is OutputMode.prefix or (self.mode is OutputMode.live and not failed):
             self._write(f"{self._name(event.step)} {line}\n")
         elif self.mode is OutputMode.grouped or (
-            self.mode is OutputMode.failures and event.status == "failed"
+            self.mode in (OutputMode.failures, OutputMode.live) and failed
         ):
             self._write(f"{self._paint('──', 2)} {self._name(event.step).rstrip()} {line}\n")
             if held is not None:

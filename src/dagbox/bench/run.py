@@ -25,7 +25,6 @@ from anyio.abc import TaskStatus
 
 import dagbox
 from dagbox.bench.jobs import BenchInputError, Job, dag_hash, image_references
-from dagbox.bench.progress import AboveProgress, Progress
 from dagbox.bench.results import ResultsFile, StepTimings, read_results
 from dagbox.bench.stats import INFRA, INFRA_NODE, summarize
 from dagbox.cluster.wire import Order
@@ -33,6 +32,7 @@ from dagbox.compiler import compile
 from dagbox.engine.scheduler import Scheduler
 from dagbox.engine.state import RunResult
 from dagbox.layout import RunLayout
+from dagbox.live import LastLine, Panel, shown
 from dagbox.modes import OutputMode
 from dagbox.records import write_whole
 from dagbox.runner import (
@@ -122,19 +122,18 @@ async def run_bench(
             ids = await image_ids(shared, image_references(loaded.dag))
         jobs: list[Job] = make_jobs(ids)
         todo = [job for job in jobs if job.key not in done]
-        progress = Progress(len(todo))
-        bench = _Bench(loaded, options, shared, results, progress)
+        panel = stack.enter_context(shown(Panel(len(todo))))
+        bench = _Bench(loaded, options, shared, results, panel)
         bench.identity = {"dag_hash": dag_hash(loaded.dag), "images": ids or None}
         async with anyio.create_task_group() as tg:
             await tg.start(bench.watch_signals)  # in place before the first run starts
-            tg.start_soon(bench.tick)
+            tg.start_soon(panel.keep_drawn)
             if cluster is not None:
                 tg.start_soon(cluster.watch, bench.say)
             await bench.admit(todo)
             if cluster is not None:
                 await cluster.stop_watching()
             tg.cancel_scope.cancel()
-        progress.finish()
     # Results of inputs that changed since (other keys) stay in the file but not in the summary.
     planned = {job.key for job in jobs}
     rows = summarize([r for r in read_results(results_path) if r["key"] in planned], options.repeat)
@@ -156,13 +155,13 @@ class _Bench:
         options: BenchOptions,
         shared: ContainerEngine | None,
         results: ResultsFile,
-        progress: Progress,
+        panel: Panel,
     ) -> None:
         self.loaded = loaded
         self.options = options
         self.shared = shared
         self.results = results
-        self.progress = progress
+        self.panel = panel
         self.slots = anyio.Semaphore(options.concurrency)
         self.schedulers: dict[str, Scheduler] = {}
         self.stopping = False
@@ -182,20 +181,22 @@ class _Bench:
                     break
                 runs.start_soon(self.run_one, job, queued)
 
-    def _sinks(self, job: Job, node: str | None) -> list[Sink]:
-        """A run's sinks: its timings for the result line, and its lines on the terminal."""
+    def _sinks(self, job: Job, run_id: str, node: str | None) -> list[Sink]:
+        """A run's sinks, made when it starts (on a node: once placed there): its timings
+        for the result line, its row on the panel, and its lines on the terminal."""
         sinks: list[Sink] = [StepTimings()]
+        label = f"{job.cell.label}#{job.repeat}" + (f" @{node}" if node else "")
+        if self.panel.enabled:
+            self.panel.start(run_id, label)
+            sinks.append(LastLine(self.panel, run_id))
         if self.options.output is not OutputMode.quiet:
-            where = f" @{node}" if node else ""
-            label = f"[{job.cell.label}#{job.repeat}{where}] "
-            out = AboveProgress(self.progress)
-            sinks.append(Terminal(self.options.output, out, label=label, summary=False))  # type: ignore[arg-type]
+            out = self.panel.above
+            sinks.append(Terminal(self.options.output, out, label=f"[{label}] ", summary=False))
         return sinks
 
     async def run_one(self, job: Job, queued: float) -> None:
         began = time.monotonic()
         run_id = f"bench-{job.key[:12]}-{uuid.uuid4().hex[:6]}"
-        self.progress.running += 1
         on_node: dict[str, Any] = {}  # what a cluster adds to the result line
         try:
             if self.options.cluster is not None:
@@ -209,11 +210,11 @@ class _Bench:
                     self._stop_for(str(exc))
                     return
             else:
-                sinks = self._sinks(job, None)
+                sinks = self._sinks(job, run_id, None)
                 result, record = await self._here(job, run_id, sinks)
                 on_node = {"record": str(record)}
         finally:
-            self.progress.running -= 1
+            self.panel.stop(run_id)
             self.slots.release()
             self.schedulers.pop(run_id, None)
         if result.interrupted:
@@ -235,9 +236,7 @@ class _Bench:
             self._stop_for(f"cannot write {self.results.path}: {exc.strerror or exc}")
             return
         self.finished += 1
-        self.progress.done += 1
-        self.progress.failed += result.status != "succeeded"
-        self.progress.draw()
+        self.panel.count(failed=result.status != "succeeded", infra=bool(line["infra"]))
 
     async def _here(self, job: Job, run_id: str, sinks: list[Sink]) -> tuple[RunResult, Path]:
         """The run on this machine, and the folder of its record."""
@@ -274,7 +273,7 @@ class _Bench:
             live_output=self.options.output is not OutputMode.quiet,
         )
         outcome, node, sinks, placed_at = await cluster.run(
-            order, lambda label: self._sinks(job, label)
+            order, lambda label: self._sinks(job, run_id, label)
         )
         record_error = None  # the node's own (a full disk there) is the line's, not ours
         target = None
@@ -302,15 +301,13 @@ class _Bench:
         return result, sinks, placed_at, on_node
 
     def say(self, message: str) -> None:
-        """A line from the bench itself, above the progress line."""
-        self.progress.clear()
-        warn(message)
-        self.progress.draw()
+        """A line from the bench itself, above the panel."""
+        self.panel.say(message)
 
     def _stop_for(self, error: str) -> None:
         if self.error is None:
             self.error = error
-            warn(f"{error}; no new runs start")
+            self.panel.say(f"{error}; no new runs start")
         self.stopping = True
 
     def _track(self, scheduler: Scheduler) -> None:
@@ -335,11 +332,6 @@ class _Bench:
             self.options.cluster.interrupt()
         for scheduler in list(self.schedulers.values()):
             scheduler.interrupt.request()
-
-    async def tick(self) -> None:
-        while True:
-            self.progress.draw()
-            await anyio.sleep(0.25)
 
 
 def _result_line(

@@ -1,0 +1,300 @@
+"""A live panel of what is running, redrawn in place at the bottom of a terminal.
+
+::
+
+    running 3 · done 37/200 · failed 2 · infra 1 · 4.1/s · ETA 40s
+      provider=claude task=t-07 #2 @node1  12.3s  editing src/app.py
+      provider=codex task=t-09 #0           3.1s  running tests…
+
+One line per running attempt (a bench's run, or a step of ``dagbox run -o live``):
+its label, how long it has run, and the last line it printed, cut to the terminal's
+width. What finishes scrolls above the panel, in the chosen ``--output`` mode.
+
+Only on a terminal (stderr), and never more than :data:`REDRAW_SECONDS` apart is it
+redrawn: the lines runs print are held until the next redraw and written with it,
+so a flood of output costs one write per redraw, not one per line. ``NO_COLOR`` and
+``TERM=dumb`` are honoured, and the cursor is shown again however dagbox leaves.
+Without a terminal the panel is off, and lines go straight through: nothing changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TextIO, TypeVar, cast
+
+from dagbox.engine.events import AnyEvent, StepFinished, StepOutput, StepStarted
+from dagbox.terminal import printable, safe_line, wants_color
+
+T = TypeVar("T")
+
+#: At most five redraws a second.
+REDRAW_SECONDS = 0.2
+#: The tail of a chunk of output searched for its last line.
+TAIL = 512
+
+_HIDE, _SHOW, _ERASE_DOWN = "\x1b[?25l", "\x1b[?25h", "\x1b[J"
+
+
+@dataclass
+class _Row:
+    label: str
+    began: float
+    #: The latest chunk of output, kept as it came (its last line is found when drawn).
+    last: bytes = b""
+
+
+class Panel:
+    def __init__(
+        self, total: int | None, stream: TextIO | None = None, enabled: bool | None = None
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = _is_terminal(self.stream) if enabled is None else enabled
+        self.color = self.enabled and wants_color(self.stream)
+        self.total = total
+        self.done = self.failed = self.infra = 0
+        self.rows: dict[str, _Row] = {}
+        self.began = time.monotonic()
+        self._pending: list[str] = []
+        self._height = 0  # lines of the panel on screen now, below the cursor's line
+        self._shown = False
+        #: Lines that runs print (stdout): held for the next redraw when stdout is this
+        #: same terminal; straight through otherwise.
+        self.above: TextIO = (
+            cast(TextIO, _Held(self)) if self.enabled and _is_terminal(sys.stdout) else sys.stdout
+        )
+
+    # --- what is running -----------------------------------------------------------------
+
+    def start(self, key: str, label: str) -> None:
+        self.rows[key] = _Row(printable(label), time.monotonic())
+
+    def output(self, key: str, data: bytes) -> None:
+        row = self.rows.get(key)
+        if row is not None and data.strip():
+            row.last = data
+
+    def stop(self, key: str) -> None:
+        self.rows.pop(key, None)
+
+    def count(self, *, failed: bool, infra: bool = False) -> None:
+        """One more attempt done (an interrupted one is not: it will run again)."""
+        self.done += 1
+        self.failed += failed
+        self.infra += infra
+
+    def say(self, message: str) -> None:
+        """A line of dagbox's own (``dagbox: ...``), above the panel."""
+        if self.enabled:
+            self._pending.append(f"dagbox: {message}\n")
+        else:
+            with contextlib.suppress(OSError, ValueError):
+                print(f"dagbox: {message}", file=sys.stderr, flush=True)
+
+    # --- drawing -------------------------------------------------------------------------
+
+    async def keep_drawn(self) -> None:
+        """Redraw every :data:`REDRAW_SECONDS` until cancelled."""
+        import anyio
+
+        while self.enabled:
+            self.draw()
+            await anyio.sleep(REDRAW_SECONDS)
+
+    def __enter__(self) -> Panel:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def draw(self) -> None:
+        """Erase the panel, write what runs printed since, and draw it anew: one write."""
+        if not self.enabled:
+            return
+        size = _size(self.stream)
+        parts = [self._erase()]
+        if not self._shown:
+            parts.append(_HIDE)
+            self._shown = True
+        parts += self._pending
+        self._pending.clear()
+        lines = self._lines(*size)
+        parts.append("\n".join(lines))
+        self._height = len(lines) - 1
+        self._write("".join(parts))
+
+    def close(self) -> None:
+        """Erase the panel, write what is held, show the cursor, and end with the counts."""
+        if not self.enabled:
+            return
+        self.enabled = False
+        text = self._erase() + "".join(self._pending) + (_SHOW if self._shown else "")
+        self._pending.clear()
+        self._write(text + self.headline() + "\n")
+
+    def headline(self) -> str:
+        elapsed = max(time.monotonic() - self.began, 1e-6)
+        rate = self.done / elapsed
+        total = f"/{self.total}" if self.total is not None else ""
+        parts = [f"running {len(self.rows)}", f"done {self.done}{total}", f"failed {self.failed}"]
+        if self.infra:
+            parts.append(f"infra {self.infra}")
+        parts.append(f"{rate:.1f}/s")
+        if self.total is not None:
+            left = self.total - self.done
+            parts.append(f"ETA {left / rate:.0f}s" if rate > 0 and left > 0 else "ETA -")
+        return " · ".join(parts)
+
+    def _lines(self, columns: int, rows: int) -> list[str]:
+        from rich.cells import cell_len, set_cell_size
+
+        width = max(columns - 1, 10)  # never the last column: the terminal would wrap there
+
+        def fit(text: str) -> str:
+            return set_cell_size(text, width).rstrip() if cell_len(text) > width else text
+
+        lines = [self._paint(fit(self.headline()), "1")]
+        room = max(rows - 2, 1)
+        now = time.monotonic()
+        shown = list(self.rows.values())
+        if len(shown) > room:
+            shown = shown[: room - 1]
+        label_width = min(max((cell_len(r.label) for r in shown), default=0), width // 2)
+        for row in shown:
+            label = set_cell_size(row.label, label_width)
+            elapsed = f"{now - row.began:6.1f}s"
+            head = f"  {label} {elapsed}"
+            tail = _last_line(row.last)
+            line = fit(f"{head}  {tail}" if tail else head)
+            lines.append(line[: len(head)] + self._paint(line[len(head) :], "2"))
+        hidden = len(self.rows) - len(shown)
+        if hidden:
+            lines.append(fit(f"  … and {hidden} more running"))
+        return lines
+
+    def _paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color and text else text
+
+    def _erase(self) -> str:
+        """From the end of the panel back to its first line, erased to the screen's end."""
+        up = f"\x1b[{self._height}A" if self._height else ""
+        self._height = 0
+        return f"\r{up}{_ERASE_DOWN}"
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # the terminal went away: the runs go on
+            self.enabled = False
+
+
+class _Held:
+    """stdout for lines printed while the panel is up: held until the next redraw."""
+
+    def __init__(self, panel: Panel) -> None:
+        self.panel = panel
+
+    def write(self, text: str) -> int:
+        if self.panel.enabled:
+            self.panel._pending.append(text)
+        else:  # the panel is closed: what comes after goes straight out
+            sys.stdout.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.panel.enabled:
+            sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return True
+
+
+class StepRows:
+    """Sink for ``dagbox run -o live``: each running step (of the run or a child run) a row."""
+
+    def __init__(self, panel: Panel, label: str = "") -> None:
+        self.panel = panel
+        self.label = label
+
+    def __call__(self, event: AnyEvent) -> None:
+        if isinstance(event, StepOutput):
+            self.panel.output(self._key(event.run_id, event.step), event.data)
+        elif isinstance(event, StepStarted):
+            attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+            self.panel.start(
+                self._key(event.run_id, event.step), f"{self.label}{event.step}{attempt}"
+            )
+        elif isinstance(event, StepFinished):
+            key = self._key(event.run_id, event.step)
+            if key in self.panel.rows:
+                self.panel.stop(key)
+                self.panel.count(failed=event.status in ("failed", "aborted"))
+
+    @staticmethod
+    def _key(run_id: str, step: str) -> str:
+        return f"{run_id}\0{step}"
+
+
+class LastLine:
+    """Sink for a bench's run: its latest output, shown on its row of the panel."""
+
+    def __init__(self, panel: Panel, key: str) -> None:
+        self.panel = panel
+        self.key = key
+
+    def __call__(self, event: AnyEvent) -> None:
+        if isinstance(event, StepOutput):
+            self.panel.output(self.key, event.data)
+
+
+def _last_line(data: bytes) -> str:
+    text = data[-TAIL:].decode(errors="replace").rstrip()
+    return safe_line(text.rpartition("\n")[2], False).strip()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+def _size(stream: TextIO) -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(stream.fileno())
+        return size.columns, size.lines
+    except (OSError, ValueError, AttributeError):
+        return 80, 24
+
+
+async def drawn(panel: Panel | None, main: Callable[[], Awaitable[T]]) -> T:
+    """``main()``, with ``panel`` kept drawn while it runs."""
+    if panel is None or not panel.enabled:
+        return await main()
+    import anyio
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(panel.keep_drawn)
+        result = await main()
+        tg.cancel_scope.cancel()
+    return result
+
+
+@contextlib.contextmanager
+def shown(panel: Panel) -> Iterator[Panel]:
+    """The panel, closed (cursor shown, screen clean) however the block ends."""
+    try:
+        yield panel
+    finally:
+        panel.close()

@@ -46,6 +46,18 @@ FULL_PNG = {"format": "png", "captureBeyondViewport": True}
 CONSOLE_TYPES = {"error", "warning", "assert"}
 
 
+def require_chromium() -> None:
+    """Skip the calling test without Chromium, or fail it where CI promises Chromium."""
+    import pytest
+
+    if CHROMIUM.exists():
+        return
+    problem = f"no {CHROMIUM} (apt-get install -y chromium)"
+    if os.environ.get("DAGBOX_REQUIRE_CHROMIUM") == "1":
+        pytest.fail(f"Chromium is required here but {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
 @dataclass
 class PageReport:
     """What the page did: complaints, network traffic, the probe's answer, and a picture."""

@@ -6,14 +6,13 @@ Without ``/usr/bin/chromium`` these tests are skipped, unless ``DAGBOX_REQUIRE_C
 
 from __future__ import annotations
 
-import os
 import struct
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, open_page
+from tests.browser import open_page, require_chromium
 
 SVG = '<svg width="300" height="60">' + "".join(
     f'<rect x="{60 * i}" width="50" height="50" fill="teal"/>' for i in range(3)
@@ -24,11 +23,7 @@ SVG += "</svg>"
 @pytest.fixture
 def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A temp dir that also holds the browser's profile, so leftovers can be looked for."""
-    if not CHROMIUM.exists():
-        problem = f"no {CHROMIUM} (apt-get install -y chromium)"
-        if os.environ.get("DAGBOX_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(f"Chromium is required here but {problem}", pytrace=False)
-        pytest.skip(problem)
+    require_chromium()
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(profiles))

@@ -129,7 +129,9 @@ class Panel:
         parts += self._pending
         self._pending.clear()
         lines = self._lines(*size)
-        parts.append("\n".join(lines))
+        # The cursor waits at the start of the last line: a ^C the terminal echoes lands
+        # on the panel (erased next), not past a full line, where it would wrap a line down.
+        parts.append("\n".join(lines) + "\r")
         self._height = len(lines) - 1
         self._write("".join(parts))
 
@@ -189,7 +191,10 @@ class Panel:
         """From the end of the panel back to its first line, erased to the screen's end."""
         up = f"\x1b[{self._height}A" if self._height else ""
         self._height = 0
-        return f"\r{up}{_ERASE_DOWN}"
+        # Erased to the end of the screen from the second column, the first apart: tmux
+        # (scroll-on-clear, on by default) pushes the screen into its history when that
+        # erase starts at the top left, as it would for a panel at the top of a pane.
+        return f"\r{up}\x1b[K\x1b[C{_ERASE_DOWN}\r"
 
     def _write(self, text: str) -> None:
         try:

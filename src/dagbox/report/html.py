@@ -21,7 +21,7 @@ import altair as alt
 import msgspec
 
 from dagbox import __version__
-from dagbox.layout import home
+from dagbox.layout import home, safe_name
 from dagbox.records import RunRecord
 from dagbox.report.numbers import cell_name
 from dagbox.report.read import Output, Run
@@ -32,7 +32,13 @@ _record = msgspec.json.Decoder(RunRecord)
 
 def page(outputs: Sequence[Output], document: Mapping[str, Any], folder: Path) -> str:
     """The HTML of the report; ``folder``: where the page will be, for relative links."""
-    charts = [(title, chart.to_dict()) for title, chart in _charts(outputs, document)]
+    charts = []
+    for title, chart in _charts(outputs, document):
+        # Validated without its data (checking 10,000 values against the schema takes
+        # seconds), which Vega-Lite then finds by name in the spec's own datasets.
+        spec = chart.to_dict()
+        spec["datasets"] = {name: _DATASETS.pop(name) for name in _names(spec)}
+        charts.append((title, spec))
     parts = [
         "<h1>dagbox report</h1>",
         f"<p class=muted>{len(document['cells'])} cells from "
@@ -70,6 +76,7 @@ def _charts(
     charts: list[tuple[str, alt.TopLevelMixin]] = []
 
     rates = _data(
+        "rates",
         [
             {
                 "cell": r["cell"],
@@ -79,7 +86,7 @@ def _charts(
             }
             for r in rows
             if r["success_rate"] is not None
-        ]
+        ],
     )
     x = alt.X(
         "rate:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="success rate"
@@ -108,7 +115,7 @@ def _charts(
     charts.append(
         (
             "pass@k per cell",
-            alt.Chart(_data(curve))
+            alt.Chart(_data("pass_at_k", curve))
             .mark_line(point=True)
             .encode(
                 x=alt.X("k:O", title="k"),
@@ -138,9 +145,9 @@ def _charts(
     ]
     charts.append(
         (
-            "Run duration per cell (box: quartiles; whiskers: 1.5 IQR)",
-            alt.Chart(_data(durations))
-            .mark_boxplot(size=14)
+            "Run duration per cell (box: quartiles and median; whiskers: fastest and slowest)",
+            alt.Chart(_data("durations", durations))
+            .mark_boxplot(size=14, extent="min-max")
             .encode(
                 x=alt.X("s:Q", title="seconds"),
                 y=y,
@@ -160,7 +167,7 @@ def _charts(
         charts.append(
             (
                 "Failures per cell, by class (infra: the environment's fault, left out of success rates)",
-                alt.Chart(_data(classes))
+                alt.Chart(_data("failures", classes))
                 .mark_bar()
                 .encode(
                     x=alt.X("sum(runs):Q", title="runs"),
@@ -183,7 +190,7 @@ def _charts(
         charts.append(
             (
                 "Cost per success (everything spent, failed runs too, over the runs that succeeded)",
-                alt.Chart(_data(cost))
+                alt.Chart(_data("cost", cost))
                 .mark_bar()
                 .encode(
                     x=alt.X("usd:Q", title="US dollars", axis=alt.Axis(format="$.4f")),
@@ -205,7 +212,7 @@ def _charts(
         if c["difference"] is not None and c["ci95"]
     ]
     if differences:
-        base = alt.Chart(_data(differences)).encode(
+        base = alt.Chart(_data("differences", differences)).encode(
             y=alt.Y("pair:N", sort=None, title=None, axis=alt.Axis(labelLimit=320))
         )
         x = alt.X(
@@ -214,7 +221,11 @@ def _charts(
             axis=alt.Axis(format="+%"),
             title="difference in success rate",
         )
-        zero = alt.Chart(_data([{"d": 0}])).mark_rule(strokeDash=[4, 3], color="#888").encode(x=x)
+        zero = (
+            alt.Chart(_data("zero", [{"d": 0}]))
+            .mark_rule(strokeDash=[4, 3], color="#888")
+            .encode(x=x)
+        )
         charts.append(
             (
                 "Differences against the baseline, with 95% intervals",
@@ -275,7 +286,8 @@ class _Records:
 
     def marks(self, run: Run) -> str:
         symbol, kind = _symbol(run)
-        title = _e(f"{run.status or 'unknown'} · {run.failure_class or ''} · {run.run_id or ''}")
+        why = "" if run.status == "succeeded" else f" {run.failure_class or run.status or ''}"
+        title = _e(f"{run.run_id or ''}{why}")
         record = self._find(run)
         log, journal = _files(record) if record is not None else (None, None)
         if log is None:
@@ -300,21 +312,26 @@ class _Records:
 
 def _files(record: Path) -> tuple[Path | None, Path | None]:
     """The log of the step that decided the run (its first failed step, else its last
-    step) and that step's newest harness journal."""
+    step), and a harness journal: that step's newest, else the run's newest."""
     try:
         run = _record.decode((record / "run.json").read_bytes())
     except (OSError, msgspec.DecodeError):
         return None, None
     ran = [s for s in run.steps if s.stdout_file]
     step = next((s for s in ran if s.status == "failed"), ran[-1] if ran else None)
-    if step is None:
+    if step is None or step.stdout_file is None:
         return None, None
-    log = Path(step.stdout_file) if step.stdout_file else None
-    index = run.steps.index(step)
-    journals = sorted(
-        (record / "attempts").glob(f"{index}-*/*.jsonl"), key=lambda p: p.stat().st_mtime
-    )
-    return log, journals[-1] if journals else None
+    journals = sorted((record / "attempts").glob("*/*.jsonl"), key=_newest)
+    own = [j for j in journals if j.parent.name.partition("-")[2] == safe_name(step.name)]
+    journal = own[-1] if own else journals[-1] if journals else None
+    return Path(step.stdout_file), journal
+
+
+def _newest(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _symbol(run: Run) -> tuple[str, str]:
@@ -337,9 +354,25 @@ def _bundle() -> str:
     return bundle.replace("</script", "<\\/script")
 
 
-def _data(values: list[dict[str, Any]]) -> alt.Data:
-    """Data inline in the spec (altair's own constructor is untyped)."""
-    return alt.Data(values=values)  # type: ignore[no-untyped-call]
+#: Each chart's data, by name, until its spec is made (see page()).
+_DATASETS: dict[str, list[dict[str, Any]]] = {}
+
+
+def _data(name: str, values: list[dict[str, Any]]) -> alt.Data:
+    """Data a chart refers to by name; its values are put in the spec once it is made."""
+    _DATASETS[name] = values
+    return alt.Data(name=name)  # type: ignore[no-untyped-call]
+
+
+def _names(spec: Any) -> set[str]:
+    """Every dataset name a spec (and its layers) refers to."""
+    if isinstance(spec, dict):
+        data = spec.get("data")
+        own = {data["name"]} if isinstance(data, dict) and "name" in data else set()
+        return own.union(*(_names(v) for k, v in spec.items() if k != "data"))
+    if isinstance(spec, list):
+        return set().union(*(_names(v) for v in spec))
+    return set()
 
 
 def _json(value: Any) -> str:

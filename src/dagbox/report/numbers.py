@@ -38,10 +38,11 @@ class BaselineError(ValueError):
 
 
 def cells_of(outputs: Sequence[Output]) -> dict[str, list[Run]]:
-    """Runs per cell, in the order the outputs and their cells come."""
+    """Runs per cell: the outputs in the order given, the cells of each by name, so that
+    the baseline (the first) does not depend on which run happened to finish first."""
     cells: dict[str, list[Run]] = {}
-    for output in outputs:
-        for run in output.runs:
+    for output in outputs:  # the outputs in the order given, the cells of each by name
+        for run in sorted(output.runs, key=lambda r: r.cell):
             cells.setdefault(cell_name(output, run, several=len(outputs) > 1), []).append(run)
     return cells
 
@@ -104,7 +105,7 @@ def pairs(
 
 def _first_of_each_cell(output: Output) -> dict[str, Run]:
     out: dict[str, Run] = {}
-    for run in output.runs:
+    for run in sorted(output.runs, key=lambda r: r.cell):
         out.setdefault(cell_name(output, run, several=True), run)
     return out
 

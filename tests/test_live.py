@@ -141,7 +141,10 @@ def pane(tmp_path: Path) -> Iterator[Pane]:
         yield made
     finally:
         subprocess.run(
-            [TMUX, "-L", made.server, "kill-server"], capture_output=True, timeout=BOUND, check=False
+            [TMUX, "-L", made.server, "kill-server"],
+            capture_output=True,
+            timeout=BOUND,
+            check=False,
         )
 
 
@@ -240,7 +243,17 @@ def test_c_run_output_live_shows_running_steps_then_what_they_did(tmp_path, pane
 def test_f_more_runs_than_the_window_has_rows_are_counted(tmp_path, pane):
     dag = bench_dag(tmp_path, lines=10)
     pane.start(
-        [*DAGBOX, "bench", str(dag), "-m", "N=1,2,3,4,5,6", "-c", "6", "--out", str(tmp_path / "o")],
+        [
+            *DAGBOX,
+            "bench",
+            str(dag),
+            "-m",
+            "N=1,2,3,4,5,6",
+            "-c",
+            "6",
+            "--out",
+            str(tmp_path / "o"),
+        ],
         40,
         6,
     )
@@ -302,7 +315,9 @@ def test_d_no_color_is_honoured_and_redraws_stay_under_ten_a_second(tmp_path):
     env.update(DAGBOX_HOME=str(tmp_path / "home"), TERM="xterm-256color")
     command = [*DAGBOX, "bench", str(dag), *MATRIX]
 
-    code, plain, ended, first = pty_run([*command, "--out", str(tmp_path / "a")], {**env, "NO_COLOR": "1"})
+    code, plain, ended, first = pty_run(
+        [*command, "--out", str(tmp_path / "a")], {**env, "NO_COLOR": "1"}
+    )
     assert code == 0, plain.decode(errors="replace")
     assert not SGR.search(plain), SGR.findall(plain)[:5]
     assert b"running 0 \xc2\xb7 done 6/6" in plain  # the panel was there

@@ -314,10 +314,33 @@ def test_a_report_of_ten_thousand_runs_is_under_5_mb_and_draws(tmp_path):
         for n in range(5)
     ]
     assert len(lines) == 10_000
+    home = tmp_path / "home"
+    for x in lines:  # a record per run, so that every mark carries its two links
+        record = home / "runs" / "bench" / x["run_id"]
+        (record / "logs").mkdir(parents=True)
+        (record / "attempts" / "1-solve").mkdir(parents=True)
+        (record / "logs" / "1-solve.1.stdout").touch()
+        (record / "attempts" / "1-solve" / "1.jsonl").touch()
+        step = {
+            "name": "solve",
+            "status": x["status"],
+            "stdout_file": str(record / "logs" / "1-solve.1.stdout"),
+        }
+        run = {
+            "run_id": x["run_id"],
+            "dag": "bench",
+            "file": "b.yaml",
+            "status": x["status"],
+            "params": {},
+            "started_at": "",
+            "steps": [step],
+        }
+        (record / "run.json").write_text(json.dumps(run))
     out = results(tmp_path / "big", lines)
     page = tmp_path / "big.html"
-    done = report(str(out), "--html", str(page), home=tmp_path / "home")
+    done = report(str(out), "--html", str(page), home=home)
     assert done.returncode == 0, done.stderr
+    assert page.read_text().count(".stdout'") == 10_000
     size = page.stat().st_size
     assert size < 5 * 1024 * 1024, f"{size / 1e6:.2f} MB"
     seen = open_page(

@@ -194,7 +194,7 @@ class Panel:
         # Erased to the end of the screen from the second column, the first apart: tmux
         # (scroll-on-clear, on by default) pushes the screen into its history when that
         # erase starts at the top left, as it would for a panel at the top of a pane.
-        return f"\r{up}\x1b[K\x1b[C{_ERASE_DOWN}\r"
+        return f"\r{up}{_ERASE_DOWN}"
 
     def _write(self, text: str) -> None:
         try:

@@ -203,14 +203,22 @@ def _differences(base: Sequence[Run], other: Sequence[Run]) -> dict[str, Any]:
     if changed:
         out["images"] = changed
     params = [_constant_params(side) for side in (base, other)]
+    axes = {name for side in (base, other) for name in _axes(side)}  # the cells' own values
     changed = {
         name: {"baseline": params[0].get(name), "cell": params[1].get(name)}
         for name in sorted(params[0].keys() | params[1].keys())
-        if params[0].get(name) != params[1].get(name)
+        if params[0].get(name) != params[1].get(name) and name not in axes
     }
     if changed:
         out["params"] = changed
     return out
+
+
+def _axes(runs: Sequence[Run]) -> set[str]:
+    """The matrix params a cell's label names (``MODEL=a PROVIDER=codex``)."""
+    return {
+        part.partition("=")[0] for run in runs[:1] for part in run.cell.split(" ") if "=" in part
+    }
 
 
 def _merged(dicts: Any) -> dict[str, str]:

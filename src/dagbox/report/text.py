@@ -95,9 +95,9 @@ def render(document: Mapping[str, Any]) -> str:
         if row["usage_runs"]:
             out.append(
                 f"  usage    {row['usage_runs']} of {row['runs']} runs reported it; per run "
-                f"{_amount(row['tokens_per_run'])} tokens, ${_dollars(row['cost_usd_per_run'])}; "
+                f"{_amount(row['tokens_per_run'])} tokens, {_money(row['cost_usd_per_run'])}; "
                 f"per success {_amount(row['tokens_per_success'])} tokens, "
-                f"${_dollars(row['cost_usd_per_success'])}"
+                f"{_money(row['cost_usd_per_success'])}"
             )
         if row["nodes"]:
             out.append("  nodes    " + _classes(row["nodes"]))
@@ -172,6 +172,10 @@ def _percent(value: float | None) -> str:
 
 def _points(value: float) -> str:
     return f"{value * 100:+.1f}"
+
+
+def _money(value: float | None) -> str:
+    return "cost not reported" if value is None else f"${value:.4f}"
 
 
 def _amount(value: float | None) -> str:

@@ -358,3 +358,32 @@ PROBE = """({
   marks: Array.from(document.querySelectorAll('.chart')).map(
     (chart) => chart.querySelectorAll('svg g.role-mark > *').length),
 })"""
+
+
+def test_the_readme_comparison_of_two_providers_runs(tmp_path):
+    """README's example, as written there (fewer repeats): both providers, their usage."""
+    env = {"PATH": f"{REPO}/examples/bench/agents:{os.environ['PATH']}"}
+    out = tmp_path / "compare"
+    ran = bench(
+        tmp_path,
+        str(REPO / "examples/bench/compare.yaml"),
+        "--tasks",
+        str(REPO / "examples/bench/compare-tasks.jsonl"),
+        "--matrix",
+        "PROVIDER=claude,codex",
+        "--concurrency",
+        "8",
+        "--out",
+        str(out),
+        "-o",
+        "quiet",
+        env=env,
+    )
+    assert ran.returncode == 0, ran.stderr
+    document = numbers(str(out))
+    claude, codex = cell(document, "PROVIDER=claude"), cell(document, "PROVIDER=codex")
+    assert claude["runs"] == codex["runs"] == 16 and claude["infra_failed"] == 0
+    assert claude["cost_usd_per_run"] == 0.037092 and codex["cost_usd_per_run"] is None
+    assert codex["tokens_per_run"] == 16634 + 239
+    (comparison,) = document["comparisons"]
+    assert comparison["paired"] and comparison["tasks"] == 16

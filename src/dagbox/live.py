@@ -131,7 +131,7 @@ class Panel:
         lines = self._lines(*size)
         # The cursor waits at the start of the last line: a ^C the terminal echoes lands
         # on the panel (erased next), not past a full line, where it would wrap a line down.
-        parts.append("\n".join(lines) + "\r")
+        parts.append("\n".join(lines))
         self._height = len(lines) - 1
         self._write("".join(parts))
 
@@ -194,7 +194,7 @@ class Panel:
         # Erased to the end of the screen from the second column, the first apart: tmux
         # (scroll-on-clear, on by default) pushes the screen into its history when that
         # erase starts at the top left, as it would for a panel at the top of a pane.
-        return f"\r{up}{_ERASE_DOWN}"
+        return f"\r{up}\x1b[K\x1b[C{_ERASE_DOWN}\r"
 
     def _write(self, text: str) -> None:
         try:

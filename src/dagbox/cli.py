@@ -673,8 +673,7 @@ def bench(
         _internal_error(exc, redactor.text)
     typer.echo(cell_table(report.rows, repeat))
     typer.echo(
-        f"{report.ran} runs now, {report.skipped} already done (--resume), {report.planned} in all; "
-        f"results: {options.out / 'results.jsonl'}"
+        f"{report.ran} runs now, {report.skipped} already done (--resume), {report.planned} in all; results: {options.out / 'results.jsonl'}"
     )
     if report.error is not None:
         _err(f"dagbox: bench stopped early: {report.error}")

@@ -66,181 +66,181 @@ def page(outputs: Sequence[Output], document: Mapping[str, Any], folder: Path) -
     )
 
 
-def _charts(
-    outputs: Sequence[Output], document: Mapping[str, Any]
-) -> list[tuple[str, alt.TopLevelMixin]]:
+#: A chart: its title, and its altair specification.
+Chart = tuple[str, alt.TopLevelMixin]
+WIDTH = 420
+
+
+def _charts(outputs: Sequence[Output], document: Mapping[str, Any]) -> list[Chart]:
+    """Every chart that has data to draw, in the page's order."""
     rows = document["cells"]
     cells = [row["cell"] for row in rows]
     y = alt.Y("cell:N", sort=cells, title=None, axis=alt.Axis(labelLimit=320))
-    step = alt.Step(24)
-    charts: list[tuple[str, alt.TopLevelMixin]] = []
+    made = [
+        _success(rows, y),
+        _pass_at_k(rows, cells),
+        _durations(outputs, cells, y),
+        _failures(rows, y),
+        _cost(rows, y),
+        _differences(document["comparisons"]),
+    ]
+    return [chart for chart in made if chart is not None]
 
-    rates = _data(
-        "rates",
-        [
-            {
-                "cell": r["cell"],
-                "rate": r["success_rate"],
-                "low": r["success_ci95"][0],
-                "high": r["success_ci95"][1],
-            }
-            for r in rows
-            if r["success_rate"] is not None
-        ],
+
+def _interval_chart(
+    name: str, values: list[dict[str, Any]], y: alt.Y, x: alt.X, label: str
+) -> alt.TopLevelMixin:
+    """A point per row at ``value``, with a rule from ``low`` to ``high``."""
+    base = alt.Chart(_data(name, values)).encode(y=y)
+    rule = (
+        base.mark_rule(strokeWidth=2)
+        .encode(x=x, x2="high:Q")
+        .transform_calculate(value="datum.low")
     )
+    point = base.mark_point(filled=True, size=70).encode(
+        x=x, tooltip=[label, alt.Tooltip("value:Q", format=".1%")]
+    )
+    chart: alt.TopLevelMixin = rule + point
+    return chart
+
+
+def _success(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart:
+    values = [
+        {
+            "cell": r["cell"],
+            "value": r["success_rate"],
+            "low": r["success_ci95"][0],
+            "high": r["success_ci95"][1],
+        }
+        for r in rows
+        if r["success_rate"] is not None
+    ]
     x = alt.X(
-        "rate:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="success rate"
+        "value:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="success rate"
     )
-    base = alt.Chart(rates).encode(y=y)
-    charts.append(
-        (
-            "Success rate per cell, with its 95% interval (Wilson)",
-            (
-                base.mark_rule(strokeWidth=2)
-                .encode(x=x, x2="high:Q")
-                .transform_calculate(rate="datum.low")
-                + base.mark_point(filled=True, size=70).encode(
-                    x=x, tooltip=["cell:N", alt.Tooltip("rate:Q", format=".1%")]
-                )
-            ).properties(width=420, height=step),
-        )
+    chart = _interval_chart("rates", values, y, x, "cell:N")
+    return "Success rate per cell, with its 95% interval (Wilson)", chart.properties(
+        width=WIDTH, height=alt.Step(24)
     )
 
+
+def _pass_at_k(rows: Sequence[Mapping[str, Any]], cells: list[str]) -> Chart:
     curve = [
         {"cell": r["cell"], "k": int(k[5:]), "value": v}
         for r in rows
         for k, v in r.items()
         if k.startswith("pass@") and v is not None
     ]
-    charts.append(
-        (
-            "pass@k per cell",
-            alt.Chart(_data("pass_at_k", curve))
-            .mark_line(point=True)
-            .encode(
-                x=alt.X("k:O", title="k"),
-                y=alt.Y(
-                    "value:Q",
-                    scale=alt.Scale(domain=[0, 1]),
-                    axis=alt.Axis(format="%"),
-                    title="pass@k",
-                ),
-                color=alt.Color(
-                    "cell:N",
-                    sort=cells,
-                    legend=alt.Legend(orient="bottom", columns=1, labelLimit=480),
-                ),
-                tooltip=["cell:N", "k:O", alt.Tooltip("value:Q", format=".1%")],
-            )
-            .properties(width=420, height=260),
+    legend = alt.Legend(orient="bottom", columns=1, labelLimit=480)
+    chart = (
+        alt.Chart(_data("pass_at_k", curve))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("k:O", title="k"),
+            y=alt.Y(
+                "value:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="pass@k"
+            ),
+            color=alt.Color("cell:N", sort=cells, legend=legend),
+            tooltip=["cell:N", "k:O", alt.Tooltip("value:Q", format=".1%")],
         )
     )
+    return "pass@k per cell", chart.properties(width=WIDTH, height=260)
 
+
+def _durations(outputs: Sequence[Output], cells: list[str], y: alt.Y) -> Chart:
     several = len(outputs) > 1
-    durations = [
+    values = [
         {"cell": cell_name(o, r, several=several), "s": round(r.duration_ms / 1000, 3)}
         for o in outputs
         for r in o.runs
         if r.duration_ms is not None
     ]
-    charts.append(
-        (
-            "Run duration per cell (box: quartiles and median; whiskers: fastest and slowest)",
-            alt.Chart(_data("durations", durations))
-            .mark_boxplot(size=14, extent="min-max")
-            .encode(
-                x=alt.X("s:Q", title="seconds"),
-                y=y,
-                color=alt.Color("cell:N", sort=cells, legend=None),
-            )
-            .properties(width=420, height=step),
+    chart = (
+        alt.Chart(_data("durations", values))
+        .mark_boxplot(size=14, extent="min-max")
+        .encode(
+            x=alt.X("s:Q", title="seconds"), y=y, color=alt.Color("cell:N", sort=cells, legend=None)
         )
     )
+    title = "Run duration per cell (box: quartiles and median; whiskers: fastest and slowest)"
+    return title, chart.properties(width=WIDTH, height=alt.Step(24))
 
-    classes = [
+
+def _failures(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart | None:
+    values = [
         {"cell": r["cell"], "class": name, "kind": kind, "runs": n}
         for r in rows
         for kind, key in (("agent", "failures_agent"), ("infra", "failures_infra"))
         for name, n in r[key].items()
     ]
-    if classes:
-        charts.append(
-            (
-                "Failures per cell, by class (infra: the environment's fault, left out of success rates)",
-                alt.Chart(_data("failures", classes))
-                .mark_bar()
-                .encode(
-                    x=alt.X("sum(runs):Q", title="runs"),
-                    y=y,
-                    color=alt.Color(
-                        "class:N", title="failure class", legend=alt.Legend(orient="bottom")
-                    ),
-                    tooltip=["cell:N", "class:N", "kind:N", "runs:Q"],
-                )
-                .properties(width=420, height=step),
-            )
+    if not values:
+        return None
+    chart = (
+        alt.Chart(_data("failures", values))
+        .mark_bar()
+        .encode(
+            x=alt.X("sum(runs):Q", title="runs"),
+            y=y,
+            color=alt.Color("class:N", title="failure class", legend=alt.Legend(orient="bottom")),
+            tooltip=["cell:N", "class:N", "kind:N", "runs:Q"],
         )
+    )
+    title = (
+        "Failures per cell, by class (infra: the environment's fault, left out of success rates)"
+    )
+    return title, chart.properties(width=WIDTH, height=alt.Step(24))
 
-    cost = [
+
+def _cost(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart | None:
+    values = [
         {"cell": r["cell"], "usd": r["cost_usd_per_success"]}
         for r in rows
         if r.get("cost_usd_per_success") is not None
     ]
-    if cost:
-        charts.append(
-            (
-                "Cost per success (everything spent, failed runs too, over the runs that succeeded)",
-                alt.Chart(_data("cost", cost))
-                .mark_bar()
-                .encode(
-                    x=alt.X("usd:Q", title="US dollars", axis=alt.Axis(format="$.4f")),
-                    y=y,
-                    tooltip=["cell:N", alt.Tooltip("usd:Q", format="$.4f")],
-                )
-                .properties(width=420, height=step),
-            )
+    if not values:
+        return None
+    chart = (
+        alt.Chart(_data("cost", values))
+        .mark_bar()
+        .encode(
+            x=alt.X("usd:Q", title="US dollars", axis=alt.Axis(format="$.4f")),
+            y=y,
+            tooltip=["cell:N", alt.Tooltip("usd:Q", format="$.4f")],
         )
+    )
+    title = "Cost per success (everything spent, failed runs too, over the runs that succeeded)"
+    return title, chart.properties(width=WIDTH, height=alt.Step(24))
 
-    differences = [
+
+def _differences(comparisons: Sequence[Mapping[str, Any]]) -> Chart | None:
+    values = [
         {
             "pair": f"{c['cell']} − {c['baseline']}",
-            "d": c["difference"],
+            "value": c["difference"],
             "low": c["ci95"][0],
             "high": c["ci95"][1],
         }
-        for c in document["comparisons"]
+        for c in comparisons
         if c["difference"] is not None and c["ci95"]
     ]
-    if differences:
-        base = alt.Chart(_data("differences", differences)).encode(
-            y=alt.Y("pair:N", sort=None, title=None, axis=alt.Axis(labelLimit=320))
-        )
-        x = alt.X(
-            "d:Q",
-            scale=alt.Scale(domain=[-1, 1]),
-            axis=alt.Axis(format="+%"),
-            title="difference in success rate",
-        )
-        zero = (
-            alt.Chart(_data("zero", [{"d": 0}]))
-            .mark_rule(strokeDash=[4, 3], color="#888")
-            .encode(x=x)
-        )
-        charts.append(
-            (
-                "Differences against the baseline, with 95% intervals",
-                (
-                    zero
-                    + base.mark_rule(strokeWidth=2)
-                    .encode(x=x, x2="high:Q")
-                    .transform_calculate(d="datum.low")
-                    + base.mark_point(filled=True, size=70).encode(
-                        x=x, tooltip=["pair:N", alt.Tooltip("d:Q", format="+.1%")]
-                    )
-                ).properties(width=420, height=step),
-            )
-        )
-    return charts
+    if not values:
+        return None
+    y = alt.Y("pair:N", sort=None, title=None, axis=alt.Axis(labelLimit=320))
+    x = alt.X(
+        "value:Q",
+        scale=alt.Scale(domain=[-1, 1]),
+        axis=alt.Axis(format="+%"),
+        title="difference in success rate",
+    )
+    zero = (
+        alt.Chart(_data("zero", [{"value": 0}]))
+        .mark_rule(strokeDash=[4, 3], color="#888")
+        .encode(x=x)
+    )
+    chart = zero + _interval_chart("differences", values, y, x, "pair:N")
+    return "Differences against the baseline, with 95% intervals", chart.properties(
+        width=WIDTH - 60, height=alt.Step(24)
+    )
 
 
 def _task_table(outputs: Sequence[Output], document: Mapping[str, Any], folder: Path) -> str:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote
 
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
@@ -111,7 +113,7 @@ def test_results_of_every_earlier_version_and_a_torn_last_line_are_read(tmp_path
     assert (
         row["usage_runs"] == 1
         and row["tokens_per_run"] == 120
-        and row["cost_usd_per_success"] == 0.25
+        and row["cost_usd_per_success"] is None  # its one run with usage failed
     )
     assert row["nodes"] == {"host/abc": 1}
     assert row["duration_p50_ms"] == 812.5  # the line without a duration is left out, not 0
@@ -286,7 +288,10 @@ def test_the_html_report_of_a_real_bench_renders_in_chromium_offline(tmp_path, a
     links = re.findall(r"href='([^']+)'", html)
     assert len([x for x in links if x.endswith(".stdout")]) == 24  # one per run
     assert len([x for x in links if x.endswith(".jsonl")]) == 24  # the solve step's journal
-    assert all((page.parent / x).is_file() for x in links), "every link leads to a file"
+    (base,) = re.findall(r'<base href="([^"]+)">', html)  # links are relative to it
+    assert all((page.parent / unquote(base) / unquote(x)).is_file() for x in links), (
+        "every link leads to a file"
+    )
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", html), "nothing is fetched"
 
     shot = ARTIFACTS / "report-real-bench.png"
@@ -301,11 +306,12 @@ def test_the_html_report_of_a_real_bench_renders_in_chromium_offline(tmp_path, a
 
 def test_a_report_of_ten_thousand_runs_is_under_5_mb_and_draws(tmp_path):
     require_chromium()
+    rnd = random.Random(16)
     lines = [
         line(
             f"P={p}",
             f"task-{t:04d}",
-            (t * 7 + n * 3 + p) % 5 < 3,
+            rnd.random() < 0.3 + 0.1 * p + (t % 10) / 20,
             n,
             usage={"input_tokens": 50, "cost_usd": 0.001},
         )
@@ -387,3 +393,49 @@ def test_the_readme_comparison_of_two_providers_runs(tmp_path):
     assert codex["tokens_per_run"] == 16634 + 239
     (comparison,) = document["comparisons"]
     assert comparison["paired"] and comparison["tasks"] == 16
+
+
+def test_tasks_one_side_lacks_are_counted_and_pass_at_k_never_falls(tmp_path):
+    lines = [line("P=a", f"t{t}", t < 2) for t in range(10)]
+    lines += [line("P=b", f"t{t}", True) for t in range(3)]
+    # pass@k over a task whose third run infrastructure spoiled: k stops at 2.
+    lines += [line("P=c", "hard", False, n) for n in range(3)]
+    lines += [line("P=c", "easy", True, 0), line("P=c", "easy", True, 1)]
+    lines.append(line("P=c", "easy", False, 2, failure_class="infra_image", infra=True))
+    document = numbers(str(results(tmp_path / "o", lines)))
+    b = next(c for c in document["comparisons"] if c["cell"] == "P=b")
+    assert b["tasks"] == 3 and b["only_baseline"] == [f"t{t}" for t in range(3, 10)]
+    text = report(str(tmp_path / "o")).stdout
+    assert "unpaired 7 tasks with valid runs in P=a only" in text
+    c = cell(document, "P=c")
+    assert (c["pass@1"], c["pass@2"], c["pass@3"]) == (0.5, 0.5, None)
+
+
+def test_cost_per_success_counts_the_runs_that_reported_it(tmp_path):
+    lines = [
+        line("P=a", f"t{t}", True, usage={"cost_usd": 1.0} if t < 5 else None) for t in range(10)
+    ]
+    lines.append(line("P=b", "t0", True, usage={"cost_usd": 0.5}))
+    document = numbers(str(results(tmp_path / "o", lines)))
+    a, b = cell(document, "P=a"), cell(document, "P=b")
+    assert a["cost_usd_per_run"] == a["cost_usd_per_success"] == 1.0
+    assert b["tokens_per_run"] is None  # no token counts: unknown, not 0
+
+
+def test_an_output_given_twice_is_refused(tmp_path):
+    out = results(tmp_path / "o", [line("P=a", "t1", True)])
+    for twice in ([str(out), f"{out}/"], [str(out), str(out / "results.jsonl")]):
+        done = report(*twice)
+        assert done.returncode == 2 and "are the same results file" in done.stderr
+
+
+def test_labels_that_look_like_markup_break_neither_the_page_nor_its_scripts(tmp_path):
+    require_chromium()
+    lines = [line("M=<!--<script>", f"</script><b>{t}", t < 3) for t in range(6)]
+    lines += [line("M=b&amp;'\"", f"</script><b>{t}", t < 5) for t in range(6)]
+    page = tmp_path / "odd.html"
+    done = report(str(results(tmp_path / "o", lines)), "--html", str(page))
+    assert done.returncode == 0, done.stderr
+    assert "<b>0" not in page.read_text() and "&lt;b&gt;0" in page.read_text()
+    seen = open_page(page, ready_js=READY, probe_js=PROBE)
+    assert seen.console == [] and seen.value["drawn"] == 5, seen  # no usage: no cost chart

@@ -98,3 +98,20 @@ def test_t_quantile_refuses_probabilities_outside_zero_and_one():
     with pytest.raises(ValueError):
         student_t_quantile(1.0, 3)
     assert math.isclose(student_t_quantile(0.5, 3), 0.0, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("x1", "n1", "x2", "n2"), [(260, 520, 260, 520), (5000, 10000, 4800, 10000)]
+)
+def test_fisher_exact_stays_exact_for_thousands_of_runs(x1, n1, x2, n2):
+    expected = stats.fisher_exact([[x1, n1 - x1], [x2, n2 - x2]]).pvalue
+    assert fisher_exact(x1, n1, x2, n2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_rate_interval_is_cut_to_the_possible_and_absent_when_every_task_moved_alike():
+    from dagbox.report.inference import paired_rate_interval
+
+    assert paired_rate_interval([1.0, 1.0]) is None  # t would give [+1, +1]: no width
+    assert paired_rate_interval([0.0, 0.0, 0.0]) is None
+    mean, low, high = paired_rate_interval([1.0, 0.0, 0.0])
+    assert (mean, low, high) == (pytest.approx(1 / 3), -1.0, 1.0)  # t: [-1.10, +1.77]

@@ -842,14 +842,11 @@ def report(
 
     from dagbox.report.numbers import BaselineError
     from dagbox.report.numbers import report as numbers
-    from dagbox.report.read import ReportInputError, read_output
+    from dagbox.report.read import ReportInputError, read_outputs
     from dagbox.report.text import render
 
-    if len(set(outputs)) != len(outputs):
-        _err("dagbox: an output is given twice")
-        raise typer.Exit(EXIT_USAGE)
     try:
-        read = [read_output(given) for given in outputs]
+        read = read_outputs(outputs)
         document = numbers(read, baseline)
     except (ReportInputError, BaselineError) as exc:
         _err(f"dagbox: {exc}")
@@ -860,16 +857,21 @@ def report(
 
 
 def _write_html(target: Path, outputs: list[Output], document: dict[str, Any]) -> None:
+    import errno
+
     try:
+        import vl_convert  # noqa: F401  # the charts' JavaScript, bundled into the page
+
         from dagbox.report.html import page
     except ImportError as exc:
         _err(f"dagbox: --html needs the report extra: pip install 'dagbox[report]' ({exc})")
         raise typer.Exit(EXIT_ENVIRONMENT) from None
     try:
-        target.write_text(page(outputs, document, target.parent.absolute()))
+        target.write_text(page(outputs, document, target.parent.absolute()), encoding="utf-8")
     except OSError as exc:
         _err(f"dagbox: cannot write {target}: {exc.strerror or exc}")
-        raise typer.Exit(EXIT_USAGE) from None
+        given_wrong = exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES)
+        raise typer.Exit(EXIT_USAGE if given_wrong else EXIT_ENVIRONMENT) from None
     _err(f"dagbox: report written to {target}")
 
 

@@ -131,7 +131,7 @@ class Panel:
         lines = self._lines(*size)
         # The cursor waits at the start of the last line: a ^C the terminal echoes lands
         # on the panel (erased next), not past a full line, where it would wrap a line down.
-        parts.append("\n".join(lines))
+        parts.append("\n".join(lines) + "\r")
         self._height = len(lines) - 1
         self._write("".join(parts))
 

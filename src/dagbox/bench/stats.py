@@ -35,7 +35,10 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def is_infra(result: Mapping[str, Any]) -> bool:
-    return result.get("failure_class") in INFRA
+    """A run that failed through no fault of the agent: the one rule for every count."""
+    if result.get("status") == "succeeded":
+        return False
+    return bool(result.get("infra")) or result.get("failure_class") in INFRA
 
 
 def summarize(results: Iterable[Mapping[str, Any]], repeat: int) -> list[dict[str, Any]]:
@@ -55,13 +58,15 @@ def summarize(results: Iterable[Mapping[str, Any]], repeat: int) -> list[dict[st
         by_task: dict[str | None, list[Mapping[str, Any]]] = defaultdict(list)
         for run in valid:
             by_task[run.get("task")].append(run)
+        # pass@k needs k valid runs of every task: past the fewest any task has, it would
+        # be averaged over the tasks infrastructure spared, and could fall as k grows.
+        tallies = [
+            (len(rs), sum(r.get("status") == "succeeded" for r in rs)) for rs in by_task.values()
+        ]
+        most = min((n for n, _ in tallies), default=0)
         pass_k: dict[str, float | None] = {}
         for k in range(1, max(repeat, 1) + 1):
-            scores = [
-                pass_at_k(len(rs), sum(r.get("status") == "succeeded" for r in rs), k)
-                for rs in by_task.values()
-            ]
-            scores = [s for s in scores if not math.isnan(s)]
+            scores = [pass_at_k(n, c, k) for n, c in tallies] if k <= most else []
             pass_k[f"pass@{k}"] = round(sum(scores) / len(scores), 4) if scores else None
         durations = [r["duration_ms"] for r in runs if r.get("duration_ms") is not None]
         overheads = [r["overhead_ms"] for r in runs if r.get("overhead_ms") is not None]
@@ -82,33 +87,36 @@ def summarize(results: Iterable[Mapping[str, Any]], repeat: int) -> list[dict[st
                 "duration_p50_ms": _round(percentile(durations, 50)),
                 "duration_p95_ms": _round(percentile(durations, 95)),
                 "overhead_p50_ms": _round(percentile(overheads, 50)),
-                **_costs(runs, len(succeeded)),
+                **_costs(runs),
                 "failures": dict(sorted(failures.items())),
             }
         )
     return rows
 
 
-def _costs(runs: Sequence[Mapping[str, Any]], successes: int) -> dict[str, Any]:
+def _costs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Tokens and dollars per run and per success, over the runs whose CLI reported them.
 
-    Per success divides everything spent (failed runs included) by the runs that
-    succeeded: what one solved task costs. None where nothing was reported.
+    Per success divides everything those runs spent (failed ones included) by those of
+    them that succeeded: what one solved task costs. None where nothing was reported.
     """
-    reported = [r["usage"] for r in runs if r.get("usage")]
+    reported = [r for r in runs if r.get("usage")]
     out: dict[str, Any] = {"usage_runs": len(reported)}
-    for name, key, digits in (("tokens", None, 1), ("cost_usd", "cost_usd", 6)):
-        values = [
-            u.get(key) if key else (u.get("input_tokens") or 0) + (u.get("output_tokens") or 0)
-            for u in reported
-        ]
-        known = [v for v in values if v is not None]
-        total = sum(known) if known else None
-        out[f"{name}_per_run"] = round(total / len(known), digits) if total is not None else None
-        out[f"{name}_per_success"] = (
-            round(total / successes, digits) if total is not None and successes else None
-        )
+    for name, digits in (("tokens", 1), ("cost_usd", 6)):
+        known = [(r, v) for r in reported if (v := _amount(r["usage"], name)) is not None]
+        total = sum(v for _, v in known)
+        solved = sum(r.get("status") == "succeeded" for r, _ in known)
+        out[f"{name}_per_run"] = round(total / len(known), digits) if known else None
+        out[f"{name}_per_success"] = round(total / solved, digits) if solved else None
     return out
+
+
+def _amount(usage: Mapping[str, Any], name: str) -> float | None:
+    """Tokens (input + output) or dollars of one run; None when its CLI did not say."""
+    if name == "cost_usd":
+        return usage.get("cost_usd")
+    tokens = [usage.get("input_tokens"), usage.get("output_tokens")]
+    return None if tokens == [None, None] else sum(t or 0 for t in tokens)
 
 
 def _interval(bounds: tuple[float, float] | None) -> list[float] | None:

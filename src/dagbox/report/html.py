@@ -9,10 +9,12 @@ a path relative to the page, when the run's record is on this machine.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import json
 import os
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,12 @@ import altair as alt
 import msgspec
 
 from dagbox import __version__
+from dagbox.bench.stats import is_infra
 from dagbox.layout import home, safe_name
 from dagbox.records import RunRecord
 from dagbox.report.numbers import cell_name
 from dagbox.report.read import Output, Run
-from dagbox.report.text import render
+from dagbox.report.text import render, shown_ks
 
 _record = msgspec.json.Decoder(RunRecord)
 
@@ -39,6 +42,7 @@ def page(outputs: Sequence[Output], document: Mapping[str, Any], folder: Path) -
         spec = chart.to_dict()
         spec["datasets"] = {name: _DATASETS.pop(name) for name in _names(spec)}
         charts.append((title, spec))
+    table, base = _task_table(outputs, document, folder)
     parts = [
         "<h1>dagbox report</h1>",
         f"<p class=muted>{len(document['cells'])} cells from "
@@ -54,12 +58,14 @@ def page(outputs: Sequence[Output], document: Mapping[str, Any], folder: Path) -
             for i, (title, _) in enumerate(charts)
         ),
         "</div>",
+        *_flips(document["comparisons"]),
         "<h2>Tasks</h2>",
-        _task_table(outputs, document, folder),
+        table,
     ]
     script = "const specs = " + _json([spec for _, spec in charts]) + ";\n" + _DRAW
     return _PAGE.format(
         style=_STYLE,
+        base=base,
         body="\n".join(parts),
         bundle=_bundle(),
         script=script,
@@ -104,7 +110,7 @@ def _interval_chart(
     return chart
 
 
-def _success(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart:
+def _success(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart | None:
     values = [
         {
             "cell": r["cell"],
@@ -115,6 +121,8 @@ def _success(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart:
         for r in rows
         if r["success_rate"] is not None
     ]
+    if not values:
+        return None  # an empty chart draws nothing and warns in the console
     x = alt.X(
         "value:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="success rate"
     )
@@ -124,13 +132,12 @@ def _success(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart:
     )
 
 
-def _pass_at_k(rows: Sequence[Mapping[str, Any]], cells: list[str]) -> Chart:
+def _pass_at_k(rows: Sequence[Mapping[str, Any]], cells: list[str]) -> Chart | None:
     curve = [
-        {"cell": r["cell"], "k": int(k[5:]), "value": v}
-        for r in rows
-        for k, v in r.items()
-        if k.startswith("pass@") and v is not None
+        {"cell": r["cell"], "k": k, "value": r[f"pass@{k}"]} for r in rows for k in shown_ks(r)
     ]
+    if not curve:
+        return None
     legend = alt.Legend(orient="bottom", columns=1, labelLimit=480)
     chart = (
         alt.Chart(_data("pass_at_k", curve))
@@ -147,7 +154,7 @@ def _pass_at_k(rows: Sequence[Mapping[str, Any]], cells: list[str]) -> Chart:
     return "pass@k per cell", chart.properties(width=WIDTH, height=260)
 
 
-def _durations(outputs: Sequence[Output], cells: list[str], y: alt.Y) -> Chart:
+def _durations(outputs: Sequence[Output], cells: list[str], y: alt.Y) -> Chart | None:
     several = len(outputs) > 1
     values = [
         {"cell": cell_name(o, r, several=several), "s": round(r.duration_ms / 1000, 3)}
@@ -155,6 +162,8 @@ def _durations(outputs: Sequence[Output], cells: list[str], y: alt.Y) -> Chart:
         for r in o.runs
         if r.duration_ms is not None
     ]
+    if not values:
+        return None
     chart = (
         alt.Chart(_data("durations", values))
         .mark_boxplot(size=14, extent="min-max")
@@ -243,59 +252,74 @@ def _differences(comparisons: Sequence[Mapping[str, Any]]) -> Chart | None:
     )
 
 
-def _task_table(outputs: Sequence[Output], document: Mapping[str, Any], folder: Path) -> str:
+def _task_table(
+    outputs: Sequence[Output], document: Mapping[str, Any], folder: Path
+) -> tuple[str, str]:
+    """The per-task table, and the page's base URL: the folder every linked file is in,
+    relative to the page, so that each link names only what differs (10,000 runs make
+    20,000 links, and a long shared prefix would cost megabytes)."""
     cells = [row["cell"] for row in document["cells"]]
     several = len(outputs) > 1
     runs: dict[tuple[str | None, str], list[Run]] = {}
     for output in outputs:
         for run in output.runs:
             runs.setdefault((run.task, cell_name(output, run, several=several)), []).append(run)
-    tasks = sorted({task for task, _ in runs}, key=str)
-    finder = _Records(folder)
-    head = "".join(f"<th>{_e(c)}</th>" for c in cells)
+    finder = _Records(outputs)
+    files = {id(run): finder.files(run) for rs in runs.values() for run in rs}
+    linked = [str(p) for pair in files.values() for p in pair if p is not None]
+    root = Path(os.path.commonpath(linked)) if linked else folder
+    if len(linked) == 1:
+        root = root.parent
     body = []
-    for task in tasks:
+    for task in sorted({task for task, _ in runs}, key=str):
         tds = []
         for cell in cells:
-            marks = "".join(
-                finder.marks(run)
-                for run in sorted(runs.get((task, cell), []), key=lambda r: r.repeat or 0)
-            )
-            tds.append(f"<td>{marks}</td>")
-        body.append(
-            f"<tr><th>{_e(task if task is not None else '(no task)')}</th>{''.join(tds)}</tr>"
-        )
-    return (
+            ordered = sorted(runs.get((task, cell), []), key=lambda r: r.repeat or 0)
+            tds.append("<td>" + "".join(_mark(r, *files[id(r)], root) for r in ordered) + "</td>")
+        name = task if task is not None else "(no task)"
+        body.append(f"<tr><th>{_e(name)}</th>{''.join(tds)}</tr>")
+    head = "".join(f"<th>{_e(c)}</th>" for c in cells)
+    table = (
         "<p class=muted>Each mark is one run: ✓ succeeded, ✗ failed, ! failed by infrastructure, "
-        "· other. A mark links to the run's log, and j to its harness journal, when its record is "
-        "on this machine.</p>"
+        "· other. A mark links to the log of the step that decided the run, and j to its "
+        "harness journal, when its record is on this machine.</p>"
         f"<table class=tasks><thead><tr><th>task</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
+    return table, _url(Path(os.path.relpath(root, folder))) + "/"
+
+
+def _mark(run: Run, log: Path | None, journal: Path | None, root: Path) -> str:
+    symbol, kind = _symbol(run)
+    title = (
+        "" if run.status == "succeeded" else f" title='{_e(run.failure_class or run.status or '')}'"
+    )
+    if log is None:
+        return f"<span class={kind}{title}>{symbol}</span>"
+    mark = f"<a class={kind}{title} href='{_url(log.relative_to(root))}'>{symbol}</a>"
+    if journal is not None:
+        mark += f"<a class=j href='{_url(journal.relative_to(root))}'>j</a>"
+    return mark
+
+
+def _url(path: Path) -> str:
+    """A relative path as a URL: ``#``, ``%`` or ``?`` in a folder's name stay its name."""
+    return html.escape(urllib.parse.quote(path.as_posix()), quote=True)
 
 
 class _Records:
-    """Finds each run's record: where its line says, else under ``$DAGBOX_HOME``."""
+    """Finds each run's record: where its line says; else under ``$DAGBOX_HOME/runs``, or
+    a ``runs`` folder beside its results file (records copied along with them)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        root = home() / "runs"
-        try:
-            self.dags = [p for p in root.iterdir() if p.is_dir()]
-        except OSError:
-            self.dags = []
+    def __init__(self, outputs: Sequence[Output]) -> None:
+        roots = [home() / "runs", *(o.path.parent / "runs" for o in outputs)]
+        self.dags: list[Path] = []
+        for root in dict.fromkeys(roots):
+            with contextlib.suppress(OSError):
+                self.dags += [p for p in root.iterdir() if p.is_dir()]
 
-    def marks(self, run: Run) -> str:
-        symbol, kind = _symbol(run)
-        why = "" if run.status == "succeeded" else f" {run.failure_class or run.status or ''}"
-        title = _e(f"{run.run_id or ''}{why}")
+    def files(self, run: Run) -> tuple[Path | None, Path | None]:
         record = self._find(run)
-        log, journal = _files(record) if record is not None else (None, None)
-        if log is None:
-            return f"<span class={kind} title='{title}'>{symbol}</span>"
-        mark = f"<a class={kind} title='{title}' href='{self._href(log)}'>{symbol}</a>"
-        if journal is not None:
-            mark += f"<a class=j href='{self._href(journal)}'>j</a>"
-        return mark
+        return _files(record.absolute()) if record is not None else (None, None)
 
     def _find(self, run: Run) -> Path | None:
         if run.record and Path(run.record, "run.json").is_file():
@@ -305,9 +329,6 @@ class _Records:
                 if (dag / run.run_id / "run.json").is_file():
                     return dag / run.run_id
         return None
-
-    def _href(self, path: Path) -> str:
-        return html.escape(Path(os.path.relpath(path, self.folder)).as_posix(), quote=True)
 
 
 def _files(record: Path) -> tuple[Path | None, Path | None]:
@@ -324,7 +345,32 @@ def _files(record: Path) -> tuple[Path | None, Path | None]:
     journals = sorted((record / "attempts").glob("*/*.jsonl"), key=_newest)
     own = [j for j in journals if j.parent.name.partition("-")[2] == safe_name(step.name)]
     journal = own[-1] if own else journals[-1] if journals else None
-    return Path(step.stdout_file), journal
+    return _moved(Path(step.stdout_file), record), journal
+
+
+def _moved(path: Path, record: Path) -> Path | None:
+    """``path``, written where the record was when it ran, in the record where it is now
+    (records move: a copied home, a cluster node's record unpacked on the driver)."""
+    parts = path.parts
+    if record.name in parts:
+        at = len(parts) - 1 - parts[::-1].index(record.name)
+        path = record.joinpath(*parts[at + 1 :])
+    return path if path.is_file() else None
+
+
+def _flips(comparisons: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every task that flipped, each way, per comparison (the summary shows a few)."""
+    out = []
+    for c in comparisons:
+        for side, word in (("better", "better in"), ("worse", "worse in")):
+            if c[side]:
+                items = ", ".join(
+                    f"{_e(f['task'])} {_e(f['baseline'])}→{_e(f['cell'])}" for f in c[side]
+                )
+                out.append(
+                    f"<p class=flips><b>{len(c[side])} tasks {word} {_e(c['cell'])}</b> than in {_e(c['baseline'])}: {items}</p>"
+                )
+    return (["<h2>Tasks that flipped</h2>", *out]) if out else []
 
 
 def _newest(path: Path) -> float:
@@ -337,7 +383,7 @@ def _newest(path: Path) -> float:
 def _symbol(run: Run) -> tuple[str, str]:
     if run.status == "succeeded":
         return "✓", "ok"
-    if run.infra or (run.failure_class or "").startswith("infra"):
+    if is_infra({"status": run.status, "infra": run.infra, "failure_class": run.failure_class}):
         return "!", "infra"
     if run.status in ("failed", "aborted"):
         return "✗", "bad"
@@ -376,7 +422,10 @@ def _names(spec: Any) -> set[str]:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":")).replace("</", "<\\/")
+    """JSON to put inside <script>: no ``<``, ``>`` or ``&`` that the HTML parser could
+    read as the end of the script (``</script>``, ``<!--<script>``)."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _e(text: Any) -> str:
@@ -412,6 +461,7 @@ _PAGE = """\
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>dagbox report</title>
+<base href="{base}">
 <style>{style}</style>
 <script>{bundle}</script>
 </head>

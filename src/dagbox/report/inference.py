@@ -67,8 +67,10 @@ def fisher_exact(x1: int, n1: int, x2: int, n2: int) -> float:
     seen = weight(x1)
     low, high = max(0, successes - n2), min(n1, successes)
     tables = [weight(a) for a in range(low, high + 1)]
-    limit = seen * (1 + 1e-7)
-    p = Fraction(sum(w for w in tables if w <= limit), math.comb(total, successes))
+    # w <= seen * (1 + 1e-7), in integers: the weights outgrow floats past a few hundred runs.
+    p = Fraction(
+        sum(w for w in tables if w * 10**7 <= seen * (10**7 + 1)), math.comb(total, successes)
+    )
     return float(min(p, Fraction(1)))
 
 
@@ -87,6 +89,17 @@ def paired_mean_interval(
     mean = fmean(differences)
     half = student_t_quantile((1 + confidence) / 2, n - 1) * stdev(differences) / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def paired_rate_interval(differences: Sequence[float]) -> tuple[float, float, float] | None:
+    """:func:`paired_mean_interval` for differences of success rates: cut to [-1, 1], the
+    only possible values, and None when every pair differs by the same amount (the t
+    interval would have no width: a claim of certainty no sample of tasks can make)."""
+    found = paired_mean_interval(differences)
+    if found is None or len(set(differences)) == 1:
+        return None
+    mean, low, high = found
+    return mean, max(low, -1.0), min(high, 1.0)
 
 
 def student_t_quantile(p: float, df: float) -> float:

@@ -25,7 +25,7 @@ from dagbox.report.inference import (
     fisher_exact,
     mcnemar_exact,
     newcombe_difference,
-    paired_mean_interval,
+    paired_rate_interval,
 )
 from dagbox.report.read import Output, Run
 
@@ -117,14 +117,18 @@ def compare(cells: dict[str, list[Run]], base: str, other: str) -> dict[str, Any
     out: dict[str, Any] = {"baseline": base, "cell": other}
     if len(shared) >= 2:
         rates = {t: (_rate(a[t]), _rate(b[t])) for t in shared}
-        interval = paired_mean_interval([o - s for s, o in rates.values()])
+        differences = [o - s for s, o in rates.values()]
+        interval = paired_rate_interval(differences)
         better = [t for t, (s, o) in rates.items() if o > s]
         worse = [t for t, (s, o) in rates.items() if o < s]
         out.update(
             paired=True,
             method=PAIRED,
             tasks=len(shared),
-            difference=_r(interval[0]) if interval else None,
+            # Tasks one side has no valid run of: they cannot be paired, and are counted.
+            only_baseline=sorted(str(t) for t in a if t not in b),
+            only_cell=sorted(str(t) for t in b if t not in a),
+            difference=_r(sum(differences) / len(differences)),
             ci95=[_r(interval[1]), _r(interval[2])] if interval else None,
             p_value=_r(mcnemar_exact(len(better), len(worse)), 6),
             better=[_flip(t, a[t], b[t]) for t in better],
@@ -141,6 +145,8 @@ def compare(cells: dict[str, list[Run]], base: str, other: str) -> dict[str, Any
             difference=_r(x1 / n1 - x2 / n2) if n1 and n2 else None,
             ci95=[_r(bounds[0]), _r(bounds[1])] if bounds else None,
             p_value=_r(fisher_exact(x1, n1, x2, n2), 6) if n1 and n2 else None,
+            only_baseline=[],
+            only_cell=[],
             better=[],
             worse=[],
         )
@@ -154,7 +160,7 @@ def _successes(runs: Sequence[Run]) -> tuple[int, int]:
 
 
 def _infra(run: Run) -> bool:
-    return bool(run.infra) or is_infra({"failure_class": run.failure_class})
+    return is_infra({"status": run.status, "infra": run.infra, "failure_class": run.failure_class})
 
 
 def _by_task(runs: Sequence[Run]) -> dict[str | None, list[Run]]:
@@ -191,6 +197,8 @@ def _differences(base: Sequence[Run], other: Sequence[Run]) -> dict[str, Any]:
     elif not all(hashes):
         out["dag_hash"] = "unknown: the results do not say (written by an older dagbox)"
     images = [_merged(r.images for r in side if r.images) for side in (base, other)]
+    if not all(images) and any(images):
+        out["images"] = "unknown: one side's results do not say (written by an older dagbox)"
     changed = (
         {}
         if not all(images)
@@ -261,12 +269,25 @@ def _task_table(cells: dict[str, list[Run]]) -> list[dict[str, Any]]:
 
 
 def _describe(output: Output) -> dict[str, Any]:
+    """An output, and what to know before trusting its numbers."""
+    hashes = sorted({r.dag_hash for r in output.runs if r.dag_hash})
+    notes = []
+    if not output.runs:
+        notes.append("no results")
+    if output.unreadable:
+        notes.append(f"{output.unreadable} unreadable lines left out")
+    if len(hashes) > 1:
+        notes.append(
+            f"results of {len(hashes)} versions of the DAG together (a --resume after the DAG "
+            "changed); the bench's own summary counts only the latest version's"
+        )
     return {
         "label": output.label,
         "results": str(output.path),
         "runs": len(output.runs),
         "unreadable_lines": output.unreadable,
-        "dag_hashes": sorted({r.dag_hash for r in output.runs if r.dag_hash}),
+        "dag_hashes": hashes,
+        "notes": notes,
     }
 
 

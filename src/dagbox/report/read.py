@@ -56,6 +56,24 @@ class Output:
 _decoder = msgspec.json.Decoder(Run)
 
 
+def read_outputs(given: list[str]) -> list[Output]:
+    """Each output once: two spellings of one file (``out``, ``./out/``,
+    ``out/results.jsonl``) or two outputs with one name are a usage error."""
+    outputs = [read_output(g) for g in given]
+    seen: dict[Path, str] = {}
+    labels: dict[str, str] = {}
+    for g, output in zip(given, outputs, strict=True):
+        again = seen.setdefault(output.path.resolve(), g)
+        if again != g:
+            raise ReportInputError(f"{again} and {g} are the same results file")
+        named = labels.setdefault(output.label, g)
+        if named != g:
+            raise ReportInputError(
+                f"{named} and {g} would have one name ({output.label}); give their paths"
+            )
+    return outputs
+
+
 def read_output(given: str) -> Output:
     """``given``: a bench's ``--out`` folder, or its ``results.jsonl`` itself."""
     path = Path(given)
@@ -65,7 +83,8 @@ def read_output(given: str) -> Output:
     except OSError as exc:
         what = "has no results.jsonl" if path.is_dir() else "cannot be read"
         raise ReportInputError(f"{given} {what} ({exc.strerror or exc})") from None
-    output = Output(given.rstrip("/") or given, results)
+    label = str(results.parent) if results.name == "results.jsonl" else given
+    output = Output(label.rstrip("/") or label, results)
     by_key: dict[str, int] = {}
     for line in data.splitlines():
         if not line.strip():

@@ -83,11 +83,11 @@ SHOWN = 8
 
 def render(document: Mapping[str, Any]) -> str:
     rows = document["cells"]
-    most = max((len(_ks(row)) for row in rows), default=1)
+    most = max((ks[-1] for row in rows if (ks := shown_ks(row))), default=1)
     out = [cell_table(rows, most, interval=True), ""]
     for row in rows:
         out.append(f"{row['cell']}:")
-        ks = _ks(row)
+        ks = shown_ks(row)
         if ks:
             out.append("  pass@k   " + "  ".join(f"{k}: {_percent(row[f'pass@{k}'])}" for k in ks))
         out.append("  agent✘   " + _classes(row["failures_agent"]))
@@ -104,11 +104,8 @@ def render(document: Mapping[str, Any]) -> str:
     for comparison in document["comparisons"]:
         out += ["", *_comparison(comparison)]
     for output in document["outputs"]:
-        if output["unreadable_lines"]:
-            out += [
-                "",
-                f"{output['results']}: {output['unreadable_lines']} unreadable lines left out",
-            ]
+        for note in output["notes"]:
+            out += ["", f"{output['results']}: {note}"]
     return "\n".join(out)
 
 
@@ -121,10 +118,15 @@ def _comparison(c: Mapping[str, Any]) -> list[str]:
         low, high = c["ci95"]
         interval = f" [95% CI {_points(low)}, {_points(high)}]"
     paired = f"{c['tasks']} tasks paired" if c["paired"] else "not paired by task"
+    if c["paired"] and not c["ci95"]:
+        interval = " [no interval: every task moved by the same amount]"
     lines = [
         head + f"{_points(c['difference'])} points{interval}, p = {c['p_value']:.3g} ({paired})",
         f"  method   {c['method']}",
     ]
+    for side, whose in (("only_baseline", c["baseline"]), ("only_cell", c["cell"])):
+        if c[side]:
+            lines.append(f"  unpaired {len(c[side])} tasks with valid runs in {whose} only")
     for side in ("better", "worse"):
         if c[side]:
             flips = [f"{f['task']} {f['baseline']}→{f['cell']}" for f in c[side]]
@@ -158,8 +160,19 @@ def _short(value: Any) -> str:
     return text[:19] if text.startswith("sha256:") or len(text) == 64 else text
 
 
-def _ks(row: Mapping[str, Any]) -> list[int]:
-    return [int(k[5:]) for k, v in row.items() if k.startswith("pass@") and v is not None]
+def shown_ks(row: Mapping[str, Any]) -> list[int]:
+    """The k of pass@k shown: 1, 2, 3, 5, 10, 20, 50, ... and the largest (--json has all)."""
+    ks = [int(k[5:]) for k, v in row.items() if k.startswith("pass@") and v is not None]
+    return [k for k in ks if k == ks[-1] or k in SHOWN_KS or _round_number(k)]
+
+
+SHOWN_KS = {1, 2, 3, 5}
+
+
+def _round_number(k: int) -> bool:
+    """10, 20, 50, 100, 200, 500, ...: a 1, 2 or 5 followed by zeros."""
+    text = str(k)
+    return text[0] in "125" and set(text[1:]) == {"0"}
 
 
 def _classes(counts: Mapping[str, int]) -> str:

@@ -610,7 +610,7 @@ def bench(
         typer.Option(
             "--cluster",
             help="Run on a Ray cluster: HOST:6379, ray://HOST:10001, or auto ($RAY_ADDRESS). "
-            "Needs dagbox[ray]; see docs/cluster.md.",
+            "Needs dagbox\\[ray]; see docs/cluster.md.",
         ),
     ] = None,
 ) -> None:
@@ -821,7 +821,7 @@ def report(
         Path | None,
         typer.Option(
             "--html",
-            help="Also write one self-contained HTML file with charts (needs dagbox[report]).",
+            help="Also write one self-contained HTML file with charts (needs dagbox\\[report]).",
             show_default=False,
         ),
     ] = None,
@@ -837,6 +837,7 @@ def report(
     failure classes, tokens and cost; and compare cells or outputs, paired by task.
 
     Several outputs name their cells OUT/cell. How the numbers are made: docs/report.md.
+    Exits 2 for an output that cannot be read, 3 when --html lacks the report extra.
     """
     import json
 

@@ -212,7 +212,7 @@ class _Bench:
             else:
                 sinks = self._sinks(job, run_id, None)
                 result, record = await self._here(job, run_id, sinks)
-                on_node = {"record": str(record)}
+                on_node = {"record": str(record.absolute())}
         finally:
             self.panel.stop(run_id)
             self.slots.release()
@@ -293,7 +293,10 @@ class _Bench:
             interrupted=outcome.interrupted,
             record_error=record_error,
         )
-        on_node: dict[str, Any] = {"node": node or None, "record": target and str(target)}
+        on_node: dict[str, Any] = {
+            "node": node or None,
+            "record": target and str(target.absolute()),
+        }
         if outcome.refused:  # the node could not run it, or every node it went to was lost
             on_node.update(failure_class=INFRA_NODE, infra=True, error=outcome.error)
         if outcome.record_error is not None:  # that node's trouble: the bench goes on

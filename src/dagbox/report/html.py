@@ -368,7 +368,7 @@ def _flips(comparisons: Sequence[Mapping[str, Any]]) -> list[str]:
                     f"{_e(f['task'])} {_e(f['baseline'])}→{_e(f['cell'])}" for f in c[side]
                 )
                 out.append(
-                    f"<p class=flips><b>{len(c[side])} tasks {word} {_e(c['cell'])}</b> than in {_e(c['baseline'])}: {items}</p>"
+                    f"<p class=flips><b>{len(c[side])} task{'s' if len(c[side]) > 1 else ''} {word} {_e(c['cell'])}</b> than in {_e(c['baseline'])}: {items}</p>"
                 )
     return (["<h2>Tasks that flipped</h2>", *out]) if out else []
 

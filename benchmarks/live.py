@@ -1,4 +1,4 @@
-"""What the live panel costs a bench (issue: live panel).
+"""What the live panel (docs/report.md, "The live panel") costs a bench.
 
 1,000 runs of a one-step host DAG at --concurrency 8, the same bench (a) on a
 pseudo-terminal, where the panel is drawn, and (b) with stdout and stderr to pipes, where

@@ -13,6 +13,7 @@ import re
 import select
 import shlex
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -376,3 +377,82 @@ def test_without_a_terminal_nothing_is_drawn(tmp_path):
     assert "running" not in ran.stdout + ran.stderr
     assert "   gamma line 12" in ran.stdout.splitlines()
     assert "  steps: 1 failed, 3 succeeded" in ran.stdout.splitlines()
+
+
+# --- what the review found: errors, pipes beside the panel, tabs, SIGTERM ------------------
+
+
+def test_a_run_error_under_the_panel_is_its_one_line_not_a_traceback(tmp_path, pane):
+    dag = write(tmp_path, "steps:\n  - id: a\n    command: echo hi\n", "one.yaml")
+    command = [*DAGBOX, "run", "-o", "live", "--run-id", "fixed", str(dag)]
+    pane.start(
+        ["bash", "-c", f"{shlex.join(command)} >/dev/null 2>&1; {shlex.join(command)}"], 60, 12
+    )
+    assert pane.exit_code() == 2  # RunExists: a usage error, as without the panel
+    history = pane.screen(history=True)
+    text = "\n".join(history)
+    assert any(line.startswith("dagbox: a run with id fixed already exists") for line in history), (
+        text
+    )
+    assert "Traceback" not in text and "internal error" not in text, text
+    assert pane.cursor_visible()
+
+
+def test_with_stdout_piped_every_line_reaches_the_screen(tmp_path, pane):
+    """``| tee``: the reader writes to the terminal behind dagbox's back, so no panel."""
+    dag = bench_dag(tmp_path, lines=4)
+    bench = shlex.join(
+        [*DAGBOX, "bench", str(dag), *MATRIX, "-o", "prefix", "--out", str(tmp_path / "o")]
+    )
+    pane.start(["bash", "-c", f"{bench} | tee {tmp_path / 'tee.log'}"], 60, 40)
+    assert pane.exit_code() == 0
+    history = pane.screen(history=True)
+    shown = [line for line in history if re.search(r"\| task \d step \d", line)]
+    assert len(shown) == 6 * 4, "\n".join(history)
+    assert not [line for line in history if STALE_HEADLINE.search(line)]
+
+
+def test_on_the_terminal_every_line_of_every_run_is_shown_in_order(tmp_path, pane):
+    dag = bench_dag(tmp_path, lines=6, tail="\\tand a tab")  # a tab: one cell on the panel
+    pane.start(
+        [*DAGBOX, "bench", str(dag), *MATRIX, "-o", "prefix", "--out", str(tmp_path / "o")], 40, 12
+    )
+    lines = pane.wait(lambda ls: len(bench_rows(ls)) == 3, "three rows")
+    assert all(cell_len(line) <= 40 for line in lines), "\n".join(lines)
+    assert pane.exit_code() == 0
+    history = pane.screen(history=True)
+    assert_clean(history, BENCH_ROW)
+    for n in range(1, 7):
+        steps = [
+            int(m[1])
+            for line in history
+            if (m := re.search(rf"\[N={n}#0\] work +\| task {n} step (\d)", line))
+        ]
+        assert steps == list(range(1, 7)), "\n".join(history)
+
+
+def test_sigterm_while_a_retry_waits_leaves_the_output_and_the_cursor(tmp_path, pane):
+    marker = tmp_path / "failed-once"
+    dag = write(
+        tmp_path,
+        f"""
+        retry_policy: {{limit: 1, interval_sec: 60}}
+        steps:
+          - id: flaky
+            command: bash -c 'echo flaky says hello; touch {marker}; exit 1'
+        """,
+        "retry.yaml",
+    )
+    pane.start([*DAGBOX, "run", "-o", "live", str(dag)], 60, 12)
+    pane.wait(lambda ls: any("runs it again as" in line for line in ls), "the retry's notice")
+    shell = pane.tmux("display-message", "-p", "-t", "t", "#{pane_pid}").strip()
+    children = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True, check=True)
+    (dagbox,) = children.stdout.split()  # the pane's shell runs dagbox, then echo
+    os.kill(int(dagbox), signal.SIGTERM)
+    assert pane.exit_code() == 128 + signal.SIGTERM
+    history = pane.screen(history=True)
+    text = "\n".join(history)
+    assert "   flaky says hello" in history, text  # the failed step's output, shown
+    assert any("runs it again as" in line for line in history), text
+    assert not [line for line in history if STALE_HEADLINE.search(line)], text
+    assert pane.cursor_visible()

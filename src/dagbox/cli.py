@@ -303,8 +303,9 @@ def run(
     )
     if panel is not None and panel.enabled:
         request.sinks.append(StepRows(panel))
+        request.warn = panel.say  # stderr would land on the panel
     if log_format is LogFormat.json:
-        request.sinks.append(JsonLog(sys.stderr))
+        request.sinks.append(JsonLog(panel.beside if panel else sys.stderr))
     request.child_sinks = _child_sinks(output, log_format, panel)
     from dagbox.runtimes.container_engine import ContainerEngineUnavailable
 
@@ -325,6 +326,7 @@ def run(
                     f"the run failed; its retry_policy runs it again as {request.run_id}"
                     + (f" in {delay:g}s" if delay else "")
                 )
+                says.draw()
                 time.sleep(delay)  # a Ctrl-C here exits 130, as anywhere in a run
                 result = anyio.run(drawn, panel, lambda: execute(request))
     except ContainerEngineUnavailable as exc:
@@ -356,7 +358,7 @@ def _child_sinks(
             out = panel.above if panel else None
             made.append(Terminal(output, out, label=f"{label}/", summary=False))
         if log_format is LogFormat.json:
-            made.append(JsonLog(sys.stderr))
+            made.append(JsonLog(panel.beside if panel else sys.stderr))
         return made
 
     return sinks

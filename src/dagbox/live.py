@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -45,7 +47,7 @@ _HIDE, _SHOW, _ERASE_DOWN = "\x1b[?25l", "\x1b[?25h", "\x1b[J"
 class _Row:
     label: str
     began: float
-    #: The latest chunk of output, kept as it came (its last line is found when drawn).
+    #: The tail of its output, kept as it came (its last line is found when drawn).
     last: bytes = b""
 
 
@@ -54,7 +56,9 @@ class Panel:
         self, total: int | None, stream: TextIO | None = None, enabled: bool | None = None
     ) -> None:
         self.stream = stream or sys.stderr
-        self.enabled = _is_terminal(self.stream) if enabled is None else enabled
+        if enabled is None:  # stdout piped on (| tee) would land where the panel is erased
+            enabled = _is_terminal(self.stream) and _not_on_screen_apart(sys.stdout)
+        self.enabled = enabled
         self.color = self.enabled and wants_color(self.stream)
         self.total = total
         self.done = self.failed = self.infra = 0
@@ -63,11 +67,16 @@ class Panel:
         self._pending: list[str] = []
         self._height = 0  # lines of the panel on screen now, below the cursor's line
         self._shown = False
+        self._drawn_at = 0.0
         #: Lines that runs print (stdout): held for the next redraw when stdout is this
         #: same terminal; straight through otherwise.
         self.above: TextIO = (
-            cast(TextIO, _Held(self)) if self.enabled and _is_terminal(sys.stdout) else sys.stdout
+            cast(TextIO, _Held(self, sys.stdout))
+            if self.enabled and _is_terminal(sys.stdout)
+            else sys.stdout
         )
+        #: stderr for what else writes there while the panel is up (``--log-format json``).
+        self.beside: TextIO = cast(TextIO, _Held(self, sys.stderr)) if self.enabled else sys.stderr
 
     # --- what is running -----------------------------------------------------------------
 
@@ -76,8 +85,8 @@ class Panel:
 
     def output(self, key: str, data: bytes) -> None:
         row = self.rows.get(key)
-        if row is not None and data.strip():
-            row.last = data
+        if row is not None and data.strip():  # a line can come in several chunks
+            row.last = (row.last + data[-TAIL:])[-TAIL:]
 
     def stop(self, key: str) -> None:
         self.rows.pop(key, None)
@@ -96,6 +105,12 @@ class Panel:
             with contextlib.suppress(OSError, ValueError):
                 print(f"dagbox: {message}", file=sys.stderr, flush=True)
 
+    def catch_sigterm(self) -> None:
+        """SIGTERM ends dagbox through Python (SystemExit), so that the panel is closed:
+        for the moments no run's own handler is there (before a run, a retry's wait)."""
+        if self.enabled:
+            signal.signal(signal.SIGTERM, _exit_on_signal)
+
     # --- drawing -------------------------------------------------------------------------
 
     async def keep_drawn(self) -> None:
@@ -103,8 +118,11 @@ class Panel:
         import anyio
 
         while self.enabled:
-            self.draw()
-            await anyio.sleep(REDRAW_SECONDS)
+            wait = self._drawn_at + REDRAW_SECONDS - time.monotonic()
+            if wait <= 0:  # never sooner than that after the last draw, whoever made it
+                self.draw()
+                wait = REDRAW_SECONDS
+            await anyio.sleep(wait)
 
     def __enter__(self) -> Panel:
         return self
@@ -126,32 +144,34 @@ class Panel:
         if not self._shown:
             parts.append(_HIDE)
             self._shown = True
-        parts += self._pending
-        self._pending.clear()
+        held = len(self._pending)
+        parts += self._pending[:held]
         lines = self._lines(*size)
         # The cursor waits at the start of the last line: a ^C the terminal echoes lands
         # on the panel (erased next), not past a full line, where it would wrap a line down.
         parts.append("\n".join(lines) + "\r")
-        self._height = len(lines) - 1
-        self._write("".join(parts))
+        self._drawn_at = time.monotonic()
+        if self._write("".join(parts)):
+            del self._pending[:held]  # written: kept for close() otherwise
+            self._height = len(lines) - 1
 
     def close(self) -> None:
         """Erase the panel, write what is held, show the cursor, and end with the counts."""
-        if not self.enabled:
+        if not self.enabled and not self._shown:
             return
         self.enabled = False
         text = self._erase() + "".join(self._pending) + (_SHOW if self._shown else "")
         self._pending.clear()
+        self._shown = False
         self._write(text + self.headline() + "\n")
 
     def headline(self) -> str:
         elapsed = max(time.monotonic() - self.began, 1e-6)
         rate = self.done / elapsed
         total = f"/{self.total}" if self.total is not None else ""
-        parts = [f"running {len(self.rows)}", f"done {self.done}{total}", f"failed {self.failed}"]
-        if self.infra:
-            parts.append(f"infra {self.infra}")
-        parts.append(f"{rate:.1f}/s")
+        failed = f"failed {self.failed}" + (f" (infra {self.infra})" if self.infra else "")
+        parts = [f"running {len(self.rows)}", f"done {self.done}{total}", failed]
+        parts.append(f"{rate:.1f}/s" if rate >= 1 or not self.done else f"{rate * 60:.1f}/min")
         if self.total is not None:
             left = self.total - self.done
             parts.append(f"ETA {left / rate:.0f}s" if rate > 0 and left > 0 else "ETA -")
@@ -173,7 +193,7 @@ class Panel:
             shown = shown[: room - 1]
         label_width = min(max((cell_len(r.label) for r in shown), default=0), width // 2)
         for row in shown:
-            label = set_cell_size(row.label, label_width)
+            label = _middle(row.label, label_width)
             elapsed = f"{now - row.began:6.1f}s"
             head = f"  {label} {elapsed}"
             tail = _last_line(row.last)
@@ -196,30 +216,33 @@ class Panel:
         # erase starts at the top left, as it would for a panel at the top of a pane.
         return f"\r{up}\x1b[K\x1b[C{_ERASE_DOWN}\r"
 
-    def _write(self, text: str) -> None:
+    def _write(self, text: str) -> bool:
         try:
             self.stream.write(text)
             self.stream.flush()
-        except (OSError, ValueError):  # the terminal went away: the runs go on
+        except (OSError, ValueError):  # the terminal went away (or is busy): the runs go on
             self.enabled = False
+            return False
+        return True
 
 
 class _Held:
-    """stdout for lines printed while the panel is up: held until the next redraw."""
+    """A stream for lines printed while the panel is up: held until the next redraw."""
 
-    def __init__(self, panel: Panel) -> None:
+    def __init__(self, panel: Panel, then: TextIO) -> None:
         self.panel = panel
+        self.then = then
 
     def write(self, text: str) -> int:
         if self.panel.enabled:
             self.panel._pending.append(text)
         else:  # the panel is closed: what comes after goes straight out
-            sys.stdout.write(text)
+            self.then.write(text)
         return len(text)
 
     def flush(self) -> None:
         if not self.panel.enabled:
-            sys.stdout.flush()
+            self.then.flush()
 
     def isatty(self) -> bool:
         return True
@@ -265,7 +288,37 @@ class LastLine:
 
 def _last_line(data: bytes) -> str:
     text = data[-TAIL:].decode(errors="replace").rstrip()
-    return safe_line(text.rpartition("\n")[2], False).strip()
+    # A tab takes no cell to rich but up to 8 columns on a terminal: one space here.
+    return safe_line(text.rpartition("\n")[2], False).replace("\t", " ").strip()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _middle(text: str, width: int) -> str:
+    """``text`` in ``width`` cells, cut in the middle: a label's end (``#2 @node``) tells
+    rows apart as much as its start does."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) <= width:
+        return set_cell_size(text, width)
+    tail = width // 3
+    head = set_cell_size(text, width - tail - 1)
+    end = text[-tail:] if tail else ""
+    while cell_len(end) > tail:
+        end = end[1:]
+    return set_cell_size(head + "…" + end, width)
+
+
+def _not_on_screen_apart(stream: TextIO) -> bool:
+    """True unless ``stream`` is a pipe or socket, whose reader (``| tee``) may write to the
+    terminal behind the panel's back."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return True
+    return not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -289,17 +342,36 @@ async def drawn(panel: Panel | None, main: Callable[[], Awaitable[T]]) -> T:
         return await main()
     import anyio
 
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            outcome.append(await main())
+        except BaseException as exc:  # raised as it is, not inside an ExceptionGroup
+            failure.append(exc)
+        tg.cancel_scope.cancel()
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(panel.keep_drawn)
-        result = await main()
-        tg.cancel_scope.cancel()
-    return result
+        tg.start_soon(run)
+    panel.draw()  # what the run printed last, now (a retry may wait a while)
+    panel.catch_sigterm()  # asyncio, done with its own handler, left the default
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 @contextlib.contextmanager
 def shown(panel: Panel) -> Iterator[Panel]:
-    """The panel, closed (cursor shown, screen clean) however the block ends."""
+    """The panel, closed (cursor shown, screen clean) however the block ends: SIGTERM
+    too, where no run is there to catch it (a retry's wait)."""
+
+    previous = signal.getsignal(signal.SIGTERM)
+    panel.catch_sigterm()
     try:
         yield panel
     finally:
+        if panel.enabled:
+            signal.signal(signal.SIGTERM, previous)
         panel.close()

@@ -270,7 +270,7 @@ class _Bench:
             run_id=run_id,
             params={k: v for k, v in job.params.items() if not is_secret_name(k)},
             secret_params=[k for k in job.params if is_secret_name(k)],
-            live_output=self.options.output is not OutputMode.quiet,
+            live_output=self.options.output is not OutputMode.quiet or self.panel.enabled,
         )
         outcome, node, sinks, placed_at = await cluster.run(
             order, lambda label: self._sinks(job, run_id, label)

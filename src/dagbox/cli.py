@@ -294,18 +294,18 @@ def run(
         _check_run_id(run_id)
     loaded = _load(file)
     overrides = _overrides(params, param or [], trailing or [], params_file or [])
-    panel = Panel(None) if output is OutputMode.live else None
+    panel = Panel(None, enabled=None if output is OutputMode.live else False)
     request = RunRequest(
         plan=_checked(compile(loaded.dag, overrides, loaded.path, loaded.dags), loaded),
         run_id=run_id or new_run_id(),
         max_active=jobs,
-        sinks=[Terminal(output, panel.above if panel else None)],
+        sinks=[Terminal(output, panel.above)],
     )
-    if panel is not None and panel.enabled:
+    if panel.enabled:
         request.sinks.append(StepRows(panel))
         request.warn = panel.say  # stderr would land on the panel
     if log_format is LogFormat.json:
-        request.sinks.append(JsonLog(panel.beside if panel else sys.stderr))
+        request.sinks.append(JsonLog(panel.beside))
     request.child_sinks = _child_sinks(output, log_format, panel)
     from dagbox.runtimes.container_engine import ContainerEngineUnavailable
 
@@ -315,18 +315,18 @@ def run(
 
     gc.freeze()  # what importing made lives as long as dagbox: the collector skips it
     try:
-        with _adopting(), shown(panel or Panel(None, enabled=False)) as says:
+        with _adopting(), shown(panel):
             result = anyio.run(drawn, panel, lambda: execute(request))
             first, runs, suffix = request.run_id, 1, 1
             while (delay := _run_again(request.plan, result, runs)) is not None:
                 runs += 1
                 suffix = _free_suffix(request, first, suffix + 1)
                 request.run_id = f"{first}.{suffix}"
-                says.say(
+                panel.say(
                     f"the run failed; its retry_policy runs it again as {request.run_id}"
                     + (f" in {delay:g}s" if delay else "")
                 )
-                says.draw()
+                panel.draw()
                 time.sleep(delay)  # a Ctrl-C here exits 130, as anywhere in a run
                 result = anyio.run(drawn, panel, lambda: execute(request))
     except ContainerEngineUnavailable as exc:
@@ -343,7 +343,7 @@ def run(
 
 
 def _child_sinks(
-    output: OutputMode, log_format: LogFormat, panel: Panel | None
+    output: OutputMode, log_format: LogFormat, panel: Panel
 ) -> Callable[[str], list[Sink]]:
     """The sinks of a child run (a sub-DAG call): its lines labelled ``solve[12]/step``."""
     from dagbox.live import StepRows
@@ -352,13 +352,12 @@ def _child_sinks(
 
     def sinks(label: str) -> list[Sink]:
         made: list[Sink] = []
-        if panel is not None and panel.enabled:
+        if panel.enabled:
             made.append(StepRows(panel, f"{label}/"))
         if output is not OutputMode.quiet:  # quiet shows the root's summary alone
-            out = panel.above if panel else None
-            made.append(Terminal(output, out, label=f"{label}/", summary=False))
+            made.append(Terminal(output, panel.above, label=f"{label}/", summary=False))
         if log_format is LogFormat.json:
-            made.append(JsonLog(panel.beside if panel else sys.stderr))
+            made.append(JsonLog(panel.beside))
         return made
 
     return sinks

@@ -27,7 +27,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TextIO, TypeVar, cast
 
 from dagbox.engine.events import AnyEvent, StepFinished, StepOutput, StepStarted
@@ -102,8 +101,9 @@ class Panel:
         if self.enabled:
             self._pending.append(f"dagbox: {message}\n")
         else:
-            with contextlib.suppress(OSError, ValueError):
-                print(f"dagbox: {message}", file=sys.stderr, flush=True)
+            from dagbox.runner import warn
+
+            warn(message)
 
     def catch_sigterm(self) -> None:
         """SIGTERM ends dagbox through Python (SystemExit), so that the panel is closed:
@@ -123,17 +123,6 @@ class Panel:
                 self.draw()
                 wait = REDRAW_SECONDS
             await anyio.sleep(wait)
-
-    def __enter__(self) -> Panel:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def draw(self) -> None:
         """Erase the panel, write what runs printed since, and draw it anew: one write."""
@@ -336,9 +325,9 @@ def _size(stream: TextIO) -> tuple[int, int]:
         return 80, 24
 
 
-async def drawn(panel: Panel | None, main: Callable[[], Awaitable[T]]) -> T:
+async def drawn(panel: Panel, main: Callable[[], Awaitable[T]]) -> T:
     """``main()``, with ``panel`` kept drawn while it runs."""
-    if panel is None or not panel.enabled:
+    if not panel.enabled:
         return await main()
     import anyio
 

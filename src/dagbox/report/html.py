@@ -23,10 +23,9 @@ import altair as alt
 import msgspec
 
 from dagbox import __version__
-from dagbox.bench.stats import is_infra
 from dagbox.layout import home, safe_name
 from dagbox.records import RunRecord
-from dagbox.report.numbers import cell_name
+from dagbox.report.numbers import cells_of, spoiled
 from dagbox.report.read import Output, Run
 from dagbox.report.text import render, shown_ks
 
@@ -35,14 +34,15 @@ _record = msgspec.json.Decoder(RunRecord)
 
 def page(outputs: Sequence[Output], document: Mapping[str, Any], folder: Path) -> str:
     """The HTML of the report; ``folder``: where the page will be, for relative links."""
+    cells = cells_of(outputs)
     charts = []
-    for title, chart in _charts(outputs, document):
+    for title, chart, datasets in _charts(cells, document):
         # Validated without its data (checking 10,000 values against the schema takes
         # seconds), which Vega-Lite then finds by name in the spec's own datasets.
         spec = chart.to_dict()
-        spec["datasets"] = {name: _DATASETS.pop(name) for name in _names(spec)}
+        spec["datasets"] = datasets
         charts.append((title, spec))
-    table, base = _task_table(outputs, document, folder)
+    table, base = _task_table(outputs, cells, folder)
     parts = [
         "<h1>dagbox report</h1>",
         f"<p class=muted>{len(document['cells'])} cells from "
@@ -72,12 +72,12 @@ def page(outputs: Sequence[Output], document: Mapping[str, Any], folder: Path) -
     )
 
 
-#: A chart: its title, and its altair specification.
-Chart = tuple[str, alt.TopLevelMixin]
+#: A chart: its title, its altair specification, and the data it names, by name.
+Chart = tuple[str, alt.TopLevelMixin, dict[str, list[dict[str, Any]]]]
 WIDTH = 420
 
 
-def _charts(outputs: Sequence[Output], document: Mapping[str, Any]) -> list[Chart]:
+def _charts(runs: Mapping[str, list[Run]], document: Mapping[str, Any]) -> list[Chart]:
     """Every chart that has data to draw, in the page's order."""
     rows = document["cells"]
     cells = [row["cell"] for row in rows]
@@ -85,7 +85,7 @@ def _charts(outputs: Sequence[Output], document: Mapping[str, Any]) -> list[Char
     made = [
         _success(rows, y),
         _pass_at_k(rows, cells),
-        _durations(outputs, cells, y),
+        _durations(runs, cells, y),
         _failures(rows, y),
         _cost(rows, y),
         _differences(document["comparisons"]),
@@ -93,11 +93,9 @@ def _charts(outputs: Sequence[Output], document: Mapping[str, Any]) -> list[Char
     return [chart for chart in made if chart is not None]
 
 
-def _interval_chart(
-    name: str, values: list[dict[str, Any]], y: alt.Y, x: alt.X, label: str
-) -> alt.TopLevelMixin:
-    """A point per row at ``value``, with a rule from ``low`` to ``high``."""
-    base = alt.Chart(_data(name, values)).encode(y=y)
+def _interval_chart(name: str, y: alt.Y, x: alt.X, label: str) -> alt.TopLevelMixin:
+    """A point per row of dataset ``name`` at ``value``, with a rule from ``low`` to ``high``."""
+    base = alt.Chart(_data(name)).encode(y=y)
     rule = (
         base.mark_rule(strokeWidth=2)
         .encode(x=x, x2="high:Q")
@@ -126,10 +124,8 @@ def _success(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart | None:
     x = alt.X(
         "value:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="success rate"
     )
-    chart = _interval_chart("rates", values, y, x, "cell:N")
-    return "Success rate per cell, with its 95% interval (Wilson)", chart.properties(
-        width=WIDTH, height=alt.Step(24)
-    )
+    chart = _interval_chart("rates", y, x, "cell:N").properties(width=WIDTH, height=alt.Step(24))
+    return "Success rate per cell, with its 95% interval (Wilson)", chart, {"rates": values}
 
 
 def _pass_at_k(rows: Sequence[Mapping[str, Any]], cells: list[str]) -> Chart | None:
@@ -140,7 +136,7 @@ def _pass_at_k(rows: Sequence[Mapping[str, Any]], cells: list[str]) -> Chart | N
         return None
     legend = alt.Legend(orient="bottom", columns=1, labelLimit=480)
     chart = (
-        alt.Chart(_data("pass_at_k", curve))
+        alt.Chart(_data("pass_at_k"))
         .mark_line(point=True)
         .encode(
             x=alt.X("k:O", title="k"),
@@ -151,28 +147,27 @@ def _pass_at_k(rows: Sequence[Mapping[str, Any]], cells: list[str]) -> Chart | N
             tooltip=["cell:N", "k:O", alt.Tooltip("value:Q", format=".1%")],
         )
     )
-    return "pass@k per cell", chart.properties(width=WIDTH, height=260)
+    return "pass@k per cell", chart.properties(width=WIDTH, height=260), {"pass_at_k": curve}
 
 
-def _durations(outputs: Sequence[Output], cells: list[str], y: alt.Y) -> Chart | None:
-    several = len(outputs) > 1
+def _durations(runs: Mapping[str, list[Run]], cells: list[str], y: alt.Y) -> Chart | None:
     values = [
-        {"cell": cell_name(o, r, several=several), "s": round(r.duration_ms / 1000, 3)}
-        for o in outputs
-        for r in o.runs
+        {"cell": cell, "s": round(r.duration_ms / 1000, 3)}
+        for cell, rs in runs.items()
+        for r in rs
         if r.duration_ms is not None
     ]
     if not values:
         return None
     chart = (
-        alt.Chart(_data("durations", values))
+        alt.Chart(_data("durations"))
         .mark_boxplot(size=14, extent="min-max")
         .encode(
             x=alt.X("s:Q", title="seconds"), y=y, color=alt.Color("cell:N", sort=cells, legend=None)
         )
     )
     title = "Run duration per cell (box: quartiles and median; whiskers: fastest and slowest)"
-    return title, chart.properties(width=WIDTH, height=alt.Step(24))
+    return title, chart.properties(width=WIDTH, height=alt.Step(24)), {"durations": values}
 
 
 def _failures(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart | None:
@@ -185,7 +180,7 @@ def _failures(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart | None:
     if not values:
         return None
     chart = (
-        alt.Chart(_data("failures", values))
+        alt.Chart(_data("failures"))
         .mark_bar()
         .encode(
             x=alt.X("sum(runs):Q", title="runs"),
@@ -197,7 +192,7 @@ def _failures(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart | None:
     title = (
         "Failures per cell, by class (infra: the environment's fault, left out of success rates)"
     )
-    return title, chart.properties(width=WIDTH, height=alt.Step(24))
+    return title, chart.properties(width=WIDTH, height=alt.Step(24)), {"failures": values}
 
 
 def _cost(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart | None:
@@ -209,7 +204,7 @@ def _cost(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart | None:
     if not values:
         return None
     chart = (
-        alt.Chart(_data("cost", values))
+        alt.Chart(_data("cost"))
         .mark_bar()
         .encode(
             x=alt.X("usd:Q", title="US dollars", axis=alt.Axis(format="$.4f")),
@@ -218,7 +213,7 @@ def _cost(rows: Sequence[Mapping[str, Any]], y: alt.Y) -> Chart | None:
         )
     )
     title = "Cost per success (everything spent, failed runs too, over the runs that succeeded)"
-    return title, chart.properties(width=WIDTH, height=alt.Step(24))
+    return title, chart.properties(width=WIDTH, height=alt.Step(24)), {"cost": values}
 
 
 def _differences(comparisons: Sequence[Mapping[str, Any]]) -> Chart | None:
@@ -241,29 +236,23 @@ def _differences(comparisons: Sequence[Mapping[str, Any]]) -> Chart | None:
         axis=alt.Axis(format="+%"),
         title="difference in success rate",
     )
-    zero = (
-        alt.Chart(_data("zero", [{"value": 0}]))
-        .mark_rule(strokeDash=[4, 3], color="#888")
-        .encode(x=x)
-    )
-    chart = zero + _interval_chart("differences", values, y, x, "pair:N")
-    return "Differences against the baseline, with 95% intervals", chart.properties(
-        width=WIDTH - 60, height=alt.Step(24)
-    )
+    zero = alt.Chart(_data("zero")).mark_rule(strokeDash=[4, 3], color="#888").encode(x=x)
+    chart = zero + _interval_chart("differences", y, x, "pair:N")
+    title = "Differences against the baseline, with 95% intervals"
+    datasets = {"differences": values, "zero": [{"value": 0}]}
+    return title, chart.properties(width=WIDTH - 60, height=alt.Step(24)), datasets
 
 
 def _task_table(
-    outputs: Sequence[Output], document: Mapping[str, Any], folder: Path
+    outputs: Sequence[Output], cells: Mapping[str, list[Run]], folder: Path
 ) -> tuple[str, str]:
     """The per-task table, and the page's base URL: the folder every linked file is in,
     relative to the page, so that each link names only what differs (10,000 runs make
     20,000 links, and a long shared prefix would cost megabytes)."""
-    cells = [row["cell"] for row in document["cells"]]
-    several = len(outputs) > 1
     runs: dict[tuple[str | None, str], list[Run]] = {}
-    for output in outputs:
-        for run in output.runs:
-            runs.setdefault((run.task, cell_name(output, run, several=several)), []).append(run)
+    for cell, rs in cells.items():
+        for run in rs:
+            runs.setdefault((run.task, cell), []).append(run)
     finder = _Records(outputs)
     files = {id(run): finder.files(run) for rs in runs.values() for run in rs}
     linked = [str(p) for pair in files.values() for p in pair if p is not None]
@@ -383,7 +372,7 @@ def _newest(path: Path) -> float:
 def _symbol(run: Run) -> tuple[str, str]:
     if run.status == "succeeded":
         return "✓", "ok"
-    if is_infra({"status": run.status, "infra": run.infra, "failure_class": run.failure_class}):
+    if spoiled(run):
         return "!", "infra"
     if run.status in ("failed", "aborted"):
         return "✗", "bad"
@@ -400,25 +389,9 @@ def _bundle() -> str:
     return bundle.replace("</script", "<\\/script")
 
 
-#: Each chart's data, by name, until its spec is made (see page()).
-_DATASETS: dict[str, list[dict[str, Any]]] = {}
-
-
-def _data(name: str, values: list[dict[str, Any]]) -> alt.Data:
-    """Data a chart refers to by name; its values are put in the spec once it is made."""
-    _DATASETS[name] = values
+def _data(name: str) -> alt.Data:
+    """Data a chart refers to by name: page() puts its values in the spec's datasets."""
     return alt.Data(name=name)  # type: ignore[no-untyped-call]
-
-
-def _names(spec: Any) -> set[str]:
-    """Every dataset name a spec (and its layers) refers to."""
-    if isinstance(spec, dict):
-        data = spec.get("data")
-        own = {data["name"]} if isinstance(data, dict) and "name" in data else set()
-        return own.union(*(_names(v) for k, v in spec.items() if k != "data"))
-    if isinstance(spec, list):
-        return set().union(*(_names(v) for v in spec))
-    return set()
 
 
 def _json(value: Any) -> str:

@@ -13,8 +13,7 @@ matrix). Comparisons put every cell against a baseline (docs/report.md):
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,7 +40,7 @@ def cells_of(outputs: Sequence[Output]) -> dict[str, list[Run]]:
     """Runs per cell: the outputs in the order given, the cells of each by name, so that
     the baseline (the first) does not depend on which run happened to finish first."""
     cells: dict[str, list[Run]] = {}
-    for output in outputs:  # the outputs in the order given, the cells of each by name
+    for output in outputs:
         for run in sorted(output.runs, key=lambda r: r.cell):
             cells.setdefault(cell_name(output, run, several=len(outputs) > 1), []).append(run)
     return cells
@@ -66,7 +65,7 @@ def report(outputs: Sequence[Output], baseline: str | None = None) -> dict[str, 
         row["failures_infra"] = {
             k: v for k, v in row["failures"].items() if is_infra({"failure_class": k})
         }
-        row["nodes"] = dict(sorted(_count(r.node for r in runs if r.node).items()))
+        row["nodes"] = dict(sorted(Counter(r.node for r in runs if r.node).items()))
         rows.append(row)
     return {
         "outputs": [_describe(o) for o in outputs],
@@ -128,9 +127,9 @@ def compare(cells: dict[str, list[Run]], base: str, other: str) -> dict[str, Any
             # Tasks one side has no valid run of: they cannot be paired, and are counted.
             only_baseline=sorted(str(t) for t in a if t not in b),
             only_cell=sorted(str(t) for t in b if t not in a),
-            difference=_r(sum(differences) / len(differences)),
-            ci95=[_r(interval[1]), _r(interval[2])] if interval else None,
-            p_value=_r(mcnemar_exact(len(better), len(worse)), 6),
+            difference=round(sum(differences) / len(differences), 4),
+            ci95=[round(interval[1], 4), round(interval[2], 4)] if interval else None,
+            p_value=round(mcnemar_exact(len(better), len(worse)), 6),
             better=[_flip(t, a[t], b[t]) for t in better],
             worse=[_flip(t, a[t], b[t]) for t in worse],
         )
@@ -142,9 +141,9 @@ def compare(cells: dict[str, list[Run]], base: str, other: str) -> dict[str, Any
             paired=False,
             method=UNPAIRED,
             tasks=len(shared),
-            difference=_r(x1 / n1 - x2 / n2) if n1 and n2 else None,
-            ci95=[_r(bounds[0]), _r(bounds[1])] if bounds else None,
-            p_value=_r(fisher_exact(x1, n1, x2, n2), 6) if n1 and n2 else None,
+            difference=round(x1 / n1 - x2 / n2, 4) if n1 and n2 else None,
+            ci95=[round(bounds[0], 4), round(bounds[1], 4)] if bounds else None,
+            p_value=round(fisher_exact(x1, n1, x2, n2), 6) if n1 and n2 else None,
             only_baseline=[],
             only_cell=[],
             better=[],
@@ -155,11 +154,12 @@ def compare(cells: dict[str, list[Run]], base: str, other: str) -> dict[str, Any
 
 
 def _successes(runs: Sequence[Run]) -> tuple[int, int]:
-    valid = [r for r in runs if not _infra(r)]
+    valid = [r for r in runs if not spoiled(r)]
     return sum(r.status == "succeeded" for r in valid), len(valid)
 
 
-def _infra(run: Run) -> bool:
+def spoiled(run: Run) -> bool:
+    """The run failed through no fault of the agent (the bench's own rule)."""
     return is_infra({"status": run.status, "infra": run.infra, "failure_class": run.failure_class})
 
 
@@ -167,7 +167,7 @@ def _by_task(runs: Sequence[Run]) -> dict[str | None, list[Run]]:
     """Runs per task, infrastructure failures left out (they say nothing of the agent)."""
     out: dict[str | None, list[Run]] = defaultdict(list)
     for run in runs:
-        if not _infra(run):
+        if not spoiled(run):
             out[run.task].append(run)
     return out
 
@@ -197,19 +197,16 @@ def _differences(base: Sequence[Run], other: Sequence[Run]) -> dict[str, Any]:
     elif not all(hashes):
         out["dag_hash"] = "unknown: the results do not say (written by an older dagbox)"
     images = [_merged(r.images for r in side if r.images) for side in (base, other)]
-    if not all(images) and any(images):
-        out["images"] = "unknown: one side's results do not say (written by an older dagbox)"
-    changed = (
-        {}
-        if not all(images)
-        else {
+    if all(images):
+        changed = {
             ref: {"baseline": images[0].get(ref), "cell": images[1].get(ref)}
             for ref in sorted(images[0].keys() | images[1].keys())
             if images[0].get(ref) != images[1].get(ref)
         }
-    )
-    if changed:
-        out["images"] = changed
+        if changed:
+            out["images"] = changed
+    elif any(images):
+        out["images"] = "unknown: one side's results do not say (written by an older dagbox)"
     params = [_constant_params(side) for side in (base, other)]
     axes = {name for side in (base, other) for name in _axes(side)}  # the cells' own values
     changed = {
@@ -243,7 +240,7 @@ def _constant_params(runs: Sequence[Run]) -> dict[str, Any]:
         for name, value in (run.params or {}).items():
             seen[name].add(str(value))
     total = len(runs)
-    counts = _count(name for run in runs for name in (run.params or {}))
+    counts = Counter(name for run in runs for name in (run.params or {}))
     return {n: next(iter(v)) for n, v in seen.items() if len(v) == 1 and counts[n] == total}
 
 
@@ -255,7 +252,7 @@ def _task_table(cells: dict[str, list[Run]]) -> list[dict[str, Any]]:
             counts = tasks.setdefault(run.task, {}).setdefault(name, [0, 0, 0])
             counts[0] += run.status == "succeeded"
             counts[1] += 1
-            counts[2] += _infra(run)
+            counts[2] += spoiled(run)
     return [
         {
             "task": task,
@@ -289,14 +286,3 @@ def _describe(output: Output) -> dict[str, Any]:
         "dag_hashes": hashes,
         "notes": notes,
     }
-
-
-def _count(items: Any) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for item in items:
-        out[item] += 1
-    return out
-
-
-def _r(value: float, digits: int = 4) -> float:
-    return value if math.isnan(value) else round(value, digits)
